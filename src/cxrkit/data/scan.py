@@ -1,0 +1,73 @@
+"""Decode every image of a dataset once: validate it, record its size and mode, hash it.
+
+Files that cannot be decoded move from the dataset to its ``skipped`` list with the reason;
+the scan goes on. The result feeds the splitter (hashes) and ``cxr data inspect`` (sizes).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .dataset import CxrDataset, Skipped
+from .duplicates import phash
+from .images import ImageReadError, is_dicom, read_image
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+    mode: str
+    phash: str
+
+
+def describe_image(path) -> ImageInfo:
+    """Decode ``path`` fully and describe it; raises :class:`ImageReadError`."""
+    try:
+        data = open(path, "rb").read()
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read file ({exc.strerror or exc})") from None
+    gray = read_image(data, name=str(path))
+    if is_dicom(data):
+        import pydicom
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        mode = f"DICOM {ds.get('PhotometricInterpretation', '?')} {ds.get('BitsStored', '?')}-bit"
+    else:
+        with Image.open(io.BytesIO(data)) as img:
+            mode = img.mode
+    return ImageInfo(gray.shape[1], gray.shape[0], mode, phash(gray))
+
+
+def _describe_or_error(path) -> ImageInfo | str:
+    try:
+        return describe_image(path)
+    except ImageReadError as exc:
+        return exc.reason
+
+
+def scan_dataset(dataset: CxrDataset, workers: int = 2,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[CxrDataset, list[ImageInfo]]:
+    """Return the dataset without unreadable files (added to ``skipped``) and the info per record."""
+    paths = [r.path for r in dataset.records]
+    results: list[ImageInfo | str] = []
+    if workers > 1 and len(paths) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            for res in pool.map(_describe_or_error, paths, chunksize=32):
+                results.append(res)
+                if progress:
+                    progress(len(results), len(paths))
+    else:
+        for p in paths:
+            results.append(_describe_or_error(p))
+            if progress:
+                progress(len(results), len(paths))
+    ok = [isinstance(r, ImageInfo) for r in results]
+    clean = dataset.select(ok)
+    clean.skipped.extend(Skipped(str(p), reason) for p, reason in zip(paths, results)
+                         if isinstance(reason, str))
+    return clean, [r for r in results if isinstance(r, ImageInfo)]
