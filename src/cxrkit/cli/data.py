@@ -1,0 +1,186 @@
+"""``cxr data inspect`` and ``cxr data split``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from rich.table import Table
+
+from .. import RESEARCH_NOTICE
+from .._io import atomic_write_json
+from ..data import inspect_dataset, prepare, write_split
+from ..data.duplicates import DEFAULT_MAX_DISTANCE
+from ..data.splits import SPLITS
+from ._console import console, progress_bar
+
+MAX_SKIPPED_SHOWN = 20
+MAX_CONFOUND_ROWS = 15
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that reads a dataset and splits it."""
+    p.add_argument("--classes", default=None,
+                   help="comma-separated classes to keep, in this order (default: "
+                        "covid,viral_pneumonia,normal; 'all' keeps every class found). "
+                        "Aliases such as 'COVID-19' or 'Viral Pneumonia' are understood.")
+    p.add_argument("--split-file", type=Path, default=None,
+                   help="reuse a saved split.csv instead of making a new split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    p.add_argument("--fractions", default="0.7,0.15,0.15",
+                   help="train,val,test shares (default 0.7,0.15,0.15)")
+    p.add_argument("--dup-threshold", type=int, default=DEFAULT_MAX_DISTANCE,
+                   help="max differing bits (of 256) for two images to count as near-duplicates "
+                        f"and be kept in one split (default {DEFAULT_MAX_DISTANCE}; -1 disables)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes that decode images (default: all cores)")
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--fractions must be three numbers like 0.7,0.15,0.15, got {text!r}") from None
+    if len(parts) != 3:
+        raise ValueError(f"--fractions must be three numbers like 0.7,0.15,0.15, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def prepare_from_args(args: argparse.Namespace):
+    with progress_bar("decoding and hashing images") as update:
+        return prepare(args.data, args.classes, split_file=args.split_file, seed=args.seed,
+                       fractions=_fractions(args.fractions), max_distance=args.dup_threshold,
+                       workers=args.workers, progress=update)
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="look at a dataset and split it",
+                                 description="Look at a dataset and split it.")
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="{inspect,split}")
+
+    p = sub.add_parser(
+        "inspect", help="counts, sizes, patients, duplicates, skipped files and confounds",
+        description="Decode every image once, split by patient and near-duplicate group, and "
+                    "report what is in the data and what could mislead a model: images per class "
+                    "and split, sizes and modes, patients, duplicates, unreadable files, and "
+                    "class-by-column tables for metadata such as population or subsource. "
+                    "Writes inspect.json and split.csv to --out.",
+        epilog="DATA is a folder of class folders (Kaggle v1 or v4 layouts work), a folder "
+               "with manifest.csv, a manifest CSV, or an ieee8023 metadata.csv. "
+               "Example: cxr data inspect ../shared/data/cxr --out runs/inspect",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", help="dataset folder or CSV")
+    add_dataset_arguments(p)
+    p.add_argument("--by", nargs="+", default=None, metavar="COLUMN",
+                   help="metadata columns to cross with the class (default: population, "
+                        "subsource, source_split, view, sex where present)")
+    p.add_argument("--out", type=Path, default=Path("runs/inspect"), help="output folder")
+    p.set_defaults(func=run_inspect)
+
+    p = sub.add_parser(
+        "split", help="write a patient- and duplicate-aware split.csv",
+        description="Make a seeded, stratified train/val/test split that keeps each patient and "
+                    "each near-duplicate group in one split, and write it as CSV.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", help="dataset folder or CSV")
+    add_dataset_arguments(p)
+    p.add_argument("--out", type=Path, default=Path("split.csv"), help="split CSV to write")
+    p.set_defaults(func=run_split)
+
+
+def inspect_to(data, out: Path, args: argparse.Namespace) -> dict:
+    """Run the inspection for ``args`` and write inspect.json + split.csv under ``out``."""
+    prep = prepare_from_args(args)
+    report = inspect_dataset(prep.dataset, prep.infos, prep.split, args.by)
+    out.mkdir(parents=True, exist_ok=True)
+    write_split(out / "split.csv", prep.dataset, prep.split)
+    atomic_write_json(out / "inspect.json", report)
+    print_report(report)
+    console.print(f"wrote [bold]{out / 'inspect.json'}[/] and [bold]{out / 'split.csv'}[/]")
+    return report
+
+
+def run_inspect(args: argparse.Namespace) -> None:
+    inspect_to(args.data, args.out, args)
+
+
+def run_split(args: argparse.Namespace) -> None:
+    prep = prepare_from_args(args)
+    write_split(args.out, prep.dataset, prep.split)
+    _print_split_table(prep.split.counts(prep.dataset), prep.dataset.classes)
+    console.print(f"wrote [bold]{args.out}[/] ({prep.split.stats.get('groups_merged_by_duplicates', 0)} "
+                  "groups merged by near-duplicates)")
+
+
+def _print_split_table(counts: dict, classes) -> None:
+    t = Table(title="images per class and split")
+    t.add_column("class")
+    for s in SPLITS:
+        t.add_column(s, justify="right")
+    t.add_column("total", justify="right")
+    for c in classes:
+        row = [counts[s][c] for s in SPLITS]
+        t.add_row(c, *map(str, row), str(sum(row)))
+    totals = [sum(counts[s].values()) for s in SPLITS]
+    t.add_row("[bold]all", *map(str, totals), str(sum(totals)))
+    console.print(t)
+
+
+def print_report(r: dict) -> None:
+    d = r["dataset"]
+    console.print(f"[bold]{d['root']}[/] read as [bold]{d['source']}[/]: {d['images']} images "
+                  f"in {len(d['classes'])} classes")
+    _print_split_table(r["split"]["counts"], d["classes"])
+    if r["missing_classes"]:
+        console.print(f"[yellow]warning:[/] no images for class(es) {', '.join(r['missing_classes'])}")
+    if r["excluded"]:
+        console.print("left out (not selected): " +
+                      ", ".join(f"{k} {v}" for k, v in r["excluded"].items()))
+    s, p = r["split"], r["patients"]
+    t = Table(title="images, patients and duplicates", show_header=False)
+    t.add_column(); t.add_column(justify="right")
+    w, h = r["image_sizes"]["width"], r["image_sizes"]["height"]
+    rows = [
+        ("width min / median / max", f"{w.get('min')} / {w.get('median')} / {w.get('max')}"),
+        ("height min / median / max", f"{h.get('min')} / {h.get('median')} / {h.get('max')}"),
+        ("modes", ", ".join(f"{k} {v}" for k, v in r["image_modes"].items())),
+        ("images with a lung mask", str(r["masks"])),
+        ("patients (images with an id)", f"{p['with_id']} ({p['images_with_id']})"),
+        ("images without patient id", str(p["images_without_id"])),
+        ("split groups", str(s.get("groups", "-"))),
+        ("near-duplicate pairs (groups merged)",
+         f"{s.get('near_duplicate_pairs', '-')} ({s.get('groups_merged_by_duplicates', '-')})"),
+        ("non-image files ignored", str(r["ignored_non_image_files"])),
+        ("unreadable files skipped", str(len(r["skipped"]))),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    for pair in s.get("near_duplicate_pairs_with_different_labels", []):
+        console.print(f"[yellow]warning:[/] near-duplicates with different labels: {pair[0]} / {pair[1]}")
+    for item in r["skipped"][:MAX_SKIPPED_SHOWN]:
+        console.print(f"[yellow]skipped[/] {item['path']}: {item['reason']}")
+    if len(r["skipped"]) > MAX_SKIPPED_SHOWN:
+        console.print(f"... and {len(r['skipped']) - MAX_SKIPPED_SHOWN} more (see inspect.json)")
+    for conf in r["confounds"]:
+        _print_confound(conf, d["classes"])
+    console.print(f"[dim]{RESEARCH_NOTICE}[/]")
+
+
+def _print_confound(conf: dict, classes) -> None:
+    if "table" not in conf:
+        console.print(f"column {conf['column']}: {conf.get('note')}")
+        return
+    t = Table(title=f"class by {conf['column']} (Cramer's V {conf['cramers_v']:.2f})")
+    t.add_column(conf["column"])
+    for c in classes:
+        t.add_column(c, justify="right")
+    rows = sorted(conf["table"].items(), key=lambda kv: -sum(kv[1].values()))
+    for value, counts in rows[:MAX_CONFOUND_ROWS]:
+        t.add_row(value, *(str(counts[c]) for c in classes))
+    if len(rows) > MAX_CONFOUND_ROWS:
+        t.caption = f"{len(rows) - MAX_CONFOUND_ROWS} smaller values not shown (see inspect.json)"
+    console.print(t)
+    for w in conf["warnings"]:
+        console.print(f"[bold yellow]confound:[/] {w}")

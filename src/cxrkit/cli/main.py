@@ -1,0 +1,45 @@
+"""Entry point of the ``cxr`` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .. import RESEARCH_NOTICE, __version__
+from ..data import DatasetError, ImageReadError, SplitError
+from . import data, demo
+from ._console import CliError, fail
+
+COMMANDS = (demo, data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxr",
+        description="Train, evaluate and explain chest X-ray classifiers with honest evidence: "
+                    "patient-level splits, duplicate checks, confound tables. " + RESEARCH_NOTICE,
+        epilog="Start with:  cxr data inspect DATA   (DATA: class folders, Kaggle layout, "
+               "manifest.csv or ieee8023 metadata.csv). Each command has --help.")
+    parser.add_argument("--version", action="version", version=f"cxrkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except (CliError, DatasetError, ImageReadError, SplitError, ValueError, OSError) as exc:
+        if args.debug or os.environ.get("CXR_DEBUG"):
+            raise
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
