@@ -139,7 +139,8 @@ def print_report(r: dict) -> None:
                       ", ".join(f"{k} {v}" for k, v in r["excluded"].items()))
     s, p = r["split"], r["patients"]
     t = Table(title="images, patients and duplicates", show_header=False)
-    t.add_column(); t.add_column(justify="right")
+    t.add_column()
+    t.add_column(justify="right")
     w, h = r["image_sizes"]["width"], r["image_sizes"]["height"]
     rows = [
         ("width min / median / max", f"{w.get('min')} / {w.get('median')} / {w.get('max')}"),

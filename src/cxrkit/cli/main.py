@@ -8,10 +8,10 @@ import sys
 
 from .. import RESEARCH_NOTICE, __version__
 from ..data import DatasetError, ImageReadError, SplitError
-from . import data, demo
+from . import data, demo, train
 from ._console import CliError, fail
 
-COMMANDS = (demo, data)
+COMMANDS = (demo, data, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,9 @@ class ImageReadError(ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # pickle with both arguments (errors cross process boundaries)
+        return type(self), (self.path, self.reason)
+
 
 def is_image_file(path: Path) -> bool:
     """True when the suffix is one we read (DICOM files without suffix are sniffed elsewhere)."""

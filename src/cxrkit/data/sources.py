@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from .classes import parse_classes, normalise_label
+from .classes import normalise_label, parse_classes
 from .dataset import CxrDataset, Record, Skipped
 from .images import is_dicom, is_image_file
 

@@ -1,0 +1,70 @@
+"""Decode and resize each image once, keep the result as a uint8 array on disk.
+
+Training reads every image once per epoch; decoding PNG/DICOM and resizing each time would
+make the CPU wait on data. The cache is one ``.npy`` (N, S, S) uint8 file, memory-mapped,
+named by a fingerprint of the files (path, size, mtime) and the preprocessing, so a changed
+file or setting makes a new cache and a stale one is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import CxrDataset
+from .images import read_image
+from .transforms import Preprocessing
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("CXR_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cxrkit")
+    return Path(base)
+
+
+def cache_key(paths: list[Path], spec: Preprocessing) -> str:
+    h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _load(job: tuple[Path, Preprocessing]) -> np.ndarray:
+    path, spec = job
+    return spec.to_uint8(read_image(path))
+
+
+def cached_images(dataset: CxrDataset, spec: Preprocessing, cache_dir: str | Path | None = None,
+                  workers: int = 2, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Preprocessed uint8 images of ``dataset.records`` in order, as a read-only memmap."""
+    paths = [r.path for r in dataset.records]
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = cache_dir / f"images-{cache_key(paths, spec)}-{len(paths)}x{spec.input_size}.npy"
+    if not target.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                        shape=(len(paths), spec.input_size, spec.input_size))
+        jobs = [(p, spec) for p in paths]
+        if workers > 1 and len(paths) > 64:
+            with ProcessPoolExecutor(workers) as pool:
+                for i, img in enumerate(pool.map(_load, jobs, chunksize=16)):
+                    arr[i] = img
+                    if progress:
+                        progress(i + 1, len(paths))
+        else:
+            for i, job in enumerate(jobs):
+                arr[i] = _load(job)
+                if progress:
+                    progress(i + 1, len(paths))
+        arr.flush()
+        del arr
+        os.replace(tmp, target)
+    return np.load(target, mmap_mode="r")

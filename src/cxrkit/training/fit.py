@@ -1,0 +1,157 @@
+"""``train(config)``: dataset -> split -> cached images -> Lightning fit -> run directory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from .._io import atomic_write_text
+from ..data.cache import cached_images
+from ..data.datamodule import CxrDataModule
+from ..data.prepare import prepare
+from ..data.splits import split_fingerprint, split_to_csv
+from ..data.transforms import Preprocessing
+from ..models import create_model
+from .checkpoint_io import SafeCheckpointIO
+from .config import CONFIG_FILE, TrainConfig
+from .freeze import apply_finetune
+from .module import CxrClassifier
+from .rundir import SPLIT_FILE, data_fingerprint, save_weights, write_card
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    card: dict
+    trainer: L.Trainer
+
+
+def _precision(config: TrainConfig) -> str:
+    if config.precision:
+        return config.precision
+    if torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda"):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _loggers(run_dir: Path):
+    loggers = [CSVLogger(run_dir, name="logs", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+        loggers.append(TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False))
+    except ModuleNotFoundError:  # tensorboard is optional
+        pass
+    return loggers
+
+
+def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
+          on_stage: Callable[[str], None] = lambda msg: None,
+          data_progress: Callable[[int, int], None] | None = None) -> TrainResult:
+    """Train a model as ``config`` says and write the run directory ``config.out``.
+
+    With ``resume`` the run continues from ``checkpoints/last.ckpt`` of that directory,
+    using its saved split.
+    """
+    start = time.perf_counter()
+    run_dir = Path(config.out)
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    last_ckpt = ckpt_dir / "last.ckpt"
+    if resume and not last_ckpt.is_file():
+        raise FileNotFoundError(f"{last_ckpt}: nothing to resume in {run_dir}")
+    L.seed_everything(config.seed, workers=True, verbose=False)
+
+    on_stage("reading and splitting the dataset")
+    split_file = run_dir / SPLIT_FILE if resume else config.split_file
+    prep = prepare(config.data, config.classes, split_file=split_file, seed=config.seed,
+                   fractions=config.fractions, max_distance=config.dup_threshold,
+                   workers=config.workers, progress=data_progress)
+    ds, split = prep.dataset, prep.split
+    run_dir.mkdir(parents=True, exist_ok=True)
+    split_csv = split_to_csv(ds, split)
+    atomic_write_text(run_dir / SPLIT_FILE, split_csv)
+    atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+
+    on_stage(f"building {config.model}")
+    model, info = create_model(config.model, len(ds.classes), in_chans=1,
+                               pretrained=config.pretrained, weights=config.weights)
+    trainable = apply_finetune(model, config.finetune)
+    pre = Preprocessing(input_size=config.input_size or info.input_size, mean=info.mean, std=info.std,
+                        contrast=config.contrast)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    on_stage(f"caching {len(ds)} images at {pre.input_size} px")
+    images = cached_images(ds, pre, config.cache_dir, workers=config.workers, progress=data_progress)
+    labels = ds.labels
+    assignment = np.asarray(split.assignment)
+    train_idx, val_idx = np.nonzero(assignment == "train")[0], np.nonzero(assignment == "val")[0]
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError(f"the split has {len(train_idx)} train and {len(val_idx)} val images; "
+                         "both must be non-empty")
+    counts = np.bincount(labels[train_idx], minlength=len(ds.classes))
+    if (counts == 0).any():
+        missing = [c for c, n in zip(ds.classes, counts) if n == 0]
+        raise ValueError(f"no training images for class(es) {', '.join(missing)}")
+    class_weights = (counts.sum() / (len(counts) * counts)).tolist() if config.balance == "loss" else None
+    dm = CxrDataModule(images, labels, train_idx, val_idx, config.batch_size,
+                       balance=config.balance)
+    module = CxrClassifier(model, list(ds.classes), pre.to_dict(), class_weights, lr=config.lr,
+                           weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
+                           label_smoothing=config.label_smoothing, augment=config.augment,
+                           channels_last=config.channels_last)
+
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min",
+                           save_last=True, save_top_k=1, enable_version_counter=False)
+    callbacks = [best, EarlyStopping("val/loss", patience=config.patience, mode="min"),
+                 LearningRateMonitor("epoch")]
+    if progress_bar:
+        from lightning.pytorch.callbacks import RichProgressBar
+        callbacks.append(RichProgressBar())
+    trainer = L.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+        num_nodes=config.num_nodes, strategy=config.strategy, precision=_precision(config),
+        callbacks=callbacks, logger=_loggers(run_dir), plugins=[SafeCheckpointIO()],
+        deterministic="warn" if torch.cuda.is_available() else True,
+        enable_progress_bar=progress_bar, enable_model_summary=False, log_every_n_steps=10,
+        max_time={"minutes": config.max_minutes} if config.max_minutes else None,
+        default_root_dir=run_dir)
+    on_stage(f"training ({trainable:,} trainable parameters)")
+    fit_start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume else None, weights_only=True)
+    fit_seconds = time.perf_counter() - fit_start
+
+    best_path = Path(best.best_model_path) if best.best_model_path else last_ckpt
+    module.load_state_dict(SafeCheckpointIO().load_checkpoint(best_path)["state_dict"])
+    val = trainer.validate(module, datamodule=dm, verbose=False)[0]  # metrics of the saved model
+    if trainer.global_rank != 0:
+        return TrainResult(run_dir, {}, trainer)
+    save_weights(run_dir, module.model)
+    card = {
+        "classes": list(ds.classes),
+        "preprocessing": pre.to_dict(),
+        "model": {"name": config.model, "in_chans": 1, "num_params": info.num_params,
+                  "trainable_params": trainable, "finetune": config.finetune},
+        "weights_source": info.weights_source,
+        "data": {"path": str(ds.root), "source": ds.source, "fingerprint": data_fingerprint(ds),
+                 "images": len(ds), "split_counts": split.counts(ds)},
+        "split": {"file": SPLIT_FILE, "hash": split_fingerprint(split_csv),
+                  "seed": config.seed, "fractions": list(config.fractions)},
+        "training": {"epochs_run": trainer.current_epoch, "best_checkpoint": best_path.name,
+                     "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
+                     "fit_seconds": round(fit_seconds, 1),
+                     "wall_seconds": round(time.perf_counter() - start, 1),
+                     "train_images_per_epoch": int(len(train_idx))},
+        "val_metrics": {k: round(float(v), 6) for k, v in val.items()},
+    }
+    write_card(run_dir, card)
+    return TrainResult(run_dir, card, trainer)

@@ -1,0 +1,99 @@
+"""The LightningModule: loss, optimiser, schedule, augmentation on device, val metrics."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.transforms import BatchAugment, Preprocessing
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """LR factor: linear warm-up to 1, then cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / max(1, warmup_steps)
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class CxrClassifier(L.LightningModule):
+    """Wraps any backbone returning logits; batches arrive as uint8 (B, 1, S, S) + labels.
+
+    Augmentation and normalisation run in ``on_after_batch_transfer``, i.e. on the GPU when
+    there is one. ``class_weights`` (inverse class frequency) counter class imbalance.
+    """
+
+    def __init__(self, model: nn.Module, classes: list[str], preprocessing: dict,
+                 class_weights: list[float] | None = None, lr: float = 1e-3,
+                 weight_decay: float = 0.05, warmup_epochs: float = 1.0, label_smoothing: float = 0.1,
+                 augment: bool = True, channels_last: bool = True):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.preprocessing = Preprocessing.from_dict(preprocessing)
+        self.augment = BatchAugment() if augment else None
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        n = len(classes)
+        self.val_acc = torchmetrics.classification.MulticlassAccuracy(n, average="micro")
+        self.val_f1 = torchmetrics.classification.MulticlassF1Score(n, average="macro")
+        self.val_recall = torchmetrics.classification.MulticlassRecall(n, average=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        x = x.float().div_(255.0)
+        if self.training and self.augment is not None:
+            x = self.augment(x)
+        x = self.preprocessing.normalise(x)
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def _loss(self, logits, y):
+        return F.cross_entropy(logits, y, weight=self.class_weights,
+                               label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.log("val/loss", self._loss(logits, y), on_epoch=True, prog_bar=True,
+                 batch_size=len(y), sync_dist=True)
+        self.val_acc.update(logits, y)
+        self.val_f1.update(logits, y)
+        self.val_recall.update(logits, y)
+
+    def on_validation_epoch_end(self):
+        # torchmetrics' compute() already gathers the states of every process.
+        self.log("val/acc", self.val_acc.compute(), prog_bar=True)
+        self.log("val/macro_f1", self.val_f1.compute(), prog_bar=True)
+        for name, r in zip(self.hparams.classes, self.val_recall.compute()):
+            self.log(f"val/sensitivity_{name}", r)
+        for m in (self.val_acc, self.val_f1, self.val_recall):
+            m.reset()
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        warmup = int(self.hparams.warmup_epochs * per_epoch)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
