@@ -31,6 +31,8 @@ def phash(gray: np.ndarray) -> str:
 
 
 def _as_bits(hashes: list[str]) -> np.ndarray:
+    if not hashes:  # reshape(0, -1) is ambiguous
+        return np.zeros((0, HASH_SIDE * HASH_SIDE // 8), np.uint8)
     return np.frombuffer(b"".join(bytes.fromhex(h) for h in hashes), np.uint8).reshape(len(hashes), -1)
 
 

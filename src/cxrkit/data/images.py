@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"})
 
@@ -79,7 +79,7 @@ def _read_raster(data: bytes, label: str) -> np.ndarray:
                     "safety limit (possible decompression bomb)",
                 )
             img.load()
-            img = ImageOps.exif_transpose(img)
+            img = _upright(img)
     except ImageReadError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
@@ -91,6 +91,21 @@ def _read_raster(data: bytes, label: str) -> np.ndarray:
     if img.width < 2 or img.height < 2:
         raise ImageReadError(label, f"image is only {img.width}x{img.height} pixels")
     return _to_gray01(img)
+
+
+# EXIF Orientation -> the transpose that shows the image upright (as in ImageOps.exif_transpose)
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation. Unlike ``ImageOps.exif_transpose`` this does not rewrite
+    the EXIF block, which raises ``struct.error`` on some corrupt but readable metadata."""
+    orientation = img.getexif().get(0x0112, 1)
+    method = _ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+    return img.transpose(method) if method is not None else img
 
 
 def _to_gray01(img: Image.Image) -> np.ndarray:

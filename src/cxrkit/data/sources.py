@@ -83,6 +83,8 @@ def _finish(root: Path, source: str, classes, rows: list[Record], skipped, ignor
             f"{root}: none of the classes {', '.join(selected)} were found; the data has "
             f"{', '.join(f'{c} ({n})' for c, n in sorted(found.items())) or 'no images'}. "
             "Choose classes with --classes (e.g. --classes all)."
+            + (f" {len(skipped)} listed file(s) were skipped, e.g. {skipped[0].path}: "
+               f"{skipped[0].reason}." if skipped else "")
         )
     keep = set(selected)
     excluded = Counter(other_excluded or {})
@@ -98,7 +100,8 @@ def from_folders(root: str | Path, classes=None) -> CxrDataset:
     base = root
     while True:  # a zip often unpacks to one wrapper folder: descend through it
         subdirs = _subdirs(base)
-        if len(subdirs) == 1 and not any(is_image_file(p) for p in base.iterdir() if p.is_file()):
+        if (len(subdirs) == 1 and subdirs[0].name.lower() not in SPLIT_DIR_NAMES
+                and not any(is_image_file(p) for p in base.iterdir() if p.is_file())):
             base = subdirs[0]
         else:
             break
@@ -123,7 +126,9 @@ def from_folders(root: str | Path, classes=None) -> CxrDataset:
 
 
 def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # __MACOSX: resource forks that zips made on a Mac carry beside the real folders
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and p.name != "__MACOSX")
 
 
 def _class_images(class_dir: Path) -> tuple[list[tuple[Path, Path | None]], int]:
@@ -181,6 +186,7 @@ def from_manifest(csv_path: str | Path, classes=None) -> CxrDataset:
     rows, skipped, seen = [], [], set()
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         for line_no, row in enumerate(csv.DictReader(fh), start=2):
+            row = {k.strip(): v for k, v in row.items() if k}  # header cells as _read_header sees them
             file = (row.get("file") or "").strip()
             where = f"{csv_path.name} line {line_no}"
             if not file:

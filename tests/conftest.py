@@ -1,0 +1,95 @@
+"""Shared test fixtures: synthetic images (never real radiographs) written into tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def xray_like(seed: int = 0, shape: tuple[int, int] = (64, 64)) -> np.ndarray:
+    """A smooth random uint8 image (coarse noise upsampled): distinct per seed, hash-stable."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8))
+    return np.array(coarse.resize((shape[1], shape[0]), Image.BICUBIC), dtype=np.uint8)
+
+
+@pytest.fixture
+def synth_array():
+    """``synth_array(seed=0, shape=(64, 64))`` -> smooth random uint8 2-D array."""
+    return xray_like
+
+
+@pytest.fixture
+def make_image(tmp_path):
+    """Write a synthetic image and return its path.
+
+    ``make_image("covid/a.png")`` writes a 64x64 8-bit image (seeded by ``seed``);
+    ``array`` (numpy) or ``image`` (PIL) give the content, ``fmt`` and ``save`` keyword
+    arguments go to ``PIL.Image.save``. Relative paths are under ``tmp_path``; parent
+    folders are created.
+    """
+
+    def _make(path: str | Path, array: np.ndarray | None = None, *, image: Image.Image | None = None,
+              seed: int = 0, shape: tuple[int, int] = (64, 64), fmt: str | None = None,
+              **save) -> Path:
+        path = Path(path)
+        if not path.is_absolute():
+            path = tmp_path / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if image is None:
+            image = Image.fromarray(xray_like(seed, shape) if array is None else np.asarray(array))
+        image.save(path, format=fmt, **save)
+        return path
+
+    return _make
+
+
+@pytest.fixture
+def make_dicom(tmp_path):
+    """Write a DICOM file with pydicom and return its path.
+
+    ``make_dicom("a.dcm", array, photometric="MONOCHROME2", RescaleSlope=2, ...)``: the
+    array's dtype sets the bit depth and sign, a 3-D ``(h, w, 3)`` array makes an RGB
+    image, ``array=None`` makes an object without PixelData; keyword arguments become
+    DICOM attributes.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    def _make(path: str | Path, array: np.ndarray | None, photometric: str = "MONOCHROME2",
+              **attrs) -> Path:
+        path = Path(path)
+        if not path.is_absolute():
+            path = tmp_path / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Modality = "DX"
+        if array is not None:
+            arr = np.ascontiguousarray(array)
+            ds.Rows, ds.Columns = arr.shape[:2]
+            ds.PhotometricInterpretation = photometric
+            ds.SamplesPerPixel = 3 if arr.ndim == 3 else 1
+            if arr.ndim == 3:
+                ds.PlanarConfiguration = 0
+            bits = arr.dtype.itemsize * 8
+            ds.BitsAllocated = bits
+            ds.BitsStored = bits
+            ds.HighBit = bits - 1
+            ds.PixelRepresentation = 1 if arr.dtype.kind == "i" else 0
+            ds.PixelData = arr.tobytes()
+        for key, value in attrs.items():
+            setattr(ds, key, value)
+        ds.save_as(path, enforce_file_format=True)
+        return path
+
+    return _make
