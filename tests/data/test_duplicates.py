@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrkit.data.duplicates import (DEFAULT_MAX_DISTANCE, hash_distance_histogram,
-                                    near_duplicate_pairs, phash)
+from cxrkit.data.duplicates import DEFAULT_MAX_DISTANCE, hash_distance_histogram, near_duplicate_pairs, phash
 from cxrkit.data.images import read_image
 
 

@@ -11,8 +11,17 @@ import pytest
 
 from cxrkit.data.dataset import CxrDataset, Record
 from cxrkit.data.duplicates import near_duplicate_pairs
-from cxrkit.data.splits import (DEFAULT_FRACTIONS, SPLITS, Split, SplitError, make_split, read_split,
-                                split_fingerprint, split_to_csv, write_split)
+from cxrkit.data.splits import (
+    DEFAULT_FRACTIONS,
+    SPLITS,
+    Split,
+    SplitError,
+    make_split,
+    read_split,
+    split_fingerprint,
+    split_to_csv,
+    write_split,
+)
 
 ROOT = Path("/nonexistent/cxr")
 CLASSES = ("covid", "viral_pneumonia", "normal")
