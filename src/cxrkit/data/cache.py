@@ -21,6 +21,10 @@ from .dataset import CxrDataset
 from .images import read_image
 from .transforms import Preprocessing
 
+# Bump when the pixels produced for the same files and settings change (decoder or
+# Preprocessing code), so caches written by older code are not reused.
+CACHE_VERSION = 2
+
 
 def default_cache_dir() -> Path:
     base = os.environ.get("CXR_CACHE") or os.path.join(
@@ -29,7 +33,7 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(paths: list[Path], spec: Preprocessing) -> str:
-    h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps({"version": CACHE_VERSION, **spec.to_dict()}, sort_keys=True).encode())
     for p in paths:
         st = p.stat()
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

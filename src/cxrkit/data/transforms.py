@@ -55,7 +55,7 @@ class Preprocessing:
         g = np.asarray(gray, np.float32)
         if self.contrast == "percentile":
             lo, hi = np.percentile(g, (1, 99))
-            g = np.clip((g - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(g)
+            g = (np.clip((g - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(g)).astype(np.float32)
         img = Image.fromarray(g, mode="F").resize((self.input_size, self.input_size), Image.BILINEAR)
         return np.clip(np.rint(np.asarray(img) * 255.0), 0, 255).astype(np.uint8)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,15 @@ from .module import CxrClassifier
 from .rundir import SPLIT_FILE, data_fingerprint, save_weights, write_card
 
 CHECKPOINT_DIR = "checkpoints"
+# Lightning chatter that says nothing about this run (tips, notes on our deliberate choices).
+_QUIET = (".*on_after_batch_transfer.*", ".*LeafSpec.*", ".*number of training batches.*",
+          ".*does not have many workers.*", ".*Checkpoint directory .* exists and is not empty.*")
+
+
+def _quiet_lightning() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for pattern in _QUIET:
+        warnings.filterwarnings("ignore", message=pattern)
 
 
 @dataclass
@@ -45,10 +56,12 @@ def _precision(config: TrainConfig) -> str:
 
 
 def _loggers(run_dir: Path):
-    loggers = [CSVLogger(run_dir, name="logs", version="")]
+    """CSV (+ TensorBoard when installed) under logs/version_N: a resumed run adds a version."""
+    loggers = [CSVLogger(run_dir, name="logs")]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
-        loggers.append(TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False))
+        loggers.append(TensorBoardLogger(run_dir, name="logs", version=loggers[0].version,
+                                         default_hp_metric=False))
     except ModuleNotFoundError:  # tensorboard is optional
         pass
     return loggers
@@ -56,18 +69,23 @@ def _loggers(run_dir: Path):
 
 def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
           on_stage: Callable[[str], None] = lambda msg: None,
-          data_progress: Callable[[int, int], None] | None = None) -> TrainResult:
+          data_progress: Callable[[int, int], None] | None = None,
+          callbacks: tuple[L.Callback, ...] = ()) -> TrainResult:
     """Train a model as ``config`` says and write the run directory ``config.out``.
 
     With ``resume`` the run continues from ``checkpoints/last.ckpt`` of that directory,
-    using its saved split.
+    using its saved split. ``callbacks`` are added to Lightning's (e.g. custom logging).
     """
     start = time.perf_counter()
+    _quiet_lightning()
     run_dir = Path(config.out)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     last_ckpt = ckpt_dir / "last.ckpt"
     if resume and not last_ckpt.is_file():
         raise FileNotFoundError(f"{last_ckpt}: nothing to resume in {run_dir}")
+    if not resume and ckpt_dir.exists() and any(ckpt_dir.iterdir()):
+        raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                              "or choose another --out (nothing was overwritten)")
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     on_stage("reading and splitting the dataset")
@@ -85,7 +103,7 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     model, info = create_model(config.model, len(ds.classes), in_chans=1,
                                pretrained=config.pretrained, weights=config.weights)
     trainable = apply_finetune(model, config.finetune)
-    pre = Preprocessing(input_size=config.input_size or info.input_size, mean=info.mean, std=info.std,
+    pre = Preprocessing(input_size=config.input_size or info.input_size[-1], mean=info.mean[0], std=info.std[0],
                         contrast=config.contrast)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -113,7 +131,7 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min",
                            save_last=True, save_top_k=1, enable_version_counter=False)
     callbacks = [best, EarlyStopping("val/loss", patience=config.patience, mode="min"),
-                 LearningRateMonitor("epoch")]
+                 LearningRateMonitor("epoch"), *callbacks]
     if progress_bar:
         from lightning.pytorch.callbacks import RichProgressBar
         callbacks.append(RichProgressBar())

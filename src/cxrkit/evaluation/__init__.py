@@ -1,0 +1,6 @@
+"""Evaluation: metrics with patient-level bootstrap confidence intervals."""
+
+from .bootstrap import bootstrap_ci
+from .metrics import classification_metrics, confusion
+
+__all__ = ["bootstrap_ci", "classification_metrics", "confusion"]
