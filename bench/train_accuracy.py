@@ -25,6 +25,7 @@ import torch
 from cxrkit._io import atomic_write_json
 from cxrkit._speed import reexec_with_tcmalloc
 from cxrkit.evaluation import predict_split, summarize
+from cxrkit.inference import Predictor
 from cxrkit.models import create_model
 from cxrkit.training import TrainConfig, train
 
@@ -96,9 +97,8 @@ def main(argv=None) -> None:
     e2e = statistics.median(n / s for s, n in steady)
     model_only = model_only_throughput(args.model, size, args.batch_size)
 
-    preds = predict_split(out, split="test")
-    groups = [r.patient_id for r in preds.dataset.records]
-    summary = summarize(preds.y_true, preds.probs, preds.classes, groups=groups)
+    preds = predict_split(Predictor.from_run(out), split="test")
+    summary = summarize(preds.y_true, preds.probs(), preds.classes, groups=preds.patient_groups)
     total_seconds = time.perf_counter() - start
     m = summary["metrics"]
     report = {

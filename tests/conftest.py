@@ -119,3 +119,34 @@ def write_blob_dataset(root: Path, per_class: int = 24, size: int = 64, seed: in
 def blob_dataset(tmp_path_factory) -> Path:
     """A session-wide 3-class synthetic dataset (24 images per class, 64 px)."""
     return write_blob_dataset(tmp_path_factory.mktemp("blobs"))
+
+
+def _tiny_config(data, out, cache, **overrides):
+    """A TrainConfig for a seconds-long run of resdense_tiny at 64 px on CPU."""
+    from cxrkit.training import TrainConfig
+
+    base = dict(data=str(data), out=str(out), model="resdense_tiny", pretrained=False, input_size=64,
+                epochs=4, batch_size=8, lr=3e-3, warmup_epochs=0.5, workers=1, cache_dir=str(cache),
+                patience=10)
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(data, out, cache, **overrides)`` -> TrainConfig of a seconds-long run."""
+    return _tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(blob_dataset, tmp_path_factory):
+    """A trained run on the blob dataset, shared by every test that needs a model (read-only)."""
+    from cxrkit.training import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    return train(_tiny_config(blob_dataset, root / "run", root / "cache"), progress_bar=False)
+
+
+@pytest.fixture(scope="session")
+def blob_writer():
+    """``blob_writer(root, per_class=24, size=64, seed=0)`` writes another blob dataset."""
+    return write_blob_dataset

@@ -19,23 +19,8 @@ from cxrkit.training.checkpoint_io import SafeCheckpointIO
 from cxrkit.training.config import DEFAULT_MODEL as CONFIG_DEFAULT_MODEL
 
 
-def tiny_config(data, out, cache, **kw) -> TrainConfig:
-    base = dict(data=str(data), out=str(out), model="resdense_tiny", pretrained=False, input_size=64,
-                epochs=4, batch_size=8, lr=3e-3, warmup_epochs=0.5, workers=1, cache_dir=str(cache),
-                patience=10)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def trained_run(blob_dataset, tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
-    result = train(tiny_config(blob_dataset, root / "run", root / "cache"), progress_bar=False)
-    return result
-
-
-def test_run_directory_has_everything_needed(trained_run):
-    run = trained_run.run_dir
+def test_run_directory_has_everything_needed(tiny_run):
+    run = tiny_run.run_dir
     for name in ("config.yaml", "split.csv", "model.safetensors", "model_card.json",
                  "checkpoints/last.ckpt", "logs/version_0/metrics.csv"):
         assert (run / name).is_file(), name
@@ -50,10 +35,10 @@ def test_run_directory_has_everything_needed(trained_run):
     assert 0.0 <= card["val_metrics"]["val/acc"] <= 1.0
 
 
-def test_tiny_model_learns_the_synthetic_task(trained_run, blob_dataset):
+def test_tiny_model_learns_the_synthetic_task(tiny_run, blob_dataset):
     # Each class is a bright blob in its own place: a working pipeline learns it in 4 epochs.
-    assert trained_run.card["val_metrics"]["val/acc"] >= 0.8
-    pred = Predictor.from_run(trained_run.run_dir)
+    assert tiny_run.card["val_metrics"]["val/acc"] >= 0.8
+    pred = Predictor.from_run(tiny_run.run_dir)
     paths = sorted(blob_dataset.glob("*/*.png"))
     probs = pred.predict_proba(paths)
     truth = np.array([pred.classes.index(p.parent.name) for p in paths])
@@ -61,13 +46,13 @@ def test_tiny_model_learns_the_synthetic_task(trained_run, blob_dataset):
     assert (probs.argmax(1) == truth).mean() >= 0.8
 
 
-def test_loaded_run_gives_the_same_outputs_as_the_trained_module(trained_run, blob_dataset):
-    loaded = load_run(trained_run.run_dir)
+def test_loaded_run_gives_the_same_outputs_as_the_trained_module(tiny_run, blob_dataset):
+    loaded = load_run(tiny_run.run_dir)
     x = loaded.preprocessing(np.random.default_rng(0).random((80, 70)).astype(np.float32))
-    again = load_run(trained_run.run_dir)
+    again = load_run(tiny_run.run_dir)
     with torch.no_grad():
         assert torch.equal(loaded.model(x), again.model(x))
-    assert loaded.preprocessing.to_dict() == read_card(trained_run.run_dir)["preprocessing"]
+    assert loaded.preprocessing.to_dict() == read_card(tiny_run.run_dir)["preprocessing"]
 
 
 class CrashAfterEpoch(L.Callback):
@@ -79,7 +64,7 @@ class CrashAfterEpoch(L.Callback):
             raise RuntimeError("simulated crash")
 
 
-def test_resume_after_crash_continues_and_gives_a_loadable_model(blob_dataset, tmp_path):
+def test_resume_after_crash_continues_and_gives_a_loadable_model(blob_dataset, tiny_config, tmp_path):
     config = tiny_config(blob_dataset, tmp_path / "run", tmp_path / "cache", epochs=3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(config, progress_bar=False, callbacks=(CrashAfterEpoch(1),))
@@ -98,7 +83,7 @@ def test_resume_after_crash_continues_and_gives_a_loadable_model(blob_dataset, t
     assert probs.shape == (3, 3)
 
 
-def test_resume_without_checkpoint_is_a_clear_error(blob_dataset, tmp_path):
+def test_resume_without_checkpoint_is_a_clear_error(blob_dataset, tiny_config, tmp_path):
     config = tiny_config(blob_dataset, tmp_path / "empty", tmp_path / "cache")
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(config, resume=True, progress_bar=False)
@@ -112,12 +97,12 @@ class Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_new_run_never_overwrites_an_existing_one(trained_run, blob_dataset, tmp_path):
-    before = (trained_run.run_dir / "model.safetensors").read_bytes()
-    config = tiny_config(blob_dataset, trained_run.run_dir, tmp_path / "cache")
+def test_a_new_run_never_overwrites_an_existing_one(tiny_run, blob_dataset, tiny_config, tmp_path):
+    before = (tiny_run.run_dir / "model.safetensors").read_bytes()
+    config = tiny_config(blob_dataset, tiny_run.run_dir, tmp_path / "cache")
     with pytest.raises(FileExistsError, match="--resume"):
         train(config, progress_bar=False)
-    assert (trained_run.run_dir / "model.safetensors").read_bytes() == before
+    assert (tiny_run.run_dir / "model.safetensors").read_bytes() == before
 
 
 def test_malicious_checkpoint_is_refused(tmp_path):
@@ -153,6 +138,6 @@ def test_default_model_is_one_name():
     assert CONFIG_DEFAULT_MODEL == DEFAULT_MODEL
 
 
-def test_card_is_valid_json_with_git_commit_key(trained_run):
-    card = json.loads((trained_run.run_dir / "model_card.json").read_text())
+def test_card_is_valid_json_with_git_commit_key(tiny_run):
+    card = json.loads((tiny_run.run_dir / "model_card.json").read_text())
     assert "git_commit" in card

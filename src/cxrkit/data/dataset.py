@@ -45,6 +45,7 @@ class CxrDataset:
     skipped: list[Skipped] = field(default_factory=list)
     excluded: Counter = field(default_factory=Counter)
     ignored_files: int = 0
+    location: Path | None = None  # what was read: the CSV for manifests, else the folder
 
     def __len__(self) -> int:
         return len(self.records)
@@ -84,4 +85,4 @@ class CxrDataset:
         """A dataset of the records where ``keep`` is true (same classes and bookkeeping)."""
         records = [r for r, k in zip(self.records, keep) if k]
         return CxrDataset(self.root, self.source, self.classes, records, list(self.skipped),
-                          Counter(self.excluded), self.ignored_files)
+                          Counter(self.excluded), self.ignored_files, self.location)

@@ -74,7 +74,7 @@ def _resolve_classes(classes, found: Counter) -> tuple[str, ...]:
     return parse_classes(classes)
 
 
-def _finish(root: Path, source: str, classes, rows: list[Record], skipped, ignored=0,
+def _finish(root: Path, source: str, classes, rows: list[Record], skipped, ignored=0, location=None,
             other_excluded: Counter | None = None) -> CxrDataset:
     found = Counter(r.label for r in rows)
     selected = _resolve_classes(classes, found)
@@ -90,7 +90,7 @@ def _finish(root: Path, source: str, classes, rows: list[Record], skipped, ignor
     excluded = Counter(other_excluded or {})
     excluded.update(r.label for r in rows if r.label not in keep)
     records = sorted((r for r in rows if r.label in keep), key=lambda r: str(r.path))
-    return CxrDataset(root, source, selected, records, skipped, excluded, ignored)
+    return CxrDataset(root, source, selected, records, skipped, excluded, ignored, location or root)
 
 
 # ----------------------------------------------------------------------------- folders
@@ -209,7 +209,7 @@ def from_manifest(csv_path: str | Path, classes=None) -> CxrDataset:
                 (root / mask).resolve() if mask else None,
                 {c: (row.get(c) or "").strip() for c in meta_cols},
             ))
-    return _finish(root, "manifest", classes, rows, skipped)
+    return _finish(root, "manifest", classes, rows, skipped, location=csv_path)
 
 
 # ----------------------------------------------------------------------------- ieee8023
@@ -256,4 +256,4 @@ def from_ieee8023(csv_path: str | Path, classes=None) -> CxrDataset:
             meta = {k: v for k, v in row.items() if k not in ("patientid", "filename", "folder")}
             rows.append(Record(path, ieee8023_label(row["finding"]), f"ieee8023-{row['patientid']}",
                                None, meta))
-    return _finish(root, "ieee8023", classes, rows, skipped, other_excluded=other)
+    return _finish(root, "ieee8023", classes, rows, skipped, location=csv_path, other_excluded=other)

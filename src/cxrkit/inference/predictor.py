@@ -41,7 +41,7 @@ class Predictor:
         """Logits for preprocessed uint8 images (N, S, S), in batches."""
         out = []
         for start in range(0, len(images), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch_size]))[:, None]
+            batch = torch.from_numpy(np.array(images[start:start + self.batch_size]))[:, None]
             x = self.preprocessing.normalise(batch.to(self.device))
             out.append(self.model(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)

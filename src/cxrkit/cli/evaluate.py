@@ -1,0 +1,137 @@
+"""``cxr evaluate``, ``cxr audit`` and ``cxr compare``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from rich.table import Table
+
+from .. import RESEARCH_NOTICE
+from .._io import atomic_write_json, atomic_write_text
+from ._console import CliError, console
+
+EVALUATION_DIR = "evaluation"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="run directory made by `cxr train`")
+    p.add_argument("--data", default=None,
+                   help="dataset to evaluate on (default: the run's training data with its split); "
+                        "other data is external validation, classes matched by name")
+    p.add_argument("--split", default=None, choices=["train", "val", "test", "all"],
+                   help="which images (default: test for the training data, all for other data)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="metrics with CIs, calibration, subgroups, report.html",
+        description="Evaluate a trained run: accuracy, macro-F1, per-class sensitivity, specificity, "
+                    "PPV, NPV, F1 and ROC-AUC, each with a bootstrap 95%% CI (resampling patients where "
+                    "ids exist); confusion matrix; calibration (ECE, Brier, reliability) before/after "
+                    "temperature scaling fitted on val and saved into the run; metrics per subgroup "
+                    "(--by). Writes metrics.json, PNG plots and a self-contained report.html.",
+        epilog="Examples:\n  cxr evaluate runs/lite0 --by population subsource --audit\n"
+               "  cxr evaluate runs/lite0 --data /data/other_hospital   # external validation",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--by", nargs="+", default=[], metavar="COLUMN",
+                   help="metadata columns for subgroup results, e.g. population subsource")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--audit", action="store_true", help="also run the shortcut audit (see `cxr audit -h`)")
+    p.add_argument("--out", type=Path, default=None, help=f"report folder (default RUN_DIR/{EVALUATION_DIR})")
+    p.set_defaults(func=run_evaluate)
+
+    p = subparsers.add_parser(
+        "audit", help="does the model look at the lungs or at shortcuts?",
+        description="Shortcut audit: confound probes (can the model's features predict population or "
+                    "source as well as the class?), adult-only metrics, and occlusion tests (lungs "
+                    "hidden, only lungs kept, border band blanked), with a verdict written from the "
+                    "numbers by documented rules (cxrkit.evaluation.audit.verdict).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(p)
+    p.add_argument("--by", nargs="+", default=["population", "subsource"], metavar="COLUMN",
+                   help="confounding attributes to probe")
+    p.add_argument("--out", type=Path, default=None, help="folder for audit.json (default RUN_DIR/audit)")
+    p.set_defaults(func=run_audit)
+
+    p = subparsers.add_parser("compare", help="one table across evaluated runs",
+                              description="Compare runs: model, weights, test metrics with CIs, ECE. "
+                                          "Each run needs `cxr evaluate` first.")
+    p.add_argument("run_dirs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, default=Path("comparison.md"), help="Markdown table to write")
+    p.set_defaults(func=run_compare)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from ..evaluation.audit import audit_run
+    from ..evaluation.evaluate import evaluate_run, predict_split
+    from ..evaluation.report import render_markdown, write_report
+    from ..inference.predictor import Predictor
+
+    predictor = Predictor.from_run(args.run_dir)
+    console.print(f"[bold]»[/] evaluating {args.run_dir} ({args.resamples} bootstrap resamples)")
+    preds = predict_split(predictor, args.data, args.split, args.workers)
+    ev = evaluate_run(args.run_dir, args.data, args.split, args.by, args.resamples, args.workers,
+                      predictor=predictor, preds=preds)
+    if args.audit:
+        console.print("[bold]»[/] shortcut audit")
+        ev["audit"] = audit_run(predictor, columns=args.by or None, workers=args.workers, preds=preds)
+    out = args.out or args.run_dir / EVALUATION_DIR
+    paths = write_report(out, ev)
+    console.print(render_markdown(ev))
+    console.print(f"wrote [bold]{paths.get('report.html', out)}[/]")
+
+
+def run_audit(args: argparse.Namespace) -> None:
+    from ..evaluation.audit import audit_run
+    from ..inference.predictor import Predictor
+
+    result = audit_run(Predictor.from_run(args.run_dir), args.data, args.split, args.by, args.workers)
+    out = args.out or args.run_dir / "audit"
+    atomic_write_json(out / "audit.json", {"notice": RESEARCH_NOTICE, **result})
+    t = Table(title="occlusion")
+    for col in ("condition", "accuracy", "balanced accuracy"):
+        t.add_column(col)
+    for o in result["occlusion"]:
+        t.add_row(o["condition"], f"{o['accuracy']:.3f}", f"{o['balanced_accuracy']:.3f}")
+    console.print(t)
+    for p in result["probes"]:
+        console.print(f"probe {p['attribute']} ({p['scope']}): balanced accuracy {p['balanced_accuracy']:.3f} "
+                      f"(class probe {p['class_balanced_accuracy']:.3f}, chance {p['chance']:.2f})")
+    console.print(f"[bold]verdict:[/] {result['verdict']}")
+    console.print(f"wrote [bold]{out / 'audit.json'}[/]")
+
+
+def _ci(m: dict, key: str) -> str:
+    v = m.get(key)
+    return "n/a" if not v else f"{100 * v['value']:.2f} [{100 * v['lo']:.2f}, {100 * v['hi']:.2f}]"
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    rows = []
+    for run in args.run_dirs:
+        path = run / EVALUATION_DIR / "metrics.json"
+        if not path.is_file():
+            raise CliError(f"{run}: no {EVALUATION_DIR}/metrics.json; run `cxr evaluate {run}` first")
+        ev = json.loads(path.read_text())
+        m = ev["overall"]["metrics"]
+        rows.append([str(run), ev["run"]["model"], ev["data"]["split"], str(ev["overall"]["n_images"]),
+                     _ci(m, "accuracy"), _ci(m, "macro_f1"),
+                     *(_ci(m, f"sensitivity/{c}") for c in ev["run"]["classes"][:1]),
+                     f"{ev['calibration']['after']['ece']:.3f}"])
+    header = ["run", "model", "split", "images", "accuracy % [95% CI]", "macro-F1 % [95% CI]",
+              "sensitivity first class %", "ECE (calibrated)"]
+    t = Table(title="runs compared")
+    for h in header:
+        t.add_column(h)
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+    md += "".join("| " + " | ".join(r) + " |\n" for r in rows)
+    atomic_write_text(args.out, md + f"\n{RESEARCH_NOTICE}\n")
+    console.print(f"wrote [bold]{args.out}[/]")

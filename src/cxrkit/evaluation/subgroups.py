@@ -1,0 +1,39 @@
+"""The same metrics for each value of a metadata column (e.g. population, subsource).
+
+A model can score well overall and fail a whole subgroup; on confounded data (pediatric
+viral vs adult covid) subgroup results are where shortcut learning shows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .evaluate import summarize
+
+MIN_IMAGES = 30  # below this a subgroup's CI is too wide to mean much
+MIN_PER_CLASS = 5
+
+
+def subgroup_results(y_true: np.ndarray, probs: np.ndarray, classes: list[str], values: list[str],
+                     groups=None, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """``{value: {"n_images", "class_counts", "metrics", "warning"}}`` for each column value."""
+    out = {}
+    values = np.asarray([v or "(missing)" for v in values])
+    for value in sorted(set(values.tolist())):
+        idx = np.nonzero(values == value)[0]
+        sub_groups = [groups[i] for i in idx] if groups is not None else None
+        s = summarize(y_true[idx], probs[idx], classes, sub_groups, n_resamples, seed)
+        counts = np.bincount(y_true[idx], minlength=len(classes))
+        present = {c: int(n) for c, n in zip(classes, counts) if n}
+        warning = None
+        if len(idx) < MIN_IMAGES:
+            warning = f"only {len(idx)} images: the CI is too wide to support a conclusion"
+        elif min(present.values()) < MIN_PER_CLASS:
+            warning = "a class has fewer than 5 images here: its per-class metrics are not reliable"
+        if len(present) == 1:
+            only = next(iter(present))
+            note = f"only {only} images: accuracy here is {only} sensitivity"
+            warning = f"{warning}; {note}" if warning else note
+        out[value] = {"n_images": int(len(idx)), "class_counts": present, "metrics": s["metrics"],
+                      "warning": warning}
+    return out
