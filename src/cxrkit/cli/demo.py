@@ -1,4 +1,4 @@
-"""``cxr demo``: the main job end to end on one dataset."""
+"""``cxr demo``: the main job end to end: inspect -> split -> train -> evaluate + audit -> report."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import os
 import time
 from pathlib import Path
 
+from ..training.config import TrainConfig
 from . import data as data_cli
-from ._console import CliError, console
+from ._console import CliError, console, progress_bar
 
 SHARED_DATA = Path("../shared/data/cxr")
 GET_DATA = (
@@ -17,6 +18,9 @@ GET_DATA = (
     "and run:  cxr demo --data PATH/TO/COVID-19_Radiography_Dataset   "
     "(or: make demo DATA=PATH). A folder of class folders or a manifest.csv works too."
 )
+# Fits the whole demo in ~30 minutes on a 2-core laptop CPU (see README, "Benchmarks").
+DEMO_EPOCHS = 8
+DEMO_TRAIN_MINUTES = 20.0
 
 
 def find_data(given: Path | None) -> Path:
@@ -34,19 +38,56 @@ def find_data(given: Path | None) -> Path:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="run the main job end to end on a dataset",
-        description="The main job: inspect the dataset and make the patient- and "
-                    "duplicate-aware split (later: train, evaluate, explain).",
+        description="The main job: inspect the dataset and make the patient- and duplicate-aware "
+                    "split; train the default model; evaluate it on the test split with CIs, "
+                    "calibration, subgroups and the shortcut audit; write report.html. A finished "
+                    "run in --out is reused, an interrupted one resumed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=Path, default=None,
                    help="dataset folder (default: $CXR_DATA, else ../shared/data/cxr)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    p.add_argument("--model", default=TrainConfig.model, help="backbone to train")
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="maximum training epochs")
+    p.add_argument("--train-minutes", type=float, default=DEMO_TRAIN_MINUTES,
+                   help="stop training after this many minutes (best val checkpoint is kept)")
+    p.add_argument("--by", nargs="+", default=["population", "subsource"], metavar="COLUMN",
+                   help="metadata columns for subgroup results and the audit (used where present)")
     data_cli.add_dataset_arguments(p)
-    p.set_defaults(func=run, by=None)
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
+    from ..evaluation.audit import audit_run
+    from ..evaluation.evaluate import evaluate_run, predict_split
+    from ..evaluation.report import render_markdown, write_report
+    from ..inference.predictor import Predictor
+    from ..training import train
+
     start = time.perf_counter()
     args.data = find_data(args.data)
-    console.rule(f"[bold]1/1 inspect and split {args.data}")
-    data_cli.inspect_to(args.data, args.out, args)
-    console.print(f"demo finished in {time.perf_counter() - start:.1f} s; outputs in [bold]{args.out}[/]")
+    console.rule(f"[bold]1/3 inspect and split {args.data}")
+    report = data_cli.inspect_to(args.data, args.out, argparse.Namespace(**{**vars(args), "by": None}))
+    by = [c for c in args.by if c in {t["column"] for t in report["confounds"]}]
+
+    run_dir = args.out / "model"
+    console.rule(f"[bold]2/3 train {args.model} -> {run_dir}")
+    if (run_dir / "model_card.json").is_file():
+        console.print(f"reusing the finished run in {run_dir} (choose another --out to train anew)")
+    else:
+        resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+        config = TrainConfig(data=str(args.data), out=str(run_dir), classes=args.classes, model=args.model,
+                             epochs=args.epochs, max_minutes=args.train_minutes, seed=args.seed,
+                             split_file=str(args.out / "split.csv"), workers=args.workers)
+        with progress_bar("caching images") as update:
+            train(config, resume=resume, on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
+                  data_progress=update)
+
+    console.rule("[bold]3/3 evaluate and audit on the test split")
+    predictor = Predictor.from_run(run_dir)
+    preds = predict_split(predictor, None, "test", args.workers)
+    ev = evaluate_run(run_dir, by=by, workers=args.workers, predictor=predictor, preds=preds)
+    ev["audit"] = audit_run(predictor, columns=by, workers=args.workers, preds=preds)
+    paths = write_report(args.out / "report", ev)
+    console.print(render_markdown(ev))
+    console.print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; report: "
+                  f"[bold]{paths.get('report.html')}[/]")
