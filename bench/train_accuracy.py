@@ -33,23 +33,22 @@ RESULTS = Path(__file__).parent / "results"
 
 
 class EpochTimer(L.Callback):
-    """Seconds spent in the training part of each epoch (validation excluded)."""
+    """Seconds from the start of each training epoch to the end of its last batch (no validation)."""
 
     def __init__(self):
         self.seconds: list[float] = []
-        self.batches: list[int] = []
+        self.images: list[int] = []
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self._t, self._n = time.perf_counter(), 0
+        self._start, self._last, self._n = time.perf_counter(), None, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._n += len(batch[1])
+        self._last, self._n = time.perf_counter(), self._n + len(batch[1])
 
-    def on_validation_start(self, trainer, pl_module):
-        if trainer.training and getattr(self, "_t", None) is not None:
-            self.seconds.append(time.perf_counter() - self._t)
-            self.batches.append(self._n)
-            self._t = None
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self._last is not None:
+            self.seconds.append(self._last - self._start)
+            self.images.append(self._n)
 
 
 def model_only_throughput(name: str, size: int, batch: int, steps: int = 8) -> float:
@@ -93,7 +92,7 @@ def main(argv=None) -> None:
     result = train(config, progress_bar=sys.stderr.isatty(), callbacks=(timer,))
     train_seconds = time.perf_counter() - start
     size = result.card["preprocessing"]["input_size"]
-    steady = list(zip(timer.seconds, timer.batches))[1:] or list(zip(timer.seconds, timer.batches))
+    steady = list(zip(timer.seconds, timer.images))[1:] or list(zip(timer.seconds, timer.images))
     e2e = statistics.median(n / s for s, n in steady)
     model_only = model_only_throughput(args.model, size, args.batch_size)
 
