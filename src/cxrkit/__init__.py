@@ -6,3 +6,16 @@ For research, not diagnosis: no output of this package is a medical device.
 __version__ = "0.1.0"
 
 RESEARCH_NOTICE = "For research use only. Not for diagnosis or clinical decisions."
+
+
+def load(run_dir, backend: str = "torch", threshold: float | None = None, device: str = "cpu"):
+    """The run's :class:`~cxrkit.inference.Predictor`: ``cxrkit.load(run).predict(paths)``.
+
+    Imports torch only when called, so ``import cxrkit`` stays light. ``threshold`` (default
+    ``cxrkit.inference.DEFAULT_THRESHOLD``) flags predictions whose top probability is below it.
+    """
+    from .inference.defaults import DEFAULT_THRESHOLD
+    from .inference.predictor import Predictor
+
+    return Predictor.from_run(run_dir, device, backend=backend,
+                              threshold=DEFAULT_THRESHOLD if threshold is None else threshold)

@@ -9,10 +9,10 @@ import sys
 from .. import RESEARCH_NOTICE, __version__
 from .._speed import reexec_with_tcmalloc
 from ..data import DatasetError, ImageReadError, SplitError
-from . import data, demo, evaluate, train
+from . import data, demo, evaluate, explain, export, predict, serve, train
 from ._console import CliError, fail
 
-COMMANDS = (demo, data, train, evaluate)
+COMMANDS = (demo, data, train, evaluate, explain, predict, export, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,50 +1,117 @@
 """One Predictor, loaded from a run directory, used by every command that runs the model.
 
 Preprocessing comes from the run's model card (never re-coded per command), so evaluate,
-predict, explain and serve see exactly the pixels training saw.
+predict, explain and serve see exactly the pixels training saw. Two backends share it: the
+PyTorch model (default) and the ONNX export made by ``cxr export`` (onnxruntime).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data.images import read_image
-from ..training.rundir import LoadedRun, load_run
+from ..data.images import ImageReadError, read_image
+from ..training.rundir import MODEL_FILE, LoadedRun, RunError, load_run
+from .defaults import BACKENDS, DEFAULT_THRESHOLD, check_threshold
+
+ImageInput = str | Path | np.ndarray | bytes
+DECODE_NICENESS = 19  # see _lower_priority
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one image (probabilities calibrated with the run's temperature)."""
+
+    name: str
+    probabilities: dict[str, float]
+    predicted_class: str
+    confidence: float  # the top probability
+    uncertain: bool  # confidence < threshold
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be read; the batch went on without it."""
+
+    name: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Predictions:
+    """Results in input order (failed inputs left out) and the inputs that failed."""
+
+    results: list[Prediction] = field(default_factory=list)
+    errors: list[Failure] = field(default_factory=list)
 
 
 class Predictor:
-    """Class probabilities for images, from a trained run."""
+    """Class probabilities for images, from a trained run.
 
-    def __init__(self, run: LoadedRun, device: str | torch.device = "cpu", batch_size: int = 32):
+    ``lock`` is held while the PyTorch model runs: code that hooks the model (CAMs) holds it
+    too, so a concurrent forward pass can never leak into another request's activations.
+    """
+
+    def __init__(self, run: LoadedRun, device: str | torch.device = "cpu", batch_size: int = 32,
+                 backend: str = "torch", threshold: float = DEFAULT_THRESHOLD):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.run = run
         self.device = torch.device(device)
         self.model = run.model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.classes = run.classes
         self.preprocessing = run.preprocessing
         self.batch_size = batch_size
+        self.backend = backend
+        self.threshold = check_threshold(threshold)
+        self.lock = threading.RLock()
+        self._session = _onnx_session(run) if backend == "onnx" else None
+        self._onnx_input = self._session.get_inputs()[0].name if self._session else None
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str | torch.device = "cpu", batch_size: int = 32) -> "Predictor":
-        return cls(load_run(run_dir), device, batch_size)
+    def from_run(cls, run_dir: str | Path, device: str | torch.device = "cpu", batch_size: int = 32,
+                 backend: str = "torch", threshold: float = DEFAULT_THRESHOLD) -> "Predictor":
+        return cls(load_run(run_dir), device, batch_size, backend, threshold)
 
     @property
     def temperature(self) -> float:
         """Calibration temperature fitted on val (1.0 when the run has none)."""
         return float(self.run.card.get("calibration", {}).get("temperature", 1.0))
 
-    @torch.inference_mode()
+    @property
+    def model_id(self) -> str:
+        """Run name + split hash: names the model and the data split it was selected on."""
+        split_hash = str(self.run.card.get("split", {}).get("hash", "nosplit"))[:12]
+        return f"{self.run.run_dir.name}@{split_hash}"
+
     def logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
         """Logits for preprocessed uint8 images (N, S, S), in batches."""
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.from_numpy(np.array(images[start:start + self.batch_size]))[:, None]
-            x = self.preprocessing.normalise(batch.to(self.device))
-            out.append(self.model(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy())
+        out = [self._forward(np.asarray(images[start:start + self.batch_size])[:, None])
+               for start in range(0, len(images), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of a uint8 batch (B, 1, S, S) on the chosen backend."""
+        if self._session is not None:  # onnxruntime's run() is thread-safe; no lock needed
+            return self._session.run(None, {self._onnx_input: onnx_input(self.preprocessing, batch)})[0]
+        x = self.preprocessing.normalise(torch.from_numpy(np.array(batch)).to(self.device))
+        with self.lock, torch.inference_mode():
+            return self.model(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
 
     def proba_from_uint8(self, images: np.ndarray, temperature: float | None = None) -> np.ndarray:
         logits = self.logits_from_uint8(images)
@@ -52,10 +119,183 @@ class Predictor:
 
     def predict_proba(self, images: Iterable[str | Path | np.ndarray]) -> np.ndarray:
         """Probabilities for image files or decoded gray arrays in [0, 1]."""
-        arrays = [img if isinstance(img, np.ndarray) else read_image(img) for img in images]
-        if not arrays:
+        prepared = [self.prepare(img) for img in images]
+        if not prepared:
             return np.zeros((0, len(self.classes)), np.float32)
-        return self.proba_from_uint8(np.stack([self.preprocessing.to_uint8(a) for a in arrays]))
+        return self.proba_from_uint8(np.stack(prepared))
+
+    def decode(self, item: ImageInput, name: str | None = None) -> np.ndarray:
+        """One input -> gray float32 (H, W) in [0, 1]; :class:`ImageReadError` names bad ones.
+
+        ``item`` is a path, raw file bytes (an upload; ``name`` labels errors) or a decoded
+        2-D gray array (float in [0, 1], or integers scaled by their dtype's maximum).
+        """
+        if isinstance(item, np.ndarray):
+            return _gray01(item, name or "<array>")
+        return read_image(item, name=name)
+
+    def prepare(self, item: ImageInput, name: str | None = None) -> np.ndarray:
+        """One input -> the model's (S, S) uint8 image (:meth:`decode`, then the run's preprocessing)."""
+        return self.preprocessing.to_uint8(self.decode(item, name))
+
+    def predict(self, inputs: ImageInput | Iterable[ImageInput], names: Iterable[str] | None = None,
+                threshold: float | None = None, progress: Callable[[int, int], None] | None = None,
+                workers: int | None = None) -> Predictions:
+        """Predict every input; unreadable ones land in ``errors`` and the rest go on.
+
+        ``inputs``: one path/bytes/2-D array, a 3-D array (a stack), or an iterable of them.
+        Decoding runs in ``workers`` threads (default: CPU count, at most 4) a batch ahead of
+        the model, so reading files overlaps inference instead of adding to it.
+        """
+        items = _as_items(inputs)
+        names = [str(n) for n in names] if names is not None else [_name_of(x, i) for i, x in enumerate(items)]
+        if len(names) != len(items):
+            raise ValueError(f"got {len(names)} names for {len(items)} inputs")
+        threshold = self.threshold if threshold is None else check_threshold(threshold)
+        out, done = Predictions(), 0
+        for batch_names, images, failures in self._prepared_batches(items, names, workers):
+            out.errors.extend(failures)
+            if images:
+                out.results.extend(self.results_from_uint8(np.stack(images), batch_names, threshold))
+            done += len(batch_names) + len(failures)
+            if progress:
+                progress(done, len(items))
+        return out
+
+    def results_from_uint8(self, images: np.ndarray, names: list[str], threshold: float | None = None
+                           ) -> list[Prediction]:
+        """Predictions for images already through :meth:`prepare`."""
+        threshold = self.threshold if threshold is None else check_threshold(threshold)
+        out = []
+        for name, probs in zip(names, self.proba_from_uint8(images)):
+            top = int(probs.argmax())
+            out.append(Prediction(name, {c: float(p) for c, p in zip(self.classes, probs)}, self.classes[top],
+                                  float(probs[top]), bool(probs[top] < threshold)))
+        return out
+
+    def try_decode(self, item: ImageInput, name: str) -> np.ndarray | Failure:
+        """:meth:`decode`, with any decoding failure returned as a :class:`Failure`.
+
+        Files come from users: a decoder bug on one odd file must not stop a batch or turn
+        an upload into a server error, so unexpected exception types are reported too.
+        """
+        try:
+            return self.decode(item, name)
+        except ImageReadError as exc:
+            return Failure(name, exc.reason)
+        except Exception as exc:  # untrusted input: see the docstring
+            return Failure(name, f"cannot decode the image ({type(exc).__name__}: {exc})")
+
+    def _try_prepare(self, item: ImageInput, name: str) -> np.ndarray | Failure:
+        gray = self.try_decode(item, name)
+        return gray if isinstance(gray, Failure) else self.preprocessing.to_uint8(gray)
+
+    def _prepared_batches(self, items: list, names: list[str], workers: int | None
+                          ) -> Iterator[tuple[list[str], list[np.ndarray], list[Failure]]]:
+        """(names, uint8 images, failures) per batch, decoded up to two batches ahead."""
+        b = self.batch_size
+        chunks = [(names[s:s + b], items[s:s + b]) for s in range(0, len(items), b)]
+        workers = min(4, os.cpu_count() or 1) if workers is None else workers
+        if workers < 1 or len(items) <= 1:
+            for n, x in chunks:
+                yield _split(n, list(map(self._try_prepare, x, n)))
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="cxr-decode", initializer=_lower_priority) as pool:
+            pending: deque = deque()
+            for n, x in chunks:
+                pending.append((n, [pool.submit(self._try_prepare, xi, ni) for xi, ni in zip(x, n)]))
+                if len(pending) > 2:
+                    n0, futures = pending.popleft()
+                    yield _split(n0, [f.result() for f in futures])
+            for n0, futures in pending:
+                yield _split(n0, [f.result() for f in futures])
+
+
+def _lower_priority() -> None:
+    """Make the calling (decode) thread yield the CPU to the model's threads.
+
+    On Linux niceness is per thread. Decoding then fills the gaps the model's threads leave
+    instead of slowing them down; when decoding falls behind, the model waits and the decode
+    threads get the whole CPU, so the pipeline balances itself.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: keep the default priority
+        pass
+
+
+def _split(names: list[str], prepared: list[np.ndarray | Failure]):
+    ok = [(n, p) for n, p in zip(names, prepared) if not isinstance(p, Failure)]
+    return [n for n, _ in ok], [p for _, p in ok], [p for p in prepared if isinstance(p, Failure)]
+
+
+def _as_items(inputs) -> list:
+    if isinstance(inputs, (str, Path, bytes, bytearray)):
+        return [inputs]
+    if isinstance(inputs, np.ndarray):
+        return [inputs] if inputs.ndim == 2 else list(inputs)
+    return list(inputs)
+
+
+def _name_of(item, index: int) -> str:
+    if isinstance(item, (str, Path)):
+        return str(item)
+    return f"{'bytes' if isinstance(item, (bytes, bytearray)) else 'array'}[{index}]"
+
+
+def onnx_input(preprocessing, batch: np.ndarray) -> np.ndarray:
+    """The ONNX model's float32 input for a uint8 batch, through ``Preprocessing.normalise``.
+
+    It takes the normaliser's [0, 1]-float path in numpy, bit-identical to its uint8 torch
+    path (tested): a torch op between onnxruntime runs wakes torch's OpenMP threads, which
+    then fight onnxruntime's for the cores (measured 20-30x slower normalisation on 2 cores).
+    """
+    return np.asarray(preprocessing.normalise(batch.astype(np.float32) / np.float32(255)), np.float32)
+
+
+def _gray01(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.ndim != 2:
+        raise ImageReadError(name, f"expected a 2-D grayscale array, got shape {arr.shape}")
+    if arr.dtype.kind in "ui":
+        return arr.astype(np.float32) / np.iinfo(arr.dtype).max
+    if arr.dtype.kind != "f" or not np.isfinite(arr).all():
+        raise ImageReadError(name, f"expected finite float or integer pixels, got dtype {arr.dtype}")
+    return arr.astype(np.float32)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _onnx_session(run: LoadedRun):
+    """An onnxruntime session for the run's export, refused when it is missing or stale."""
+
+    entry = run.card.get("onnx")
+    how = f"export it with `cxr export {run.run_dir} --onnx`"
+    if not entry:
+        raise RunError(f"{run.run_dir}: no ONNX model in the model card; {how}")
+    path = run.run_dir / entry["file"]  # an absolute "file" stays absolute
+    if not path.is_file():
+        raise RunError(f"{path}: ONNX model listed in the model card is missing; {how}")
+    if entry.get("preprocessing") != run.preprocessing.to_dict():
+        raise RunError(f"{path}: exported with other preprocessing than the run's; {how}")
+    if entry.get("weights_sha256") != file_sha256(run.run_dir / MODEL_FILE):
+        raise RunError(f"{path}: exported from other weights than {MODEL_FILE}; {how}")
+    return onnx_session(path)
+
+
+def onnx_session(path: str | Path):
+    """An onnxruntime CPU session whose idle threads sleep instead of spinning: spinning
+    threads would take the cores from the decode threads (and from torch) between runs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,124 @@
+"""``cxr predict``: a thin layer over :meth:`cxrkit.inference.Predictor.predict`."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .. import RESEARCH_NOTICE
+from .._io import atomic_write_text
+from ..inference.defaults import BACKENDS, DEFAULT_THRESHOLD
+from ._console import CliError, console, err_console, progress_bar
+
+FORMATS = ("table", "csv", "json")
+MAX_ERRORS_SHOWN = 50
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict", help="classify image files or folders with a trained run",
+        description="Predict class probabilities (calibrated with the run's temperature when "
+                    "`cxr evaluate` fitted one) for PNG, JPEG, BMP, TIFF or DICOM files; folders are "
+                    "searched recursively. Predictions whose top probability is below --threshold "
+                    "are flagged uncertain. Unreadable files are listed with the reason and the "
+                    "others still predicted; the exit status is 1 when any input failed. "
+                    + RESEARCH_NOTICE,
+        epilog="Examples:\n  cxr predict runs/lite0 scans/ extra.dcm\n"
+               "  cxr predict runs/lite0 scans/ --format csv --out predictions.csv\n"
+               "  cxr predict runs/lite0 a.png --cam            # also writes Grad-CAM overlays to cam/\n"
+               "  cxr predict runs/lite0 scans/ --backend onnx  # after `cxr export runs/lite0 --onnx`",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", type=Path, help="run directory made by `cxr train`")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="torch (default) or onnx (onnxruntime; needs `cxr export RUN_DIR --onnx` first)")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--cam", action="store_true", help="also write a Grad-CAM overlay PNG per image")
+    p.add_argument("--cam-dir", type=Path, default=Path("cam"), help="folder for --cam overlays (default cam/)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="table, csv or json (default: from the --out suffix, else table)")
+    p.add_argument("--out", type=Path, default=None, help="write the output to this file instead of the screen")
+    p.add_argument("--workers", type=int, default=None, help="threads decoding images (default: up to 4)")
+    p.set_defaults(func=run)
+
+
+def output_format(fmt: str | None, out: Path | None) -> str:
+    if fmt:
+        return fmt
+    suffix = out.suffix.lower().lstrip(".") if out else ""
+    return suffix if suffix in ("csv", "json") else "table"
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..inference.files import find_images
+    from ..inference.formats import predictions_csv, predictions_json
+    from ..inference.predictor import Predictor
+
+    fmt = output_format(args.format, args.out)
+    files, missing, ignored = find_images(args.inputs)
+    if not files and not missing:
+        raise CliError(f"no image files in {', '.join(map(str, args.inputs))} "
+                       f"({ignored} other file(s) skipped)")
+    predictor = Predictor.from_run(args.run_dir, backend=args.backend, threshold=args.threshold)
+    with progress_bar(f"predicting {len(files)} image(s)") as update:
+        preds = predictor.predict(files, progress=update, workers=args.workers)
+    preds.errors[:0] = missing
+    if ignored:
+        err_console.print(f"note: skipped {ignored} non-image file(s) in the folders given")
+    if args.cam and preds.results:
+        from ..inference.cam import CamOverlays
+
+        with progress_bar("Grad-CAM overlays") as update:
+            written = CamOverlays(predictor).write([Path(r.name) for r in preds.results], args.cam_dir, update)
+        err_console.print(f"wrote {len(written)} Grad-CAM overlay(s) to [bold]{args.cam_dir}[/]")
+
+    if fmt == "json":
+        text = json.dumps(predictions_json(preds, predictor, args.threshold), indent=2) + "\n"
+    elif fmt == "csv":
+        text = predictions_csv(preds, predictor.classes)
+    else:
+        text = None
+    if args.out:
+        if text is None:
+            buffer = Console(record=True, width=160, file=io.StringIO())
+            _print_table(buffer, preds, predictor.classes, args.threshold)
+            text = buffer.export_text()
+        atomic_write_text(args.out, text)
+        console.print(f"wrote [bold]{args.out}[/] ({len(preds.results)} predicted, {len(preds.errors)} failed)")
+    elif text is not None:
+        sys.stdout.write(text)
+    else:
+        _print_table(console, preds, predictor.classes, args.threshold)
+    if preds.errors:
+        sys.exit(1)
+
+
+def _print_table(out: Console, preds, classes: list[str], threshold: float) -> None:
+    t = Table(title=f"predictions ({len(preds.results)} image(s))")
+    t.add_column("file", overflow="fold")  # whole paths, wrapped rather than cut
+    t.add_column("predicted")
+    for c in classes:
+        t.add_column(c, justify="right")
+    for r in preds.results:
+        label = f"{r.predicted_class} [yellow](uncertain)[/]" if r.uncertain else r.predicted_class
+        t.add_row(escape(r.name), label, *(f"{r.probabilities[c]:.3f}" for c in classes))
+    if preds.results:
+        out.print(t)
+    n_uncertain = sum(r.uncertain for r in preds.results)
+    if n_uncertain:
+        out.print(f"{n_uncertain} prediction(s) uncertain: top probability below {threshold:g}")
+    if preds.errors:
+        out.print(f"[bold red]{len(preds.errors)} file(s) could not be read:[/]")
+        for e in preds.errors[:MAX_ERRORS_SHOWN]:
+            out.print(f"  {e.name}: {e.reason}", markup=False)
+        if len(preds.errors) > MAX_ERRORS_SHOWN:
+            out.print(f"  ... and {len(preds.errors) - MAX_ERRORS_SHOWN} more (use --format csv or json)")
+    out.print(f"[bold]{RESEARCH_NOTICE}[/]")

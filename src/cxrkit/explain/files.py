@@ -1,0 +1,65 @@
+"""``cxr explain RUN IMAGES...``: an overlay PNG and the raw maps (.npy) per image file.
+
+Files are found as ``cxr predict`` finds them (folders recursively, DICOM included) and
+decoded by the predictor; an unreadable file is reported with its reason and the rest go on.
+Work goes batch by batch, so memory does not grow with the number of files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..inference.files import find_images
+from ..inference.predictor import Failure
+from .cams import Explainer
+from .overlay import overlay_figure, save_map, save_png
+
+__all__ = ["ExplainedFiles", "explain_files"]
+
+
+@dataclass
+class ExplainedFiles:
+    written: list[tuple[Path, Path, Path]] = field(default_factory=list)  # (input, overlay .png, maps .npy)
+    failures: list[Failure] = field(default_factory=list)
+    ignored: int = 0  # non-image files met in folders
+
+
+def explain_files(explainer: Explainer, paths: Iterable[str | Path], out_dir: str | Path,
+                  target: None | str | int = None,
+                  progress: Callable[[int, int], None] | None = None) -> ExplainedFiles:
+    """Explain every image in ``paths`` (``target`` as in :meth:`Explainer.explain`) and write
+    ``<stem>.png`` and ``<stem>.npy`` (maps (K, S, S) at model input size) into ``out_dir``;
+    repeated stems get ``_2``, ``_3``..."""
+    files, missing, ignored = find_images(paths)
+    out, out_dir = ExplainedFiles(failures=list(missing), ignored=ignored), Path(out_dir)
+    predictor, used = explainer.predictor, set()
+    caption = f"{explainer.method} on layer {explainer.layer_name}"
+    for start in range(0, len(files), explainer.batch_size):
+        batch = files[start:start + explainer.batch_size]
+        decoded = [(f, predictor.try_decode(f, str(f))) for f in batch]
+        out.failures += [g for _, g in decoded if isinstance(g, Failure)]
+        decoded = [(f, g) for f, g in decoded if not isinstance(g, Failure)]
+        if decoded:
+            exp = explainer.explain(np.stack([predictor.preprocessing.to_uint8(g) for _, g in decoded]), target)
+            for i, (f, gray) in enumerate(decoded):
+                stem = _unique_stem(f.stem, used)
+                fig = overlay_figure(gray, exp.maps[i], exp.classes[i], exp.probabilities[i], predictor.classes,
+                                     caption)
+                png = save_png(out_dir / f"{stem}.png", fig)
+                out.written.append((f, png, save_map(out_dir / f"{stem}.npy", exp.maps[i])))
+        if progress:
+            progress(start + len(batch), len(files))
+    return out
+
+
+def _unique_stem(stem: str, used: set[str]) -> str:
+    name, k = stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}"
+    used.add(name)
+    return name

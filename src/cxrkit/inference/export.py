@@ -1,0 +1,98 @@
+"""Export a run's model to ONNX and record it in the model card.
+
+The graph maps a normalised float32 batch (B, 1, S, S) to logits; the batch axis is dynamic.
+Decoding and :class:`~cxrkit.data.transforms.Preprocessing` stay outside the graph and are
+written into ``card["onnx"]["preprocessing"]`` so any runtime can reproduce them, and
+``Predictor(backend="onnx")`` reuses the very same Python preprocessing as the torch path.
+Every export is checked against PyTorch before the card points at it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import atomic_write_json
+from ..training.rundir import CARD_FILE, MODEL_FILE, load_run, read_card
+from .predictor import Predictor, file_sha256
+
+ONNX_FILE = "model.onnx"
+# Opset 18: the lowest the torch.export-based exporter emits without a lossy down-conversion.
+ONNX_OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+# Max |p_onnx - p_torch| accepted for the check images; float32 kernels differ by ~1e-6.
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not reproduce the PyTorch model."""
+
+
+def check_images(size: int, n: int = 4, seed: int = 0) -> np.ndarray:
+    """Smooth random gray images in [0, 1] (N, size, size): deterministic export check inputs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = [np.asarray(Image.fromarray(rng.random((8, 8), dtype=np.float32), mode="F")
+                      .resize((size, size), Image.BICUBIC)) for _ in range(n)]
+    return np.clip(np.stack(out), 0, 1).astype(np.float32)
+
+
+def max_prob_difference(a: Predictor, b: Predictor, images: np.ndarray) -> float:
+    """Max absolute difference of the two predictors' probabilities on preprocessed images."""
+    return float(np.abs(a.proba_from_uint8(images) - b.proba_from_uint8(images)).max())
+
+
+def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int = ONNX_OPSET) -> dict:
+    """Write the ONNX model (default ``RUN_DIR/model.onnx``), check it, record it in the card.
+
+    Returns the card's ``onnx`` entry. Raises :class:`ExportError` if onnxruntime's
+    probabilities differ from PyTorch's by more than ``PARITY_TOLERANCE``.
+    """
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    pre = run.preprocessing
+    out = Path(out) if out else run_dir / ONNX_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.onnx")
+    dummy = torch.zeros(2, pre.channels, pre.input_size, pre.input_size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter chatter about internal deprecations
+            torch.onnx.export(run.model.eval(), (dummy,), tmp, dynamo=True, external_data=False,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                              dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    s = pre.input_size
+    entry = {
+        "file": os.path.relpath(out.resolve(), run_dir.resolve()) if out.resolve().is_relative_to(run_dir.resolve())
+        else str(out.resolve()),
+        "input": {"name": INPUT_NAME, "shape": ["batch", pre.channels, s, s], "dtype": "float32",
+                  "description": "gray image decoded to [0, 1], contrast-normalised and resized to "
+                                 f"{s}x{s} as in 'preprocessing', quantised to uint8, then "
+                                 "(x / 255 - mean) / std"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(run.classes)], "classes": run.classes,
+                   "description": "logits; probabilities = softmax(logits / calibration.temperature)"},
+        "preprocessing": pre.to_dict(),
+        "opset": opset,
+        "exporter": f"torch.onnx (dynamo) {torch.__version__}",
+        "weights_sha256": file_sha256(run_dir / MODEL_FILE),
+    }
+    card = read_card(run_dir)
+    card["onnx"] = entry
+    torch_predictor = Predictor(run)
+    run.card = card
+    images = np.stack([pre.to_uint8(g) for g in check_images(s)])
+    diff = max_prob_difference(torch_predictor, Predictor(run, backend="onnx"), images)
+    if diff > PARITY_TOLERANCE:
+        raise ExportError(f"{out}: ONNX probabilities differ from PyTorch by {diff:.2e} "
+                          f"(> {PARITY_TOLERANCE:.0e}); the card was not updated")
+    entry["check"] = {"images": len(images), "max_abs_prob_diff": diff}
+    atomic_write_json(run_dir / CARD_FILE, card)
+    return entry

@@ -1,0 +1,123 @@
+"""Read one uploaded file from a multipart/form-data request, in memory, with a size limit.
+
+Starlette's own form parser spools files over 1 MB to a temporary file on disk; medical
+images must not land on the server's disk, so the body is streamed through
+python-multipart's low-level parser here and only the ``file`` field is kept, in memory.
+The limit is enforced while reading: an oversized body is refused before it is buffered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import PureWindowsPath
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+FIELD = "file"
+# Room for the multipart boundaries and part headers around the file itself.
+FORM_OVERHEAD = 64 * 1024
+# An oversized body is read and dropped up to this many times the limit before the answer, so
+# ordinary clients (which send the whole body before reading) see the 413 and not a reset.
+DRAIN_FACTOR = 4
+
+
+class UploadError(Exception):
+    """A request that cannot give us a file; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_upload(request: Request, max_bytes: int) -> tuple[str, bytes]:
+    """(file name, content) of the form's ``file`` field; :class:`UploadError` otherwise."""
+    ctype, params = parse_options_header(request.headers.get("content-type"))
+    boundary = params.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
+        raise UploadError(415, f"send the image as multipart/form-data in a field named {FIELD!r} "
+                               f"(got content type {ctype.decode('latin-1') or 'none'})")
+    too_big = UploadError(413, f"upload is larger than the {_mb(max_bytes)} limit")
+    body_limit = max_bytes + FORM_OVERHEAD
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > body_limit:
+        await _drain(request.stream(), body_limit * DRAIN_FACTOR)
+        raise too_big
+
+    form = _FileField(max_bytes)
+    parser = MultipartParser(boundary, form.callbacks())
+    received = 0
+    stream = request.stream()
+    try:
+        async for chunk in stream:
+            received += len(chunk)
+            if received > body_limit or form.size > max_bytes:
+                await _drain(stream, body_limit * DRAIN_FACTOR - received)
+                raise too_big
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise UploadError(400, f"malformed multipart body ({exc})") from None
+    if form.size > max_bytes:
+        raise too_big
+    if form.data is None:
+        raise UploadError(422, f"no file in the form: send the image in a field named {FIELD!r}")
+    return form.filename, bytes(form.data)
+
+
+async def _drain(stream: AsyncIterator[bytes], budget: int) -> None:
+    """Read and drop the rest of the body, up to ``budget`` bytes."""
+    async for chunk in stream:
+        budget -= len(chunk)
+        if budget < 0:
+            return
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:g} MB"
+
+
+class _FileField:
+    """python-multipart callbacks that keep the bytes of the ``file`` part and nothing else."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.filename = "upload"
+        self.data: bytearray | None = None
+        self.size = 0
+        self._header_name = b""
+        self._header_value = b""
+        self._is_file = False
+
+    def callbacks(self) -> dict:
+        return {"on_part_begin": self._part_begin, "on_header_field": self._header_field,
+                "on_header_value": self._header_value_cb, "on_header_end": self._header_end,
+                "on_part_data": self._part_data}
+
+    def _part_begin(self) -> None:
+        self._is_file = False
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _header_value_cb(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            _, params = parse_options_header(self._header_value)
+            if params.get(b"name") == FIELD.encode() and self.data is None:
+                self._is_file = True
+                self.data = bytearray()
+                # a base name only: the client's folders are none of our business
+                name = PureWindowsPath(params.get(b"filename", b"").decode("utf-8", "replace")).name
+                self.filename = name or "upload"
+        self._header_name = self._header_value = b""
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._is_file:
+            self.size += end - start
+            if self.size <= self.max_bytes:
+                self.data += data[start:end]

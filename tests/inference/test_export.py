@@ -1,0 +1,72 @@
+"""ONNX export: card entry, dynamic batch, parity with PyTorch on synthetic and real images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from cxrkit.inference import Predictor
+from cxrkit.inference.export import PARITY_TOLERANCE, max_prob_difference
+from cxrkit.training.rundir import CARD_FILE, RunError, read_card
+
+
+def test_export_records_file_input_preprocessing_and_opset(onnx_run):
+    card = read_card(onnx_run)
+    entry = card["onnx"]
+    assert entry["file"] == "model.onnx" and (onnx_run / "model.onnx").is_file()
+    assert entry["preprocessing"] == card["preprocessing"]
+    s = card["preprocessing"]["input_size"]
+    assert entry["input"]["shape"] == ["batch", 1, s, s] and entry["input"]["dtype"] == "float32"
+    assert entry["output"]["classes"] == card["classes"]
+    assert entry["opset"] >= 17 and entry["check"]["max_abs_prob_diff"] <= PARITY_TOLERANCE
+    session = ort.InferenceSession(str(onnx_run / "model.onnx"), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert inp.shape[1:] == [1, s, s] and isinstance(inp.shape[0], str)  # dynamic batch axis
+    assert inp.type == "tensor(float)" and out.shape[1] == len(card["classes"])
+
+
+def test_parity_on_synthetic_images_at_several_batch_sizes(onnx_run, blob_dataset):
+    torch_p, onnx_p = Predictor.from_run(onnx_run), Predictor.from_run(onnx_run, backend="onnx")
+    files = sorted(blob_dataset.glob("*/*.png"))[::6]
+    images = np.stack([torch_p.prepare(f) for f in files])
+    for n in (1, 3, len(images)):
+        assert max_prob_difference(torch_p, onnx_p, images[:n]) <= PARITY_TOLERANCE
+    a, b = torch_p.predict(files).results, onnx_p.predict(files).results
+    assert [r.predicted_class for r in a] == [r.predicted_class for r in b]
+
+
+@pytest.mark.realdata
+def test_parity_on_real_radiographs(onnx_run, real_images):
+    torch_p, onnx_p = Predictor.from_run(onnx_run), Predictor.from_run(onnx_run, backend="onnx")
+    images = np.stack([torch_p.prepare(f) for f in real_images])  # the run's own preprocessing
+    assert max_prob_difference(torch_p, onnx_p, images) <= PARITY_TOLERANCE
+
+
+def test_stale_export_is_refused(onnx_run, tmp_path):
+    import shutil
+
+    run = shutil.copytree(onnx_run, tmp_path / "run")
+    card = json.loads((run / CARD_FILE).read_text())
+    card["onnx"]["weights_sha256"] = "0" * 64
+    (run / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(RunError, match="other weights"):
+        Predictor.from_run(run, backend="onnx")
+    (run / "model.onnx").unlink()
+    with pytest.raises(RunError, match="missing"):
+        Predictor.from_run(run, backend="onnx")
+
+
+def test_onnx_input_is_bit_identical_to_the_torch_normalisation():
+    import torch
+
+    from cxrkit.data.transforms import Preprocessing
+    from cxrkit.inference.predictor import onnx_input
+
+    batch = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)
+    for pre in (Preprocessing(16), Preprocessing(16, mean=0.485, std=0.229)):
+        expected = pre.normalise(torch.from_numpy(batch)).numpy()
+        got = onnx_input(pre, batch)
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
