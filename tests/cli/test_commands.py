@@ -48,7 +48,9 @@ def test_demo_runs_end_to_end_and_reuses_the_finished_run(blob_dataset, tmp_path
     args = ["demo", "--data", str(blob_dataset), "--out", str(tmp_path / "demo"), "--model", "resdense_tiny",
             "--epochs", "2", "--workers", "1"]
     main(args)
-    assert (tmp_path / "demo/report/report.html").is_file()
+    html = (tmp_path / "demo/report/report.html").read_text()
+    assert "mean_cam" in html or "Mean" in html  # the Grad-CAM summary is in the report
+    assert (tmp_path / "demo/report/explain/summary.json").is_file()
     assert (tmp_path / "demo/model/model.safetensors").is_file()
     main(args)
     assert "reusing the finished run" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""``cxr demo``: the main job end to end: inspect -> split -> train -> evaluate + audit -> report."""
+"""``cxr demo``: the main job end to end: inspect -> split -> train -> evaluate + audit + explain -> report."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def register(subparsers) -> None:
         "demo", help="run the main job end to end on a dataset",
         description="The main job: inspect the dataset and make the patient- and duplicate-aware "
                     "split; train the default model; evaluate it on the test split with CIs, "
-                    "calibration, subgroups and the shortcut audit; write report.html. A finished "
+                    "calibration, subgroups, the shortcut audit and Grad-CAM class summaries; "
+                    "write report.html. A finished "
                     "run in --out is reused, an interrupted one resumed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=Path, default=None,
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> None:
     from ..evaluation.audit import audit_run
     from ..evaluation.evaluate import evaluate_run, predict_split
     from ..evaluation.report import render_markdown, write_report
+    from ..explain import Explainer
+    from ..explain.summary import explain_split, write_summary
     from ..inference.predictor import Predictor
     from ..training import train
 
@@ -82,12 +85,19 @@ def run(args: argparse.Namespace) -> None:
             train(config, resume=resume, on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
                   data_progress=update)
 
-    console.rule("[bold]3/3 evaluate and audit on the test split")
+    console.rule("[bold]3/3 evaluate, audit and explain on the test split")
     predictor = Predictor.from_run(run_dir)
     preds = predict_split(predictor, None, "test", args.workers)
     ev = evaluate_run(run_dir, by=by, workers=args.workers, predictor=predictor, preds=preds)
     ev["audit"] = audit_run(predictor, columns=by, workers=args.workers, preds=preds)
-    paths = write_report(args.out / "report", ev)
+    report_dir = args.out / "report"
+    with progress_bar("Grad-CAM over the test split") as update:
+        result = explain_split(Explainer(predictor), None, "test", args.workers, progress=update)
+    summary = write_summary(report_dir / "explain", result)
+    ev["explain"] = {"images": {k: f"explain/{v}" for k, v in summary["images"].items()},
+                     "lung_vs_border": summary["lung_vs_border"]}
+    figures = {name: (report_dir / "explain" / file).read_bytes() for name, file in summary["images"].items()}
+    paths = write_report(report_dir, ev, extra_images=figures)
     console.print(render_markdown(ev))
     console.print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; report: "
                   f"[bold]{paths.get('report.html')}[/]")
