@@ -20,7 +20,7 @@ GET_DATA = (
 )
 # Fits the whole demo in ~30 minutes on a 2-core laptop CPU (see README, "Benchmarks").
 DEMO_EPOCHS = 8
-DEMO_TRAIN_MINUTES = 20.0
+DEMO_TRAIN_MINUTES = 18.0
 
 
 def find_data(given: Path | None) -> Path:
