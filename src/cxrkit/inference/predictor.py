@@ -24,7 +24,6 @@ from ..training.rundir import MODEL_FILE, LoadedRun, RunError, load_run
 from .defaults import BACKENDS, DEFAULT_THRESHOLD, check_threshold
 
 ImageInput = str | Path | np.ndarray | bytes
-DECODE_NICENESS = 19  # see _lower_priority
 
 
 @dataclass(frozen=True)
@@ -200,7 +199,7 @@ class Predictor:
             for n, x in chunks:
                 yield _split(n, list(map(self._try_prepare, x, n)))
             return
-        with ThreadPoolExecutor(workers, thread_name_prefix="cxr-decode", initializer=_lower_priority) as pool:
+        with ThreadPoolExecutor(workers, thread_name_prefix="cxr-decode") as pool:
             pending: deque = deque()
             for n, x in chunks:
                 pending.append((n, [pool.submit(self._try_prepare, xi, ni) for xi, ni in zip(x, n)]))
@@ -209,19 +208,6 @@ class Predictor:
                     yield _split(n0, [f.result() for f in futures])
             for n0, futures in pending:
                 yield _split(n0, [f.result() for f in futures])
-
-
-def _lower_priority() -> None:
-    """Make the calling (decode) thread yield the CPU to the model's threads.
-
-    On Linux niceness is per thread. Decoding then fills the gaps the model's threads leave
-    instead of slowing them down; when decoding falls behind, the model waits and the decode
-    threads get the whole CPU, so the pipeline balances itself.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
-    except (AttributeError, OSError):  # not Linux, or not allowed: keep the default priority
-        pass
 
 
 def _split(names: list[str], prepared: list[np.ndarray | Failure]):
