@@ -77,9 +77,7 @@ def penultimate_features(predictor: Predictor, images: np.ndarray, batch_size: i
     """Pooled features before the classifier (timm's ``forward_head(pre_logits=True)``)."""
     model, out = predictor.model, []
     for start in range(0, len(images), batch_size):
-        x = predictor.preprocessing.normalise(torch.from_numpy(np.array(
-            images[start:start + batch_size]))[:, None].to(predictor.device))
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = predictor.model_input(images[start:start + batch_size])
         out.append(model.forward_head(model.forward_features(x), pre_logits=True).float().cpu().numpy())
     return np.concatenate(out)
 

@@ -124,8 +124,7 @@ class Explainer:
         """uint8 images (B, S, S) -> the model's input through the predictor's normalisation,
         channels_last like the model. Gradient methods need ``requires_grad``: with frozen
         weights nothing else makes autograd build a graph."""
-        x = self.predictor.preprocessing.normalise(torch.from_numpy(np.array(batch))[:, None].to(self.predictor.device))
-        return x.contiguous(memory_format=torch.channels_last).requires_grad_(requires_grad)
+        return self.predictor.model_input(batch).requires_grad_(requires_grad)
 
     @contextlib.contextmanager
     def _cam(self):

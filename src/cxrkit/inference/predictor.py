@@ -104,13 +104,17 @@ class Predictor:
                for start in range(0, len(images), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
+    def model_input(self, batch: np.ndarray) -> torch.Tensor:
+        """uint8 images (B, S, S) -> the torch model's input: normalised, on the device, channels_last."""
+        x = self.preprocessing.normalise(torch.from_numpy(np.array(batch))[:, None].to(self.device))
+        return x.contiguous(memory_format=torch.channels_last)
+
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """Logits of a uint8 batch (B, 1, S, S) on the chosen backend."""
         if self._session is not None:  # onnxruntime's run() is thread-safe; no lock needed
             return self._session.run(None, {self._onnx_input: onnx_input(self.preprocessing, batch)})[0]
-        x = self.preprocessing.normalise(torch.from_numpy(np.array(batch)).to(self.device))
         with self.lock, torch.inference_mode():
-            return self.model(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
+            return self.model(self.model_input(batch[:, 0])).float().cpu().numpy()
 
     def proba_from_uint8(self, images: np.ndarray, temperature: float | None = None) -> np.ndarray:
         logits = self.logits_from_uint8(images)
