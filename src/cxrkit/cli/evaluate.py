@@ -106,12 +106,9 @@ def run_audit(args: argparse.Namespace) -> None:
     console.print(f"wrote [bold]{out / 'audit.json'}[/]")
 
 
-def _ci(m: dict, key: str) -> str:
-    v = m.get(key)
-    return "n/a" if not v else f"{100 * v['value']:.2f} [{100 * v['lo']:.2f}, {100 * v['hi']:.2f}]"
-
-
 def run_compare(args: argparse.Namespace) -> None:
+    from ..evaluation.report import format_ci
+
     rows = []
     for run in args.run_dirs:
         path = run / EVALUATION_DIR / "metrics.json"
@@ -120,11 +117,11 @@ def run_compare(args: argparse.Namespace) -> None:
         ev = json.loads(path.read_text())
         m = ev["overall"]["metrics"]
         rows.append([str(run), ev["run"]["model"], ev["data"]["split"], str(ev["overall"]["n_images"]),
-                     _ci(m, "accuracy"), _ci(m, "macro_f1"),
-                     *(_ci(m, f"sensitivity/{c}") for c in ev["run"]["classes"][:1]),
+                     format_ci("accuracy", m.get("accuracy")), format_ci("macro_f1", m.get("macro_f1")),
+                     *(format_ci(f"sensitivity/{c}", m.get(f"sensitivity/{c}")) for c in ev["run"]["classes"][:1]),
                      f"{ev['calibration']['after']['ece']:.3f}"])
-    header = ["run", "model", "split", "images", "accuracy % [95% CI]", "macro-F1 % [95% CI]",
-              "sensitivity first class %", "ECE (calibrated)"]
+    header = ["run", "model", "split", "images", "accuracy [95% CI]", "macro-F1 [95% CI]",
+              "sensitivity, first class [95% CI]", "ECE (calibrated)"]
     t = Table(title="runs compared")
     for h in header:
         t.add_column(h)
