@@ -15,9 +15,13 @@ Writes bench/results/infer_speed.json and prints a table. Goal: end-to-end onnxr
 throughput >= 85% of model-only onnxruntime throughput.
 
 What we found on a 2-core CPU (lite0 at 224 px, 256-px PNGs): onnxruntime keeps both cores
-busy at ~4.7 ms/image, and decoding + preprocessing cost ~1.7 ms/image of CPU (PNG inflate
-0.75, 1..99 percentiles 0.4, float resize 0.3), so even perfect overlap caps the ratio near
-84%. Decoding in threads a batch ahead lifts it from ~72% (serial) to ~79%. Two fixes made
+busy at ~4.7 ms/image. Decoding + preprocessing first cost ~1.7 ms/image of CPU (PNG inflate
+0.75, float 1..99 percentiles 0.4, float resize 0.3), capping the ratio near 84% even with
+perfect overlap (measured 79% with threads decoding a batch ahead, 72% serially). Keeping
+8-bit images in uint8 (histogram percentiles, a lookup-table stretch, an 8-bit resize) cut
+preprocessing to ~0.45 ms. Running one single-threaded onnxruntime pass per core (each on its
+own batch) instead of one two-threaded pass gained ~6% model-only and ~8% end to end: a
+two-threaded pass stalls at every barrier when a decode thread holds one of the cores. Two fixes made
 the ONNX path fast at all: normalising the batch in numpy instead of torch (a torch op between
 onnxruntime runs woke torch's OpenMP pool, 20-30x slower normalisation), and onnxruntime
 threads that sleep instead of spin (see ``cxrkit.inference.predictor.onnx_session``).
@@ -33,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +47,7 @@ from PIL import Image
 
 from cxrkit._io import atomic_write_json
 from cxrkit._speed import reexec_with_tcmalloc
-from cxrkit.data.images import read_image
+from cxrkit.data.images import read_gray
 from cxrkit.data.transforms import Preprocessing
 from cxrkit.inference.export import export_onnx
 from cxrkit.inference.predictor import Predictor, onnx_input, onnx_session
@@ -89,6 +94,11 @@ def model_only_fns(predictor: Predictor, images: np.ndarray, steps: int) -> dict
     x_nchw, x_cl = x.contiguous(), x.contiguous(memory_format=torch.channels_last)
     session = onnx_session(predictor.run.run_dir / predictor.run.card["onnx"]["file"])  # the Predictor's options
     feed = {session.get_inputs()[0].name: onnx_input(predictor.preprocessing, images[:, None])}
+    streams = os.cpu_count() or 1  # as Predictor runs onnx: one single-threaded pass per core
+
+    def onnx_run():
+        with ThreadPoolExecutor(streams) as pool:
+            list(pool.map(lambda _: session.run(None, feed), range(steps)))
 
     def torch_run(memory_format, inp):
         def run():
@@ -100,26 +110,22 @@ def model_only_fns(predictor: Predictor, images: np.ndarray, steps: int) -> dict
 
     return {"torch_eager": torch_run(torch.contiguous_format, x_nchw),
             "torch_channels_last": torch_run(torch.channels_last, x_cl),
-            "onnxruntime": lambda: [session.run(None, feed) for _ in range(steps)]}
+            "onnxruntime": onnx_run}
 
 
 def breakdown(files: list[Path], pre: Preprocessing) -> dict:
-    """Milliseconds per image, one thread: decode, contrast percentiles, resize + quantise."""
+    """Milliseconds per image, one thread: decode, then preprocessing (contrast + resize)."""
     t = time.perf_counter()
-    grays = [read_image(f) for f in files]
+    grays = [read_gray(f) for f in files]
     decode = time.perf_counter() - t
-    t = time.perf_counter()
-    for g in grays:
-        np.percentile(g, (1, 99))
-    percentile = time.perf_counter() - t
     t = time.perf_counter()
     for g in grays:
         pre.to_uint8(g)
     to_uint8 = time.perf_counter() - t
     ms = 1000 / len(files)
-    return {"decode_ms": decode * ms, "percentile_ms": percentile * ms,
-            "resize_quantise_ms": (to_uint8 - percentile) * ms, "to_uint8_ms": to_uint8 * ms,
-            "mean_pixels": float(np.mean([g.size for g in grays]))}
+    return {"decode_ms": decode * ms, "to_uint8_ms": to_uint8 * ms,
+            "mean_pixels": float(np.mean([g.size for g in grays])),
+            "decoded_dtypes": sorted({str(g.dtype) for g in grays})}
 
 
 def latency_ms(predictor: Predictor, file: Path, repeats: int = 20) -> dict:
@@ -138,7 +144,8 @@ def main(argv=None) -> None:
     p.add_argument("--model", default="tf_efficientnet_lite0")
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--images", type=int, default=300, help="PNG files for the end-to-end runs")
+    p.add_argument("--images", type=int, default=960,
+                   help="PNG files for the end-to-end runs (fewer: pipeline fill and drain weigh more)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=4, help="batches per model-only timing")
     p.add_argument("--rounds", type=int, default=5, help="interleaved measurement rounds")

@@ -107,8 +107,11 @@ def test_audit_finds_the_decision_in_the_lung_field(run_copy, blob_manifest):
     assert occ["lungs hidden"] <= 0.5
     assert occ["only lungs kept"] >= occ["original"] - 0.1
     assert "depends mostly on the lung region" in result["verdict"]
-    # population is random here, so the probe cannot beat chance by much
+    # population is random here, so the probe cannot beat chance by much, once it is scored
+    # only on images it did not train on (the run's val and test images)
     probe = next(p for p in result["probes"] if p["scope"] == "all classes")
+    n_train = sum(read_card(run_copy)["data"]["split_counts"]["train"].values())
+    assert probe["n_eval"] == 72 - n_train
     assert probe["balanced_accuracy"] < 0.75
     assert result["adult_only"]["n_images"] == 36
 

@@ -70,3 +70,26 @@ def test_onnx_input_is_bit_identical_to_the_torch_normalisation():
         expected = pre.normalise(torch.from_numpy(batch)).numpy()
         got = onnx_input(pre, batch)
         assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+def test_onnx_batches_in_flight_keep_input_order_and_failures(onnx_run, blob_dataset, tmp_path):
+    # several single-threaded onnxruntime passes run at once; results must still come back
+    # in input order, with the unreadable file reported where it was and the rest predicted
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    files = sorted(blob_dataset.glob("*/*.png"))[::4]
+    inputs = files[:5] + [bad] + files[5:]
+    torch_p = Predictor.from_run(onnx_run, batch_size=2)
+    onnx_p = Predictor.from_run(onnx_run, batch_size=2, backend="onnx")
+    onnx_p.streams = 3  # more than this machine may have cores: exercise the pipelining
+    seen = []
+    a = torch_p.predict(inputs)
+    b = onnx_p.predict(inputs, progress=lambda done, total: seen.append((done, total)))
+    assert [r.name for r in b.results] == [str(f) for f in files] == [r.name for r in a.results]
+    assert [e.name for e in b.errors] == [str(bad)]
+    for x, y in zip(a.results, b.results):
+        assert max(abs(x.probabilities[c] - y.probabilities[c]) for c in x.probabilities) <= PARITY_TOLERANCE
+    assert seen[-1] == (len(inputs), len(inputs)) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    np.testing.assert_allclose(onnx_p.logits_from_uint8(np.stack([onnx_p.prepare(f) for f in files])),
+                               torch_p.logits_from_uint8(np.stack([torch_p.prepare(f) for f in files])),
+                               atol=1e-3)

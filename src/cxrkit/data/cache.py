@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import CxrDataset
-from .images import read_image
+from .images import read_gray
 from .transforms import Preprocessing
 
 # Bump when the pixels produced for the same files and settings change (decoder or
 # Preprocessing code), so caches written by older code are not reused.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def default_cache_dir() -> Path:
@@ -42,7 +42,7 @@ def cache_key(paths: list[Path], spec: Preprocessing) -> str:
 
 def _load(job: tuple[Path, Preprocessing]) -> np.ndarray:
     path, spec = job
-    return spec.to_uint8(read_image(path))
+    return spec.to_uint8(read_gray(path))
 
 
 def cached_images(dataset: CxrDataset, spec: Preprocessing, cache_dir: str | Path | None = None,

@@ -1,9 +1,11 @@
-"""Decode any chest X-ray file into one float32 grayscale array in [0, 1].
+"""Decode any chest X-ray file into one grayscale array.
 
 Every later step (hashing, training, evaluation, serving) sees the same pixels because they
-all go through :func:`read_image`. PNG/JPEG/BMP/TIFF in 8 or 16 bit and any PIL mode, with
-EXIF orientation applied; DICOM through pydicom with rescale, VOI LUT/windowing and
-MONOCHROME1 inversion. Anything unreadable raises :class:`ImageReadError` naming the file.
+all go through :func:`read_gray` (the file's own levels: uint8, uint16 or float32 in [0, 1],
+cheap to preprocess) or :func:`read_image` (the same, always as float32 in [0, 1]).
+PNG/JPEG/BMP/TIFF in 8 or 16 bit and any PIL mode, with EXIF orientation applied; DICOM
+through pydicom with rescale, VOI LUT/windowing and MONOCHROME1 inversion. Anything
+unreadable raises :class:`ImageReadError` naming the file.
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ def read_image(source: str | Path | bytes, name: str | None = None) -> np.ndarra
 
     ``name`` is used in error messages when ``source`` is bytes (e.g. an upload).
     """
+    return as_float01(read_gray(source, name))
+
+
+def as_float01(gray: np.ndarray) -> np.ndarray:
+    """A :func:`read_gray` array (uint8, uint16 or float in [0, 1]) as float32 in [0, 1]."""
+    if gray.dtype == np.uint8:
+        return gray.astype(np.float32) / np.float32(255)
+    if gray.dtype == np.uint16:
+        return (gray.astype(np.float64) / 65535.0).astype(np.float32)
+    return gray.astype(np.float32, copy=False)
+
+
+def read_gray(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """Read a file path or raw bytes into a 2-D gray array at the file's own precision.
+
+    8-bit images come back as uint8 and 16-bit ones as uint16 (no float conversion, so
+    prediction from PNG files stays fast); DICOM and other images as float32 in [0, 1].
+    """
     if isinstance(source, (bytes, bytearray)):
         data, label = bytes(source), name or "<bytes>"
     else:
@@ -90,7 +110,7 @@ def _read_raster(data: bytes, label: str) -> np.ndarray:
         raise ImageReadError(label, f"corrupt or truncated image ({exc})") from None
     if img.width < 2 or img.height < 2:
         raise ImageReadError(label, f"image is only {img.width}x{img.height} pixels")
-    return _to_gray01(img)
+    return _to_gray(img)
 
 
 # EXIF Orientation -> the transpose that shows the image upright (as in ImageOps.exif_transpose)
@@ -108,14 +128,15 @@ def _upright(img: Image.Image) -> Image.Image:
     return img.transpose(method) if method is not None else img
 
 
-def _to_gray01(img: Image.Image) -> np.ndarray:
-    """Any PIL mode -> float32 gray in [0, 1]. Alpha is composited over black (X-ray background)."""
+def _to_gray(img: Image.Image) -> np.ndarray:
+    """Any PIL mode -> uint8 or uint16 gray, or float32 in [0, 1] for other sample formats.
+    Alpha is composited over black (X-ray background)."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img).astype(np.float64)
+        arr = np.asarray(img)
         if mode.startswith("I;16") or (mode == "I" and arr.min() >= 0 and arr.max() <= 65535):
-            return (arr / 65535.0).astype(np.float32)
-        return _minmax(arr)
+            return arr.astype(np.uint16)
+        return _minmax(arr.astype(np.float64))
     if mode == "P":
         img = img.convert("RGBA")
     elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -128,7 +149,7 @@ def _to_gray01(img: Image.Image) -> np.ndarray:
         img = Image.alpha_composite(black, rgba)
     if img.mode != "L":
         img = img.convert("L")
-    return np.asarray(img, dtype=np.float32) / 255.0
+    return np.asarray(img)
 
 
 def _minmax(arr: np.ndarray) -> np.ndarray:

@@ -51,13 +51,23 @@ class Preprocessing:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def to_uint8(self, gray: np.ndarray) -> np.ndarray:
-        """Decoded image in [0, 1] -> (input_size, input_size) uint8, ready to cache."""
-        g = np.asarray(gray, np.float32)
+        """Decoded gray image -> (input_size, input_size) uint8, ready to cache.
+
+        ``gray`` is what :func:`~cxrkit.data.images.read_gray` returns: uint8, uint16, or float
+        in [0, 1] (treated as 16-bit levels). Percentiles come from a level histogram and the
+        stretch is a lookup table, so the same picture gives the same pixels in any of these
+        forms, and an 8-bit image costs a fraction of a millisecond before the resize.
+        """
+        levels, top = _levels(gray)
         if self.contrast == "percentile":
-            lo, hi = np.percentile(g, (1, 99))
-            g = (np.clip((g - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(g)).astype(np.float32)
-        img = Image.fromarray(g, mode="F").resize((self.input_size, self.input_size), Image.BILINEAR)
-        return np.clip(np.rint(np.asarray(img) * 255.0), 0, 255).astype(np.uint8)
+            lo, hi = _histogram_percentiles(levels, top + 1, (0.01, 0.99))
+        else:
+            lo, hi = 0, top
+        ramp = np.arange(top + 1, dtype=np.float64)
+        lut = np.clip((ramp - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(ramp)
+        stretched = np.take(np.rint(lut * 255.0).astype(np.uint8), levels)
+        size = (self.input_size, self.input_size)
+        return np.array(Image.fromarray(stretched).resize(size, Image.BILINEAR))  # writable
 
     def normalise(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float batch (B, 1, H, W) -> the model's input."""
@@ -68,6 +78,25 @@ class Preprocessing:
     def __call__(self, gray: np.ndarray) -> torch.Tensor:
         """One decoded image -> a (1, 1, S, S) normalised tensor."""
         return self.normalise(torch.from_numpy(self.to_uint8(gray))[None, None])
+
+
+def _levels(gray: np.ndarray) -> tuple[np.ndarray, int]:
+    """Integer gray levels and the top level: uint8/uint16 as they are, floats as 16-bit."""
+    gray = np.asarray(gray)
+    if gray.ndim != 2:
+        raise ValueError(f"expected a 2-D gray image, got shape {gray.shape}")
+    if gray.dtype == np.uint8:
+        return gray, 255
+    if gray.dtype == np.uint16:
+        return gray, 65535
+    return np.rint(np.clip(gray, 0, 1) * 65535.0).astype(np.uint16), 65535
+
+
+def _histogram_percentiles(levels: np.ndarray, n_levels: int, quantiles: tuple[float, ...]) -> list[int]:
+    """The levels at sorted positions ``floor(q * (n - 1))`` (numpy's "lower" percentile)."""
+    cumulative = np.bincount(levels.ravel(), minlength=n_levels).cumsum()
+    ranks = [int(q * (cumulative[-1] - 1)) for q in quantiles]
+    return [int(level) for level in np.searchsorted(cumulative, ranks, side="right")]
 
 
 class BatchAugment(nn.Module):

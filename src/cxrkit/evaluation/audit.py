@@ -89,15 +89,22 @@ def _probe(f_train, y_train, f_test, y_test) -> float:
 
 
 def confound_probes(f_train, train_ds: CxrDataset, f_eval, eval_ds: CxrDataset, columns: list[str]) -> list[dict]:
-    """Probe each column overall and within each class; the class probe is the yardstick."""
+    """Probe each column overall and within each class; the class probe is the yardstick.
+
+    Evaluated images that the probes trained on are left out: a probe scored on its own
+    training images reads memorised labels, not what the features encode.
+    """
+    seen = {r.path.resolve() for r in train_ds.records}
+    unseen = np.array([r.path.resolve() not in seen for r in eval_ds.records], bool)
     y_tr, y_ev = train_ds.labels, eval_ds.labels
-    class_ba = _probe(f_train, y_tr, f_eval, y_ev) if len(set(y_ev.tolist())) > 1 else float("nan")
+    class_ba = (_probe(f_train, y_tr, f_eval[unseen], y_ev[unseen])
+                if len(set(y_ev[unseen].tolist())) > 1 else float("nan"))
     results = []
     for col in columns:
         a_tr = np.array([r.metadata.get(col, "") for r in train_ds.records])
         a_ev = np.array([r.metadata.get(col, "") for r in eval_ds.records])
-        scopes = [("all classes", np.ones(len(a_tr), bool), np.ones(len(a_ev), bool))]
-        scopes += [(f"within {c}", y_tr == k, y_ev == k) for k, c in enumerate(train_ds.classes)]
+        scopes = [("all classes", np.ones(len(a_tr), bool), unseen)]
+        scopes += [(f"within {c}", y_tr == k, unseen & (y_ev == k)) for k, c in enumerate(train_ds.classes)]
         for scope, m_tr, m_ev in scopes:
             values, counts = np.unique(a_tr[m_tr], return_counts=True)
             keep = [v for v, n in zip(values, counts) if n >= MIN_PER_VALUE and v not in ("", "unknown")]
