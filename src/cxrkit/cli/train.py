@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from .._distributed import is_launch_rank_zero
 from ..training import TrainConfig
 from ..training.config import CONFIG_FILE
 from ._console import CliError, console, progress_bar
@@ -94,6 +95,9 @@ def run(args: argparse.Namespace) -> None:
         config = config_from_args(args)
     from ..training import train
 
+    if not is_launch_rank_zero():  # another process of a distributed run: rank 0 reports
+        train(config, resume=bool(args.resume), progress_bar=False)
+        return
     with progress_bar("preparing images") as update:
         result = train(config, resume=bool(args.resume), on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
                        data_progress=update)

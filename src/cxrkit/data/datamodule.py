@@ -1,11 +1,17 @@
-"""Lightning data module over cached uint8 images: indexing only, so the CPU trains, not decodes."""
+"""Lightning data module over cached uint8 images: indexing only, so the CPU trains, not decodes.
+
+The images are a memory-mapped cache on disk (:mod:`cxrkit.data.cache`): every process of a
+distributed run maps the same file and reads only the pages of its own samples, so no process
+holds the whole decoded dataset and the OS page cache is shared between processes.
+"""
 
 from __future__ import annotations
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
 
 
 class CachedImages(Dataset):
@@ -22,21 +28,53 @@ class CachedImages(Dataset):
         return torch.from_numpy(np.array(self.images[j]))[None], int(self.labels[j])
 
 
+class DistributedWeightedSampler(Sampler[int]):
+    """Class-balanced sampling shared out between processes.
+
+    Every process draws the same weighted sequence of ``len(weights)`` indices (seeded by
+    ``seed`` and the epoch) and keeps every ``num_replicas``-th one from ``rank``, so together
+    they see one balanced epoch and no two processes train on the same draw.
+    """
+
+    def __init__(self, weights, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        draw = torch.multinomial(self.weights, len(self) * self.num_replicas, replacement=True, generator=g)
+        return iter(draw[self.rank::self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return -(-len(self.weights) // self.num_replicas)
+
+
 class CxrDataModule(L.LightningDataModule):
     """Train/val loaders over one cached image array and the split's index sets.
 
-    ``balance="sampler"`` draws classes equally often (WeightedRandomSampler); with
-    ``"loss"`` (default) the loss is weighted instead and batches follow the data.
+    ``balance="sampler"`` draws classes equally often; with ``"loss"`` (default) the loss is
+    weighted instead and batches follow the data. In a distributed run (the Trainer must have
+    ``use_distributed_sampler=False``: the samplers here are the distributed ones) each process
+    trains on its share of every epoch and validates on a disjoint, unpadded share of val, so
+    the synced val metrics are those of the whole val set, each image counted once.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, train_idx, val_idx,
-                 batch_size: int = 32, balance: str = "loss", num_workers: int = 0):
+                 batch_size: int = 32, balance: str = "loss", num_workers: int = 0, seed: int = 0):
         super().__init__()
         if balance not in ("loss", "sampler", "none"):
             raise ValueError(f"balance must be loss, sampler or none, got {balance!r}")
         self.train_set = CachedImages(images, labels, train_idx)
         self.val_set = CachedImages(images, labels, val_idx)
-        self.batch_size, self.balance, self.num_workers = batch_size, balance, num_workers
+        self.batch_size, self.balance, self.num_workers, self.seed = batch_size, balance, num_workers, seed
+
+    def _world(self) -> tuple[int, int]:
+        """(number of processes, this process's rank); (1, 0) outside a distributed run."""
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def _loader(self, ds, **kw) -> DataLoader:
         return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers,
@@ -48,12 +86,23 @@ class CxrDataModule(L.LightningDataModule):
         return len(self.train_set) > 2 * self.batch_size
 
     def train_dataloader(self) -> DataLoader:
+        world, rank = self._world()
         if self.balance == "sampler":
             y = self.train_set.labels[self.train_set.indices]
             weights = 1.0 / np.bincount(y)[y]
-            sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(y))
+            if world > 1:
+                sampler = DistributedWeightedSampler(weights, world, rank, self.seed)
+            else:
+                sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(y))
+            return self._loader(self.train_set, sampler=sampler, drop_last=self._drop_last())
+        if world > 1:
+            sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed)
             return self._loader(self.train_set, sampler=sampler, drop_last=self._drop_last())
         return self._loader(self.train_set, shuffle=True, drop_last=self._drop_last())
 
     def val_dataloader(self) -> DataLoader:
+        world, rank = self._world()
+        if world > 1:
+            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=world, rank=rank, shuffle=False)
+            return self._loader(self.val_set, sampler=sampler)
         return self._loader(self.val_set, shuffle=False)

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from .._distributed import is_launch_rank_zero
 from .._io import atomic_write_text
 from ..data.cache import cached_images
 from ..data.datamodule import CxrDataModule
@@ -87,17 +88,21 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
         raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out (nothing was overwritten)")
     L.seed_everything(config.seed, workers=True, verbose=False)
+    # In a distributed run the launcher re-runs this function in every process; only global
+    # rank 0 writes, and the other ranks train on the split rank 0 wrote before launching them.
+    writer = is_launch_rank_zero()
 
     on_stage("reading and splitting the dataset")
-    split_file = run_dir / SPLIT_FILE if resume else config.split_file
+    split_file = run_dir / SPLIT_FILE if resume or not writer else config.split_file
     prep = prepare(config.data, config.classes, split_file=split_file, seed=config.seed,
                    fractions=config.fractions, max_distance=config.dup_threshold,
                    workers=config.workers, progress=data_progress)
     ds, split = prep.dataset, prep.split
-    run_dir.mkdir(parents=True, exist_ok=True)
     split_csv = split_to_csv(ds, split)
-    atomic_write_text(run_dir / SPLIT_FILE, split_csv)
-    atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / SPLIT_FILE, split_csv)
+        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
 
     on_stage(f"building {config.model}")
     model, info = create_model(config.model, len(ds.classes), in_chans=1,
@@ -122,7 +127,7 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
         raise ValueError(f"no training images for class(es) {', '.join(missing)}")
     class_weights = (counts.sum() / (len(counts) * counts)).tolist() if config.balance == "loss" else None
     dm = CxrDataModule(images, labels, train_idx, val_idx, config.batch_size,
-                       balance=config.balance)
+                       balance=config.balance, seed=config.seed)
     module = CxrClassifier(model, list(ds.classes), pre.to_dict(), class_weights, lr=config.lr,
                            weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
                            label_smoothing=config.label_smoothing, augment=config.augment,
@@ -139,6 +144,7 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
         max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=_precision(config),
         callbacks=callbacks, logger=_loggers(run_dir), plugins=[SafeCheckpointIO()],
+        use_distributed_sampler=False,  # CxrDataModule shards train and val itself
         deterministic="warn" if torch.cuda.is_available() else True,
         enable_progress_bar=progress_bar, enable_model_summary=False, log_every_n_steps=10,
         max_time={"minutes": config.max_minutes} if config.max_minutes else None,

@@ -40,6 +40,7 @@ class CxrClassifier(L.LightningModule):
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
         n = len(classes)
+        self.val_loss = torchmetrics.MeanMetric()  # summed over batches and processes
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(n, average="micro")
         self.val_f1 = torchmetrics.classification.MulticlassF1Score(n, average="macro")
         self.val_recall = torchmetrics.classification.MulticlassRecall(n, average=None)
@@ -57,8 +58,8 @@ class CxrClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
-    def _loss(self, logits, y):
-        return F.cross_entropy(logits, y, weight=self.class_weights,
+    def _loss(self, logits, y, reduction: str = "mean"):
+        return F.cross_entropy(logits, y, weight=self.class_weights, reduction=reduction,
                                label_smoothing=self.hparams.label_smoothing)
 
     def training_step(self, batch, batch_idx):
@@ -71,19 +72,23 @@ class CxrClassifier(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
-        self.log("val/loss", self._loss(logits, y), on_epoch=True, prog_bar=True,
-                 batch_size=len(y), sync_dist=True)
+        # the loss of the whole val set as F.cross_entropy's "mean" would give it (a sum over
+        # images divided by the sum of their class weights), whatever the batches or processes
+        per_image = self._loss(logits, y, reduction="none")
+        w = self.class_weights[y] if self.class_weights is not None else torch.ones_like(per_image)
+        self.val_loss.update(per_image / w, weight=w)
         self.val_acc.update(logits, y)
         self.val_f1.update(logits, y)
         self.val_recall.update(logits, y)
 
     def on_validation_epoch_end(self):
-        # torchmetrics' compute() already gathers the states of every process.
+        # torchmetrics' compute() gathers the states of every process: each val image counts once.
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
         self.log("val/acc", self.val_acc.compute(), prog_bar=True)
         self.log("val/macro_f1", self.val_f1.compute(), prog_bar=True)
         for name, r in zip(self.hparams.classes, self.val_recall.compute()):
             self.log(f"val/sensitivity_{name}", r)
-        for m in (self.val_acc, self.val_f1, self.val_recall):
+        for m in (self.val_loss, self.val_acc, self.val_f1, self.val_recall):
             m.reset()
 
     def configure_optimizers(self):
