@@ -33,7 +33,11 @@ def register(subparsers) -> None:
         epilog="Examples:\n  cxr predict runs/lite0 scans/ extra.dcm\n"
                "  cxr predict runs/lite0 scans/ --format csv --out predictions.csv\n"
                "  cxr predict runs/lite0 a.png --cam            # also writes Grad-CAM overlays to cam/\n"
-               "  cxr predict runs/lite0 scans/ --backend onnx  # after `cxr export runs/lite0 --onnx`",
+               "  cxr predict runs/lite0 scans/ --backend onnx  # after `cxr export runs/lite0 --onnx`\n"
+               "  cxr predict runs/lite0 archive/ --out p.csv --devices 4 --accelerator gpu  # 4 processes\n"
+               "  cxr predict runs/lite0 archive/ --out p.csv --resumable   # rerun after a crash: skips what is done\n"
+               "  torchrun --nnodes 2 --nproc-per-node 4 ... -m cxrkit predict runs/lite0 archive/ --out p.csv "
+               "--devices 4 --num-nodes 2",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path, help="run directory made by `cxr train`")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
@@ -47,6 +51,17 @@ def register(subparsers) -> None:
                    help="table, csv or json (default: from the --out suffix, else table)")
     p.add_argument("--out", type=Path, default=None, help="write the output to this file instead of the screen")
     p.add_argument("--workers", type=int, default=None, help="threads decoding images (default: up to 4)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    g = p.add_argument_group(
+        "large jobs", "Share the inputs between processes (Lightning Fabric: --devices per node, --num-nodes "
+                      "under torchrun or SLURM) and/or make the job resumable: finished chunks are kept in "
+                      "OUT.parts/ until the merged --out is written, and a rerun skips them.")
+    g.add_argument("--devices", default="1", help="processes (devices) per node (default 1)")
+    g.add_argument("--num-nodes", type=int, default=1)
+    g.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+    g.add_argument("--resumable", action="store_true", help="chunked and resumable even in one process")
+    g.add_argument("--chunk-size", type=int, default=512,
+                   help="images per saved chunk, rounded up to whole batches (default 512)")
     p.set_defaults(func=run)
 
 
@@ -57,17 +72,29 @@ def output_format(fmt: str | None, out: Path | None) -> str:
     return suffix if suffix in ("csv", "json") else "table"
 
 
+def _sharded(args: argparse.Namespace) -> bool:
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return args.resumable or args.num_nodes > 1 or str(args.devices) not in ("1", "auto") or world > 1
+
+
 def run(args: argparse.Namespace) -> None:
     from ..inference.files import find_images
-    from ..inference.formats import predictions_csv, predictions_json
     from ..inference.predictor import Predictor
 
     fmt = output_format(args.format, args.out)
+    sharded = _sharded(args)
+    if sharded and (not args.out or args.cam):
+        raise CliError("--devices/--num-nodes/--resumable need --out FILE (the merged result) and no --cam")
     files, missing, ignored = find_images(args.inputs)
     if not files and not missing:
         raise CliError(f"no image files in {', '.join(map(str, args.inputs))} "
                        f"({ignored} other file(s) skipped)")
-    predictor = Predictor.from_run(args.run_dir, backend=args.backend, threshold=args.threshold)
+    if sharded:
+        return _run_sharded(args, files, missing, fmt)
+    predictor = Predictor.from_run(args.run_dir, backend=args.backend, threshold=args.threshold,
+                                   batch_size=args.batch_size)
     with progress_bar(f"predicting {len(files)} image(s)") as update:
         preds = predictor.predict(files, progress=update, workers=args.workers)
     preds.errors[:0] = missing
@@ -80,25 +107,57 @@ def run(args: argparse.Namespace) -> None:
             written = CamOverlays(predictor).write([Path(r.name) for r in preds.results], args.cam_dir, update)
         err_console.print(f"wrote {len(written)} Grad-CAM overlay(s) to [bold]{args.cam_dir}[/]")
 
-    if fmt == "json":
-        text = json.dumps(predictions_json(preds, predictor, args.threshold), indent=2) + "\n"
-    elif fmt == "csv":
-        text = predictions_csv(preds, predictor.classes)
-    else:
-        text = None
     if args.out:
-        if text is None:
-            buffer = Console(record=True, width=160, file=io.StringIO())
-            _print_table(buffer, preds, predictor.classes, args.threshold)
-            text = buffer.export_text()
-        atomic_write_text(args.out, text)
+        atomic_write_text(args.out, render(preds, fmt, predictor, args.threshold))
         console.print(f"wrote [bold]{args.out}[/] ({len(preds.results)} predicted, {len(preds.errors)} failed)")
-    elif text is not None:
-        sys.stdout.write(text)
-    else:
+    elif fmt == "table":
         _print_table(console, preds, predictor.classes, args.threshold)
+    else:
+        sys.stdout.write(render(preds, fmt, predictor, args.threshold))
     if preds.errors:
         sys.exit(1)
+
+
+def _run_sharded(args: argparse.Namespace, files: list[Path], missing: list, fmt: str) -> None:
+    """Every process runs this; global rank 0 merges, writes --out and reports."""
+    from ..inference.predictor import Predictor
+    from ..inference.sharded import launch, parts_dir, predict_sharded
+
+    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    fabric = launch(args.accelerator, devices, args.num_nodes)
+    predictor = Predictor.from_run(args.run_dir, device=fabric.device, backend=args.backend,
+                                   threshold=args.threshold, batch_size=args.batch_size)
+
+    def write(merged) -> None:
+        merged.errors[:0] = missing
+        atomic_write_text(args.out, render(merged, fmt, predictor, args.threshold))
+
+    if fabric.global_rank != 0:  # progress and messages come from rank 0 only
+        predict_sharded(predictor, files, args.out, fabric, args.chunk_size, args.threshold)
+        return
+    with progress_bar(f"predicting {len(files)} image(s) in {fabric.world_size} process(es)") as update:
+        result = predict_sharded(predictor, files, args.out, fabric, args.chunk_size, args.threshold,
+                                 write=write, progress=update)
+    preds = result.predictions
+    resumed = f"; {result.skipped} of {result.chunks} chunk(s) were done by an earlier run" if result.skipped else ""
+    console.print(f"wrote [bold]{args.out}[/] ({len(preds.results)} predicted, {len(preds.errors)} failed; "
+                  f"{result.chunks} chunk(s) over {fabric.world_size} process(es){resumed}); "
+                  f"{parts_dir(args.out).name} removed")
+    if preds.errors:
+        sys.exit(1)
+
+
+def render(preds, fmt: str, predictor, threshold: float) -> str:
+    """The document ``cxr predict`` writes: csv, json, or the table as plain text."""
+    from ..inference.formats import predictions_csv, predictions_json
+
+    if fmt == "json":
+        return json.dumps(predictions_json(preds, predictor, threshold), indent=2) + "\n"
+    if fmt == "csv":
+        return predictions_csv(preds, predictor.classes)
+    buffer = Console(record=True, width=160, file=io.StringIO())
+    _print_table(buffer, preds, predictor.classes, threshold)
+    return buffer.export_text()
 
 
 def _print_table(out: Console, preds, classes: list[str], threshold: float) -> None:
