@@ -30,36 +30,46 @@ def phash(gray: np.ndarray) -> str:
     return np.packbits(low > np.median(low)).tobytes().hex()
 
 
-def _as_bits(hashes: list[str]) -> np.ndarray:
+def _as_words(hashes: list[str]) -> np.ndarray:
+    """Hashes as rows of 64-bit words: 8x fewer elements to XOR and count than bytes."""
+    n_words = HASH_SIDE * HASH_SIDE // 64
     if not hashes:  # reshape(0, -1) is ambiguous
-        return np.zeros((0, HASH_SIDE * HASH_SIDE // 8), np.uint8)
-    return np.frombuffer(b"".join(bytes.fromhex(h) for h in hashes), np.uint8).reshape(len(hashes), -1)
+        return np.zeros((0, n_words), np.uint64)
+    return np.frombuffer(b"".join(bytes.fromhex(h) for h in hashes), np.uint64).reshape(len(hashes), n_words)
 
 
 def _distance_blocks(hashes: list[str], chunk: int = 256):
-    """Yield (row offset, Hamming distances of rows offset.. to every hash)."""
-    bits = _as_bits(hashes)
-    for start in range(0, len(bits), chunk):
-        block = bits[start:start + chunk]
-        yield start, np.bitwise_count(block[:, None, :] ^ bits[None, :, :]).sum(-1, dtype=np.int32)
+    """Yield (offset, Hamming distances of rows offset..offset+chunk to every row from offset on).
+
+    Only the upper triangle is computed (each pair once): 20k hashes took 8.5 s on this 2-core
+    machine while it also trained a model (O(n^2): 100k would take a few minutes).
+    """
+    words = _as_words(hashes)
+    for start in range(0, len(words), chunk):
+        block, rest = words[start:start + chunk], words[start:]
+        yield start, np.bitwise_count(block[:, None, :] ^ rest[None, :, :]).sum(-1, dtype=np.int32)
+
+
+def _upper_pairs(dist: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) indices within a block, relative to its offset, of masked pairs i < j."""
+    ii, jj = np.nonzero(mask)
+    keep = ii < jj
+    return ii[keep], jj[keep]
 
 
 def near_duplicate_pairs(hashes: list[str], max_distance: int = DEFAULT_MAX_DISTANCE) -> list[tuple[int, int]]:
     """All index pairs ``i < j`` whose hashes differ in at most ``max_distance`` bits."""
     pairs: list[tuple[int, int]] = []
     for start, dist in _distance_blocks(hashes):
-        ii, jj = np.nonzero(dist <= max_distance)
-        ii = ii + start
-        keep = ii < jj
-        pairs.extend(zip(ii[keep].tolist(), jj[keep].tolist()))
+        ii, jj = _upper_pairs(dist, dist <= max_distance)
+        pairs.extend(zip((ii + start).tolist(), (jj + start).tolist()))
     return pairs
 
 
 def hash_distance_histogram(hashes: list[str], upto: int = 64) -> list[int]:
     """Number of image pairs at each Hamming distance 0..upto (to choose a threshold)."""
     counts = np.zeros(upto + 1, dtype=np.int64)
-    for start, dist in _distance_blocks(hashes):
-        ii, jj = np.indices(dist.shape)
-        upper = (ii + start) < jj
-        counts += np.bincount(dist[upper & (dist <= upto)], minlength=upto + 1)[:upto + 1]
+    for _, dist in _distance_blocks(hashes):
+        ii, jj = _upper_pairs(dist, dist <= upto)
+        counts += np.bincount(dist[ii, jj], minlength=upto + 1)[:upto + 1]
     return counts.tolist()
