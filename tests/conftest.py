@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+
+def pytest_configure(config):
+    """Keep the tests' image and scan caches out of the user's ~/.cache (and out of each other's)."""
+    os.environ.setdefault("CXR_CACHE", tempfile.mkdtemp(prefix="cxrkit-test-cache-"))
 
 
 def xray_like(seed: int = 0, shape: tuple[int, int] = (64, 64)) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""Atomic file writes: a crash mid-write never leaves a half-written report or checkpoint."""
+"""Atomic file writes (a crash mid-write never leaves a half-written report or checkpoint) and a
+lock for caches that several processes may build at once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -54,3 +56,26 @@ def _nan_to_null(obj):
 def atomic_write_json(path: str | Path, obj) -> Path:
     text = json.dumps(_nan_to_null(obj), indent=2, default=str, allow_nan=False)
     return atomic_write_text(path, text + "\n")
+
+
+@contextlib.contextmanager
+def build_lock(target: str | Path):
+    """Hold an exclusive lock named after ``target`` while it is built.
+
+    Processes that start together (the ranks of a torchrun or SLURM launch, two commands on
+    one dataset) then build a cache once: the first builds, the others wait and reuse it.
+    Where ``fcntl`` is missing (Windows) nothing is locked and each builds its own copy.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock = Path(target).with_name(f".{Path(target).name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

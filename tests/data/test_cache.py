@@ -44,3 +44,33 @@ def test_cache_is_reused_and_invalidated_by_a_changed_file_or_setting(make_image
     assert len(list(cache.glob("*.npy"))) == 3
     assert not np.array_equal(again[0], first[0])
     assert not list(cache.glob(".*.tmp"))  # no partial files left behind
+
+
+def test_processes_starting_together_build_the_cache_once(make_image, tmp_path, monkeypatch):
+    # the ranks of a torchrun launch all ask for the cache at once: one builds, the others wait
+    import threading
+
+    import cxrkit.data.cache as cache
+
+    ds = _dataset(make_image)
+    loads, real_load = [], cache._load
+    gate = threading.Barrier(3)
+
+    def slow_counted_load(job):
+        loads.append(job[0])
+        return real_load(job)
+
+    monkeypatch.setattr(cache, "_load", slow_counted_load)
+    results = []
+
+    def rank():
+        gate.wait()
+        results.append(cached_images(ds, Preprocessing(input_size=32), tmp_path / "cache", workers=1))
+
+    threads = [threading.Thread(target=rank) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == len(ds.records)  # decoded once, not three times
+    assert all(np.array_equal(r, results[0]) for r in results)

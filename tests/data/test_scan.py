@@ -28,7 +28,8 @@ def test_bad_files_skipped_scan_goes_on(tmp_path, make_image, n_good, workers):
     ds, bad, empty = _dataset_with_bad_files(tmp_path, make_image, n_good)
     assert len(ds) == n_good + 2
     calls = []
-    clean, infos = scan_dataset(ds, workers=workers, progress=lambda i, n: calls.append((i, n)))
+    clean, infos = scan_dataset(ds, workers=workers, progress=lambda i, n: calls.append((i, n)),
+                                cache_dir=tmp_path / "cache")
     assert len(clean) == len(infos) == n_good
     assert all(r.path.name.startswith("img0") for r in clean.records)
     skipped = {s.path: s.reason for s in clean.skipped}
@@ -44,8 +45,8 @@ def test_bad_files_skipped_scan_goes_on(tmp_path, make_image, n_good, workers):
 
 def test_pool_and_serial_give_same_hashes(tmp_path, make_image):
     ds, _, _ = _dataset_with_bad_files(tmp_path, make_image, 70)
-    _, serial = scan_dataset(ds, workers=1)
-    _, pooled = scan_dataset(ds, workers=2)
+    _, serial = scan_dataset(ds, workers=1, cache_dir=tmp_path / "c1")
+    _, pooled = scan_dataset(ds, workers=2, cache_dir=tmp_path / "c2")
     assert serial == pooled
     assert len({i.phash for i in serial}) == 70  # distinct images, distinct hashes
 
@@ -58,6 +59,26 @@ def test_scan_keeps_earlier_skipped(tmp_path, make_image):
     ds = load_dataset(root, "covid,normal")
     clean, infos = scan_dataset(ds, workers=1)
     assert len(clean) == 2 and [s.reason for s in clean.skipped] == [ds.skipped[0].reason]
+
+
+def test_scan_is_saved_and_reread_until_a_file_changes(tmp_path, make_image, monkeypatch):
+    ds, bad, _ = _dataset_with_bad_files(tmp_path, make_image, 6)
+    first = scan_dataset(ds, workers=1, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("scan-*.json"))) == 1
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} decoded again")
+
+    monkeypatch.setattr("cxrkit.data.scan._describe_or_error", no_decoding)
+    again = scan_dataset(ds, workers=1, cache_dir=tmp_path / "cache")
+    assert again[1] == first[1] and again[0].skipped == first[0].skipped
+    monkeypatch.undo()
+    make_image(bad, seed=5, shape=(20, 24))  # the truncated file repaired: scanned anew
+    repaired, infos = scan_dataset(ds, workers=1, cache_dir=tmp_path / "cache")
+    assert len(infos) == 7 and len(repaired.skipped) == 1
+    for saved in (tmp_path / "cache").glob("scan-*.json"):
+        saved.write_text("[{")  # torn or garbled: scanned anew, never an error
+    assert scan_dataset(ds, workers=1, cache_dir=tmp_path / "cache")[1] == infos
 
 
 def test_describe_image_modes(make_image, make_dicom):

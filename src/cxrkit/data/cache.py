@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from .._io import build_lock
 from .dataset import CxrDataset
 from .images import read_gray
 from .transforms import Preprocessing
@@ -32,12 +34,18 @@ def default_cache_dir() -> Path:
     return Path(base)
 
 
-def cache_key(paths: list[Path], spec: Preprocessing) -> str:
-    h = hashlib.sha256(json.dumps({"version": CACHE_VERSION, **spec.to_dict()}, sort_keys=True).encode())
+def files_fingerprint(paths: list[Path], settings: dict) -> str:
+    """A key for results computed from ``paths`` with ``settings``: changes with any file's
+    path, size or modification time, or any setting."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for p in paths:
         st = p.stat()
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:24]
+
+
+def cache_key(paths: list[Path], spec: Preprocessing) -> str:
+    return files_fingerprint(paths, {"version": CACHE_VERSION, **spec.to_dict()})
 
 
 def _load(job: tuple[Path, Preprocessing]) -> np.ndarray:
@@ -52,23 +60,28 @@ def cached_images(dataset: CxrDataset, spec: Preprocessing, cache_dir: str | Pat
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     target = cache_dir / f"images-{cache_key(paths, spec)}-{len(paths)}x{spec.input_size}.npy"
     if not target.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                        shape=(len(paths), spec.input_size, spec.input_size))
-        jobs = [(p, spec) for p in paths]
-        if workers > 1 and len(paths) > 64:
-            with ProcessPoolExecutor(workers) as pool:
-                for i, img in enumerate(pool.map(_load, jobs, chunksize=16)):
-                    arr[i] = img
-                    if progress:
-                        progress(i + 1, len(paths))
-        else:
-            for i, job in enumerate(jobs):
-                arr[i] = _load(job)
-                if progress:
-                    progress(i + 1, len(paths))
-        arr.flush()
-        del arr
-        os.replace(tmp, target)
+        with build_lock(target):
+            if not target.exists():  # another process may have built it while this one waited
+                _build(target, [(p, spec) for p in paths], spec.input_size, workers, progress)
     return np.load(target, mmap_mode="r")
+
+
+def _build(target: Path, jobs: list[tuple[Path, Preprocessing]], size: int, workers: int, progress) -> None:
+    """Write the cache to a temporary file beside ``target``, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(jobs), size, size))
+    if workers > 1 and len(jobs) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            for i, img in enumerate(pool.map(_load, jobs, chunksize=16)):
+                arr[i] = img
+                if progress:
+                    progress(i + 1, len(jobs))
+    else:
+        for i, job in enumerate(jobs):
+            arr[i] = _load(job)
+            if progress:
+                progress(i + 1, len(jobs))
+    arr.flush()
+    del arr
+    os.replace(tmp, target)

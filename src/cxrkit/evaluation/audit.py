@@ -214,8 +214,8 @@ def audit_run(predictor: Predictor, data=None, split: str | None = None, columns
     # images when that is the training data (e.g. its manifest, which has the metadata).
     card = predictor.run.card
     train_data = card["data"]["path"] if is_external(card, preds.dataset.root) else preds.dataset.location
-    train_prep = prepare(train_data, predictor.classes,
-                         split_file=predictor.run.run_dir / "split.csv", workers=workers)
+    train_prep = prepare(train_data, predictor.classes, split_file=predictor.run.run_dir / "split.csv",
+                         workers=workers, cache_dir=cache_dir)
     train_ds = train_prep.split.subset(train_prep.dataset, "train")
     probes = []
     if columns:

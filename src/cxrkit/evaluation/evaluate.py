@@ -70,7 +70,7 @@ def predict_split(predictor: Predictor, data: str | Path | None = None, split: s
         raise ValueError(f"{data} is not the data this model was trained on, so it has no "
                          f"{split!r} split of this run; evaluate it whole with --split all")
     split_file = None if split == "all" else predictor.run.run_dir / "split.csv"
-    prep = prepare(data, predictor.classes, split_file=split_file, workers=workers)
+    prep = prepare(data, predictor.classes, split_file=split_file, workers=workers, cache_dir=cache_dir)
     ds = prep.dataset if split == "all" else prep.split.subset(prep.dataset, split)
     if len(ds) == 0:
         raise ValueError(f"the {split} split of {data} is empty")
