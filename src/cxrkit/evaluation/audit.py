@@ -30,6 +30,7 @@ from ..data.dataset import CxrDataset
 from ..data.images import read_image
 from ..data.prepare import prepare
 from ..inference.predictor import Predictor
+from ..models import pooled_features
 from .evaluate import SplitPredictions, is_external, predict_split
 
 # Fractions of the image side. The lung box covers both lung fields of a centred PA/AP film.
@@ -74,11 +75,11 @@ def lung_masks(dataset: CxrDataset, size: int) -> np.ndarray | None:
 
 @torch.inference_mode()
 def penultimate_features(predictor: Predictor, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Pooled features before the classifier (timm's ``forward_head(pre_logits=True)``)."""
+    """Pooled features before the classifier (:func:`cxrkit.models.pooled_features`)."""
     model, out = predictor.model, []
     for start in range(0, len(images), batch_size):
         x = predictor.model_input(images[start:start + batch_size])
-        out.append(model.forward_head(model.forward_features(x), pre_logits=True).float().cpu().numpy())
+        out.append(pooled_features(model, x).float().cpu().numpy())
     return np.concatenate(out)
 
 

@@ -4,7 +4,7 @@ Importing this package registers ``resdense_tiny/small/base`` in timm's registry
 """
 
 from cxrkit.models import resdense  # noqa: F401  (registers the resdense_* names in timm)
-from cxrkit.models.factory import DEFAULT_MODEL, ModelInfo, create_model, list_models
+from cxrkit.models.factory import DEFAULT_MODEL, ModelInfo, create_model, list_models, pooled_features
 from cxrkit.models.weights import (
     LoadedWeights,
     WeightsError,
@@ -24,5 +24,6 @@ __all__ = [
     "list_models",
     "load_state_dict_into",
     "load_weights_file",
+    "pooled_features",
     "read_state_dict",
 ]

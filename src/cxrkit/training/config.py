@@ -36,6 +36,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     balance: str = "loss"
     finetune: str = "full"
+    cache_features: bool = False  # with finetune="head": train the head on features computed once
     augment: bool = True
     patience: int = 5
     seed: int = 0

@@ -25,7 +25,8 @@ from ..data.transforms import Preprocessing
 from ..models import create_model
 from .checkpoint_io import SafeCheckpointIO
 from .config import CONFIG_FILE, TrainConfig
-from .freeze import apply_finetune
+from .features import FeatureHeadClassifier, backbone_features
+from .freeze import apply_finetune, parse_finetune
 from .module import CxrClassifier
 from .rundir import SPLIT_FILE, data_fingerprint, save_weights, write_card
 
@@ -68,6 +69,11 @@ def _loggers(run_dir: Path):
     return loggers
 
 
+def _feature_device(config: TrainConfig) -> torch.device:
+    use_gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
+    return torch.device("cuda" if use_gpu else "cpu")
+
+
 def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
           on_stage: Callable[[str], None] = lambda msg: None,
           data_progress: Callable[[int, int], None] | None = None,
@@ -78,6 +84,9 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     using its saved split. ``callbacks`` are added to Lightning's (e.g. custom logging).
     """
     start = time.perf_counter()
+    if config.cache_features and parse_finetune(config.finetune) != 0:
+        raise ValueError("cache_features trains the head alone on frozen features: use it with "
+                         f"finetune='head' (got {config.finetune!r})")
     _quiet_lightning()
     run_dir = Path(config.out)
     ckpt_dir = run_dir / CHECKPOINT_DIR
@@ -126,12 +135,22 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
         missing = [c for c, n in zip(ds.classes, counts) if n == 0]
         raise ValueError(f"no training images for class(es) {', '.join(missing)}")
     class_weights = (counts.sum() / (len(counts) * counts)).tolist() if config.balance == "loss" else None
-    dm = CxrDataModule(images, labels, train_idx, val_idx, config.batch_size,
-                       balance=config.balance, seed=config.seed)
-    module = CxrClassifier(model, list(ds.classes), pre.to_dict(), class_weights, lr=config.lr,
-                           weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
-                           label_smoothing=config.label_smoothing, augment=config.augment,
-                           channels_last=config.channels_last)
+    settings = dict(lr=config.lr, weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
+                    label_smoothing=config.label_smoothing, channels_last=config.channels_last)
+    if config.cache_features:
+        on_stage(f"computing frozen {config.model} features of {len(train_idx) + len(val_idx)} images once")
+        rows = np.concatenate([train_idx, val_idx])
+        features = backbone_features(model, images, pre, rows, device=_feature_device(config),
+                                     progress=data_progress)
+        dm = CxrDataModule(features, labels[rows], np.arange(len(train_idx)), np.arange(len(train_idx), len(rows)),
+                           config.batch_size, balance=config.balance, seed=config.seed)
+        module = FeatureHeadClassifier(model.get_classifier(), list(ds.classes), pre.to_dict(), class_weights,
+                                       augment=False, **settings)
+    else:
+        dm = CxrDataModule(images, labels, train_idx, val_idx, config.batch_size,
+                           balance=config.balance, seed=config.seed)
+        module = CxrClassifier(model, list(ds.classes), pre.to_dict(), class_weights, augment=config.augment,
+                               **settings)
 
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min",
                            save_last=True, save_top_k=1, enable_version_counter=False)
@@ -159,12 +178,13 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]  # metrics of the saved model
     if trainer.global_rank != 0:
         return TrainResult(run_dir, {}, trainer)
-    save_weights(run_dir, module.model)
+    save_weights(run_dir, model)  # with cached features module.model is only the head, trained in place
     card = {
         "classes": list(ds.classes),
         "preprocessing": pre.to_dict(),
         "model": {"name": config.model, "in_chans": 1, "num_params": info.num_params,
-                  "trainable_params": trainable, "finetune": config.finetune},
+                  "trainable_params": trainable, "finetune": config.finetune,
+                  "cache_features": config.cache_features},
         "weights_source": info.weights_source,
         "data": {"path": str(ds.root), "source": ds.source, "fingerprint": data_fingerprint(ds),
                  "images": len(ds), "split_counts": split.counts(ds)},
