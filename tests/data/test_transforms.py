@@ -82,3 +82,14 @@ def test_batch_augment_changes_images_within_range_and_keeps_shape():
     # with every jitter off it is the identity (up to resampling on the same grid)
     still = BatchAugment(rotation=0, scale=(1, 1), translate=0, brightness=0, contrast=0, gamma=0)(x)
     torch.testing.assert_close(still, x, atol=1e-5, rtol=0)
+
+
+def test_affine_grid_equals_torch():
+    from torch.nn import functional as F
+
+    from cxrkit.data.transforms import affine_grid
+
+    theta = torch.randn(5, 2, 3)
+    for h, w in ((7, 9), (32, 32)):
+        torch.testing.assert_close(affine_grid(theta, h, w), F.affine_grid(theta, [5, 1, h, w], align_corners=False),
+                                   atol=1e-5, rtol=1e-5)

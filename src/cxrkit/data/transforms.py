@@ -99,6 +99,22 @@ def _histogram_percentiles(levels: np.ndarray, n_levels: int, quantiles: tuple[f
     return [int(level) for level in np.searchsorted(cumulative, ranks, side="right")]
 
 
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (B, C, height, width), align_corners=False)`` as one 2-D matmul.
+
+    Same numbers (tested), returned as a strided view that ``grid_sample`` reads as it is.
+    On this 2-core CPU (batch 32, 224 px) grid + sample took ~50 ms instead of ~100 ms with
+    torch's version, of a ~1.1 s lite0 training step.
+    """
+    opts = dict(device=theta.device, dtype=theta.dtype)
+    xs = (torch.arange(width, **opts) * 2 + 1) / width - 1  # pixel centres in [-1, 1]
+    ys = (torch.arange(height, **opts) * 2 + 1) / height - 1
+    base = torch.stack([xs.expand(height, width), ys[:, None].expand(height, width),
+                        torch.ones(height, width, **opts)]).view(3, height * width)
+    b = theta.shape[0]
+    return (theta.reshape(b * 2, 3) @ base).view(b, 2, height, width).permute(0, 2, 3, 1)
+
+
 class BatchAugment(nn.Module):
     """Random affine warp and intensity changes for a float batch in [0, 1] (B, C, H, W).
 
@@ -124,7 +140,7 @@ class BatchAugment(nn.Module):
         cos, sin = torch.cos(angle) * s, torch.sin(angle) * s
         tx, ty = uniform(-self.translate, self.translate) * 2, uniform(-self.translate, self.translate) * 2
         theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        grid = affine_grid(theta.to(x.dtype), x.shape[-2], x.shape[-1])
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         gamma = torch.exp(uniform(-self.gamma, self.gamma)).view(b, 1, 1, 1)
         x = x.clamp(0, 1).pow(gamma)
