@@ -57,8 +57,8 @@ def register(subparsers) -> None:
                       "under torchrun or SLURM) and/or make the job resumable: finished chunks are kept in "
                       "OUT.parts/ until the merged --out is written, and a rerun skips them.")
     g.add_argument("--devices", default="1", help="processes (devices) per node (default 1)")
-    g.add_argument("--num-nodes", type=int, default=1)
-    g.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+    g.add_argument("--num-nodes", type=int, default=1, help="machines (launched by torchrun or SLURM; default 1)")
+    g.add_argument("--accelerator", default="auto", help="auto (a GPU when there is one), cpu or gpu")
     g.add_argument("--resumable", action="store_true", help="chunked and resumable even in one process")
     g.add_argument("--chunk-size", type=int, default=512,
                    help="images per saved chunk, rounded up to whole batches (default 512)")
@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> None:
                        f"({ignored} other file(s) skipped)")
     if sharded:
         return _run_sharded(args, files, missing, fmt)
-    predictor = Predictor.from_run(args.run_dir, backend=args.backend, threshold=args.threshold,
-                                   batch_size=args.batch_size)
+    predictor = Predictor.from_run(args.run_dir, device=_device(args.accelerator), backend=args.backend,
+                                   threshold=args.threshold, batch_size=args.batch_size)
     with progress_bar(f"predicting {len(files)} image(s)") as update:
         preds = predictor.predict(files, progress=update, workers=args.workers)
     preds.errors[:0] = missing
@@ -116,6 +116,14 @@ def run(args: argparse.Namespace) -> None:
         sys.stdout.write(render(preds, fmt, predictor, args.threshold))
     if preds.errors:
         sys.exit(1)
+
+
+def _device(accelerator: str) -> str:
+    import torch
+
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise CliError("--accelerator gpu: no CUDA GPU is visible to PyTorch")
+    return "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
 
 
 def _run_sharded(args: argparse.Namespace, files: list[Path], missing: list, fmt: str) -> None:
