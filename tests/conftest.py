@@ -24,6 +24,12 @@ def xray_like(seed: int = 0, shape: tuple[int, int] = (64, 64)) -> np.ndarray:
 
 
 @pytest.fixture
+def multiprocess_env() -> dict:
+    """Environment for tests that start 2 training/prediction processes on this machine's cores."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "CXR_NO_TCMALLOC": "1"}
+
+
+@pytest.fixture
 def synth_array():
     """``synth_array(seed=0, shape=(64, 64))`` -> smooth random uint8 2-D array."""
     return xray_like

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import shutil
 import subprocess
@@ -18,10 +17,6 @@ from cxrkit.inference.formats import predictions_csv
 from cxrkit.inference.sharded import PLAN_FILE, ShardPlanError, launch, parts_dir, predict_sharded
 
 WORKER = Path(__file__).with_name("sharded_worker.py")
-
-
-def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "CXR_NO_TCMALLOC": "1"}
 
 
 def _rows(text: str) -> list[dict]:
@@ -85,11 +80,11 @@ def test_one_process_resumes_after_a_crash_and_refuses_another_jobs_parts(tiny_r
 
 
 @pytest.mark.timeout(300)
-def test_cli_two_processes_give_the_single_process_file(tiny_run, inputs, single_csv, tmp_path):
+def test_cli_two_processes_give_the_single_process_file(tiny_run, inputs, single_csv, tmp_path, multiprocess_env):
     out = tmp_path / "sharded.csv"
     proc = subprocess.run([sys.executable, "-m", "cxrkit", "predict", str(tiny_run.run_dir), str(inputs),
                            "--out", str(out), "--devices", "2", "--accelerator", "cpu", "--batch-size", "4",
-                           "--chunk-size", "8"], env=_env(), capture_output=True, text=True, timeout=280)
+                           "--chunk-size", "8"], env=multiprocess_env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # 1: one input failed
     assert "over 2 process(es)" in proc.stdout
     assert_same_predictions(out.read_text(), single_csv)
@@ -98,13 +93,14 @@ def test_cli_two_processes_give_the_single_process_file(tiny_run, inputs, single
 
 
 @pytest.mark.timeout(300)
-def test_torchrun_crash_of_one_rank_then_rerun_skips_finished_chunks(tiny_run, inputs, single_csv, tmp_path):
+def test_torchrun_crash_of_one_rank_then_rerun_skips_finished_chunks(tiny_run, inputs, single_csv, tmp_path,
+                                                                     multiprocess_env):
     out = tmp_path / "p.csv"
 
     def torchrun(mode):
         return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                "--nproc-per-node", "2", str(WORKER), str(tiny_run.run_dir), str(inputs), str(out),
-                               mode], env=_env(), capture_output=True, text=True, timeout=140)
+                               mode], env=multiprocess_env, capture_output=True, text=True, timeout=140)
 
     crashed = torchrun("crash")
     assert crashed.returncode != 0 and not out.exists()

@@ -46,7 +46,7 @@ def test_cached_features_need_the_head_only_mode(blob_dataset, tiny_config, tmp_
 
 
 def test_backbone_features_keep_row_order(tiny_run):
-    from cxrkit.training.features import backbone_features
+    from cxrkit.models import backbone_features
 
     run = load_run(tiny_run.run_dir)
     images = np.random.default_rng(0).integers(0, 256, (10, 64, 64), dtype=np.uint8)

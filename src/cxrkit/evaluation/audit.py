@@ -19,7 +19,6 @@ Measured, not asserted (DeGrave et al. 2021; Roberts et al. 2021):
 from __future__ import annotations
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
@@ -30,7 +29,7 @@ from ..data.dataset import CxrDataset
 from ..data.images import read_image
 from ..data.prepare import prepare
 from ..inference.predictor import Predictor
-from ..models import pooled_features
+from ..models import backbone_features
 from .evaluate import SplitPredictions, is_external, predict_split
 
 # Fractions of the image side. The lung box covers both lung fields of a centred PA/AP film.
@@ -73,14 +72,10 @@ def lung_masks(dataset: CxrDataset, size: int) -> np.ndarray | None:
     return np.stack(masks)
 
 
-@torch.inference_mode()
-def penultimate_features(predictor: Predictor, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Pooled features before the classifier (:func:`cxrkit.models.pooled_features`)."""
-    model, out = predictor.model, []
-    for start in range(0, len(images), batch_size):
-        x = predictor.model_input(images[start:start + batch_size])
-        out.append(pooled_features(model, x).float().cpu().numpy())
-    return np.concatenate(out)
+def penultimate_features(predictor: Predictor, images: np.ndarray) -> np.ndarray:
+    """Pooled features before the classifier of every image (:func:`cxrkit.models.backbone_features`)."""
+    return backbone_features(predictor.model, images, predictor.preprocessing, np.arange(len(images)),
+                             device=predictor.device)
 
 
 def _probe(f_train, y_train, f_test, y_test) -> float:

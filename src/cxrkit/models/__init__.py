@@ -4,7 +4,8 @@ Importing this package registers ``resdense_tiny/small/base`` in timm's registry
 """
 
 from cxrkit.models import resdense  # noqa: F401  (registers the resdense_* names in timm)
-from cxrkit.models.factory import DEFAULT_MODEL, ModelInfo, create_model, list_models, pooled_features
+from cxrkit.models.factory import DEFAULT_MODEL, ModelInfo, create_model, list_models
+from cxrkit.models.features import backbone_features, pooled_features
 from cxrkit.models.weights import (
     LoadedWeights,
     WeightsError,
@@ -19,6 +20,7 @@ __all__ = [
     "LoadedWeights",
     "ModelInfo",
     "WeightsError",
+    "backbone_features",
     "create_model",
     "create_with_weights",
     "list_models",

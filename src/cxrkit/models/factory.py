@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import timm
-import torch
 from torch import nn
 
 from cxrkit.models.weights import create_with_weights
@@ -109,9 +108,3 @@ def _per_channel(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
     if len(values) == in_chans:
         return tuple(float(v) for v in values)
     return (sum(values) / len(values),) * in_chans
-
-
-def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """What the classifier sees: timm's ``forward_head(forward_features(x), pre_logits=True)``
-    (the resdense nets implement the same two methods)."""
-    return model.forward_head(model.forward_features(x), pre_logits=True)

@@ -22,10 +22,10 @@ from ..data.datamodule import CxrDataModule
 from ..data.prepare import prepare
 from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
-from ..models import create_model
+from ..models import backbone_features, create_model
 from .checkpoint_io import SafeCheckpointIO
 from .config import CONFIG_FILE, TrainConfig
-from .features import FeatureHeadClassifier, backbone_features
+from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
 from .module import CxrClassifier
 from .rundir import SPLIT_FILE, data_fingerprint, save_weights, write_card
