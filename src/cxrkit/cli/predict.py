@@ -119,11 +119,13 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _device(accelerator: str) -> str:
-    import torch
+    from .._distributed import cuda_wanted
 
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    if cuda_wanted(accelerator):
+        return "cuda"
+    if accelerator in ("gpu", "cuda"):
         raise CliError("--accelerator gpu: no CUDA GPU is visible to PyTorch")
-    return "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+    return "cpu"
 
 
 def _run_sharded(args: argparse.Namespace, files: list[Path], missing: list, fmt: str) -> None:

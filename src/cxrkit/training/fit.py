@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from .._distributed import is_launch_rank_zero
+from .._distributed import cuda_wanted, is_launch_rank_zero
 from .._io import atomic_write_text
 from ..data.cache import cached_images
 from ..data.datamodule import CxrDataModule
@@ -52,7 +52,7 @@ class TrainResult:
 def _precision(config: TrainConfig) -> str:
     if config.precision:
         return config.precision
-    if torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda"):
+    if cuda_wanted(config.accelerator):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
 
@@ -67,11 +67,6 @@ def _loggers(run_dir: Path):
     except ModuleNotFoundError:  # tensorboard is optional
         pass
     return loggers
-
-
-def _feature_device(config: TrainConfig) -> torch.device:
-    use_gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
-    return torch.device("cuda" if use_gpu else "cpu")
 
 
 def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
@@ -140,8 +135,8 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     if config.cache_features:
         on_stage(f"computing frozen {config.model} features of {len(train_idx) + len(val_idx)} images once")
         rows = np.concatenate([train_idx, val_idx])
-        features = backbone_features(model, images, pre, rows, device=_feature_device(config),
-                                     progress=data_progress)
+        device = "cuda" if cuda_wanted(config.accelerator) else "cpu"
+        features = backbone_features(model, images, pre, rows, device=device, progress=data_progress)
         dm = CxrDataModule(features, labels[rows], np.arange(len(train_idx)), np.arange(len(train_idx), len(rows)),
                            config.batch_size, balance=config.balance, seed=config.seed)
         module = FeatureHeadClassifier(model.get_classifier(), list(ds.classes), pre.to_dict(), class_weights,
