@@ -8,11 +8,13 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..errors import CxrkitError
+
 console = Console(stderr=False, highlight=False, soft_wrap=True)  # never break paths
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class CliError(Exception):
+class CliError(CxrkitError):
     """An error whose message is all the user needs (no traceback)."""
 
 

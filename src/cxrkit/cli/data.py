@@ -13,6 +13,7 @@ from .._io import atomic_write_json
 from ..data import inspect_dataset, prepare, write_split
 from ..data.duplicates import DEFAULT_MAX_DISTANCE
 from ..data.splits import SPLITS
+from ..errors import UsageError
 from ._console import console, progress_bar
 
 MAX_SKIPPED_SHOWN = 20
@@ -41,9 +42,9 @@ def _fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise ValueError(f"--fractions must be three numbers like 0.7,0.15,0.15, got {text!r}") from None
+        raise UsageError(f"--fractions must be three numbers like 0.7,0.15,0.15, got {text!r}") from None
     if len(parts) != 3:
-        raise ValueError(f"--fractions must be three numbers like 0.7,0.15,0.15, got {text!r}")
+        raise UsageError(f"--fractions must be three numbers like 0.7,0.15,0.15, got {text!r}")
     return parts  # type: ignore[return-value]
 
 

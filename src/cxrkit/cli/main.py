@@ -8,9 +8,9 @@ import sys
 
 from .. import RESEARCH_NOTICE, __version__
 from .._speed import reexec_with_tcmalloc
-from ..data import DatasetError, ImageReadError, SplitError
+from ..errors import CxrkitError
 from . import data, demo, evaluate, explain, export, predict, serve, train
-from ._console import CliError, fail
+from ._console import fail
 
 COMMANDS = (demo, data, train, evaluate, explain, predict, export, serve)
 
@@ -35,14 +35,20 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         reexec_with_tcmalloc(["-m", "cxrkit.cli.main", *sys.argv[1:]])
     args = build_parser().parse_args(argv)
+    debug = args.debug or bool(os.environ.get("CXR_DEBUG"))
     try:
         args.func(args)
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    except (CliError, DatasetError, ImageReadError, SplitError, ValueError, OSError) as exc:
-        if args.debug or os.environ.get("CXR_DEBUG"):
+    except (CxrkitError, OSError) as exc:
+        if debug:
             raise
         fail(str(exc))
+    except Exception as exc:  # a bug: say so briefly, and how to see the traceback
+        if debug:
+            raise
+        fail(f"unexpected {type(exc).__name__}: {exc}\n"
+             "this is a bug in cxrkit; rerun with --debug (or CXR_DEBUG=1) for the traceback and report it", 1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from ..errors import UsageError
+
 DEFAULT_CLASSES = ("covid", "viral_pneumonia", "normal")
 
 # alias (compared lower-case, with spaces/dashes/underscores collapsed) -> canonical name
@@ -45,7 +47,7 @@ def normalise_label(name: str) -> str:
     """Return the canonical class name for ``name`` (``"Viral Pneumonia"`` -> ``"viral_pneumonia"``)."""
     key = _key(name)
     if not key:
-        raise ValueError("empty class name")
+        raise UsageError("empty class name")
     return LABEL_ALIASES.get(key, LABEL_ALIASES.get(key.replace("_", ""), key))
 
 
@@ -56,7 +58,7 @@ def parse_classes(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str, 
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     classes = tuple(normalise_label(c) for c in items if c.strip())
     if len(classes) < 2:
-        raise ValueError(f"need at least two classes, got {classes!r}")
+        raise UsageError(f"need at least two classes, got {classes!r}")
     if len(set(classes)) != len(classes):
-        raise ValueError(f"a class is named twice in {classes!r} (after normalising aliases)")
+        raise UsageError(f"a class is named twice in {classes!r} (after normalising aliases)")
     return classes

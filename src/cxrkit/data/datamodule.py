@@ -13,6 +13,8 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
 
+from ..errors import UsageError
+
 
 class CachedImages(Dataset):
     """``(uint8 tensor (1, S, S), label)`` pairs from a preprocessed image array."""
@@ -66,7 +68,7 @@ class CxrDataModule(L.LightningDataModule):
                  batch_size: int = 32, balance: str = "loss", num_workers: int = 0, seed: int = 0):
         super().__init__()
         if balance not in ("loss", "sampler", "none"):
-            raise ValueError(f"balance must be loss, sampler or none, got {balance!r}")
+            raise UsageError(f"balance must be loss, sampler or none, got {balance!r}")
         self.train_set = CachedImages(images, labels, train_idx)
         self.val_set = CachedImages(images, labels, val_idx)
         self.batch_size, self.balance, self.num_workers, self.seed = batch_size, balance, num_workers, seed

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import CxrkitError
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"})
 
 # Largest image we agree to decode: 64 megapixels is far above any radiograph (a 43x43 cm
@@ -24,7 +26,7 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".
 MAX_PIXELS = 64_000_000
 
 
-class ImageReadError(ValueError):
+class ImageReadError(CxrkitError, ValueError):
     """A file that cannot become an image; ``str()`` names the file and the reason."""
 
     def __init__(self, path: str | Path, reason: str):

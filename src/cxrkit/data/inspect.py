@@ -15,6 +15,7 @@ from itertools import combinations
 
 import numpy as np
 
+from ..errors import UsageError
 from .dataset import CxrDataset
 from .scan import ImageInfo
 from .splits import Split
@@ -82,7 +83,7 @@ def inspect_dataset(dataset: CxrDataset, infos: list[ImageInfo], split: Split,
         columns = [c for c in DEFAULT_CONFOUND_COLUMNS if c in dataset.metadata_columns]
     unknown = [c for c in columns if c not in dataset.metadata_columns]
     if unknown:
-        raise ValueError(f"no metadata column(s) {', '.join(unknown)} in {dataset.root}; "
+        raise UsageError(f"no metadata column(s) {', '.join(unknown)} in {dataset.root}; "
                          f"available: {', '.join(dataset.metadata_columns) or 'none'}")
     patients = Counter(r.patient_id for r in dataset.records if r.patient_id)
     confounds = [confound_table(dataset, c) for c in columns]

@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from ..errors import CxrkitError
 from .classes import normalise_label, parse_classes
 from .dataset import CxrDataset, Record, Skipped
 from .images import is_dicom, is_image_file
@@ -31,7 +32,7 @@ IEEE_FRONTAL_VIEWS = {"PA", "AP", "AP SUPINE", "AP ERECT", "AP SEMI ERECT"}
 KERMANY_PERSON = re.compile(r"^person(\d+)_", re.IGNORECASE)
 
 
-class DatasetError(ValueError):
+class DatasetError(CxrkitError, ValueError):
     """The dataset as a whole cannot be read (wrong layout, bad manifest header, ...)."""
 
 

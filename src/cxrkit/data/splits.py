@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_text
+from ..errors import CxrkitError, UsageError
 from .dataset import CxrDataset
 from .duplicates import DEFAULT_MAX_DISTANCE, near_duplicate_pairs
 
@@ -27,7 +28,7 @@ DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 SPLIT_COLUMNS = ("file", "label", "split", "group", "patient_id")
 
 
-class SplitError(ValueError):
+class SplitError(CxrkitError, ValueError):
     """A split file that does not fit the dataset it is applied to."""
 
 
@@ -48,7 +49,7 @@ class Split:
 
     def subset(self, dataset: CxrDataset, name: str) -> CxrDataset:
         if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+            raise UsageError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
         return dataset.select([s == name for s in self.assignment])
 
 
@@ -79,10 +80,10 @@ def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
     without them only patient ids group images.
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+        raise UsageError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
     n = len(dataset)
     if hashes is not None and len(hashes) != n:
-        raise ValueError(f"{len(hashes)} hashes for {n} records")
+        raise UsageError(f"{len(hashes)} hashes for {n} records")
     # Work in a canonical order so the split does not depend on listing order.
     order = sorted(range(n), key=lambda i: dataset.relpath(dataset.records[i]))
     uf = _UnionFind(n)

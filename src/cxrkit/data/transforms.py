@@ -19,6 +19,8 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import UsageError
+
 CONTRAST_MODES = ("percentile", "none")
 
 
@@ -39,9 +41,9 @@ class Preprocessing:
 
     def __post_init__(self):
         if self.contrast not in CONTRAST_MODES:
-            raise ValueError(f"contrast must be one of {CONTRAST_MODES}, got {self.contrast!r}")
+            raise UsageError(f"contrast must be one of {CONTRAST_MODES}, got {self.contrast!r}")
         if self.input_size < 16:
-            raise ValueError(f"input_size {self.input_size} is too small")
+            raise UsageError(f"input_size {self.input_size} is too small")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +86,7 @@ def _levels(gray: np.ndarray) -> tuple[np.ndarray, int]:
     """Integer gray levels and the top level: uint8/uint16 as they are, floats as 16-bit."""
     gray = np.asarray(gray)
     if gray.ndim != 2:
-        raise ValueError(f"expected a 2-D gray image, got shape {gray.shape}")
+        raise UsageError(f"expected a 2-D gray image, got shape {gray.shape}")
     if gray.dtype == np.uint8:
         return gray, 255
     if gray.dtype == np.uint16:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..errors import UsageError
+
 
 def _group_index(groups: Sequence | None, n: int) -> list[np.ndarray]:
     if groups is None:
@@ -32,7 +34,7 @@ def bootstrap_ci(metric_fn: Callable[[np.ndarray], dict[str, float]], n: int,
     Returns ``{key: {"value", "lo", "hi"}}``; resamples where a metric is undefined are ignored.
     """
     if n == 0:
-        raise ValueError("cannot bootstrap an empty set")
+        raise UsageError("cannot bootstrap an empty set")
     point = metric_fn(np.arange(n))
     units = _group_index(groups, n)
     rng = np.random.default_rng(seed)

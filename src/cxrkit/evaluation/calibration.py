@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import UsageError
+
 N_BINS = 10
 
 
@@ -60,7 +62,7 @@ def calibration_summary(y_true: np.ndarray, probs: np.ndarray) -> dict:
 def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
     """Temperature minimising NLL on (``logits``, ``y_true``), searched in log space (T > 0)."""
     if len(y_true) == 0:
-        raise ValueError("cannot fit a temperature on an empty split")
+        raise UsageError("cannot fit a temperature on an empty split")
     x = torch.as_tensor(logits, dtype=torch.float64)
     y = torch.as_tensor(y_true, dtype=torch.long)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)

@@ -18,6 +18,7 @@ from .._io import atomic_write_json
 from ..data.cache import cached_images
 from ..data.dataset import CxrDataset
 from ..data.prepare import prepare
+from ..errors import UsageError
 from ..inference.predictor import Predictor
 from ..training.rundir import CARD_FILE, read_card
 from .bootstrap import bootstrap_ci
@@ -67,13 +68,13 @@ def predict_split(predictor: Predictor, data: str | Path | None = None, split: s
     external = is_external(card, data)
     split = split or ("all" if external else "test")
     if external and split != "all":
-        raise ValueError(f"{data} is not the data this model was trained on, so it has no "
+        raise UsageError(f"{data} is not the data this model was trained on, so it has no "
                          f"{split!r} split of this run; evaluate it whole with --split all")
     split_file = None if split == "all" else predictor.run.run_dir / "split.csv"
     prep = prepare(data, predictor.classes, split_file=split_file, workers=workers, cache_dir=cache_dir)
     ds = prep.dataset if split == "all" else prep.split.subset(prep.dataset, split)
     if len(ds) == 0:
-        raise ValueError(f"the {split} split of {data} is empty")
+        raise UsageError(f"the {split} split of {data} is empty")
     images = cached_images(ds, predictor.preprocessing, cache_dir, workers=workers)
     missing = [c for c, n in prep.dataset.class_counts().items() if n == 0]
     return SplitPredictions(ds, ds.labels, predictor.logits_from_uint8(images), predictor.classes,
@@ -141,7 +142,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
     columns = by or []
     unknown = [c for c in columns if c not in preds.dataset.metadata_columns]
     if unknown:
-        raise ValueError(f"no column(s) {', '.join(unknown)} in the data's metadata; available: "
+        raise UsageError(f"no column(s) {', '.join(unknown)} in the data's metadata; available: "
                          f"{', '.join(preds.dataset.metadata_columns) or 'none'}")
     warnings = []
     if preds.missing_classes:

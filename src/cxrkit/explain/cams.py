@@ -29,6 +29,7 @@ from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from ..errors import UsageError
 from ..inference.predictor import Predictor
 from .defaults import DEFAULT_METHOD, METHOD_CLASSES
 from .layers import find_target_layer
@@ -72,7 +73,7 @@ class Explainer:
     def __init__(self, predictor: Predictor, method: str = DEFAULT_METHOD, target_layer: str | None = None,
                  aug_smooth: bool = False, eigen_smooth: bool = False, batch_size: int = 16):
         if method not in METHODS:
-            raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
+            raise UsageError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
         self.predictor = predictor
         self.method = method
         self.aug_smooth = aug_smooth
@@ -112,12 +113,12 @@ class Explainer:
             classes = probabilities.argmax(1)[:, None]
         elif isinstance(target, str):
             if target != "all":
-                raise ValueError(f"target must be None, 'all', a class index or one index per image, got {target!r}")
+                raise UsageError(f"target must be None, 'all', a class index or one index per image, got {target!r}")
             classes = np.tile(np.arange(n_classes), (n, 1))
         else:
             classes = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,))[:, None]
         if classes.size and not (0 <= classes.min() and classes.max() < n_classes):
-            raise ValueError(f"class index out of range 0..{n_classes - 1}")
+            raise UsageError(f"class index out of range 0..{n_classes - 1}")
         return classes
 
     def model_input(self, batch: np.ndarray, requires_grad: bool = False) -> torch.Tensor:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
 
+from ..errors import UsageError
 from ..inference.predictor import Predictor
 from .cams import METHODS, Explainer
 from .defaults import SLOW_METHODS
@@ -85,7 +86,7 @@ def compare_methods(predictor: Predictor, images: np.ndarray, methods: Sequence[
     """ROAD per method on up to ``max_images`` images drawn (seeded) from ``images``, for
     the predicted class, plus the random-map floor. JSON-ready."""
     if not methods:
-        raise ValueError("no CAM method to score")
+        raise UsageError("no CAM method to score")
     explainers = [Explainer(predictor, m, target_layer, batch_size=batch_size) for m in methods]
     chosen = np.sort(np.random.default_rng(seed).choice(len(images), min(max_images, len(images)), replace=False))
     sample = np.asarray(images[chosen])

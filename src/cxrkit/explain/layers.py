@@ -20,6 +20,7 @@ from timm.models.resnet import ResNet
 from timm.models.vgg import VGG
 from torch import nn
 
+from ..errors import CxrkitError
 from ..models.resdense import ResDense
 
 __all__ = ["TargetLayerError", "default_layer_name", "feature_map_shapes", "find_target_layer"]
@@ -27,7 +28,7 @@ __all__ = ["TargetLayerError", "default_layer_name", "feature_map_shapes", "find
 MAX_NAME_DEPTH_LISTED = 2  # error messages list names like "blocks.6", not every conv inside
 
 
-class TargetLayerError(ValueError):
+class TargetLayerError(CxrkitError, ValueError):
     """A ``--target-layer`` that does not name a module producing a 4-D feature map."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_write_json
+from ..errors import CxrkitError
 from ..training.rundir import CARD_FILE, MODEL_FILE, load_run, read_card
 from .predictor import Predictor, file_sha256
 
@@ -28,7 +29,7 @@ INPUT_NAME, OUTPUT_NAME = "image", "logits"
 PARITY_TOLERANCE = 1e-4
 
 
-class ExportError(RuntimeError):
+class ExportError(CxrkitError, RuntimeError):
     """The exported graph does not reproduce the PyTorch model."""
 
 

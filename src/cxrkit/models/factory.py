@@ -16,6 +16,8 @@ from torch import nn
 
 from cxrkit.models.weights import create_with_weights
 
+from ..errors import UsageError
+
 __all__ = ["DEFAULT_MODEL", "ModelInfo", "create_model", "list_models"]
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
@@ -75,7 +77,7 @@ def create_model(
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         suggestion = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
+        raise UsageError(
             f"unknown model {name!r}{suggestion} (recommended: {', '.join(_RECOMMENDED)})"
         )
     kwargs = dict(num_classes=num_classes, in_chans=in_chans)

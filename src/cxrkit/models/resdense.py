@@ -23,6 +23,8 @@ from timm.layers import ClassifierHead, get_act_layer
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from ..errors import UsageError
+
 __all__ = ["ResDense", "ResDenseStage"]
 
 
@@ -113,7 +115,7 @@ class ResDense(nn.Module):
         if isinstance(growth_rates, int):
             growth_rates = (growth_rates,) * len(depths)
         if not len(depths) == len(widths) == len(growth_rates):
-            raise ValueError(
+            raise UsageError(
                 f"depths {tuple(depths)}, widths {tuple(widths)} and growth_rates "
                 f"{tuple(growth_rates)} must have one entry per stage"
             )

@@ -33,6 +33,8 @@ from torch import nn
 
 from cxrkit.models._lite_weights import LITE_PACKAGES, load_efficientnet_lite_imagenet
 
+from ..errors import CxrkitError, UsageError
+
 __all__ = [
     "LoadedWeights",
     "WeightsError",
@@ -49,7 +51,7 @@ _WRAPPER_KEYS = ("state_dict", "model")  # Lightning / common training-script ch
 _PREFIXES = ("module.", "model.")  # DataParallel / a LightningModule's ``self.model``
 
 
-class WeightsError(RuntimeError):
+class WeightsError(CxrkitError, RuntimeError):
     """Weights could not be read or fitted; the message says why and what to do instead."""
 
 
@@ -80,7 +82,7 @@ def create_with_weights(
     Raises WeightsError when a file does not fit the model, or timm's download fails.
     """
     if isinstance(pretrained, str) and pretrained != "none":
-        raise ValueError(f"pretrained must be True, False or 'none', not {pretrained!r}")
+        raise UsageError(f"pretrained must be True, False or 'none', not {pretrained!r}")
     if weights is not None:
         model = timm.create_model(name, pretrained=False, **model_kwargs)
         return model, load_weights_file(model, weights)

@@ -15,6 +15,8 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from ..errors import CxrkitError
+
 FIELD = "file"
 # Room for the multipart boundaries and part headers around the file itself.
 FORM_OVERHEAD = 64 * 1024
@@ -23,7 +25,7 @@ FORM_OVERHEAD = 64 * 1024
 DRAIN_FACTOR = 4
 
 
-class UploadError(Exception):
+class UploadError(CxrkitError):
     """A request that cannot give us a file; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, status: int, message: str):

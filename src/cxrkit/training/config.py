@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from ..errors import UsageError
+
 # Same as cxrkit.models.DEFAULT_MODEL (a test checks); repeated so this module stays light.
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 CONFIG_FILE = "config.yaml"
@@ -63,7 +65,7 @@ class TrainConfig:
         d = yaml.safe_load(text) or {}
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"unknown config key(s): {', '.join(sorted(unknown))}")
+            raise UsageError(f"unknown config key(s): {', '.join(sorted(unknown))}")
         if "fractions" in d:
             d["fractions"] = tuple(d["fractions"])
         return cls(**d)

@@ -22,6 +22,7 @@ from ..data.datamodule import CxrDataModule
 from ..data.prepare import prepare
 from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
+from ..errors import UsageError
 from ..models import backbone_features, create_model
 from .checkpoint_io import SafeCheckpointIO
 from .config import CONFIG_FILE, TrainConfig
@@ -80,7 +81,7 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     """
     start = time.perf_counter()
     if config.cache_features and parse_finetune(config.finetune) != 0:
-        raise ValueError("cache_features trains the head alone on frozen features: use it with "
+        raise UsageError("cache_features trains the head alone on frozen features: use it with "
                          f"finetune='head' (got {config.finetune!r})")
     _quiet_lightning()
     run_dir = Path(config.out)
@@ -123,12 +124,12 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     assignment = np.asarray(split.assignment)
     train_idx, val_idx = np.nonzero(assignment == "train")[0], np.nonzero(assignment == "val")[0]
     if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ValueError(f"the split has {len(train_idx)} train and {len(val_idx)} val images; "
+        raise UsageError(f"the split has {len(train_idx)} train and {len(val_idx)} val images; "
                          "both must be non-empty")
     counts = np.bincount(labels[train_idx], minlength=len(ds.classes))
     if (counts == 0).any():
         missing = [c for c, n in zip(ds.classes, counts) if n == 0]
-        raise ValueError(f"no training images for class(es) {', '.join(missing)}")
+        raise UsageError(f"no training images for class(es) {', '.join(missing)}")
     class_weights = (counts.sum() / (len(counts) * counts)).tolist() if config.balance == "loss" else None
     settings = dict(lr=config.lr, weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
                     label_smoothing=config.label_smoothing, channels_last=config.channels_last)

@@ -6,6 +6,8 @@ import re
 
 from torch import nn
 
+from ..errors import UsageError
+
 
 def parse_finetune(spec: str) -> int | None:
     """``"full"`` -> None (everything), ``"head"`` -> 0, ``"last-3"`` -> 3 blocks."""
@@ -15,7 +17,7 @@ def parse_finetune(spec: str) -> int | None:
         return 0
     m = re.fullmatch(r"last-(\d+)", spec)
     if not m:
-        raise ValueError(f"--finetune must be full, head or last-N (e.g. last-2), got {spec!r}")
+        raise UsageError(f"--finetune must be full, head or last-N (e.g. last-2), got {spec!r}")
     return int(m.group(1))
 
 

@@ -24,6 +24,7 @@ from .. import RESEARCH_NOTICE, __version__
 from .._io import atomic_write_bytes, atomic_write_json
 from ..data.dataset import CxrDataset
 from ..data.transforms import Preprocessing
+from ..errors import CxrkitError
 
 CARD_FORMAT = "cxrkit-model-card/1"
 MODEL_FILE = "model.safetensors"
@@ -33,7 +34,7 @@ VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "lightning", "torchmetrics
                       "pydicom", "safetensors")
 
 
-class RunError(ValueError):
+class RunError(CxrkitError, ValueError):
     """A run directory that is missing files or does not describe a loadable model."""
 
 
