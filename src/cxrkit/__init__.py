@@ -5,6 +5,10 @@ For research, not diagnosis: no output of this package is a medical device.
 
 __version__ = "0.1.0"
 
+from ._speed import tune_allocator
+
+tune_allocator()  # before torch allocates anything: see cxrkit._speed (CXR_NO_MALLOC_TUNING=1: off)
+
 RESEARCH_NOTICE = "For research use only. Not for diagnosis or clinical decisions."
 
 

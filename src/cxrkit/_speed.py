@@ -1,17 +1,100 @@
-"""CPU speed: restart the current program with tcmalloc preloaded when it is available."""
+"""CPU speed: a malloc that does not page-fault every activation buffer, in every entry point.
+
+glibc's malloc serves blocks above its *dynamic* mmap threshold (128 KiB, rising to at most
+32 MiB) with a fresh ``mmap``, and hands them back with ``munmap`` on free. A CNN's
+activations are exactly such blocks, so each forward pass maps, page-faults and unmaps tens of
+MB again: lite0 inference ran at 55 img/s instead of ~190 (issue 15). :func:`tune_allocator`
+runs when ``cxrkit`` is imported and raises the thresholds with ``mallopt`` (glibc only):
+
+* ``M_MMAP_THRESHOLD`` = 256 MiB: buffers up to that size come from the heap and are reused;
+* ``M_TRIM_THRESHOLD`` = 512 MiB: free heap memory is given back to the OS only above that.
+
+So a notebook, a script, ``uvicorn cxrkit...`` on the app, Lightning's worker and DDP
+processes (they import cxrkit to unpickle its objects or re-run its entry point) all get it,
+not just the ``cxr`` command. The cost: up to ~512 MiB of freed memory stays mapped to the
+process. ``CXR_NO_MALLOC_TUNING=1`` switches it off; it is also skipped when tcmalloc is
+loaded or the user set glibc's own ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``.
+
+``bench/alloc_speed.py`` measures glibc default vs this vs tcmalloc in interleaved rounds.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import ctypes.util
 import os
+import platform
 import sys
+
+MMAP_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 512 << 20
+OFF_ENV = "CXR_NO_MALLOC_TUNING"
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+_PROBE_BYTES = 64 << 20  # above glibc's largest dynamic threshold (32 MiB), below ours
+
+# What tune_allocator() did in this process: "glibc-tuned", "tcmalloc", or why it did nothing.
+ALLOCATOR = {"state": "not run"}
+
+
+def _libc():
+    return ctypes.CDLL(None)
+
+
+def tcmalloc_loaded() -> bool:
+    return hasattr(_libc(), "tc_malloc")
+
+
+def tune_allocator() -> dict:
+    """Set the glibc thresholds above (once per process); returns and records what was done."""
+    if ALLOCATOR["state"] != "not run":
+        return ALLOCATOR
+    if os.environ.get(OFF_ENV):
+        state = f"off ({OFF_ENV} set)"
+    elif tcmalloc_loaded():
+        state = "tcmalloc"
+    elif platform.libc_ver()[0] != "glibc":
+        state = "not glibc"
+    elif os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+        state = "user's MALLOC_*_THRESHOLD_"
+    else:
+        libc = _libc()
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        state = "glibc-tuned" if ok else "mallopt refused"
+    ALLOCATOR["state"] = state
+    return ALLOCATOR
+
+
+def large_blocks_are_mmapped() -> bool | None:
+    """Whether a 64 MiB ``malloc`` is served by a fresh mmap (glibc's default) or from the heap.
+
+    Reads glibc's ``mallinfo2().hblks`` (mmapped blocks in use) around one allocation: the
+    observable effect of the thresholds, whatever set them. None where mallinfo2 is missing
+    (not glibc >= 2.33, or tcmalloc, which has no such counters).
+    """
+    libc = _libc()
+    if tcmalloc_loaded() or not hasattr(libc, "mallinfo2"):
+        return None
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (n, ctypes.c_size_t)
+            for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+        ]
+
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(_PROBE_BYTES)
+    after = libc.mallinfo2().hblks
+    libc.free(block)
+    return after > before
 
 
 def reexec_with_tcmalloc(args: list[str]) -> None:
     """Re-exec ``python args...`` with tcmalloc in LD_PRELOAD if installed and not yet loaded.
 
-    glibc malloc makes CPU training about 2x slower here (measured: tf_efficientnet_lite0,
-    batch 32, 2 threads, channels_last: 16 vs 32 img/s). Set CXR_NO_TCMALLOC=1 to opt out.
+    The ``cxr`` command calls it at start; bench/alloc_speed.py measures whether it still adds
+    anything over :func:`tune_allocator`. Set CXR_NO_TCMALLOC=1 to opt out.
     Returns normally (no re-exec) when there is nothing to do.
     """
     if os.environ.get("CXR_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
