@@ -86,8 +86,8 @@ def test_inspect_dataset_report():
     split = make_split(ds, [i.phash for i in infos], seed=0)
     rep = inspect_dataset(ds, infos, split)
     assert set(rep) == {"dataset", "images_per_class", "missing_classes", "excluded", "ignored_non_image_files",
-                        "skipped", "split", "image_sizes", "image_modes", "masks", "patients", "confounds",
-                        "warnings"}
+                        "skipped_count", "skipped", "notes", "split", "image_sizes", "image_modes", "masks",
+                        "patients", "confounds", "warnings"}
     json.dumps(rep)  # JSON-ready
     assert rep["dataset"] == {"root": str(ROOT), "source": "manifest", "classes": list(CLASSES), "images": 180}
     assert rep["images_per_class"] == {c: 60 for c in CLASSES}

@@ -91,5 +91,5 @@ def test_describe_image_modes(make_image, make_dicom):
 
 
 def test_describe_image_errors(tmp_path):
-    with pytest.raises(ImageReadError, match="cannot read file"):
+    with pytest.raises(ImageReadError, match="missing.png: file not found"):
         describe_image(tmp_path / "missing.png")

@@ -297,7 +297,9 @@ def test_manifest_relative_to_csv_folder_not_cwd(tmp_path, make_image, monkeypat
     _populate(root, make_image, {"i": ["a.png", "b.png"]})
     _write_csv(root / "sub" / "list.csv", ["file", "label"], [["../i/a.png", "covid"], ["../i/b.png", "normal"]])
     monkeypatch.chdir(tmp_path)
-    ds = load_dataset("m/sub/list.csv", "covid,normal")
+    with pytest.raises(DatasetError, match="outside the dataset folder .*--allow-outside-paths"):
+        load_dataset("m/sub/list.csv", "covid,normal")  # ../ leaves the manifest's folder: refused by default
+    ds = load_dataset("m/sub/list.csv", "covid,normal", allow_outside_paths=True)
     assert [r.path for r in ds.records] == [(root / "i" / "a.png").resolve(), (root / "i" / "b.png").resolve()]
     assert ds.root == (root / "sub").resolve()
 

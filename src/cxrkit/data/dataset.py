@@ -3,11 +3,14 @@
 A :class:`CxrDataset` is a list of :class:`Record` (image path, canonical label, optional
 patient id, optional lung mask, metadata columns) plus what was left out and why, so no
 image disappears without a trace: ``skipped`` holds unreadable or missing files with the
-reason, ``excluded`` counts images of classes outside the selected set.
+reason, ``excluded`` counts images of classes outside the selected set, ``notes`` says how
+the source was read where that may matter (a manifest decoded as Latin-1).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,7 @@ class CxrDataset:
     excluded: Counter = field(default_factory=Counter)
     ignored_files: int = 0
     location: Path | None = None  # what was read: the CSV for manifests, else the folder
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -85,4 +89,21 @@ class CxrDataset:
         """A dataset of the records where ``keep`` is true (same classes and bookkeeping)."""
         records = [r for r, k in zip(self.records, keep) if k]
         return CxrDataset(self.root, self.source, self.classes, records, list(self.skipped),
-                          Counter(self.excluded), self.ignored_files, self.location)
+                          Counter(self.excluded), self.ignored_files, self.location, list(self.notes))
+
+    def fingerprint(self) -> str:
+        """sha256 (16 hex) over (relative path, label, file size) of every record: cheap and
+        order-independent. A file that vanished since it was listed counts as size ``missing``
+        instead of raising, so a run's card can still be written (and differs from the intact
+        data's). Same value as ``cxrkit.training.rundir.data_fingerprint`` for intact data."""
+        h = hashlib.sha256()
+        for line in sorted(f"{self.relpath(r)}\0{r.label}\0{_size(r.path)}" for r in self.records):
+            h.update(line.encode() + b"\n")
+        return h.hexdigest()[:16]
+
+
+def _size(path: Path) -> int | str:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return "missing"

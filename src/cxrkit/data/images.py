@@ -4,8 +4,13 @@ Every later step (hashing, training, evaluation, serving) sees the same pixels b
 all go through :func:`read_gray` (the file's own levels: uint8, uint16 or float32 in [0, 1],
 cheap to preprocess) or :func:`read_image` (the same, always as float32 in [0, 1]).
 PNG/JPEG/BMP/TIFF in 8 or 16 bit and any PIL mode, with EXIF orientation applied; DICOM
-through pydicom with rescale, VOI LUT/windowing and MONOCHROME1 inversion. Anything
-unreadable raises :class:`ImageReadError` naming the file.
+through pydicom with rescale, VOI LUT/windowing and MONOCHROME1 inversion.
+
+Decoded pixels are checked before anyone sees them (:func:`check_pixels`): a float TIFF
+with one NaN would otherwise min-max into a blank model input, and a DICOM whose
+BitsAllocated or SamplesPerPixel disagrees with its pixel data decodes into noise. Anything
+unreadable or implausible raises :class:`ImageReadError` naming the file and the reason,
+whatever the decoder raised; only regular files of at most ``MAX_FILE_BYTES`` are read.
 """
 
 from __future__ import annotations
@@ -18,12 +23,17 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CxrkitError
+from .files import IMAGE_SUFFIXES, MAX_FILE_BYTES, FileReadError, is_dicom, is_image_file, read_bounded
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"})
+__all__ = ["IMAGE_SUFFIXES", "MAX_FILE_BYTES", "MAX_PIXELS", "MAX_ASPECT", "ImageReadError", "is_dicom",
+           "is_image_file", "read_image", "read_gray", "as_float01", "check_pixels"]
 
 # Largest image we agree to decode: 64 megapixels is far above any radiograph (a 43x43 cm
 # detector at 0.1 mm is ~18 MP) and far below what would exhaust memory.
 MAX_PIXELS = 64_000_000
+# Widest side over shortest side we accept: radiographs are about 1.2 (a stitched long-leg or
+# spine view about 3); a 2x5000 strip is a corrupt header, not an X-ray.
+MAX_ASPECT = 8.0
 
 
 class ImageReadError(CxrkitError, ValueError):
@@ -36,15 +46,6 @@ class ImageReadError(CxrkitError, ValueError):
 
     def __reduce__(self):  # pickle with both arguments (errors cross process boundaries)
         return type(self), (self.path, self.reason)
-
-
-def is_image_file(path: Path) -> bool:
-    """True when the suffix is one we read (DICOM files without suffix are sniffed elsewhere)."""
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def is_dicom(data: bytes) -> bool:
-    return len(data) >= 132 and data[128:132] == b"DICM"
 
 
 def read_image(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
@@ -75,18 +76,45 @@ def read_gray(source: str | Path | bytes, name: str | None = None) -> np.ndarray
     else:
         label = str(source)
         try:
-            data = Path(source).read_bytes()
-        except FileNotFoundError:
-            raise ImageReadError(label, "file not found") from None
-        except IsADirectoryError:
-            raise ImageReadError(label, "is a directory, not an image file") from None
-        except OSError as exc:
-            raise ImageReadError(label, f"cannot read file ({exc.strerror or exc})") from None
+            data = read_bounded(source)
+        except FileReadError as exc:
+            raise ImageReadError(label, exc.reason) from None
     if not data:
         raise ImageReadError(label, "file is empty (0 bytes)")
-    if is_dicom(data):
-        return _read_dicom(data, label)
-    return _read_raster(data, label)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageReadError(label, f"{len(data):,} bytes, above the {MAX_FILE_BYTES:,}-byte limit")
+    try:
+        gray = _read_dicom(data, label) if is_dicom(data) else _read_raster(data, label)
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise ImageReadError(label, "not enough memory to decode this image") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem, not a crash
+        raise ImageReadError(label, f"cannot decode image ({type(exc).__name__}: {exc})") from None
+    return check_pixels(gray, label)
+
+
+def check_pixels(gray: np.ndarray, label: str) -> np.ndarray:
+    """``gray`` if it is a plausible decoded radiograph, else :class:`ImageReadError`.
+
+    2-D, at least 2x2 pixels, sides within :data:`MAX_ASPECT`, and for float arrays every
+    value finite and in [0, 1] (NaN/inf never reach a model).
+    """
+    if gray.ndim != 2:
+        raise ImageReadError(label, f"decoded to an array of shape {gray.shape}, not a 2-D image")
+    h, w = gray.shape
+    if min(h, w) < 2:
+        raise ImageReadError(label, f"image is only {w}x{h} pixels")
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ImageReadError(label, f"image is {w}x{h} pixels: sides differ by more than {MAX_ASPECT:g}x, "
+                                    "not a radiograph (a corrupt header?)")
+    if gray.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(gray)))
+        if bad:
+            raise ImageReadError(label, f"{bad:,} of {gray.size:,} pixels are NaN or infinite")
+        if gray.min() < 0 or gray.max() > 1:
+            raise ImageReadError(label, "decoded values outside [0, 1] (a decoder bug?)")
+    return gray
 
 
 def _read_raster(data: bytes, label: str) -> np.ndarray:
@@ -138,7 +166,7 @@ def _to_gray(img: Image.Image) -> np.ndarray:
         arr = np.asarray(img)
         if mode.startswith("I;16") or (mode == "I" and arr.min() >= 0 and arr.max() <= 65535):
             return arr.astype(np.uint16)
-        return _minmax(arr.astype(np.float64))
+        return _minmax(arr.astype(np.float64))  # NaN/inf stay NaN and are refused by check_pixels
     if mode == "P":
         img = img.convert("RGBA")
     elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -155,6 +183,8 @@ def _to_gray(img: Image.Image) -> np.ndarray:
 
 
 def _minmax(arr: np.ndarray) -> np.ndarray:
+    if not np.isfinite(arr).all():  # keep the non-finite pixels visible to check_pixels
+        return np.where(np.isfinite(arr), 0.0, np.nan).astype(np.float32)
     lo, hi = float(arr.min()), float(arr.max())
     if hi <= lo:
         return np.zeros(arr.shape, np.float32)
@@ -172,9 +202,10 @@ def _read_dicom(data: bytes, label: str) -> np.ndarray:
         raise ImageReadError(label, f"corrupt DICOM file ({exc})") from None
     if "PixelData" not in ds:
         raise ImageReadError(label, "DICOM file has no pixel data (a report or structured document?)")
-    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows * cols > MAX_PIXELS:
         raise ImageReadError(label, f"DICOM image is {cols}x{rows}, above the safety limit")
+    frames, samples = _check_dicom_header(ds, label, rows, cols)
     try:
         arr = ds.pixel_array
     except Exception as exc:  # pydicom raises many types (missing JPEG plugins, bad lengths...)
@@ -183,7 +214,11 @@ def _read_dicom(data: bytes, label: str) -> np.ndarray:
             f"cannot decode DICOM pixels ({type(exc).__name__}: {exc}); compressed transfer "
             "syntaxes may need `pip install pylibjpeg pylibjpeg-libjpeg`",
         ) from None
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+    expected = (frames,) * (frames > 1) + (rows, cols) + (samples,) * (samples > 1)
+    if arr.shape != expected:
+        raise ImageReadError(label, f"DICOM pixels decode to shape {arr.shape}, but the header says "
+                                    f"{frames} frame(s) of {cols}x{rows} with {samples} sample(s) per pixel")
+    if frames > 1:
         arr = arr[0]  # a radiograph is one frame; take the first of a multi-frame object
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if arr.ndim == 3:  # colour DICOM (RGB after pydicom's YBR conversion)
@@ -191,8 +226,58 @@ def _read_dicom(data: bytes, label: str) -> np.ndarray:
         return _minmax(arr)
     arr = apply_modality_lut(arr, ds)
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        arr = apply_voi_lut(arr, ds)
+        try:
+            arr = apply_voi_lut(arr, ds)
+        except ValueError as exc:  # e.g. WindowWidth 0: "must be greater than or equal to 1"
+            raise ImageReadError(label, f"invalid DICOM window (WindowCenter/WindowWidth or VOI LUT): {exc}; "
+                                        "fix or remove those attributes") from None
     out = _minmax(np.asarray(arr, dtype=np.float64))
     if photometric == "MONOCHROME1":
         out = 1.0 - out
     return out
+
+
+_MONO = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")
+
+
+def _check_dicom_header(ds, label: str, rows: int, cols: int) -> tuple[int, int]:
+    """(frames, samples per pixel) once the image attributes agree with each other and, for
+    uncompressed data, with the length of PixelData; else :class:`ImageReadError`.
+
+    pydicom decodes 16-bit data declared as 8-bit into twice the frames without an error
+    (the excess is only a warning), which would become a garbage image.
+    """
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    def number(key, default):
+        try:
+            return int(ds.get(key, default) or default)
+        except (TypeError, ValueError):
+            raise ImageReadError(label, f"DICOM {key} is not a number ({ds.get(key)!r})") from None
+
+    frames, samples = number("NumberOfFrames", 1), number("SamplesPerPixel", 1)
+    allocated, stored = number("BitsAllocated", 0), number("BitsStored", number("BitsAllocated", 0))
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    problems = []
+    if rows < 1 or cols < 1:
+        problems.append(f"Rows x Columns is {rows}x{cols}")
+    if frames < 1:
+        problems.append(f"NumberOfFrames is {frames}")
+    if allocated not in (1, 8, 16, 32, 64):
+        problems.append(f"BitsAllocated is {allocated} (1, 8, 16, 32 or 64 expected)")
+    if not 1 <= stored <= max(allocated, 1):
+        problems.append(f"BitsStored {stored} does not fit BitsAllocated {allocated}")
+    if samples not in (1, 3) or (samples == 1) != photometric.startswith(_MONO):
+        problems.append(f"SamplesPerPixel {samples} does not fit PhotometricInterpretation {photometric}")
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID") or ExplicitVRLittleEndian
+    if not problems and not syntax.is_compressed:
+        expected = (rows * cols * samples * frames * allocated + 7) // 8
+        actual = len(ds.PixelData)
+        if actual not in (expected, expected + 1):  # one byte of padding to an even length is legal
+            problems.append(f"PixelData has {actual:,} bytes but {frames} frame(s) of {cols}x{rows} x "
+                            f"{samples} sample(s) x {allocated} bits need {expected:,} "
+                            "(BitsAllocated, SamplesPerPixel or NumberOfFrames is wrong)")
+    if problems:
+        raise ImageReadError(label, "inconsistent DICOM image attributes: " + "; ".join(problems))
+    return frames, samples
+

@@ -21,10 +21,11 @@ from .._io import atomic_write_json, build_lock
 from .cache import default_cache_dir, files_fingerprint
 from .dataset import CxrDataset, Skipped
 from .duplicates import phash
+from .files import FileReadError, read_bounded
 from .images import ImageReadError, is_dicom, read_image
 
 # Bump when what a scan finds for the same file changes (decoder, hash or reasons).
-SCAN_VERSION = 1
+SCAN_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,9 @@ class ImageInfo:
 def describe_image(path) -> ImageInfo:
     """Decode ``path`` fully and describe it; raises :class:`ImageReadError`."""
     try:
-        data = open(path, "rb").read()
-    except OSError as exc:
-        raise ImageReadError(path, f"cannot read file ({exc.strerror or exc})") from None
+        data = read_bounded(path)  # regular files only, size-bounded: a FIFO or /dev/zero never blocks the scan
+    except FileReadError as exc:
+        raise ImageReadError(path, exc.reason) from None
     gray = read_image(data, name=str(path))
     if is_dicom(data):
         import pydicom

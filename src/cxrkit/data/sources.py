@@ -1,28 +1,39 @@
-"""Read datasets from the layouts people actually have.
+"""Read datasets from the layouts people actually have: one small class per layout.
 
-* class folders, including both Kaggle "COVID-19 Radiography Database" layouts
-  (v1: ``COVID-19/``, ``NORMAL/``, ``Viral Pneumonia/`` flat; v4+: ``COVID/images`` with
-  ``COVID/masks``), optional ``train/val/test`` folders above the classes;
-* a CSV manifest ``file,label[,patient_id,...]`` with paths relative to the CSV, every
-  extra column kept as metadata;
-* the ieee8023 covid-chestxray-dataset ``metadata.csv`` (finding -> class, frontal X-rays only).
+* :class:`ClassFolders`: one folder per class, including both Kaggle "COVID-19 Radiography
+  Database" layouts (v1: ``COVID-19/``, ``NORMAL/``, ``Viral Pneumonia/`` flat; v4+:
+  ``COVID/images`` with ``COVID/masks``), optional ``train/val/test`` folders above the classes;
+* :class:`Manifest`: a CSV ``file,label[,patient_id,...]`` with paths relative to the CSV,
+  every extra column kept as metadata;
+* :class:`Ieee8023`: the covid-chestxray-dataset ``metadata.csv`` (finding -> class, frontal
+  X-rays only).
 
-:func:`load_dataset` picks the reader: a folder with ``manifest.csv`` is read through it,
-a folder with an ieee8023 ``metadata.csv`` through that, other folders as class folders.
+Each source says whether it recognises a path (``detect``) and lists its records
+(``records``). :func:`load_dataset` asks the registered sources in turn, newest first, so a
+project can add its own layout with :func:`register_source` without touching this file.
+Built in: a CSV with the ieee8023 columns is :class:`Ieee8023`, any other CSV (or a folder
+with ``manifest.csv``, else ``metadata.csv``) a :class:`Manifest`, any other folder
+:class:`ClassFolders`.
+
+Manifest paths must stay inside the manifest's folder (``../`` and absolute paths are
+skipped with the reason) unless ``allow_outside_paths=True``: a shared manifest must not make
+cxrkit open ``/etc/passwd``. Every file left out is in ``CxrDataset.skipped`` with the reason.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CxrkitError
-from .classes import normalise_label, parse_classes
+from .classes import LABEL_ALIASES, normalise_label, parse_classes
 from .dataset import CxrDataset, Record, Skipped
-from .images import is_dicom, is_image_file
+from .files import FileReadError, file_problem, is_image_file, iter_image_files, read_bounded
 
 SPLIT_DIR_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing"}
 MASK_DIR_NAMES = ("masks", "mask")
@@ -30,100 +41,163 @@ IEEE_COLUMNS = {"patientid", "finding", "filename"}
 IEEE_FRONTAL_VIEWS = {"PA", "AP", "AP SUPINE", "AP ERECT", "AP SEMI ERECT"}
 # Kermany pediatric files are named person<N>_virus_<k>.jpeg: N identifies the child.
 KERMANY_PERSON = re.compile(r"^person(\d+)_", re.IGNORECASE)
+KNOWN_CLASSES = frozenset(LABEL_ALIASES.values())
+# A manifest above 64 MiB (about 500,000 rows of the real one) is not a manifest.
+MAX_MANIFEST_BYTES = 64 * 2**20
 
 
 class DatasetError(CxrkitError, ValueError):
     """The dataset as a whole cannot be read (wrong layout, bad manifest header, ...)."""
 
 
-def load_dataset(path: str | Path, classes=None) -> CxrDataset:
+@dataclass
+class Found:
+    """What a source read, before class selection: records plus everything left out and why."""
+
+    root: Path
+    records: list[Record]
+    skipped: list[Skipped] = field(default_factory=list)
+    ignored: int = 0
+    location: Path | None = None
+    other_excluded: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+
+class Source:
+    """One dataset layout. ``detect(path)`` is cheap (no image is opened); ``records(path)``
+    lists the images. ``allow_outside_paths`` lets listed paths leave the dataset folder."""
+
+    name = "source"
+
+    def __init__(self, allow_outside_paths: bool = False):
+        self.allow_outside_paths = allow_outside_paths
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        raise NotImplementedError
+
+    def records(self, path: Path) -> Found:
+        raise NotImplementedError
+
+
+SOURCES: list[type[Source]] = []
+
+
+def register_source(cls: type[Source]) -> type[Source]:
+    """Class decorator: make ``cls`` a dataset layout :func:`load_dataset` tries, before the
+    ones registered earlier (so a specific layout can claim a path before the generic ones)."""
+    SOURCES.insert(0, cls)
+    return cls
+
+
+def load_dataset(path: str | Path, classes=None, *, allow_outside_paths: bool = False) -> CxrDataset:
     """Read ``path`` (a folder or a CSV) keeping ``classes`` in that order.
 
     ``classes`` is a list, a comma-separated string, ``None`` for the default
     (covid, viral_pneumonia, normal) or ``"all"`` for every class found, sorted.
+    ``allow_outside_paths``: read manifest rows whose path leaves the manifest's folder.
     """
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
-    if path.is_file():
-        if path.suffix.lower() != ".csv":
-            raise DatasetError(f"{path}: expected a folder of class folders or a CSV manifest")
-        return _read_csv(path, classes)
-    for name in ("manifest.csv", "metadata.csv"):
-        if (path / name).is_file():
-            return _read_csv(path / name, classes)
-    return from_folders(path, classes)
+    if path.is_file() and path.suffix.lower() != ".csv":
+        raise DatasetError(f"{path}: expected a folder of class folders or a CSV manifest")
+    for cls in SOURCES:
+        if cls.detect(path):
+            return _finish(cls.name, classes, cls(allow_outside_paths).records(path))
+    raise DatasetError(f"{path}: not a dataset layout cxrkit knows (class folders, a manifest CSV, "
+                       "or an ieee8023 metadata.csv)")
 
 
-def _read_csv(path: Path, classes) -> CxrDataset:
-    header = set(_read_header(path))
-    if IEEE_COLUMNS <= header:
-        return from_ieee8023(path, classes)
-    return from_manifest(path, classes)
-
-
-def _read_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return [h.strip() for h in next(csv.reader(fh), [])]
-
-
-def _resolve_classes(classes, found: Counter) -> tuple[str, ...]:
+def _resolve_classes(classes, found: Counter, root: Path) -> tuple[str, ...]:
     if isinstance(classes, str) and classes.strip().lower() == "all":
         if len(found) < 2:
-            raise DatasetError(f"need at least two classes, found {sorted(found)}")
+            raise DatasetError(f"{root}: need at least two classes, found "
+                               f"{', '.join(f'{c} ({n})' for c, n in sorted(found.items())) or 'no images'}")
         return tuple(sorted(found))
     return parse_classes(classes)
 
 
-def _finish(root: Path, source: str, classes, rows: list[Record], skipped, ignored=0, location=None,
-            other_excluded: Counter | None = None) -> CxrDataset:
-    found = Counter(r.label for r in rows)
-    selected = _resolve_classes(classes, found)
+def _finish(source: str, classes, f: Found) -> CxrDataset:
+    found = Counter(r.label for r in f.records)
+    selected = _resolve_classes(classes, found, f.root)
     if not any(found.get(c) for c in selected):
         raise DatasetError(
-            f"{root}: none of the classes {', '.join(selected)} were found; the data has "
+            f"{f.root}: none of the classes {', '.join(selected)} were found; the data has "
             f"{', '.join(f'{c} ({n})' for c, n in sorted(found.items())) or 'no images'}. "
             "Choose classes with --classes (e.g. --classes all)."
-            + (f" {len(skipped)} listed file(s) were skipped, e.g. {skipped[0].path}: "
-               f"{skipped[0].reason}." if skipped else "")
+            + (f" {len(f.skipped)} listed file(s) were skipped, e.g. {f.skipped[0].path}: "
+               f"{f.skipped[0].reason}." if f.skipped else "")
         )
     keep = set(selected)
-    excluded = Counter(other_excluded or {})
-    excluded.update(r.label for r in rows if r.label not in keep)
-    records = sorted((r for r in rows if r.label in keep), key=lambda r: str(r.path))
-    return CxrDataset(root, source, selected, records, skipped, excluded, ignored, location or root)
+    excluded = Counter(f.other_excluded)
+    excluded.update(r.label for r in f.records if r.label not in keep)
+    records = sorted((r for r in f.records if r.label in keep), key=lambda r: str(r.path))
+    return CxrDataset(f.root, source, selected, records, f.skipped, excluded, f.ignored,
+                      f.location or f.root, notes=f.notes)
 
 
 # ----------------------------------------------------------------------------- folders
-def from_folders(root: str | Path, classes=None) -> CxrDataset:
-    """Class-folder layout: ``root/<class>/**/image``; see the module docstring for variants."""
-    root = Path(root).resolve()
-    base = root
-    while True:  # a zip often unpacks to one wrapper folder: descend through it
-        subdirs = _subdirs(base)
-        if (len(subdirs) == 1 and subdirs[0].name.lower() not in SPLIT_DIR_NAMES
-                and not any(is_image_file(p) for p in base.iterdir() if p.is_file())):
-            base = subdirs[0]
-        else:
-            break
-    split_dirs = [d for d in _subdirs(base) if d.name.lower() in SPLIT_DIR_NAMES]
-    parents = [(d, d.name.lower()) for d in split_dirs] if split_dirs else [(base, None)]
-    rows: list[Record] = []
-    ignored = 0
-    for parent, source_split in parents:
-        for class_dir in _subdirs(parent):
-            label = normalise_label(class_dir.name)
-            found, n_ignored = _class_images(class_dir)
-            ignored += n_ignored
-            for image, mask in found:
+@register_source
+class ClassFolders(Source):
+    """``root/<class>/**/image``, through one zip wrapper folder, with ``train/val/test``
+    parents and Kaggle v4 ``images/`` + ``masks/``; see the module docstring."""
+
+    name = "folders"
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return path.is_dir()
+
+    def records(self, path: Path) -> Found:
+        root = Path(path).resolve()
+        base = _unwrap(root)
+        split_dirs = [d for d in _subdirs(base) if d.name.lower() in SPLIT_DIR_NAMES]
+        parents = [(d, d.name.lower()) for d in split_dirs] if split_dirs else [(base, None)]
+        found = Found(root, [])
+        for parent, source_split in parents:
+            for class_dir in _subdirs(parent):
+                label = normalise_label(class_dir.name)
                 meta = {"source_split": source_split} if source_split else {}
-                rows.append(Record(image, label, _patient_from_name(image.name), mask, meta))
-    if not rows:
-        raise DatasetError(
-            f"{root}: no images found. Expected one folder per class (e.g. covid/, normal/, "
-            "viral_pneumonia/), a manifest.csv, or an ieee8023 metadata.csv."
-        )
-    return _finish(root, "folders", classes, rows, [], ignored)
+                for image, mask in _class_images(class_dir, found):
+                    found.records.append(Record(image, label, _patient_from_name(image.name), mask, dict(meta)))
+        if not found.records:
+            raise DatasetError(
+                f"{root}: no images found. Expected one folder per class (e.g. covid/, normal/, "
+                "viral_pneumonia/), a manifest.csv, or an ieee8023 metadata.csv."
+                + (f" {len(found.skipped)} file(s) were skipped, e.g. {found.skipped[0].path}: "
+                   f"{found.skipped[0].reason}." if found.skipped else "")
+            )
+        return found
+
+
+def from_folders(root: str | Path, classes=None) -> CxrDataset:
+    return _finish(ClassFolders.name, classes, ClassFolders().records(Path(root)))
+
+
+def _unwrap(base: Path) -> Path:
+    """Descend through folders a zip unpacks to (``COVID-19 Radiography Database/``): one
+    subfolder, no images beside it, and not itself a class (``covid/``) or split folder."""
+    while True:
+        subdirs = _subdirs(base)
+        if len(subdirs) != 1:
+            return base
+        only = subdirs[0]
+        if (only.name.lower() in SPLIT_DIR_NAMES or _key_label(only.name) in KNOWN_CLASSES
+                or _has_images(base) or _has_images(only)):
+            return base
+        base = only
+
+
+def _key_label(name: str) -> str | None:
+    try:
+        return normalise_label(name)
+    except CxrkitError:
+        return None
+
+
+def _has_images(folder: Path) -> bool:
+    return any(is_image_file(p) for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
 
 
 def _subdirs(path: Path) -> list[Path]:
@@ -132,38 +206,26 @@ def _subdirs(path: Path) -> list[Path]:
                   and p.name != "__MACOSX")
 
 
-def _class_images(class_dir: Path) -> tuple[list[tuple[Path, Path | None]], int]:
-    """Images of one class folder with their masks (Kaggle v4 ``images/`` + ``masks/``)."""
+def _class_images(class_dir: Path, found: Found) -> list[tuple[Path, Path | None]]:
+    """Images of one class folder with their masks (Kaggle v4 ``images/`` + ``masks/``);
+    non-images are counted in ``found.ignored``, unreadable files added to ``found.skipped``."""
     image_dir = class_dir / "images"
     masks: dict[str, Path] = {}
     if image_dir.is_dir():
-        for name in MASK_DIR_NAMES:
-            if (class_dir / name).is_dir():
-                masks.update({p.stem: p for p in (class_dir / name).rglob("*") if is_image_file(p)})
-        search = image_dir
+        mask_dirs = [class_dir / n for n in MASK_DIR_NAMES if (class_dir / n).is_dir()]
+        masks = {f.path.stem: f.path for f in iter_image_files(mask_dirs) if f.is_image and not f.skip_reason}
+        search, skip = image_dir, ()
     else:
-        search = class_dir
-    images, ignored = [], 0
-    for dirpath, dirnames, filenames in os.walk(search):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and not (search == class_dir and d in MASK_DIR_NAMES))
-        for fname in sorted(filenames):
-            p = Path(dirpath) / fname
-            if fname.startswith("."):
-                continue  # .DS_Store and friends are not data
-            if is_image_file(p) or (not p.suffix and _sniff_dicom(p)):
-                images.append((p, masks.get(p.stem)))
-            else:
-                ignored += 1
-    return images, ignored
-
-
-def _sniff_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return is_dicom(fh.read(132))
-    except OSError:
-        return False
+        search, skip = class_dir, MASK_DIR_NAMES
+    images = []
+    for f in iter_image_files([search], skip_dirs=skip):
+        if f.skip_reason:
+            found.skipped.append(Skipped(str(f.path), f.skip_reason))
+        elif f.is_image:
+            images.append((f.path, masks.get(f.path.stem)))
+        else:
+            found.ignored += 1
+    return images
 
 
 def _patient_from_name(name: str) -> str | None:
@@ -171,46 +233,121 @@ def _patient_from_name(name: str) -> str | None:
     return f"kermany-{m.group(1)}" if m else None
 
 
-# ----------------------------------------------------------------------------- manifest
-def from_manifest(csv_path: str | Path, classes=None) -> CxrDataset:
+# ----------------------------------------------------------------------------- CSV sources
+def _csv_of(path: Path) -> Path | None:
+    """The CSV a path stands for: itself, or a folder's manifest.csv, else its metadata.csv."""
+    if path.is_file():
+        return path if path.suffix.lower() == ".csv" else None
+    return next((path / n for n in ("manifest.csv", "metadata.csv") if (path / n).is_file()), None)
+
+
+def _read_table(path: Path, notes: list[str] | None = None) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a CSV: UTF-8 (with or without BOM), else Latin-1, said in ``notes``."""
+    try:
+        data = read_bounded(path, MAX_MANIFEST_BYTES)
+    except FileReadError as exc:
+        raise DatasetError(f"{path}: cannot read the manifest: {exc.reason}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if b"\0" in data:
+            raise DatasetError(f"{path}: not a text CSV (NUL bytes; {exc.reason} at byte {exc.start}); "
+                               "save the manifest as UTF-8 CSV") from None
+        text = data.decode("latin-1")
+        if notes is not None:
+            notes.append(f"{path.name} is not valid UTF-8 (byte {exc.start}); read it as Latin-1. "
+                         "Save it as UTF-8 to be sure of non-ASCII names.")
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = [h.strip() for h in next(reader, [])]
+        rows = [dict(zip(header, (c.strip() for c in cells))) for cells in reader if cells]  # as DictReader
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: not a readable CSV ({exc}); expected file,label[,patient_id,...]") from None
+    return header, rows
+
+
+def _no_rows(path: Path, header: list[str]) -> DatasetError:
+    return DatasetError(f"{path}: the manifest has a header ({', '.join(header)}) but no rows; "
+                        "add one row per image")
+
+
+class _CsvSource(Source):
+    def _inside(self, root: Path, rel: str) -> tuple[Path, str | None]:
+        """(resolved path, why it is refused or None): paths must stay under ``root``."""
+        lexical = Path(os.path.normpath(root / rel))
+        if not self.allow_outside_paths and (Path(rel).is_absolute() or not lexical.is_relative_to(root)):
+            return lexical, ("outside the dataset folder " + str(root) + " (absolute or ../ path); "
+                             "pass --allow-outside-paths (allow_outside_paths=True) if that is intended")
+        return (root / rel).resolve(), None
+
+
+@register_source
+class Manifest(_CsvSource):
     """CSV with ``file,label[,patient_id][,mask][,...]``; paths relative to the CSV's folder."""
-    csv_path = Path(csv_path).resolve()
-    root = csv_path.parent
-    header = _read_header(csv_path)
-    missing = {"file", "label"} - set(header)
-    if missing:
-        raise DatasetError(
-            f"{csv_path}: manifest lacks column(s) {', '.join(sorted(missing))}; found "
-            f"{', '.join(header) or 'no header'}. Expected file,label[,patient_id,...]."
-        )
-    meta_cols = [h for h in header if h not in ("file", "label", "patient_id", "mask")]
-    rows, skipped, seen = [], [], set()
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        for line_no, row in enumerate(csv.DictReader(fh), start=2):
-            row = {k.strip(): v for k, v in row.items() if k}  # header cells as _read_header sees them
-            file = (row.get("file") or "").strip()
-            where = f"{csv_path.name} line {line_no}"
+
+    name = "manifest"
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return _csv_of(path) is not None
+
+    def records(self, path: Path) -> Found:
+        csv_path = _csv_of(path).resolve()
+        root = csv_path.parent
+        found = Found(root, [], location=csv_path)
+        header, table = _read_table(csv_path, found.notes)
+        missing = {"file", "label"} - set(header)
+        if missing:
+            shown = ", ".join(header)
+            raise DatasetError(
+                f"{csv_path}: manifest lacks column(s) {', '.join(sorted(missing))}; found "
+                f"{(shown[:200] + '...' if len(shown) > 200 else shown) or 'no header'}. "
+                "Expected file,label[,patient_id,...]."
+            )
+        if not table:
+            raise _no_rows(csv_path, header)
+        meta_cols = [h for h in header if h not in ("file", "label", "patient_id", "mask")]
+        seen = set()
+        for line_no, row in enumerate(table, start=2):
+            file, where = row.get("file", ""), f"{csv_path.name} line {line_no}"
             if not file:
-                skipped.append(Skipped(where, "empty 'file' cell"))
+                found.skipped.append(Skipped(where, "empty 'file' cell"))
                 continue
-            path = (root / file).resolve()
-            if not (row.get("label") or "").strip():
-                skipped.append(Skipped(str(path), f"empty label ({where})"))
+            path, refused = self._inside(root, file)
+            reason = (refused and f"{refused} ({where})") or self._problem(row, path, seen, where)
+            if reason:
+                found.skipped.append(Skipped(str(path), reason))
                 continue
-            if path in seen:
-                skipped.append(Skipped(str(path), f"listed twice in the manifest ({where})"))
-                continue
-            seen.add(path)
-            if not path.is_file():
-                skipped.append(Skipped(str(path), f"listed in the manifest but not found ({where})"))
-                continue
-            mask = (row.get("mask") or "").strip()
-            rows.append(Record(
-                path, normalise_label(row["label"]), (row.get("patient_id") or "").strip() or None,
-                (root / mask).resolve() if mask else None,
-                {c: (row.get(c) or "").strip() for c in meta_cols},
+            mask = row.get("mask", "")
+            mask_path, mask_refused = self._inside(root, mask) if mask else (None, None)
+            found.records.append(Record(
+                path, normalise_label(row["label"]), row.get("patient_id") or None,
+                None if mask_refused else mask_path, {c: row.get(c, "") for c in meta_cols},
             ))
-    return _finish(root, "manifest", classes, rows, skipped, location=csv_path)
+        return found
+
+    @staticmethod
+    def _problem(row: dict, path: Path, seen: set, where: str) -> str | None:
+        if not row.get("label"):
+            return f"empty label ({where})"
+        if path in seen:
+            return f"listed twice in the manifest ({where})"
+        seen.add(path)
+        return _missing_or_odd(path, f"listed in the manifest but not found ({where})", where)
+
+
+def _missing_or_odd(path: Path, not_found: str, where: str) -> str | None:
+    """Why a listed ``path`` cannot be read (``not_found`` when it does not exist), or None."""
+    if path.is_file():
+        return None
+    problem = file_problem(path)
+    if problem is None:
+        return None
+    return not_found if problem == "file not found" else f"{problem} ({where})"
+
+
+def from_manifest(csv_path: str | Path, classes=None, *, allow_outside_paths: bool = False) -> CxrDataset:
+    return _finish(Manifest.name, classes, Manifest(allow_outside_paths).records(Path(csv_path)))
 
 
 # ----------------------------------------------------------------------------- ieee8023
@@ -234,27 +371,50 @@ def ieee8023_label(finding: str) -> str:
     return "other"
 
 
-def from_ieee8023(csv_path: str | Path, classes=None) -> CxrDataset:
+@register_source
+class Ieee8023(_CsvSource):
     """The covid-chestxray-dataset ``metadata.csv``: X-rays in frontal views, patient ids kept."""
-    csv_path = Path(csv_path).resolve()
-    root = csv_path.parent
-    rows, skipped, other = [], [], Counter()
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        for line_no, row in enumerate(csv.DictReader(fh), start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+
+    name = "ieee8023"
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        csv_path = _csv_of(path)
+        if csv_path is None:
+            return False
+        try:
+            return IEEE_COLUMNS <= set(_read_table(csv_path)[0])
+        except DatasetError:
+            return False  # the manifest reader reports what is wrong with it
+
+    def records(self, path: Path) -> Found:
+        csv_path = _csv_of(path).resolve()
+        root = csv_path.parent
+        found = Found(root, [], location=csv_path)
+        header, table = _read_table(csv_path, found.notes)
+        if not table:
+            raise _no_rows(csv_path, header)
+        for line_no, row in enumerate(table, start=2):
             modality = row.get("modality", "X-ray") or "X-ray"
             view = row.get("view", "").upper()
             if modality.lower() not in ("x-ray", "xray", "cxr"):
-                other[f"modality:{modality}"] += 1
+                found.other_excluded[f"modality:{modality}"] += 1
                 continue
             if view not in IEEE_FRONTAL_VIEWS:
-                other[f"view:{view or 'missing'}"] += 1
+                found.other_excluded[f"view:{view or 'missing'}"] += 1
                 continue
-            path = (root / (row.get("folder") or "images") / row["filename"]).resolve()
-            if not path.is_file():
-                skipped.append(Skipped(str(path), f"listed in {csv_path.name} line {line_no} but not found"))
+            where = f"{csv_path.name} line {line_no}"
+            path, refused = self._inside(root, os.path.join(row.get("folder") or "images", row.get("filename", "")))
+            reason = (refused and f"{refused} ({where})") or _missing_or_odd(
+                path, f"listed in {where} but not found", where)
+            if reason:
+                found.skipped.append(Skipped(str(path), reason))
                 continue
             meta = {k: v for k, v in row.items() if k not in ("patientid", "filename", "folder")}
-            rows.append(Record(path, ieee8023_label(row["finding"]), f"ieee8023-{row['patientid']}",
-                               None, meta))
-    return _finish(root, "ieee8023", classes, rows, skipped, location=csv_path, other_excluded=other)
+            found.records.append(Record(path, ieee8023_label(row.get("finding", "")),
+                                        f"ieee8023-{row.get('patientid', '')}", None, meta))
+        return found
+
+
+def from_ieee8023(csv_path: str | Path, classes=None, *, allow_outside_paths: bool = False) -> CxrDataset:
+    return _finish(Ieee8023.name, classes, Ieee8023(allow_outside_paths).records(Path(csv_path)))
