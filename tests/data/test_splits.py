@@ -22,6 +22,7 @@ from cxrkit.data.splits import (
     split_to_csv,
     write_split,
 )
+from cxrkit.errors import CxrkitError
 
 ROOT = Path("/nonexistent/cxr")
 CLASSES = ("covid", "viral_pneumonia", "normal")
@@ -302,3 +303,133 @@ def test_read_split_bad_files(tmp_path, synthetic):
     (tmp_path / "b.csv").write_text("file,label,split\nx.png,covid,train\ny.png,covid,holdout\n")
     with pytest.raises(SplitError, match="line 3: split 'holdout' is not one of"):
         read_split(tmp_path / "b.csv", ds)
+
+
+# --- protocols: image (leaky), source (leave-source-out), select --------------------------------
+
+SOURCES = ("kermany", "raddb", "ieee8023:COVID-19", "ieee8023:No Finding")
+
+
+def _with_sources(dataset: CxrDataset, seed: int = 0) -> CxrDataset:
+    """The synthetic records with a ``subsource`` and ``population``: one source per patient."""
+    rng = random.Random(seed)
+    src_of: dict[str, str] = {}
+    recs = []
+    for r in dataset.records:
+        src = src_of.setdefault(r.patient_id, rng.choice(SOURCES)) if r.patient_id else rng.choice(SOURCES)
+        pop = "pediatric" if src == "kermany" else "adult (assumed)"
+        recs.append(Record(r.path, r.label, r.patient_id, metadata={"subsource": src, "population": pop}))
+    return CxrDataset(dataset.root, dataset.source, dataset.classes, recs)
+
+
+def _leaks(dataset: CxrDataset, split: Split, hashes: list[str]) -> int:
+    """Test images with their patient or an identical-hash image in train, counted from scratch."""
+    train_pids = {r.patient_id for r, s in zip(dataset.records, split.assignment) if s == "train" and r.patient_id}
+    train_hashes = {h for h, s in zip(hashes, split.assignment) if s == "train"}
+    return sum(1 for r, h, s in zip(dataset.records, hashes, split.assignment)
+               if s == "test" and (r.patient_id in train_pids or h in train_hashes))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_image_split_leaks_patients_and_counts_them(synthetic, seed):
+    dataset, hashes, _ = synthetic[seed]
+    split = make_split(dataset, hashes, seed=seed, by="image")
+    proto = split.stats["protocol"]
+    assert proto["leaky"] is True
+    assert proto["leaked_test_images"] == _leaks(dataset, split, hashes) > 0
+    # stratified: every class within one image of its 15% share in test
+    counts = split.counts(dataset)
+    for c, total in dataset.class_counts().items():
+        assert abs(counts["test"][c] - 0.15 * total) <= 1
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_patient_split_never_leaks(synthetic, seed):
+    dataset, hashes, _ = synthetic[seed]
+    split = make_split(dataset, hashes, seed=seed)
+    assert split.stats["protocol"]["leaked_test_images"] == _leaks(dataset, split, hashes) == 0
+    assert split.stats["protocol"]["leaky"] is False
+
+
+@pytest.mark.parametrize("rules", [["raddb"], ["ieee8023"], ["population=pediatric", "raddb"],
+                                   ["label=normal population=adult"]])
+def test_holdout_puts_exactly_the_matching_images_in_test(synthetic, rules):
+    base, hashes, _ = synthetic[0]
+    dataset = _with_sources(base)
+
+    def matches(r):
+        src, pop = r.metadata["subsource"], r.metadata["population"]
+        return any(all(
+            (pop.startswith("pediatric") if w == "population=pediatric" else
+             pop.startswith("adult") if w == "population=adult" else
+             r.label == "normal" if w == "label=normal" else src.split(":")[0] == w)
+            for w in rule.split()) for rule in rules)
+
+    split = make_split(dataset, hashes, by="source", holdout=rules)
+    test = {i for i, s in enumerate(split.assignment) if s == "test"}
+    assert test == {i for i, r in enumerate(dataset.records) if matches(r)}
+    assert split.stats["protocol"]["leaked_test_images"] == _leaks(dataset, split, hashes) == 0
+    counts = split.counts(dataset)
+    n_train, n_val = sum(counts["train"].values()), sum(counts["val"].values())
+    assert abs(n_train / (n_train + n_val) - 0.7 / 0.85) < 0.03
+
+
+def test_holdout_leaves_out_images_linked_to_test(synthetic):
+    base, hashes, _ = synthetic[0]
+    dataset = _with_sources(base)
+    # one patient of raddb also imaged in another source: that image must not train the model
+    i = next(i for i, r in enumerate(dataset.records) if r.metadata["subsource"] == "raddb" and r.patient_id)
+    j = next(j for j, r in enumerate(dataset.records) if r.metadata["subsource"] == "kermany" and r.patient_id)
+    recs = list(dataset.records)
+    recs[j] = Record(recs[j].path, recs[j].label, recs[i].patient_id, metadata=recs[j].metadata)
+    dataset = CxrDataset(dataset.root, dataset.source, dataset.classes, recs)
+    split = make_split(dataset, hashes, by="source", holdout=["raddb"])
+    assert split.assignment[i] == "test" and split.assignment[j] == "excluded"
+    assert split.stats["protocol"]["excluded_linked_to_test"] >= 1
+
+
+def test_holdout_missing_class_is_reported_not_faked(synthetic):
+    base, hashes, _ = synthetic[0]
+    split = make_split(_with_sources(base), hashes, by="source", holdout=["label=normal population=adult"])
+    assert split.stats["protocol"]["test_missing_classes"] == ["covid", "viral_pneumonia"]
+    assert split.counts(base)["test"]["covid"] == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"by": "source"}, "needs --holdout-source"),
+    ({"by": "patient", "holdout": ["raddb"]}, "--split-by source only"),
+    ({"by": "random"}, "not one of"),
+    ({"by": "source", "holdout": ["nowhere"]}, "no selected image matches"),
+    ({"select": ["label=covid n=100000"]}, "only"),
+    ({"select": ["label=covid n=many"]}, "whole number"),
+])
+def test_protocol_errors_name_the_option(synthetic, kwargs, message):
+    base, hashes, _ = synthetic[0]
+    with pytest.raises(CxrkitError, match=message):
+        make_split(_with_sources(base), hashes, **kwargs)
+
+
+def test_select_draws_n_seeded_whatever_the_order(synthetic):
+    base, hashes, _ = synthetic[0]
+    dataset = _with_sources(base)
+    rules = ["label=covid n=40", "label=normal population=pediatric"]
+    split = make_split(dataset, hashes, by="image", select=rules)
+    chosen = {dataset.relpath(r) for r, s in zip(dataset.records, split.assignment) if s != "excluded"}
+    labels = [r.label for r in dataset.records if dataset.relpath(r) in chosen]
+    assert labels.count("covid") == 40 and "viral_pneumonia" not in labels
+    assert all(r.metadata["population"] == "pediatric" for r in dataset.records
+               if dataset.relpath(r) in chosen and r.label == "normal")
+    shuffled, shuffled_hashes = _shuffled(dataset, hashes, 3)
+    again = make_split(shuffled, shuffled_hashes, by="image", select=rules)
+    assert _by_path(shuffled, again) == _by_path(dataset, split)
+    other = make_split(dataset, hashes, seed=1, by="image", select=rules)
+    assert {dataset.relpath(r) for r, s in zip(dataset.records, other.assignment) if s != "excluded"} != chosen
+
+
+def test_excluded_images_round_trip(tmp_path, synthetic):
+    base, hashes, _ = synthetic[0]
+    dataset = _with_sources(base)
+    split = make_split(dataset, hashes, by="source", holdout=["raddb"], select=["population=adult"])
+    assert "excluded" in split.assignment
+    path = write_split(tmp_path / "split.csv", dataset, split)
+    assert read_split(path, dataset).assignment == split.assignment

@@ -6,14 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
-from rich.markup import escape
 from rich.table import Table
 
 from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json
 from ..data import inspect_dataset, prepare, write_split
 from ..data.duplicates import DEFAULT_MAX_DISTANCE
-from ..data.splits import SPLITS
+from ..data.splits import SPLIT_BY, SPLITS
 from ..errors import UsageError
 from ._console import console, progress_bar
 
@@ -39,6 +38,18 @@ def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
                    help="processes that decode images (default: all cores)")
 
 
+def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
+    """--split-by, --holdout-source, --select: the split protocol (cxrkit.data.splits)."""
+    p.add_argument("--split-by", choices=SPLIT_BY, default="patient",
+                   help="patient: whole patients and near-duplicates per split; image: random per image "
+                        "(leaky, the count of leaked test images is printed); source: --holdout-source to test")
+    p.add_argument("--holdout-source", nargs="+", default=None, metavar="RULE",
+                   help="with --split-by source: subsource values (ieee8023) or column=value rules "
+                        "('label=normal population=pediatric') whose images all go to test")
+    p.add_argument("--select", nargs="+", default=None, metavar="RULE",
+                   help="only images matching one of these rules enter ('label=covid n=219' draws 219)")
+
+
 def _fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))
@@ -49,21 +60,13 @@ def _fractions(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def add_outside_paths_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--allow-outside-paths", action="store_true",
-                   help="read manifest rows whose path leaves the manifest's folder (../ or absolute "
-                        "paths); without it they are skipped and listed")
-
-
 def prepare_from_args(args: argparse.Namespace):
     with progress_bar("decoding and hashing images") as update:
-        prep = prepare(args.data, args.classes, split_file=args.split_file, seed=args.seed,
+        return prepare(args.data, args.classes, split_file=args.split_file, seed=args.seed,
                        fractions=_fractions(args.fractions), max_distance=args.dup_threshold,
                        workers=args.workers, progress=update,
-                       allow_outside_paths=getattr(args, "allow_outside_paths", False))
-    for note in prep.dataset.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    return prep
+                       split_by=getattr(args, "split_by", "patient"), holdout=getattr(args, "holdout_source", None),
+                       select=getattr(args, "select", None))
 
 
 def register(subparsers) -> None:
@@ -84,7 +87,6 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("data", help="dataset folder or CSV")
     add_dataset_arguments(p)
-    add_outside_paths_argument(p)
     p.add_argument("--by", nargs="+", default=None, metavar="COLUMN",
                    help="metadata columns to cross with the class (default: population, "
                         "subsource, source_split, view, sex where present)")
@@ -98,8 +100,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("data", help="dataset folder or CSV")
     add_dataset_arguments(p)
-    add_outside_paths_argument(p)
     p.add_argument("--out", type=Path, default=Path("split.csv"), help="split CSV to write")
+    add_protocol_arguments(p)
     p.set_defaults(func=run_split)
 
 
@@ -123,9 +125,16 @@ def run_split(args: argparse.Namespace) -> None:
     prep = prepare_from_args(args)
     write_split(args.out, prep.dataset, prep.split)
     _print_split_table(prep.split.counts(prep.dataset), prep.dataset.classes)
-    _print_skipped([{"path": s.path, "reason": s.reason} for s in prep.dataset.skipped])
     console.print(f"wrote [bold]{args.out}[/] ({prep.split.stats.get('groups_merged_by_duplicates', 0)} "
                   "groups merged by near-duplicates)")
+    proto = prep.split.stats.get("protocol", {})
+    if proto.get("leaky"):
+        console.print(f"[bold yellow]leaky:[/] split by {proto['split_by']}: {proto['leaked_test_images']} test "
+                      "image(s) have their patient or a near-duplicate in train")
+    if proto.get("excluded_images"):
+        console.print(f"{proto['excluded_images']} image(s) left out by the protocol (split 'excluded' in the file)")
+    if proto.get("test_missing_classes"):
+        console.print(f"[yellow]warning:[/] no test images of class(es) {', '.join(proto['test_missing_classes'])}")
 
 
 def _print_split_table(counts: dict, classes) -> None:
@@ -175,18 +184,13 @@ def print_report(r: dict) -> None:
     console.print(t)
     for pair in s.get("near_duplicate_pairs_with_different_labels", []):
         console.print(f"[yellow]warning:[/] near-duplicates with different labels: {pair[0]} / {pair[1]}")
-    _print_skipped(r["skipped"])
+    for item in r["skipped"][:MAX_SKIPPED_SHOWN]:
+        console.print(f"[yellow]skipped[/] {item['path']}: {item['reason']}")
+    if len(r["skipped"]) > MAX_SKIPPED_SHOWN:
+        console.print(f"... and {len(r['skipped']) - MAX_SKIPPED_SHOWN} more (see inspect.json)")
     for conf in r["confounds"]:
         _print_confound(conf, d["classes"])
     console.print(f"[dim]{RESEARCH_NOTICE}[/]")
-
-
-def _print_skipped(skipped: list[dict]) -> None:
-    """Every skipped file is counted; the first MAX_SKIPPED_SHOWN are named with the reason."""
-    for item in skipped[:MAX_SKIPPED_SHOWN]:
-        console.print(f"[yellow]skipped[/] {escape(item['path'])}: {escape(item['reason'])}")
-    if len(skipped) > MAX_SKIPPED_SHOWN:
-        console.print(f"... and {len(skipped) - MAX_SKIPPED_SHOWN} more skipped file(s) (see inspect.json)")
 
 
 def _print_confound(conf: dict, classes) -> None:

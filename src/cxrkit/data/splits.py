@@ -1,10 +1,30 @@
-"""Patient- and duplicate-aware, stratified, seeded train/val/test splits.
+"""Patient- and duplicate-aware, stratified, seeded train/val/test splits, and other protocols.
 
 Images are first joined into groups: all images of one patient, and images whose
 perceptual hashes say they are the same picture (see :mod:`.duplicates`). Whole groups
 are then dealt to splits so that every class reaches its target share in every split.
 The same dataset, seed and fractions always give the same split, whatever order the
 files were listed in. Splits are saved to CSV so every later step uses exactly them.
+
+Three protocols (``by``), so a published number can be put next to an honest one:
+
+* ``patient`` (default): whole patient/near-duplicate groups per split; no test image has
+  its patient or a near-duplicate in train.
+* ``image``: each image on its own, stratified at random: the protocol behind the 98.75%
+  claim this project grew from. It is *leaky*: the split counts the test images whose
+  patient or near-duplicate is in train (``stats["leaked_test_images"]``).
+* ``source``: leave-source-out. Every image matching a ``holdout`` rule goes to test, train
+  and val come from the rest (patient-aware, the train:val ratio of ``fractions``). Other images
+  of a held-out image's group are left out (``excluded``) instead of training on them.
+
+``select`` rules decide which images enter at all (e.g. the v1 composition: 219 random COVID
+images and the Kermany normals); the others are written to the split file as ``excluded``, so
+the file still lists every image of the dataset and says what was left out.
+
+A rule is ``VALUE`` (matches the ``subsource``) or ``column=value[,value...]`` words, all of
+which must hold (``label=normal population=pediatric``); a value matches a field equal to it or
+starting with it before ``:`` or `` (`` (``ieee8023`` matches ``ieee8023:COVID-19``, ``adult``
+matches ``adult (assumed)``). In ``select``, ``n=219`` draws that many matching images (seeded).
 """
 
 from __future__ import annotations
@@ -24,6 +44,8 @@ from .dataset import CxrDataset
 from .duplicates import DEFAULT_MAX_DISTANCE, near_duplicate_pairs
 
 SPLITS = ("train", "val", "test")
+EXCLUDED = "excluded"  # in a split file: an image the protocol leaves out of every split
+SPLIT_BY = ("patient", "image", "source")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 SPLIT_COLUMNS = ("file", "label", "split", "group", "patient_id")
 
@@ -41,10 +63,11 @@ class Split:
     stats: dict = field(default_factory=dict)
 
     def counts(self, dataset: CxrDataset) -> dict[str, dict[str, int]]:
-        """Images per split and class."""
+        """Images per split and class (``excluded`` images are not counted)."""
         out = {s: {c: 0 for c in dataset.classes} for s in SPLITS}
         for rec, s in zip(dataset.records, self.assignment):
-            out[s][rec.label] += 1
+            if s != EXCLUDED:
+                out[s][rec.label] += 1
         return out
 
     def subset(self, dataset: CxrDataset, name: str) -> CxrDataset:
@@ -71,16 +94,123 @@ class _UnionFind:
         return True
 
 
+Rule = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def parse_rule(text: str) -> tuple[Rule, int | None]:
+    """``"label=covid n=219"`` -> (((label, (covid,)),), 219); a bare word is a subsource value."""
+    words, count = text.split(), None
+    conds = []
+    for w in words:
+        key, eq, val = w.partition("=")
+        if not eq:
+            key, val = "subsource", w
+        if key == "n":
+            try:
+                count = int(val)
+            except ValueError:
+                raise UsageError(f"rule {text!r}: n= takes a whole number, got {val!r}") from None
+            continue
+        if not val:
+            raise UsageError(f"rule {text!r}: {key}= needs a value, e.g. population=pediatric")
+        conds.append((key, tuple(val.split(","))))
+    if not conds:
+        raise UsageError(f"rule {text!r} says nothing to match; write e.g. ieee8023 or label=normal population=adult")
+    return tuple(conds), count
+
+
+def _value_matches(field_value: str, wanted: str) -> bool:
+    v, w = field_value.strip().lower(), wanted.strip().lower()
+    return v == w or v.startswith(w + ":") or v.startswith(w + " (")
+
+
+def rule_matches(record, rule: Rule) -> bool:
+    for key, values in rule:
+        field_value = record.label if key == "label" else record.metadata.get(key, "")
+        if not any(_value_matches(field_value, v) for v in values):
+            return False
+    return True
+
+
+def _rules(texts, option: str) -> list[tuple[Rule, int | None]]:
+    if isinstance(texts, str):
+        raise UsageError(f"{option} takes a list of rules, got the string {texts!r}")
+    return [parse_rule(t) for t in texts or ()]
+
+
+def select_mask(dataset: CxrDataset, select, seed: int = 0) -> np.ndarray:
+    """Which records enter the split: those matching any ``select`` rule (all without rules)."""
+    n = len(dataset)
+    if not select:
+        return np.ones(n, bool)
+    order = sorted(range(n), key=lambda i: dataset.relpath(dataset.records[i]))
+    keep = np.zeros(n, bool)
+    rng = np.random.default_rng([seed, 13])
+    for rule, count in _rules(select, "select"):
+        hits = [i for i in order if rule_matches(dataset.records[i], rule)]
+        if count is not None:
+            if count > len(hits):
+                raise UsageError(f"select rule asks for n={count} images but only {len(hits)} match")
+            hits = [hits[k] for k in sorted(rng.choice(len(hits), count, replace=False))]
+        keep[hits] = True
+    if not keep.any():
+        raise UsageError(f"no image matches the select rule(s) {list(select)}")
+    return keep
+
+
+def _deal(dataset: CxrDataset, members: list[list[int]], fractions, seed: int,
+          assignment: list[str], group_of: list[int], first_gid: int = 0) -> None:
+    """Deal whole groups to splits (biggest first, ties in seeded order) towards per-class targets."""
+    class_index = {c: k for k, c in enumerate(dataset.classes)}
+    members = list(members)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(members)
+    members.sort(key=len, reverse=True)  # stable: big groups first, ties in seeded order
+    totals = np.bincount([class_index[dataset.records[i].label] for idx in members for i in idx],
+                         minlength=len(dataset.classes)).astype(float)
+    target = np.outer(fractions, totals) + 1e-9
+    filled = np.zeros_like(target)
+    for gid, idx in enumerate(members, start=first_gid):
+        counts = np.bincount([class_index[dataset.records[i].label] for i in idx],
+                             minlength=len(dataset.classes))
+        fill = (filled * counts).sum(1) / target.dot(counts) if counts.any() else filled.sum(1)
+        fill[np.asarray(fractions) == 0] = np.inf
+        s = int(np.lexsort((-np.asarray(fractions), fill))[0])
+        filled[s] += counts
+        for i in idx:
+            assignment[i] = SPLITS[s]
+            group_of[i] = gid
+
+
+def leaked_test_images(dataset: CxrDataset, assignment: list[str], dup_pairs) -> int:
+    """Test images whose patient has an image in train, or with a near-duplicate in train."""
+    train_pids = {r.patient_id for r, s in zip(dataset.records, assignment) if s == "train" and r.patient_id}
+    leaked = {i for i, (r, s) in enumerate(zip(dataset.records, assignment))
+              if s == "test" and r.patient_id in train_pids}
+    for a, b in dup_pairs:
+        for i, j in ((a, b), (b, a)):
+            if assignment[i] == "test" and assignment[j] == "train":
+                leaked.add(i)
+    return len(leaked)
+
+
 def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
                fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, seed: int = 0,
-               max_distance: int = DEFAULT_MAX_DISTANCE) -> Split:
-    """Split ``dataset`` into train/val/test by whole patient/duplicate groups.
+               max_distance: int = DEFAULT_MAX_DISTANCE, by: str = "patient",
+               holdout: list[str] | None = None, select: list[str] | None = None) -> Split:
+    """Split ``dataset`` into train/val/test under protocol ``by`` (see the module docstring).
 
     ``hashes`` are the perceptual hashes of ``dataset.records`` (from :func:`scan_dataset`);
-    without them only patient ids group images.
+    without them only patient ids group images (and count leaks).
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise UsageError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    if by not in SPLIT_BY:
+        raise UsageError(f"split_by {by!r} is not one of {', '.join(SPLIT_BY)}")
+    if by == "source" and not holdout:
+        raise UsageError("split_by source needs --holdout-source VALUE... (subsource values or column=value rules)")
+    if by != "source" and holdout:
+        raise UsageError(f"--holdout-source is used with --split-by source only (got --split-by {by})")
     n = len(dataset)
     if hashes is not None and len(hashes) != n:
         raise UsageError(f"{len(hashes)} hashes for {n} records")
@@ -97,35 +227,52 @@ def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
     cross_label = [(a, b) for a, b in dup_pairs
                    if dataset.records[a].label != dataset.records[b].label]
 
+    keep = select_mask(dataset, select, seed)
     groups: dict[int, list[int]] = {}
     for i in order:
-        groups.setdefault(uf.find(i), []).append(i)
-    class_index = {c: k for k, c in enumerate(dataset.classes)}
-    members = list(groups.values())
-    rng = np.random.default_rng(seed)
-    rng.shuffle(members)
-    members.sort(key=len, reverse=True)  # stable: big groups first, ties in seeded order
-
-    totals = np.bincount([class_index[r.label] for r in dataset.records],
-                         minlength=len(dataset.classes)).astype(float)
-    target = np.outer(fractions, totals) + 1e-9
-    filled = np.zeros_like(target)
-    assignment = [""] * n
-    group_of = [0] * n
-    for gid, idx in enumerate(members):
-        counts = np.bincount([class_index[dataset.records[i].label] for i in idx],
-                             minlength=len(dataset.classes))
-        fill = (filled * counts).sum(1) / target.dot(counts) if counts.any() else filled.sum(1)
-        fill[np.asarray(fractions) == 0] = np.inf
-        s = int(np.lexsort((-np.asarray(fractions), fill))[0])
-        filled[s] += counts
-        for i in idx:
-            assignment[i] = SPLITS[s]
-            group_of[i] = gid
+        if keep[i]:
+            groups.setdefault(uf.find(i), []).append(i)
+    assignment = [EXCLUDED] * n
+    group_of = [-1] * n
+    protocol: dict = {"split_by": by, "leaky": by == "image"}
+    if by == "patient":
+        _deal(dataset, list(groups.values()), fractions, seed, assignment, group_of)
+    elif by == "image":
+        _deal(dataset, [[i] for i in order if keep[i]], fractions, seed, assignment, group_of)
+    else:
+        rules = [r for r, _ in _rules(holdout, "holdout_source")]
+        held = [i for i in order if keep[i] and any(rule_matches(dataset.records[i], r) for r in rules)]
+        if not held:
+            raise UsageError(f"--holdout-source {' '.join(holdout)}: no selected image matches "
+                             "(subsource values such as ieee8023, or rules such as population=pediatric)")
+        held_roots = {uf.find(i) for i in held}
+        rest = [idx for root, idx in groups.items() if root not in held_roots]
+        train_val = fractions[0] + fractions[1]
+        _deal(dataset, rest, (fractions[0] / train_val, fractions[1] / train_val, 0.0), seed, assignment, group_of)
+        held_order = sorted(held_roots, key=lambda r: dataset.relpath(dataset.records[groups[r][0]]))
+        for gid, root in enumerate(held_order, start=len(rest)):
+            for i in groups[root]:
+                group_of[i] = gid
+        for i in held:
+            assignment[i] = "test"
+        linked = sum(1 for root in held_roots for i in groups[root] if assignment[i] != "test")
+        for root in held_roots:
+            for i in groups[root]:
+                if assignment[i] != "test":
+                    assignment[i] = EXCLUDED
+        protocol.update(holdout=list(holdout), held_out_images=len(held), excluded_linked_to_test=linked)
+    test_counts = Counter(r.label for r, s in zip(dataset.records, assignment) if s == "test")
+    leaked = leaked_test_images(dataset, assignment, dup_pairs)
+    protocol.update(
+        leaky=by == "image" or leaked > 0, selected_images=int(keep.sum()), excluded_images=assignment.count(EXCLUDED),
+        leaked_test_images=leaked,
+        test_missing_classes=[c for c in dataset.classes if not test_counts.get(c)])
+    if select:
+        protocol["select"] = list(select)
     stats = {
         "seed": seed,
         "fractions": list(fractions),
-        "groups": len(members),
+        "groups": len(groups),
         "patients": len(first_of_patient),
         "images_with_patient_id": sum(1 for r in dataset.records if r.patient_id),
         "near_duplicate_pairs": len(dup_pairs),
@@ -134,6 +281,7 @@ def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
         "near_duplicate_pairs_with_different_labels": [
             [dataset.relpath(dataset.records[a]), dataset.relpath(dataset.records[b])]
             for a, b in cross_label],
+        "protocol": protocol,
     }
     return Split(assignment, group_of, stats)
 
@@ -172,8 +320,8 @@ def read_split(path: str | Path, dataset: CxrDataset) -> Split:
         raise SplitError(f"{path}: not a split file, missing column(s) {', '.join(sorted(missing_cols))}")
     listed: dict[str, tuple[str, str, int]] = {}
     for line_no, row in enumerate(reader, start=2):
-        if row["split"] not in SPLITS:
-            raise SplitError(f"{path} line {line_no}: split {row['split']!r} is not one of {SPLITS}")
+        if row["split"] not in (*SPLITS, EXCLUDED):
+            raise SplitError(f"{path} line {line_no}: split {row['split']!r} is not one of {(*SPLITS, EXCLUDED)}")
         listed[row["file"]] = (row["label"], row["split"], int(row.get("group") or line_no))
     assignment, group, unlisted, relabelled = [], [], [], []
     for rec in dataset.records:
