@@ -3,8 +3,9 @@
 bf16 autocast made lite0 inference ~1.7x faster on a Zen 4 CPU with AVX-512 BF16 (issue 15:
 fp32 177-196 vs bf16 307-334 img/s, model only). Without native bf16 (AVX2 only, e.g. this
 project's current 2-core host), torch emulates it and bf16 is far *slower* (measured there,
-lite0 batch 32: 0.3-1.9 vs 26-27 img/s fp32), so ``auto`` picks fp32 there and says why. Native means, on a CPU, the ``avx512_bf16`` or
-``amx_bf16`` flag in /proc/cpuinfo; on CUDA, ``torch.cuda.is_bf16_supported()``.
+lite0 batch 32: 0.3-1.9 vs 26-27 img/s fp32), so ``auto`` picks fp32 there and says why.
+Native means, on a CPU, the ``avx512_bf16`` or ``amx_bf16`` flag in /proc/cpuinfo;
+on CUDA, ``torch.cuda.is_bf16_supported()``.
 
 No torch at import: the CLI's ``--help`` imports this.
 """
