@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from .. import RESEARCH_NOTICE
@@ -60,13 +61,23 @@ def _fractions(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
+def add_outside_paths_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="read manifest rows whose path leaves the manifest's folder (../ or absolute "
+                        "paths); without it they are skipped and listed")
+
+
 def prepare_from_args(args: argparse.Namespace):
     with progress_bar("decoding and hashing images") as update:
-        return prepare(args.data, args.classes, split_file=args.split_file, seed=args.seed,
+        prep = prepare(args.data, args.classes, split_file=args.split_file, seed=args.seed,
                        fractions=_fractions(args.fractions), max_distance=args.dup_threshold,
                        workers=args.workers, progress=update,
+                       allow_outside_paths=getattr(args, "allow_outside_paths", False),
                        split_by=getattr(args, "split_by", "patient"), holdout=getattr(args, "holdout_source", None),
                        select=getattr(args, "select", None))
+    for note in prep.dataset.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    return prep
 
 
 def register(subparsers) -> None:
@@ -87,6 +98,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("data", help="dataset folder or CSV")
     add_dataset_arguments(p)
+    add_outside_paths_argument(p)
     p.add_argument("--by", nargs="+", default=None, metavar="COLUMN",
                    help="metadata columns to cross with the class (default: population, "
                         "subsource, source_split, view, sex where present)")
@@ -100,6 +112,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("data", help="dataset folder or CSV")
     add_dataset_arguments(p)
+    add_outside_paths_argument(p)
     p.add_argument("--out", type=Path, default=Path("split.csv"), help="split CSV to write")
     add_protocol_arguments(p)
     p.set_defaults(func=run_split)
@@ -125,6 +138,7 @@ def run_split(args: argparse.Namespace) -> None:
     prep = prepare_from_args(args)
     write_split(args.out, prep.dataset, prep.split)
     _print_split_table(prep.split.counts(prep.dataset), prep.dataset.classes)
+    _print_skipped([{"path": s.path, "reason": s.reason} for s in prep.dataset.skipped])
     console.print(f"wrote [bold]{args.out}[/] ({prep.split.stats.get('groups_merged_by_duplicates', 0)} "
                   "groups merged by near-duplicates)")
     proto = prep.split.stats.get("protocol", {})
@@ -184,13 +198,18 @@ def print_report(r: dict) -> None:
     console.print(t)
     for pair in s.get("near_duplicate_pairs_with_different_labels", []):
         console.print(f"[yellow]warning:[/] near-duplicates with different labels: {pair[0]} / {pair[1]}")
-    for item in r["skipped"][:MAX_SKIPPED_SHOWN]:
-        console.print(f"[yellow]skipped[/] {item['path']}: {item['reason']}")
-    if len(r["skipped"]) > MAX_SKIPPED_SHOWN:
-        console.print(f"... and {len(r['skipped']) - MAX_SKIPPED_SHOWN} more (see inspect.json)")
+    _print_skipped(r["skipped"])
     for conf in r["confounds"]:
         _print_confound(conf, d["classes"])
     console.print(f"[dim]{RESEARCH_NOTICE}[/]")
+
+
+def _print_skipped(skipped: list[dict]) -> None:
+    """Every skipped file is counted; the first MAX_SKIPPED_SHOWN are named with the reason."""
+    for item in skipped[:MAX_SKIPPED_SHOWN]:
+        console.print(f"[yellow]skipped[/] {escape(item['path'])}: {escape(item['reason'])}")
+    if len(skipped) > MAX_SKIPPED_SHOWN:
+        console.print(f"... and {len(skipped) - MAX_SKIPPED_SHOWN} more skipped file(s) (see inspect.json)")
 
 
 def _print_confound(conf: dict, classes) -> None:

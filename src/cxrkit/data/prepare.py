@@ -24,16 +24,17 @@ def prepare(data: str | Path, classes=None, *, split_file: str | Path | None = N
             fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
             max_distance: int = DEFAULT_MAX_DISTANCE, workers: int = 2,
             progress: Callable[[int, int], None] | None = None, cache_dir: str | Path | None = None,
-            split_by: str = "patient", holdout: list[str] | None = None,
+            allow_outside_paths: bool = False, split_by: str = "patient", holdout: list[str] | None = None,
             select: list[str] | None = None) -> Prepared:
     """Load ``data``, decode every image once (bad files go to ``skipped``) and split it.
 
     ``split_by``/``holdout``/``select``: the protocol (:mod:`.splits`). With ``split_file`` the saved
     split is applied instead of making a new one. The scan is
     kept in ``cache_dir`` (default: :func:`~cxrkit.data.cache.default_cache_dir`).
+    ``allow_outside_paths`` lets manifest rows point outside the manifest's folder.
     """
-    dataset, infos = scan_dataset(load_dataset(data, classes), workers=workers, progress=progress,
-                                  cache_dir=cache_dir)
+    dataset = load_dataset(data, classes, allow_outside_paths=allow_outside_paths)
+    dataset, infos = scan_dataset(dataset, workers=workers, progress=progress, cache_dir=cache_dir)
     if split_file is not None:
         split = read_split(split_file, dataset)
     else:
