@@ -21,12 +21,14 @@ SMALL_LIMIT = 200_000  # bytes: oversize tests need only a small upload
 
 @contextlib.contextmanager
 def running(app):
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port; yield the base URL."""
+    """Serve ``app`` with uvicorn, as ``cxr serve`` configures it, on a free 127.0.0.1 port; yield the base URL."""
     import uvicorn
+
+    from cxrkit.serve.server import server_config
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off"))
+    server = uvicorn.Server(server_config(app, lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -64,8 +66,14 @@ def request(url: str, data=None, headers: dict | None = None, method: str | None
 def multipart(content: bytes, filename: str = "x.png", field: str = "file") -> tuple[bytes, dict]:
     """A multipart/form-data body with one file field."""
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 

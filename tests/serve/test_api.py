@@ -69,7 +69,7 @@ def test_explain_png_and_json(served, blob_png, http):
     assert e["target_class"] == e["predicted_class"] == "normal" and e["method"] == "gradcam"
     assert e["notice"] == RESEARCH_NOTICE
     # the blob of class "normal" sits at (48, 32) of 64: the map is hottest in the lower half
-    assert cam[s // 2:].sum() > cam[:s // 2].sum()
+    assert cam[s // 2 :].sum() > cam[: s // 2].sum()
 
     other = http.upload(f"{url}/v1/explain?format=json&target=covid", blob_png).json()
     assert other["target_class"] == "covid" and other["predicted_class"] == "normal"
@@ -84,7 +84,7 @@ def test_oversize_upload_is_refused_with_413(served, http):
     assert r.status == 413 and "limit" in r.json()["detail"]
     # chunked, without Content-Length: the limit is enforced while streaming
     body, headers = http.multipart(big, "big.png")
-    chunks = (body[i:i + 16384] for i in range(0, len(body), 16384))
+    chunks = (body[i : i + 16384] for i in range(0, len(body), 16384))
     r = http.request(f"{url}/v1/predict", chunks, {**headers, "Transfer-Encoding": "chunked"})
     assert r.status == 413 and "limit" in r.json()["detail"]
 

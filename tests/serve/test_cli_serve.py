@@ -19,10 +19,25 @@ def free_port() -> int:
 
 def test_cxr_serve_answers_health_on_localhost(tiny_run, http, blob_dataset):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cxrkit.cli.main", "serve", str(tiny_run.run_dir),
-                             "--port", str(port), "--threshold", "0.9", "--max-upload-mb", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "CXR_NO_TCMALLOC": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cxrkit.cli.main",
+            "serve",
+            str(tiny_run.run_dir),
+            "--port",
+            str(port),
+            "--threshold",
+            "0.9",
+            "--max-upload-mb",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "CXR_NO_TCMALLOC": "1"},
+    )
     try:
         deadline = time.monotonic() + 90
         while True:

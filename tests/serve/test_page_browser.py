@@ -40,10 +40,13 @@ def test_upload_shows_probabilities_heatmap_and_notice(served, browser, xray, tm
 
     url, app = served
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(url + "/")
+    violations = []  # the page must work under its own Content-Security-Policy
+    page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    response = page.goto(url + "/")
+    assert "script-src 'sha256-" in response.headers["content-security-policy"]
     assert page.inner_text("#notice") == RESEARCH_NOTICE
     page.set_input_files("#file", str(xray))
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Done')", timeout=60_000)
+    page.locator("#status", has_text="Done").wait_for(timeout=60_000)  # no wait_for_function: the CSP forbids eval
 
     expected = app.state.predictor.predict(xray).results[0]
     assert page.get_attribute("#predicted", "data-cls") == expected.predicted_class
@@ -61,4 +64,5 @@ def test_upload_shows_probabilities_heatmap_and_notice(served, browser, xray, tm
     page.set_input_files("#file", str(bad))
     page.wait_for_selector("#error", state="visible", timeout=30_000)
     assert "notes.png" in page.inner_text("#error")
+    assert violations == []
     page.close()

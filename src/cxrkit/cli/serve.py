@@ -7,27 +7,71 @@ import ipaddress
 from pathlib import Path
 
 from .. import RESEARCH_NOTICE
+from ..errors import CxrkitError
 from ..inference.defaults import BACKENDS, DEFAULT_THRESHOLD
 from ._console import CliError, console, err_console
+
+MAX_CONNECTIONS = 64  # as cxrkit.serve.server.MAX_CONNECTIONS (not imported: `cxr --help` stays light)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "serve", help="HTTP API and web page for a trained run",
+        "serve",
+        help="HTTP API and web page for a trained run",
         description="Serve a run: POST /v1/predict and /v1/explain (multipart field 'file'), "
-                    "GET /healthz, OpenAPI docs at /docs, and a web page at / to upload an X-ray and "
-                    "see the probabilities and the Grad-CAM overlay. Uploads are decoded in memory and "
-                    "never stored. Binds 127.0.0.1 unless --host says otherwise; there is no "
-                    "authentication, so put it behind one before exposing it. " + RESEARCH_NOTICE,
+        "GET /healthz and /openapi.json, and a web page at / to upload an X-ray and "
+        "see the probabilities and the Grad-CAM overlay. Uploads are decoded in memory and "
+        "never stored; images above 2048 px are reduced first. Binds 127.0.0.1 unless --host "
+        "says otherwise; there is no authentication, so put it behind one before exposing it. " + RESEARCH_NOTICE,
         epilog="Example:  cxr serve runs/lite0 --port 8000   then open http://127.0.0.1:8000/",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", type=Path, help="run directory made by `cxr train`")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload in MB (default 20)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})")
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=64.0,
+        help="largest accepted image, width x height from its header, in millions (default 64)",
+    )
+    p.add_argument(
+        "--busy",
+        type=int,
+        default=2,
+        help="requests decoded and run on the model at once (default 2); more wait in a queue",
+    )
+    p.add_argument(
+        "--queue-wait",
+        type=float,
+        default=15.0,
+        help="seconds a request waits for a free slot before a 503 with Retry-After (default 15)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds the whole upload may take to arrive before a 408 (default 30)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help=f"open connections before new ones get 503 (default {MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})",
+    )
     p.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (default) or onnx")
+    p.add_argument(
+        "--docs",
+        action="store_true",
+        help="serve Swagger UI at /docs and /redoc (off by default: they load scripts from a CDN)",
+    )
     p.set_defaults(func=run)
 
 
@@ -36,17 +80,43 @@ def run(args: argparse.Namespace) -> None:
 
     from ..inference.predictor import Predictor
     from ..serve import create_app
+    from ..serve.limits import Limits
+    from ..serve.server import server_config
 
-    if args.max_upload_mb <= 0:
-        raise CliError("--max-upload-mb must be positive")
+    for option, value in (
+        ("--max-upload-mb", args.max_upload_mb),
+        ("--max-megapixels", args.max_megapixels),
+        ("--busy", args.busy),
+        ("--queue-wait", args.queue_wait),
+        ("--body-timeout", args.body_timeout),
+        ("--max-connections", args.max_connections),
+    ):
+        if not value > 0:
+            raise CliError(f"{option} must be positive, got {value}")
     if not _is_loopback(args.host):
-        err_console.print(f"[bold yellow]warning:[/] listening on {args.host}: anyone who can reach this "
-                          "address can use the model; the service has no authentication")
-    predictor = Predictor.from_run(args.run_dir, backend=args.backend, threshold=args.threshold)
-    app = create_app(predictor, max_upload_bytes=int(args.max_upload_mb * 1e6))
-    console.print(f"[bold]»[/] serving {predictor.model_id} at http://{args.host}:{args.port}/  "
-                  f"(API docs: /docs). {RESEARCH_NOTICE}")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        err_console.print(
+            f"[bold yellow]warning:[/] listening on {args.host}: anyone who can reach this "
+            "address can use the model; the service has no authentication"
+        )
+    try:
+        predictor = Predictor.from_run(args.run_dir, backend=args.backend, threshold=args.threshold)
+    except CxrkitError:
+        raise
+    except Exception as exc:  # a broken run folder (truncated weights, odd card): one line, not a traceback
+        raise CliError(f"{args.run_dir}: cannot load the run ({type(exc).__name__}: {exc})") from None
+    limits = Limits(
+        max_upload_bytes=int(args.max_upload_mb * 1e6),
+        max_pixels=int(args.max_megapixels * 1e6),
+        busy=args.busy,
+        queue_wait_s=args.queue_wait,
+        body_timeout_s=args.body_timeout,
+    )
+    app = create_app(predictor, limits=limits, docs=args.docs)
+    console.print(
+        f"[bold]»[/] serving {predictor.model_id} at http://{args.host}:{args.port}/"
+        f"{'  (API docs: /docs)' if args.docs else ''}. {RESEARCH_NOTICE}"
+    )
+    uvicorn.Server(server_config(app, args.host, args.port, max_connections=args.max_connections)).run()
 
 
 def _is_loopback(host: str) -> bool:

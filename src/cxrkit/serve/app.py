@@ -1,35 +1,63 @@
 """HTTP service over the run's one Predictor: JSON predictions, Grad-CAM overlays, a web page.
 
-The model is loaded once per app. Inference runs in Starlette's thread pool, so the event
-loop keeps accepting requests; the PyTorch model is guarded by ``Predictor.lock`` (CAM hooks
-must never see another request's forward pass, see :mod:`cxrkit.inference.cam`). Uploads are decoded from memory and are
-never written to disk or logged; bad uploads get a 4xx JSON ``detail`` naming the problem.
+The model is loaded once per app and checked before serving (:func:`check_predictor`).
+Inference runs in Starlette's thread pool, so the event loop keeps accepting requests; the
+PyTorch model is guarded by ``Predictor.lock`` (CAM hooks must never see another request's
+forward pass, see :mod:`cxrkit.explain.cam_png`). Uploads are decoded from memory and are never
+written to disk or logged. Every request that decodes or runs the model holds a slot of the
+:class:`~cxrkit.serve.limits.Gate` (503 with Retry-After when none frees in time) and decodes
+with bounded memory (:mod:`cxrkit.serve.images`). Bad uploads get a 4xx JSON ``detail``
+naming the problem; non-finite probabilities are never returned (422).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from .. import RESEARCH_NOTICE, __version__
-from ..inference.cam import CamOverlays
+from ..errors import CxrkitError, UsageError
+from ..explain.cam_png import CamOverlays
 from ..inference.defaults import check_threshold
-from ..inference.predictor import Failure, Predictor
-from .page import render_page
-from .upload import FIELD, UploadError, read_upload
+from ..inference.predictor import Predictor
+from . import responses
+from .images import decode_upload, shrink
+from .limits import Gate, Limits
+from .page import content_security_policy, render_page
+from .responses import HttpError, header_value
+from .upload import FIELD, read_upload
 
-DEFAULT_MAX_UPLOAD_BYTES = 20 * 1000 * 1000
+DEFAULT_MAX_UPLOAD_BYTES = Limits.max_upload_bytes
+MAX_INPUT_SIZE = 4096  # model input side: the largest timm backbones take 800 px; 100000 px took 21 GB
 
-_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": [FIELD],
-    "properties": {FIELD: {"type": "string", "format": "binary",
-                           "description": "PNG, JPEG, BMP, TIFF or DICOM chest X-ray"}}}}}}}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FIELD],
+                    "properties": {
+                        FIELD: {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "PNG, JPEG, BMP, TIFF or DICOM chest X-ray",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 class PredictResponse(BaseModel):
@@ -58,76 +86,193 @@ class Health(BaseModel):
     input_size: int
     threshold: float
     max_upload_bytes: int
+    max_pixels: int
     notice: str
 
 
-def create_app(model: str | Path | Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               threshold: float | None = None, cam_method: str | None = None) -> FastAPI:
-    """The FastAPI app for a run directory or an already loaded Predictor."""
+def create_app(
+    model: str | Path | Predictor,
+    max_upload_bytes: int | None = None,
+    threshold: float | None = None,
+    cam_method: str | None = None,
+    limits: Limits | None = None,
+    docs: bool = False,
+) -> FastAPI:
+    """The FastAPI app for a run directory or an already loaded Predictor.
+
+    ``limits`` bound each request (``max_upload_bytes``, when given, overrides its byte limit);
+    ``docs`` serves Swagger UI at /docs and /redoc, which load their scripts from a CDN
+    (jsdelivr), so they are off unless asked for; /openapi.json is always there.
+    """
     predictor = model if isinstance(model, Predictor) else Predictor.from_run(model)
+    check_predictor(predictor)
     threshold = predictor.threshold if threshold is None else check_threshold(threshold)
+    limits = limits or Limits()
+    if max_upload_bytes is not None:
+        limits = replace(limits, max_upload_bytes=int(max_upload_bytes))
+    gate = Gate(limits)
     cams = CamOverlays(predictor, cam_method)
-    app = FastAPI(title="cxrkit", version=__version__,
-                  description=f"Chest X-ray classifier {predictor.model_id}. {RESEARCH_NOTICE}")
+    app = FastAPI(
+        title="cxrkit",
+        version=__version__,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        description=f"Chest X-ray classifier {predictor.model_id}. Class names in response headers "
+        f"are percent-encoded UTF-8. {RESEARCH_NOTICE}",
+    )
     app.state.predictor = predictor
+    app.state.gate = gate
+    app.state.limits = limits
+    responses.install(app)
+    page_html = render_page(predictor.classes, predictor.model_id, limits.max_upload_bytes, threshold)
+    page_headers = {"Content-Security-Policy": content_security_policy(page_html)}
 
-    @app.exception_handler(UploadError)
-    async def upload_error(request: Request, exc: UploadError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    async def with_upload(request: Request, work, *args):
+        """Read the upload, then run ``work(name, data, *args)`` in a thread, holding a gate slot."""
+        name, data = await read_upload(request, limits.max_upload_bytes, limits.body_timeout_s)
+        async with gate.slot():
+            return await run_in_threadpool(_model_errors, work, name, data, *args)
 
-    async def upload(request: Request) -> tuple[str, np.ndarray, np.ndarray]:
-        """(file name, decoded gray image, model input) of the request's upload."""
-        name, data = await read_upload(request, max_upload_bytes)
-        gray = await run_in_threadpool(predictor.try_decode, data, name)
-        if isinstance(gray, Failure):
-            raise UploadError(422, f"{gray.name}: {gray.reason}")
-        return name, gray, await run_in_threadpool(predictor.preprocessing.to_uint8, gray)
+    def decoded(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """(gray image at most work_side, model input) of one upload."""
+        gray = decode_upload(predictor, data, name, limits)
+        return gray, predictor.prepare(gray, name)
 
     def prediction(name: str, image: np.ndarray) -> dict:
         result = predictor.results_from_uint8(image[None], [name], threshold)[0]
-        return {**{k: v for k, v in result.to_dict().items() if k != "name"}, "threshold": threshold,
-                "model_id": predictor.model_id, "notice": RESEARCH_NOTICE}
+        if not all(math.isfinite(p) for p in (*result.probabilities.values(), result.confidence)):
+            raise HttpError(
+                422,
+                f"{name}: the model gave non-finite probabilities for this image, so no answer "
+                f"is given; the run {predictor.model_id} may be broken (model card temperature "
+                "or normalisation, or its weights)",
+            )
+        return {
+            **{k: v for k, v in result.to_dict().items() if k != "name"},
+            "threshold": threshold,
+            "model_id": predictor.model_id,
+            "notice": RESEARCH_NOTICE,
+        }
 
-    def explanation(name: str, image: np.ndarray, target: str | None):
+    def predict_work(name: str, data: bytes) -> dict:
+        return prediction(name, decoded(name, data)[1])
+
+    def explain_work(name: str, data: bytes, target: str | None, format: str):
+        gray, image = decoded(name, data)
+        doc = prediction(name, image)
         exp = cams.explain(image[None], None if target is None else predictor.classes.index(target))
-        doc = {**prediction(name, image), "target_class": predictor.classes[int(exp.classes[0, 0])],
-               "method": cams.explainer.method, "layer": cams.explainer.layer_name}
-        return doc, exp
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page() -> HTMLResponse:
-        return HTMLResponse(render_page(predictor.classes, predictor.model_id, max_upload_bytes, threshold))
-
-    @app.get("/healthz", response_model=Health)
-    async def healthz() -> dict:
-        return {"status": "ok", "model_id": predictor.model_id, "classes": predictor.classes,
-                "backend": predictor.backend, "input_size": predictor.preprocessing.input_size,
-                "threshold": threshold, "max_upload_bytes": max_upload_bytes, "notice": RESEARCH_NOTICE}
-
-    @app.post("/v1/predict", response_model=PredictResponse, openapi_extra=_UPLOAD_BODY,
-              summary="Class probabilities for one uploaded chest X-ray")
-    async def predict(request: Request) -> dict:
-        name, _, image = await upload(request)
-        return await run_in_threadpool(prediction, name, image)
-
-    @app.post("/v1/explain", openapi_extra=_UPLOAD_BODY,
-              responses={200: {"content": {"image/png": {}, "application/json": {
-                  "schema": ExplainResponse.model_json_schema()}},
-                  "description": "PNG overlay (default) or, with format=json, the map and prediction"}},
-              summary="Grad-CAM of one uploaded chest X-ray: PNG overlay or JSON map")
-    async def explain(request: Request, format: Literal["png", "json"] = "png",
-                      target: str | None = Query(None, description="class to explain (default: predicted)")):
-        name, gray, image = await upload(request)  # read first: a client mid-upload would see a reset
-        if target is not None and target not in predictor.classes:
-            raise UploadError(422, f"unknown target class {target!r}; the model knows "
-                                   f"{', '.join(predictor.classes)}")
-        doc, exp = await run_in_threadpool(explanation, name, image, target)
+        if not (np.isfinite(exp.maps).all() and np.isfinite(exp.probabilities).all()):
+            raise HttpError(
+                422,
+                f"{name}: the Grad-CAM map or its probabilities are not finite for this image; "
+                f"the run {predictor.model_id} may be broken",
+            )
+        doc.update(
+            target_class=predictor.classes[int(exp.classes[0, 0])],
+            method=cams.explainer.method,
+            layer=cams.explainer.layer_name,
+        )
         if format == "json":
             cam = exp.maps[0, 0]
             return {**doc, "shape": list(cam.shape), "map": np.round(cam, 4).tolist()}
-        png = await run_in_threadpool(cams.png, gray, exp)
-        return Response(png, media_type="image/png", headers={
-            "X-Predicted-Class": doc["predicted_class"], "X-Target-Class": doc["target_class"],
-            "X-Uncertain": str(doc["uncertain"]).lower(), "X-Research-Notice": RESEARCH_NOTICE})
+        png = cams.png(shrink(gray, limits.overlay_side), exp)
+        return Response(
+            png,
+            media_type="image/png",
+            headers={
+                "X-Predicted-Class": header_value(doc["predicted_class"]),
+                "X-Target-Class": header_value(doc["target_class"]),
+                "X-Uncertain": str(doc["uncertain"]).lower(),
+                "X-Research-Notice": RESEARCH_NOTICE,
+            },
+        )
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(page_html, headers=page_headers)
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> dict:
+        return {
+            "status": "ok",
+            "model_id": predictor.model_id,
+            "classes": predictor.classes,
+            "backend": predictor.backend,
+            "input_size": predictor.preprocessing.input_size,
+            "threshold": threshold,
+            "max_upload_bytes": limits.max_upload_bytes,
+            "max_pixels": limits.max_pixels,
+            "notice": RESEARCH_NOTICE,
+        }
+
+    @app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        openapi_extra=_UPLOAD_BODY,
+        summary="Class probabilities for one uploaded chest X-ray",
+    )
+    async def predict(request: Request) -> dict:
+        return await with_upload(request, predict_work)
+
+    @app.post(
+        "/v1/explain",
+        openapi_extra=_UPLOAD_BODY,
+        responses={
+            200: {
+                "content": {"image/png": {}, "application/json": {"schema": ExplainResponse.model_json_schema()}},
+                "description": "PNG overlay (default) or, with format=json, the map and prediction",
+            }
+        },
+        summary="Grad-CAM of one uploaded chest X-ray: PNG overlay or JSON map",
+    )
+    async def explain(
+        request: Request,
+        format: Literal["png", "json"] = "png",
+        target: str | None = Query(None, description="class to explain (default: predicted)"),
+    ):
+        if target is not None and target not in predictor.classes:
+            await read_upload(request, limits.max_upload_bytes, limits.body_timeout_s)  # else the client sees a reset
+            raise HttpError(422, f"unknown target class {target!r}; the model knows {', '.join(predictor.classes)}")
+        return await with_upload(request, explain_work, target, format)
 
     return app
+
+
+def _model_errors(work, *args):
+    """``work(*args)``; a cxrkit error other than an HTTP one (the run, not the upload) -> 500 with its line."""
+    try:
+        return work(*args)
+    except HttpError:
+        raise
+    except CxrkitError as exc:
+        raise HttpError(500, f"the model could not answer: {exc}") from None
+
+
+def check_predictor(predictor: Predictor) -> None:
+    """Refuse to serve a run that would answer garbage: bad classes, absurd input size, a
+    temperature that is not a positive number, or non-finite probabilities on a gray image."""
+    where = f"{predictor.model_id}: cannot serve this run"
+    classes = list(predictor.classes)
+    if not classes or len(set(classes)) != len(classes) or not all(isinstance(c, str) and c for c in classes):
+        raise UsageError(f"{where}: its classes must be distinct non-empty names, got {classes}")
+    size = predictor.preprocessing.input_size
+    if not (isinstance(size, int) and 8 <= size <= MAX_INPUT_SIZE):
+        raise UsageError(f"{where}: its input size {size} is outside 8..{MAX_INPUT_SIZE} px; check model_card.json")
+    try:
+        temperature = float(predictor.temperature)
+    except Exception:  # a card whose calibration is not a mapping, a string...
+        temperature = math.nan
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise UsageError(
+            f"{where}: its calibration temperature {predictor.temperature} is not a positive number; "
+            "refit it with `cxr evaluate` or remove it from model_card.json"
+        )
+    try:
+        probs = predictor.proba_from_uint8(np.full((1, size, size), 128, np.uint8))
+    except Exception as exc:
+        raise UsageError(f"{where}: a test prediction on a gray image failed ({type(exc).__name__}: {exc})") from None
+    if not np.isfinite(probs).all():
+        raise UsageError(
+            f"{where}: the model gives non-finite probabilities on a plain gray image; "
+            "its weights or normalisation (model_card.json) are broken"
+        )

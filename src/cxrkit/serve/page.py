@@ -1,13 +1,19 @@
 """The web page at ``/``: one self-contained HTML file (no external scripts, fonts or CSS).
 
 It is kept as a Python string so that it ships inside the package without package-data
-configuration. The page only calls this app's own ``/v1/predict`` and ``/v1/explain``.
+configuration. The page only calls this app's own ``/v1/predict`` and ``/v1/explain``, and
+:func:`content_security_policy` tells the browser so: only this page's own inline script and
+style (by their SHA-256), images from this origin or the page's blob: URLs, requests to this
+origin, no framing, no forms, no plugins.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
+import re
 
 from .. import RESEARCH_NOTICE
 
@@ -187,3 +193,17 @@ def render_page(classes: list[str], model_id: str, max_upload_bytes: int, thresh
     for key, value in values.items():
         page = page.replace(key, value)
     return page
+
+
+def content_security_policy(page: str) -> str:
+    """The CSP header for ``page``: its inline <script> and <style> allowed by hash, nothing else."""
+
+    def hashes(tag: str) -> str:
+        bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in bodies)
+
+    return (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+        "img-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )

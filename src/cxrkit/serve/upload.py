@@ -8,6 +8,7 @@ The limit is enforced while reading: an oversized body is refused before it is b
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import PureWindowsPath
 
@@ -15,7 +16,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from ..errors import CxrkitError
+from .responses import HttpError
 
 FIELD = "file"
 # Room for the multipart boundaries and part headers around the file itself.
@@ -25,53 +26,74 @@ FORM_OVERHEAD = 64 * 1024
 DRAIN_FACTOR = 4
 
 
-class UploadError(CxrkitError):
-    """A request that cannot give us a file; ``status`` is the HTTP status to answer with."""
+async def read_upload(request: Request, max_bytes: int, timeout_s: float = 30.0) -> tuple[str, bytes]:
+    """(file name, content) of the form's ``file`` field; :class:`HttpError` otherwise.
 
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-async def read_upload(request: Request, max_bytes: int) -> tuple[str, bytes]:
-    """(file name, content) of the form's ``file`` field; :class:`UploadError` otherwise."""
+    The whole body must arrive within ``timeout_s``: a client that stalls (or declared a
+    Content-Length larger than what it sends) gets 408 and the connection is closed, so stalled
+    uploads cannot pile up.
+    """
     ctype, params = parse_options_header(request.headers.get("content-type"))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
-        raise UploadError(415, f"send the image as multipart/form-data in a field named {FIELD!r} "
-                               f"(got content type {ctype.decode('latin-1') or 'none'})")
-    too_big = UploadError(413, f"upload is larger than the {_mb(max_bytes)} limit")
+        raise HttpError(
+            415,
+            f"send the image as multipart/form-data in a field named {FIELD!r} "
+            f"(got content type {ctype.decode('latin-1') or 'none'})",
+        )
+    too_big = HttpError(413, f"upload is larger than the {_mb(max_bytes)} limit", close=True)
     body_limit = max_bytes + FORM_OVERHEAD
+    chunks = _body(request, timeout_s)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > body_limit:
-        await _drain(request.stream(), body_limit * DRAIN_FACTOR)
+        await _drain(chunks, body_limit * DRAIN_FACTOR)
         raise too_big
 
     form = _FileField(max_bytes)
     parser = MultipartParser(boundary, form.callbacks())
     received = 0
-    stream = request.stream()
     try:
-        async for chunk in stream:
+        async for chunk in chunks:
             received += len(chunk)
             if received > body_limit or form.size > max_bytes:
-                await _drain(stream, body_limit * DRAIN_FACTOR - received)
+                await _drain(chunks, body_limit * DRAIN_FACTOR - received)
                 raise too_big
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:
-        raise UploadError(400, f"malformed multipart body ({exc})") from None
+        raise HttpError(400, f"malformed multipart body ({exc})") from None
     if form.size > max_bytes:
         raise too_big
     if form.data is None:
-        raise UploadError(422, f"no file in the form: send the image in a field named {FIELD!r}")
+        raise HttpError(422, f"no file in the form: send the image in a field named {FIELD!r}")
     return form.filename, bytes(form.data)
 
 
-async def _drain(stream: AsyncIterator[bytes], budget: int) -> None:
+async def _body(request: Request, timeout_s: float) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive, all within ``timeout_s`` (see :func:`read_upload`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            message = await asyncio.wait_for(request.receive(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            raise HttpError(
+                408,
+                f"the request body did not arrive within {timeout_s:g} s (is its "
+                "Content-Length larger than the body?); connection closed",
+                close=True,
+            ) from None
+        if message["type"] == "http.disconnect":
+            raise HttpError(400, "the client closed the connection before the whole body arrived", close=True)
+        if message.get("body"):
+            yield message["body"]
+        if not message.get("more_body", False):
+            return
+
+
+async def _drain(chunks: AsyncIterator[bytes], budget: int) -> None:
     """Read and drop the rest of the body, up to ``budget`` bytes."""
-    async for chunk in stream:
+    async for chunk in chunks:
         budget -= len(chunk)
         if budget < 0:
             return
@@ -94,9 +116,13 @@ class _FileField:
         self._is_file = False
 
     def callbacks(self) -> dict:
-        return {"on_part_begin": self._part_begin, "on_header_field": self._header_field,
-                "on_header_value": self._header_value_cb, "on_header_end": self._header_end,
-                "on_part_data": self._part_data}
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value_cb,
+            "on_header_end": self._header_end,
+            "on_part_data": self._part_data,
+        }
 
     def _part_begin(self) -> None:
         self._is_file = False
