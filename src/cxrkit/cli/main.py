@@ -9,10 +9,10 @@ import sys
 from .. import RESEARCH_NOTICE, __version__
 from .._speed import reexec_with_tcmalloc
 from ..errors import CxrkitError
-from . import data, demo, evaluate, explain, export, predict, serve, train
+from . import data, demo, evaluate, explain, export, lungs, predict, serve, train
 from ._console import fail
 
-COMMANDS = (demo, data, train, evaluate, explain, predict, export, serve)
+COMMANDS = (demo, data, train, evaluate, explain, predict, export, serve, lungs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,95 @@
+"""Predict lung masks with a trained run: ``LungSegmenter.from_run(dir).predict_masks(images)``.
+
+Every image goes the same way in training and prediction (:func:`to_input`): resized to the
+card's square ``size`` (256 px: lungs fill most of any film, so squashing costs nothing the
+mask needs), then standardised per image (mean 0, std 1) so exposure differences between
+sources matter less. The logits are upsampled bilinearly to each image's own size and cut at
+the card's threshold (0.5 in probability).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from . import card as cards
+from .model import build
+from .quality import DEFAULT_RANGE, quality
+
+
+def to_input(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 1, H, W) float in [0, 1] -> (N, 1, size, size) standardised model input."""
+    if batch.shape[-2:] != (size, size):
+        batch = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean = batch.mean(dim=(1, 2, 3), keepdim=True)
+    std = batch.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+    return (batch - mean) / std
+
+
+def as_uint8(image: np.ndarray) -> np.ndarray:
+    """A gray image (uint8, uint16 or float in [0, 1]) or an RGB one as (H, W) uint8."""
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = image.mean(axis=2) if image.dtype != np.uint8 else image.mean(axis=2).round().astype(np.uint8)
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image >> 8).astype(np.uint8)
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+class LungSegmenter:
+    """A trained lung model and its card; ``predict_masks`` takes any list of gray images."""
+
+    def __init__(self, model: torch.nn.Module, card: dict, device: str = "cpu"):
+        self.card, self.device = card, torch.device(device)
+        self.size = int(card["input_size"])
+        self.threshold = float(card.get("threshold", 0.5))
+        self.fraction_range = tuple(card.get("fraction_range", DEFAULT_RANGE))
+        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str = "cpu") -> LungSegmenter:
+        card = cards.read_card(run_dir)
+        model = build(card["arch"], pretrained=False)
+        model.load_state_dict(cards.load_weights(run_dir))
+        return cls(model, card, device)
+
+    @torch.inference_mode()
+    def probabilities(self, images, batch_size: int = 32) -> list[np.ndarray]:
+        """Lung probability maps, each at its image's own (H, W)."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            chunk = [as_uint8(im) for im in images[start : start + batch_size]]
+            small = [self._resize(im) for im in chunk]
+            x = to_input(torch.stack(small).to(self.device), self.size).contiguous(memory_format=torch.channels_last)
+            logits = self.model(x).float()
+            for im, lg in zip(chunk, logits):
+                full = F.interpolate(lg[None], size=im.shape, mode="bilinear", align_corners=False)
+                out.append(torch.sigmoid(full)[0, 0].cpu().numpy())
+        return out
+
+    def _resize(self, im: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(im).to(torch.float32).div_(255)[None, None]
+        return F.interpolate(t, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)[0]
+
+    def predict_masks(self, images, batch_size: int = 32) -> np.ndarray | list[np.ndarray]:
+        """(N, H, W) bool masks when all images share one size, else a list of (H, W) masks."""
+        masks = [p >= self.threshold for p in self.probabilities(images, batch_size)]
+        return np.stack(masks) if masks and len({m.shape for m in masks}) == 1 else masks
+
+    def quality(self, mask: np.ndarray) -> tuple[bool, str]:
+        return quality(mask, self.fraction_range)
+
+
+def lung_masks_for(images, run_dir: str | Path | None) -> list[np.ndarray | None]:
+    """Predicted masks for ``images``, ``None`` for each that fails the quality check (or all
+    when there is no lung run): callers then use their fallback (the whole image, a fixed box)."""
+    if run_dir is None:
+        return [None] * len(images)
+    seg = LungSegmenter.from_run(run_dir)
+    masks = seg.predict_masks(images)
+    return [m if seg.quality(m)[0] else None for m in masks]
