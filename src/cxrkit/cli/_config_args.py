@@ -46,7 +46,7 @@ def _base_type(tp):
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = tuple(a for a in typing.get_args(tp) if a is not type(None))
-        return args[0] if len(args) == 1 else args
+        return _base_type(args[0]) if len(args) == 1 else args
     return origin or tp
 
 

@@ -71,6 +71,14 @@ class TrainConfig:
     fractions: tuple[float, float, float] = _f((0.7, 0.15, 0.15), "train,val,test shares", group="split")
     dup_threshold: int = _f(36, "max differing bits (of 256) for two images to count as near-duplicates and "
                                 "stay in one split (-1 disables)", group="split")
+    split_by: str = _f("patient", "split protocol: patient (whole patients and near-duplicates), image (random per "
+                                  "image: leaky, the original 2020 protocol), source (--holdout-source to test)",
+                       choices=("patient", "image", "source"), group="split")
+    holdout_source: list[str] | None = _f(None, "with split_by source: subsource values (ieee8023) or column=value "
+                                                "rules ('label=normal population=adult') whose images all go to test",
+                                          group="split")
+    select: list[str] | None = _f(None, "rules for the images that enter at all, e.g. 'label=covid n=219' "
+                                        "(seeded draw) 'label=normal subsource=Kermany-train'", group="split")
     accelerator: str = _f("auto", "auto, cpu or gpu", group="hardware")
     devices: str | int = _f("auto", "number of devices or auto", group="hardware")
     num_nodes: int = _f(1, "machines in a distributed run", group="hardware")
