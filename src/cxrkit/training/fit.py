@@ -101,7 +101,8 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     split_file = run_dir / SPLIT_FILE if resume or not writer else config.split_file
     prep = prepare(config.data, config.classes, split_file=split_file, seed=config.seed,
                    fractions=config.fractions, max_distance=config.dup_threshold,
-                   workers=config.workers, progress=data_progress, cache_dir=config.cache_dir)
+                   workers=config.workers, progress=data_progress, cache_dir=config.cache_dir,
+                   split_by=config.split_by, holdout=config.holdout_source, select=config.select)
     ds, split = prep.dataset, prep.split
     split_csv = split_to_csv(ds, split)
     if writer:
