@@ -357,3 +357,72 @@ def test_corrupt_exif_still_oriented(make_image, synth_array):
     out = read_image(path)
     _check_gray01(out, (40, 24))
     np.testing.assert_allclose(out, np.rot90(stored, -1), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- validation after decoding (issue 12)
+@pytest.mark.parametrize("bad_value,count", [(np.nan, 1), (np.inf, 3), (-np.inf, 2)])
+def test_float_tiff_with_non_finite_pixels_is_refused(tmp_path, bad_value, count):
+    import tifffile
+
+    arr = np.linspace(0, 500, 32 * 40, dtype=np.float32).reshape(32, 40)
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, arr)
+    _check_gray01(read_image(path), (32, 40))  # the clean float TIFF is min-max scaled
+    arr.flat[:count] = bad_value
+    tifffile.imwrite(path, arr)
+    with pytest.raises(ImageReadError, match=f"f.tif: {count} of 1,280 pixels are NaN or infinite"):
+        read_image(path)
+
+
+def _u16(shape=(16, 20)):
+    return (np.arange(np.prod(shape)).reshape(shape) * 37 % 4000).astype(np.uint16)
+
+
+@pytest.mark.parametrize("attrs,match", [
+    ({"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7}, "PixelData has 640 bytes but .* need 320"),
+    ({"BitsAllocated": 32, "BitsStored": 32, "HighBit": 31}, "PixelData has 640 bytes but .* need 1,280"),
+    ({"SamplesPerPixel": 3}, "SamplesPerPixel 3 does not fit PhotometricInterpretation MONOCHROME2"),
+    ({"SamplesPerPixel": 3, "PhotometricInterpretation": "RGB", "PlanarConfiguration": 0}, "need 1,920"),
+    ({"NumberOfFrames": 4}, "4 frame"),
+    ({"BitsStored": 20}, "BitsStored 20 does not fit BitsAllocated 16"),
+    ({"Rows": 0}, "Rows x Columns is 0x20"),
+    ({"WindowCenter": 100, "WindowWidth": 0}, "invalid DICOM window"),
+], ids=["bits8", "bits32", "spp3-mono", "spp3-rgb", "frames", "bitsstored", "rows0", "window0"])
+def test_inconsistent_dicom_attributes_are_refused_naming_the_file(make_dicom, attrs, match):
+    path = make_dicom("x.dcm", _u16(), **attrs)
+    with pytest.raises(ImageReadError, match=match) as err:
+        read_image(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_multiframe_dicom_gives_its_first_frame(make_dicom):
+    frames = np.stack([_u16(), _u16()[::-1]])
+    path = make_dicom("mf.dcm", frames, Rows=16, Columns=20, NumberOfFrames=2, SamplesPerPixel=1)
+    first = read_image(make_dicom("one.dcm", _u16()))
+    np.testing.assert_array_equal(read_image(path), first)
+
+
+def test_strip_images_are_not_radiographs(make_image):
+    with pytest.raises(ImageReadError, match="3x40 pixels: sides differ by more than 8x"):
+        read_image(make_image("strip.png", np.zeros((40, 3), np.uint8)))
+    _check_gray01(read_image(make_image("tall.png", np.zeros((40, 5), np.uint8))), (40, 5))
+
+
+def test_any_decoder_exception_becomes_image_read_error(make_image, monkeypatch):
+    path = make_image("a.png")
+
+    def boom(img):
+        raise KeyError("unexpected mode")
+
+    monkeypatch.setattr(images, "_to_gray", boom)
+    with pytest.raises(ImageReadError, match="a.png: cannot decode image \\(KeyError: 'unexpected mode'\\)"):
+        read_image(path)
+
+
+def test_reads_are_bounded_before_decoding(make_image, monkeypatch):
+    from cxrkit.data import files
+
+    path = make_image("a.png")
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 64)
+    with pytest.raises(ImageReadError, match="above the 64-byte limit"):
+        read_image(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -438,3 +439,126 @@ def test_macosx_folder_from_zip_is_ignored(tmp_path, make_image):
     assert ds.classes == ("covid", "normal")
     assert [ds.relpath(r) for r in ds.records] == ["COVID-19 Radiography Database/COVID-19/c.png",
                                                     "COVID-19 Radiography Database/NORMAL/n.png"]
+
+
+# ----------------------------------------------------------------------------- hardening (issue 12)
+def test_single_class_folder_is_a_class_not_a_zip_wrapper(tmp_path, make_image):
+    root = tmp_path / "only_covid"
+    _populate(root, make_image, {"covid/site_a": ["a.png"], "covid/site_b": ["b.png"]})
+    ds = load_dataset(root)
+    assert ds.class_counts() == {"covid": 2, "viral_pneumonia": 0, "normal": 0}
+    with pytest.raises(DatasetError, match="need at least two classes, found covid \\(2\\)"):
+        load_dataset(root, "all")
+    unknown = tmp_path / "only_effusion"
+    _populate(unknown, make_image, {"effusion": ["a.png"]})  # images right inside: a class, whatever its name
+    with pytest.raises(DatasetError, match="the data has effusion \\(1\\)"):
+        load_dataset(unknown)
+
+
+def test_manifest_outside_paths_skipped_unless_allowed(tmp_path, make_image):
+    root = tmp_path / "m"
+    _populate(root, make_image, {"i": ["a.png", "b.png"]})
+    outside = make_image(tmp_path / "other" / "c.png", seed=7, shape=(16, 16))
+    _write_csv(root / "manifest.csv", ["file", "label", "mask"],
+               [["i/a.png", "covid", "../other/c.png"], ["i/b.png", "normal", ""], ["../other/c.png", "covid", ""],
+                [str(outside), "normal", ""], ["i/../../other/c.png", "covid", ""]])
+    ds = load_dataset(root, "covid,normal")
+    assert _relpaths(ds) == ["i/a.png", "i/b.png"] and ds.records[0].mask_path is None
+    assert len(ds.skipped) == 3
+    assert all("outside the dataset folder" in s.reason and "--allow-outside-paths" in s.reason for s in ds.skipped)
+    ds = load_dataset(root, "covid,normal", allow_outside_paths=True)
+    assert len(ds) == 3 and ds.records[0].mask_path == outside.resolve()  # listed twice: third is a duplicate
+    assert [s.reason.split(" (")[0] for s in ds.skipped] == ["listed twice in the manifest"] * 2
+
+
+def test_ieee8023_folder_cannot_leave_the_dataset(tmp_path, make_image):
+    make_image(tmp_path / "secret" / "x.png", shape=(16, 16))
+    root = tmp_path / "ieee"
+    make_image(root / "images" / "ok.png", seed=1, shape=(16, 16))
+    rows = [_ieee_row("1", "COVID-19", "PA", "X-ray", "ok.png"),
+            _ieee_row("2", "No Finding", "PA", "X-ray", "x.png", folder="../secret")]
+    _write_csv(root / "metadata.csv", IEEE_HEADER, rows)
+    ds = load_dataset(root, "covid,normal")
+    assert [r.path.name for r in ds.records] == ["ok.png"]
+    assert "outside the dataset folder" in ds.skipped[0].reason
+
+
+def test_latin1_manifest_is_read_and_said(tmp_path, make_image):
+    root = tmp_path / "m"
+    _populate(root, make_image, {"i": ["a.png", "b.png"]})
+    (root / "manifest.csv").write_bytes("file,label,site\ni/a.png,covid,São Paulo\ni/b.png,normal,Köln\n"
+                                        .encode("latin-1"))
+    ds = load_dataset(root, "covid,normal")
+    assert [r.metadata["site"] for r in ds.records] == ["São Paulo", "Köln"]
+    assert len(ds.notes) == 1 and "manifest.csv is not valid UTF-8" in ds.notes[0] and "Latin-1" in ds.notes[0]
+    (root / "manifest.csv").write_text("file,label\ni/a.png,covid\n", encoding="utf-8-sig")
+    assert load_dataset(root, "covid,normal").notes == []
+
+
+@pytest.mark.parametrize("content,match", [
+    ("file,label,patient_id\n", "header \\(file, label, patient_id\\) but no rows"),
+    (b"file,label\n\0\0\xff\xfe binary", "not a text CSV"),
+])
+def test_header_only_or_binary_manifest_says_so(tmp_path, content, match):
+    path = tmp_path / "manifest.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DatasetError, match=match) as err:
+        load_dataset(tmp_path)
+    assert str(path) in str(err.value)
+
+
+def test_manifest_fifo_is_refused_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "manifest.csv")
+    with pytest.raises(DatasetError, match="manifest.csv: cannot read the manifest: not a regular file: a FIFO"):
+        load_dataset(tmp_path)
+
+
+def test_manifest_rows_pointing_at_fifo_or_dangling_link_are_skipped(tmp_path, make_image):
+    _populate(tmp_path, make_image, {"i": ["a.png", "b.png"]})
+    os.mkfifo(tmp_path / "i" / "p.png")
+    os.symlink(tmp_path / "gone.png", tmp_path / "i" / "d.png")
+    _write_csv(tmp_path / "manifest.csv", ["file", "label"],
+               [["i/a.png", "covid"], ["i/b.png", "normal"], ["i/p.png", "covid"], ["i/d.png", "normal"]])
+    ds = load_dataset(tmp_path, "covid,normal")
+    reasons = {Path(s.path).name: s.reason for s in ds.skipped}
+    assert len(ds) == 2 and "FIFO" in reasons["p.png"] and "not found" in reasons["gone.png"]
+
+
+def test_registered_source_is_tried_first(tmp_path, make_image):
+    from cxrkit.data import sources
+
+    class OneFile(sources.Source):
+        name = "onefile"
+
+        @classmethod
+        def detect(cls, path):
+            return (path / "LIST").is_file()
+
+        def records(self, path):
+            return sources.Found(path, [sources.Record(path / n, "covid") for n in (path / "LIST").read_text().split()])
+
+    _populate(tmp_path, make_image, {"covid": ["a.png"], "normal": ["b.png"]})
+    (tmp_path / "LIST").write_text("covid/a.png")
+    before = list(sources.SOURCES)
+    try:
+        sources.register_source(OneFile)
+        ds = load_dataset(tmp_path, "covid,normal")
+        assert ds.source == "onefile" and _relpaths(ds) == ["covid/a.png"]
+    finally:
+        sources.SOURCES[:] = before
+    assert load_dataset(tmp_path, "covid,normal").source == "folders"
+    assert [s.name for s in sources.SOURCES] == ["ieee8023", "manifest", "folders"]
+
+
+def test_fingerprint_tolerates_vanished_files(tmp_path, make_image):
+    import hashlib
+
+    _populate(tmp_path, make_image, {"covid": ["a.png", "b.png"], "normal": ["c.png"]})
+    ds = load_dataset(tmp_path, "covid,normal")
+    h = hashlib.sha256()  # the formula of the run card's data fingerprint, spelled out
+    for line in sorted(f"{ds.relpath(r)}\0{r.label}\0{r.path.stat().st_size}" for r in ds.records):
+        h.update(line.encode() + b"\n")
+    assert ds.fingerprint() == h.hexdigest()[:16]
+    (tmp_path / "covid" / "b.png").unlink()
+    changed = ds.fingerprint()
+    assert changed != h.hexdigest()[:16] and len(changed) == 16

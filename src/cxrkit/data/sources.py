@@ -100,7 +100,7 @@ def load_dataset(path: str | Path, classes=None, *, allow_outside_paths: bool = 
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
-    if path.is_file() and path.suffix.lower() != ".csv":
+    if not path.is_dir() and path.suffix.lower() != ".csv":
         raise DatasetError(f"{path}: expected a folder of class folders or a CSV manifest")
     for cls in SOURCES:
         if cls.detect(path):
@@ -236,9 +236,10 @@ def _patient_from_name(name: str) -> str | None:
 # ----------------------------------------------------------------------------- CSV sources
 def _csv_of(path: Path) -> Path | None:
     """The CSV a path stands for: itself, or a folder's manifest.csv, else its metadata.csv."""
-    if path.is_file():
+    if not path.is_dir():
         return path if path.suffix.lower() == ".csv" else None
-    return next((path / n for n in ("manifest.csv", "metadata.csv") if (path / n).is_file()), None)
+    # exists(), not is_file(): a manifest.csv that is a FIFO or a dangling link is reported, not passed over
+    return next((path / n for n in ("manifest.csv", "metadata.csv") if os.path.lexists(path / n)), None)
 
 
 def _read_table(path: Path, notes: list[str] | None = None) -> tuple[list[str], list[dict[str, str]]]:
