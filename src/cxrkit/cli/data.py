@@ -170,6 +170,9 @@ def print_report(r: dict) -> None:
     console.print(f"[bold]{d['root']}[/] read as [bold]{d['source']}[/]: {d['images']} images "
                   f"in {len(d['classes'])} classes")
     _print_split_table(r["split"]["counts"], d["classes"])
+    if not d["images"]:
+        console.print(f"[bold yellow]warning:[/] no readable images: all {len(r['skipped'])} listed file(s) "
+                      "were skipped (reasons below)")
     if r["missing_classes"]:
         console.print(f"[yellow]warning:[/] no images for class(es) {', '.join(r['missing_classes'])}")
     if r["excluded"]:

@@ -93,17 +93,17 @@ class CxrDataset:
 
     def fingerprint(self) -> str:
         """sha256 (16 hex) over (relative path, label, file size) of every record: cheap and
-        order-independent. A file that vanished since it was listed counts as size ``missing``
-        instead of raising, so a run's card can still be written (and differs from the intact
-        data's). Same value as ``cxrkit.training.rundir.data_fingerprint`` for intact data."""
+        order-independent. A file that vanished since it was listed counts with size -1 instead
+        of raising, so a run's card can still be written (and differs from the intact data's).
+        The value the run card has always recorded as the data fingerprint."""
         h = hashlib.sha256()
         for line in sorted(f"{self.relpath(r)}\0{r.label}\0{_size(r.path)}" for r in self.records):
             h.update(line.encode() + b"\n")
         return h.hexdigest()[:16]
 
 
-def _size(path: Path) -> int | str:
+def _size(path: Path) -> int:
     try:
         return os.stat(path).st_size
     except OSError:
-        return "missing"
+        return -1
