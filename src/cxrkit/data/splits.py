@@ -194,6 +194,14 @@ def leaked_test_images(dataset: CxrDataset, assignment: list[str], dup_pairs) ->
     return len(leaked)
 
 
+def split_checks(dataset: CxrDataset, assignment: list[str], dup_pairs) -> dict:
+    """What any split must report: leaked test images, classes absent from test, images left out."""
+    test_counts = Counter(r.label for r, s in zip(dataset.records, assignment) if s == "test")
+    return {"leaked_test_images": leaked_test_images(dataset, assignment, dup_pairs),
+            "test_missing_classes": [c for c in dataset.classes if not test_counts.get(c)],
+            "excluded_images": assignment.count(EXCLUDED)}
+
+
 def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
                fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, seed: int = 0,
                max_distance: int = DEFAULT_MAX_DISTANCE, by: str = "patient",
@@ -261,12 +269,9 @@ def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
                 if assignment[i] != "test":
                     assignment[i] = EXCLUDED
         protocol.update(holdout=list(holdout), held_out_images=len(held), excluded_linked_to_test=linked)
-    test_counts = Counter(r.label for r, s in zip(dataset.records, assignment) if s == "test")
-    leaked = leaked_test_images(dataset, assignment, dup_pairs)
-    protocol.update(
-        leaky=by == "image" or leaked > 0, selected_images=int(keep.sum()), excluded_images=assignment.count(EXCLUDED),
-        leaked_test_images=leaked,
-        test_missing_classes=[c for c in dataset.classes if not test_counts.get(c)])
+    checks = split_checks(dataset, assignment, dup_pairs)
+    protocol.update(leaky=by == "image" or checks["leaked_test_images"] > 0, selected_images=int(keep.sum()),
+                    **checks)
     if select:
         protocol["select"] = list(select)
     stats = {

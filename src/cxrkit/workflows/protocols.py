@@ -1,0 +1,198 @@
+"""The same training config under several evaluation protocols, side by side in one table.
+
+A published number means little without its protocol: on ``../shared/data/cxr`` a random
+image-level split (the protocol behind the original 98.75%) puts test images next to their own
+patients in train, and a model that learned "child vs adult" scores high on it. This workflow
+trains one config per protocol (:mod:`cxrkit.data.splits` does the splitting), evaluates each
+model on its own test split (and on ``external`` data when given), and writes
+``protocols.json`` + ``protocols.md``. Checkpoints are chosen on val loss only; nothing is
+tuned on a test split. Each protocol lives in ``OUT/<name>/`` (``run/`` + ``result.json``),
+so a rerun reuses finished protocols and resumes an interrupted training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import RESEARCH_NOTICE
+from .._io import atomic_write_json, atomic_write_text
+from ..errors import UsageError
+
+FORMAT = "cxrkit-protocols/1"
+RESULT_FILE = "result.json"
+# Keys of a protocol: the split part of a TrainConfig. A config file may not set them here.
+PROTOCOL_KEYS = ("classes", "split_by", "holdout_source", "select", "split_file")
+NON_RADDB = ["ieee8023", "Actualmed", "Figure1"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    what: str  # one line for the table
+    overrides: dict = field(default_factory=dict)
+
+
+PROTOCOLS = {p.name: p for p in (
+    Protocol("patient", "patient-disjoint: whole patients and near-duplicates per split", {"split_by": "patient"}),
+    Protocol("image", "random image-level split (LEAKY; the original's protocol)", {"split_by": "image"}),
+    Protocol("lso-adult", "adult COVID vs adult normal; train on RadDB, test on the held-out "
+                          "ieee8023/Actualmed/Figure1 images",
+             {"classes": "covid,normal", "select": ["population=adult"], "split_by": "source",
+              "holdout_source": NON_RADDB}),
+    Protocol("lso-adult-normal", "trained without adult normals, scored on them (normals only in test)",
+             {"split_by": "source", "holdout_source": ["label=normal population=adult"]}),
+    Protocol("lso-pediatric-normal", "trained without pediatric normals, scored on them (normals only in test)",
+             {"split_by": "source", "holdout_source": ["label=normal population=pediatric"]}),
+)}
+DEFAULT_PROTOCOLS = ("patient", "image", "lso-adult", "lso-adult-normal", "lso-pediatric-normal")
+
+
+def parse_protocols(text: str | list[str]) -> list[Protocol]:
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in PROTOCOLS]
+    if unknown or not names:
+        raise UsageError(f"--protocols: unknown {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(PROTOCOLS)}")
+    return [PROTOCOLS[n] for n in dict.fromkeys(names)]
+
+
+def protocol_config(protocol: Protocol, base: dict, data: str, out: Path):
+    """The TrainConfig of one protocol: ``base`` (config file + flags) < the protocol's split keys."""
+    from ..training.config import TrainConfig
+
+    clash = sorted(k for k in base if k in PROTOCOL_KEYS)
+    if clash:
+        raise UsageError(f"{', '.join(clash)}: set by each protocol, not by the config; remove them from --config")
+    return TrainConfig.from_dict({**base, **protocol.overrides, "data": str(data),
+                                  "out": str(out / protocol.name / "run")}, f"protocol {protocol.name}")
+
+
+def _split_facts(config, workers: int) -> dict:
+    """Counts, leaked test images and missing classes, recomputed from the run's saved split."""
+    from ..data import prepare
+    from ..data.duplicates import near_duplicate_pairs
+    from ..data.splits import split_checks
+
+    run = Path(config.out)
+    prep = prepare(config.data, config.classes, split_file=run / "split.csv", workers=workers,
+                   cache_dir=config.cache_dir)
+    pairs = near_duplicate_pairs([i.phash for i in prep.infos], config.dup_threshold)
+    checks = split_checks(prep.dataset, prep.split.assignment, pairs)
+    counts = prep.split.counts(prep.dataset)
+    return {**checks, "images": {s: sum(c.values()) for s, c in counts.items()}, "counts": counts}
+
+
+def _headline(metrics: dict, classes: list[str]) -> dict:
+    m = metrics["overall"]["metrics"]
+    keys = ["accuracy", "macro_f1", *(f"sensitivity/{c}" for c in classes)]
+    return {"n_images": metrics["overall"]["n_images"], **{k: m.get(k) for k in keys}}
+
+
+def run_protocol(protocol: Protocol, config, external: str | None, resamples: int, workers: int,
+                 on_stage: Callable[[str], None]) -> dict:
+    """Train (or resume) and evaluate one protocol; the row of the table."""
+    from ..evaluation import evaluate_run
+    from ..run import RunDir
+    from ..training import train
+
+    run = RunDir(config.out)
+    start = time.perf_counter()
+    if not run.is_finished():
+        on_stage(f"{protocol.name}: training {config.model}")
+        train(config, resume=run.last_checkpoint.is_file(), progress_bar=False, on_stage=on_stage)
+    train_seconds = time.perf_counter() - start
+    on_stage(f"{protocol.name}: evaluating on its own test split")
+    facts = _split_facts(config, workers)
+    if facts["images"]["test"] == 0:
+        raise UsageError(f"protocol {protocol.name}: the test split is empty; nothing to score")
+    metrics = evaluate_run(run.root, n_resamples=resamples, workers=workers, cache_dir=config.cache_dir)
+    atomic_write_json(run.root / "evaluation" / "metrics.json", metrics)
+    classes = metrics["run"]["classes"]
+    row = {"protocol": protocol.name, "what": protocol.what, "classes": classes,
+           "split": {k: config.to_dict()[k] for k in PROTOCOL_KEYS if k != "split_file"},
+           "leaky": config.split_by == "image" or facts["leaked_test_images"] > 0, **facts,
+           "test": _headline(metrics, classes), "warnings": metrics["warnings"]}
+    if external:
+        on_stage(f"{protocol.name}: scoring the external set {external}")
+        ext = evaluate_run(run.root, data=external, split="all", n_resamples=resamples, workers=workers,
+                           cache_dir=config.cache_dir)
+        row["external"] = {**_headline(ext, classes), "data": str(external), "warnings": ext["warnings"]}
+    row["seconds"] = {"train": round(train_seconds, 1), "total": round(time.perf_counter() - start, 1)}
+    row["config"] = config.to_dict()
+    return row
+
+
+def run_protocols(data: str, out: str | Path, protocols: list[Protocol], base: dict | None = None,
+                  external: str | None = None, resamples: int = 1000, workers: int = 2,
+                  on_stage: Callable[[str], None] = lambda msg: None,
+                  on_protocol_done: Callable[[str, dict], None] = lambda name, row: None) -> dict:
+    """Every protocol's row (reusing finished ones), then the table; returns ``protocols.json``'s dict."""
+    out = Path(out)
+    rows = []
+    for protocol in protocols:
+        config = protocol_config(protocol, base or {}, data, out)
+        result_path = out / protocol.name / RESULT_FILE
+        if result_path.is_file():
+            import json
+
+            row = json.loads(result_path.read_text())
+            if row.get("config") != config.to_dict() or (external and row.get("external", {}).get("data") != external):
+                raise UsageError(f"{result_path} was made with another config or external set; "
+                                 f"delete {out / protocol.name} or choose another --out")
+            on_stage(f"{protocol.name}: finished before, reused")
+        else:
+            row = run_protocol(protocol, config, external, resamples, workers, on_stage)
+            atomic_write_json(result_path, row)
+        rows.append(row)
+        on_protocol_done(protocol.name, row)
+    table = {"format": FORMAT, "notice": RESEARCH_NOTICE, "data": str(data), "external": external,
+             "rows": add_gaps(rows)}
+    atomic_write_json(out / "protocols.json", table)
+    atomic_write_text(out / "protocols.md", to_markdown(table))
+    return table
+
+
+def add_gaps(rows: list[dict]) -> list[dict]:
+    """Accuracy minus the patient-disjoint accuracy, in points (None without a patient row)."""
+    ref = next((r["test"]["accuracy"]["value"] for r in rows if r["protocol"] == "patient"), None)
+    for r in rows:
+        acc = r["test"]["accuracy"]["value"]
+        r["gap_to_patient_points"] = None if ref is None else round(100 * (acc - ref), 1)
+    return rows
+
+
+def to_markdown(table: dict) -> str:
+    from ..evaluation.report import format_ci
+
+    rows = table["rows"]
+    classes = list(dict.fromkeys(c for r in rows for c in r["classes"]))
+    head = ["protocol", "leaky?", "train/val/test", "leaked test imgs", "accuracy [95% CI]", "macro-F1",
+            *(f"sens. {c}" for c in classes), "gap to patient (pts)"]
+    if table.get("external"):
+        head.append("external accuracy")
+    head.append("wall")
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        t, imgs = r["test"], r["images"]
+        gap = r["gap_to_patient_points"]
+        cells = [f"`{r['protocol']}`", "**LEAKY**" if r["leaky"] else "no",
+                 f"{imgs['train']}/{imgs['val']}/{imgs['test']}", str(r["leaked_test_images"]),
+                 format_ci("accuracy", t["accuracy"]), format_ci("macro_f1", t["macro_f1"]),
+                 *(format_ci("sensitivity", t.get(f"sensitivity/{c}")) if c in r["classes"] else "-"
+                   for c in classes),
+                 "-" if gap is None else f"{gap:+.1f}"]
+        if table.get("external"):
+            cells.append(format_ci("accuracy", r.get("external", {}).get("accuracy")))
+        cells.append(f"{r['seconds']['total'] / 60:.1f} min")
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- `{r['protocol']}`: {r['what']}"
+             + (f"; no test images of {', '.join(r['test_missing_classes'])} (their sensitivity is n/a, "
+                "and accuracy is the sensitivity of the classes present)" if r["test_missing_classes"] else "")
+             for r in rows]
+    return "\n".join([f"Data: `{table['data']}`. {RESEARCH_NOTICE}", "", *lines, "", *notes,
+                      "- leaked test imgs: test images whose patient or near-duplicate is in train.",
+                      "- CIs: bootstrap over patients (images without an id count alone); checkpoints "
+                      "chosen on val loss; nothing chosen on a test split.", ""])

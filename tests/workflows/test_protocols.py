@@ -1,0 +1,106 @@
+"""cxr protocols: one config under several split protocols, resumable, honest about leaks and missing classes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from cxrkit.errors import CxrkitError
+from cxrkit.workflows.protocols import PROTOCOLS, Protocol, parse_protocols, protocol_config, run_protocols
+
+PER_CLASS = 18
+ADULT_NORMALS = 8  # images i of patient i // 2 odd, of 18
+
+
+def _pediatric_normal(i: int) -> bool:
+    return (i // 2) % 2 == 0
+
+
+@pytest.fixture(scope="module")
+def sourced_blobs(tmp_path_factory, blob_writer):
+    """Blob images with a manifest: patients of 2 images, normal patients half 'pediatric' (kermany), half adult."""
+    root = blob_writer(tmp_path_factory.mktemp("sourced"), per_class=PER_CLASS)
+    rows = []
+    for path in sorted(root.rglob("*.png")):
+        label, i = path.parent.name, int(path.stem.rsplit("_", 1)[1])
+        pediatric = label == "viral_pneumonia" or (label == "normal" and _pediatric_normal(i))
+        rows.append({"file": path.relative_to(root).as_posix(), "label": label, "patient_id": f"{label}-{i // 2}",
+                     "subsource": "kermany" if pediatric else "raddb",
+                     "population": "pediatric" if pediatric else "adult (assumed)"})
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def _base(tmp_path):
+    return dict(model="resdense_tiny", pretrained=False, input_size=64, epochs=2, batch_size=8, lr=3e-3,
+                warmup_epochs=0.5, workers=1, cache_dir=str(tmp_path / "cache"), patience=10, dup_threshold=-1)
+
+
+ONE_CLASS_TEST = Protocol("adult-normals", "normals of adults only in test",
+                          {"split_by": "source", "holdout_source": ["label=normal population=adult"]})
+
+
+def test_parse_protocols_names_the_choices():
+    assert [p.name for p in parse_protocols("patient, image")] == ["patient", "image"]
+    with pytest.raises(CxrkitError, match="choose from patient"):
+        parse_protocols("patient,random")
+
+
+def test_config_may_not_set_the_split(tmp_path):
+    with pytest.raises(CxrkitError, match="split_by: set by each protocol"):
+        protocol_config(PROTOCOLS["patient"], {"split_by": "image"}, "data", tmp_path)
+
+
+@pytest.mark.slow
+def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_path, monkeypatch):
+    import cxrkit.training.fit as fit
+
+    protocols = [PROTOCOLS["patient"], PROTOCOLS["image"], ONE_CLASS_TEST]
+    trained = []
+    real_train = fit.train
+    monkeypatch.setattr(fit, "train", lambda cfg, **kw: trained.append(cfg.split_by) or real_train(cfg, **kw))
+
+    def killer(name, row):
+        if name == "image":
+            raise KeyboardInterrupt("killed between protocols")
+
+    out = tmp_path / "p"
+    with pytest.raises(KeyboardInterrupt):
+        run_protocols(str(sourced_blobs), out, protocols, _base(tmp_path), resamples=50, workers=1,
+                      on_protocol_done=killer)
+    assert trained == ["patient", "image"] and not (out / "protocols.json").exists()
+    patient_result = (out / "patient" / "result.json").read_bytes()
+
+    table = run_protocols(str(sourced_blobs), out, protocols, _base(tmp_path), resamples=50, workers=1)
+    assert trained == ["patient", "image", "source"]  # finished protocols were reused, not retrained
+    assert (out / "patient" / "result.json").read_bytes() == patient_result
+    rows = {r["protocol"]: r for r in table["rows"]}
+    # patients of 2 images: a random image split puts some test images next to their patient in train
+    assert rows["image"]["leaky"] and rows["image"]["leaked_test_images"] > 0
+    assert not rows["patient"]["leaky"] and rows["patient"]["leaked_test_images"] == 0
+    one = rows["adult-normals"]
+    assert one["test_missing_classes"] == ["covid", "viral_pneumonia"]
+    assert one["images"]["test"] == one["counts"]["test"]["normal"] == ADULT_NORMALS
+    assert one["test"]["sensitivity/covid"]["value"] is None or one["test"]["sensitivity/covid"]["value"] != \
+        one["test"]["sensitivity/covid"]["value"]  # undefined (NaN/None), never a made-up number
+    assert one["gap_to_patient_points"] == pytest.approx(
+        100 * (one["test"]["accuracy"]["value"] - rows["patient"]["test"]["accuracy"]["value"]), abs=0.051)
+    md = (out / "protocols.md").read_text()
+    assert "**LEAKY**" in md and "no test images of covid, viral_pneumonia" in md and "research" in md.lower()
+    assert json.loads((out / "protocols.json").read_text())["rows"][0]["protocol"] == "patient"
+
+    # another recipe in the same folder is refused, not mixed into the table
+    with pytest.raises(CxrkitError, match="another config"):
+        run_protocols(str(sourced_blobs), out, protocols[:1], {**_base(tmp_path), "epochs": 3}, resamples=50)
+
+    # an external set: every protocol's model scored on it whole
+    shutil.rmtree(out / "adult-normals")
+    ext = run_protocols(str(sourced_blobs), tmp_path / "e", [ONE_CLASS_TEST], _base(tmp_path), resamples=50,
+                        workers=1, external=str(sourced_blobs))
+    assert ext["rows"][0]["external"]["n_images"] == 3 * PER_CLASS
