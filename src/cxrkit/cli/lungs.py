@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--max-minutes", type=float, default=15.0, help="stop after this many minutes (default 15)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None, help="torch threads (1 is much faster on a busy CPU)")
     t.add_argument("--resume", action="store_true", help="continue an unfinished run in --out from last.pt")
     t.set_defaults(func=_train)
     q = sub.add_parser(
@@ -70,6 +71,7 @@ def _train(args) -> None:
         lr=args.lr,
         max_minutes=args.max_minutes,
         seed=args.seed,
+        threads=args.threads,
     )
     card = train_lungs(args.data, args.out, cfg, images_root=args.images_root, resume=args.resume)
     test = card.get("test_dice") or {}
@@ -97,5 +99,5 @@ def _predict(args) -> None:
     rows = report["images"]
     flagged = [r for r in rows if not r.get("ok", False)]
     for r in flagged:
-        print(f"{r['file']}: {r.get('quality') or r.get('error')}")
+        print(r["error"] if "error" in r else f"{r['file']}: {r['quality']}")
     print(f"{len(rows)} images, {len(flagged)} flagged or unreadable; see {args.out / 'lungs.json'}. {RESEARCH_NOTICE}")

@@ -92,4 +92,3 @@ def predict_to_dir(
     }
     atomic_write_json(out / "lungs.json", report)
     return report
-

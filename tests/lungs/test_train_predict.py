@@ -1,0 +1,119 @@
+"""Training learns the synthetic lobes; the run round-trips; predict writes masks, overlays, JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrkit import RESEARCH_NOTICE
+from cxrkit.cli.main import main
+from cxrkit.errors import UsageError
+from cxrkit.lungs import LungSegmenter, LungTrainConfig, mask_pairs, train_lungs
+from cxrkit.lungs.card import CARD, WEIGHTS, LungRunError, read_card, write_card
+from cxrkit.lungs.train import dice, patient_split
+
+from .conftest import two_lobe, write_pairs
+
+pytestmark = pytest.mark.slow
+
+
+def test_training_learns_held_out_lobes(lung_run):
+    run, card = lung_run
+    assert card["status"] == "done" and card["kind"] == "cxrkit-lung-segmenter"
+    assert card["notice"] == RESEARCH_NOTICE
+    test = card["test_dice"]
+    assert test["n_images"] >= 8
+    assert test["value"] > 0.85, card["history"]
+    assert test["lo"] <= test["value"] <= test["hi"]
+    lo, hi = card["fraction_range"]
+    assert 0.02 <= lo < hi <= 1
+
+
+def test_run_round_trips_and_predicts_unseen_films(lung_run):
+    run, card = lung_run
+    seg = LungSegmenter.from_run(run)
+    assert seg.size == 64 and seg.fraction_range == tuple(card["fraction_range"])
+    films = [two_lobe(1000 + i, (120, 100)) for i in range(4)]  # new seeds, another size
+    masks = seg.predict_masks([f[0] for f in films])
+    assert masks.shape == (4, 120, 100) and masks.dtype == bool
+    assert np.mean([dice(m, f[1]) for m, f in zip(masks, films)]) > 0.8
+    assert all(seg.quality(m)[0] for m in masks)
+
+
+def test_interrupted_run_resumes_and_finished_run_is_not_overwritten(tmp_path):
+    manifest = write_pairs(tmp_path / "d", 12, (32, 32))
+    cfg = LungTrainConfig(input_size=32, epochs=3, batch_size=8, max_minutes=0, threads=1)  # stops after 1 epoch
+    first = train_lungs(manifest, tmp_path / "run", cfg)
+    assert first["epochs_run"] == 1 and (tmp_path / "run" / WEIGHTS).is_file()
+    cfg.max_minutes = 10
+    done = train_lungs(manifest, tmp_path / "run", cfg, resume=True)
+    assert [h["epoch"] for h in done["history"]] == [1, 2, 3]
+    assert done["history"][0] == first["history"][0]
+    again = train_lungs(manifest, tmp_path / "run", cfg, resume=True)
+    assert again["history"] == done["history"]  # finished: nothing more to train
+    with pytest.raises(UsageError, match="not empty"):
+        train_lungs(manifest, tmp_path / "run", cfg)
+
+
+def test_patient_split_keeps_patients_together(tmp_path):
+    pairs = mask_pairs(write_pairs(tmp_path, 40, (16, 16)))
+    roles = patient_split(pairs, 0.1, 0.2, seed=3)
+    by_patient = {}
+    for p, r in zip(pairs, roles):
+        by_patient.setdefault(p.patient_id, set()).add(r)
+    assert all(len(r) == 1 for r in by_patient.values())
+    assert set(roles) == {"train", "val", "test"}
+
+
+def test_card_round_trip_and_errors(tmp_path):
+    write_card(tmp_path, {"arch": "unet_small", "input_size": 64})
+    card = read_card(tmp_path)
+    assert card["arch"] == "unet_small" and card["notice"] == RESEARCH_NOTICE
+    (tmp_path / CARD).write_text(json.dumps({"kind": "other"}))
+    with pytest.raises(LungRunError, match=CARD):
+        read_card(tmp_path)
+    with pytest.raises(LungRunError, match="not found"):
+        LungSegmenter.from_run(tmp_path / "nothing")
+
+
+def test_cli_predict_writes_masks_overlays_boxes(lung_run, tmp_path, capsys):
+    run, _ = lung_run
+    paths = []
+    for i in range(3):
+        img, _ = two_lobe(2000 + i, (100, 90))
+        paths.append(tmp_path / f"film{i}.png")
+        Image.fromarray(img).save(paths[-1])
+    Image.fromarray(np.full((100, 90), 128, np.uint8)).save(tmp_path / "blank.png")  # no lungs
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    main(
+        [
+            "lungs",
+            "predict",
+            str(run),
+            *map(str, paths),
+            str(tmp_path / "blank.png"),
+            str(tmp_path / "broken.png"),
+            "--out",
+            str(out),
+        ]
+    )
+    report = json.loads((out / "lungs.json").read_text())
+    assert report["notice"] == RESEARCH_NOTICE
+    rows = {r["file"].rsplit("/", 1)[-1]: r for r in report["images"]}
+    assert "error" in rows["broken.png"]
+    assert rows["blank.png"]["ok"] is False  # a flat film has no plausible lungs: flagged, whatever the net drew
+    for i in range(3):
+        row = rows[f"film{i}.png"]
+        assert row["ok"], row
+        x0, y0, x1, y1 = row["box"]
+        assert 0 <= x0 < x1 <= 90 and 0 <= y0 < y1 <= 100
+        mask = np.array(Image.open(out / row["mask"]))
+        assert mask.shape == (100, 90) and set(np.unique(mask)) <= {0, 255}
+        assert abs(row["lung_fraction"] - (mask > 0).mean()) < 1e-3
+        assert Image.open(out / row["overlay"]).size == (90, 100)
+    printed = capsys.readouterr().out
+    assert f"blank.png: {rows['blank.png']['quality']}" in printed and "film0" not in printed
