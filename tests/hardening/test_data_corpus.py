@@ -153,11 +153,13 @@ def test_predict_records_each_failure_and_goes_on(corpus, tiny_run):
     root, good, bad = corpus
     explicit_fifo = root / "normal" / "fifo.png"
     files, failures, _ = find_images([root, explicit_fifo])
-    preds = cxrkit.load(tiny_run.run_dir).predict(files)
+    non_regular = [root / "normal" / n for n in ("fifo.png", "zero.png", "dangling.png")]
+    preds = cxrkit.load(tiny_run.run_dir).predict(files + non_regular)  # given straight to predict, too
     failed = {Path(f.name): f.reason.lower() for f in failures + preds.errors}
     assert {Path(r.name) for r in preds.results} == set(good)
     for path, words in bad.items():
         assert words in failed[path], (path, failed.get(path))
+    assert {Path(e.name) for e in preds.errors} >= set(non_regular)
     for r in preds.results:
         assert all(np.isfinite(p) for p in r.probabilities.values())
 

@@ -9,11 +9,12 @@ Public face::
 
 from .classes import DEFAULT_CLASSES, LABEL_ALIASES, normalise_label, parse_classes
 from .dataset import CxrDataset, Record, Skipped
+from .files import FoundFile, iter_image_files, sniff_dicom
 from .images import ImageReadError, read_image
 from .inspect import inspect_dataset
 from .prepare import Prepared, prepare
 from .scan import ImageInfo, scan_dataset
-from .sources import DatasetError, load_dataset
+from .sources import DatasetError, Source, load_dataset, register_source
 from .splits import SPLITS, Split, SplitError, make_split, read_split, split_fingerprint, write_split
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "CxrDataset", "Record", "Skipped", "ImageReadError", "read_image", "inspect_dataset",
     "Prepared", "prepare", "ImageInfo", "scan_dataset", "DatasetError", "load_dataset",
     "SPLITS", "Split", "SplitError", "make_split", "read_split", "split_fingerprint", "write_split",
+    "FoundFile", "iter_image_files", "sniff_dicom", "Source", "register_source",
 ]
