@@ -239,12 +239,15 @@ def create_app(
 
 
 def _model_errors(work, *args):
-    """``work(*args)``; a cxrkit error other than an HTTP one (the run, not the upload) -> 500 with its line."""
+    """``work(*args)`` with cxrkit's own errors as HTTP answers: those that are ValueErrors are
+    about this input (unreadable, non-finite outputs: 422), the others about the run (500)."""
     try:
         return work(*args)
     except HttpError:
         raise
     except CxrkitError as exc:
+        if isinstance(exc, ValueError):
+            raise HttpError(422, str(exc)) from None
         raise HttpError(500, f"the model could not answer: {exc}") from None
 
 

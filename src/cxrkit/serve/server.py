@@ -10,6 +10,11 @@ at 16 KB (h11's incomplete-event limit) and connections at ``max_connections`` (
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -62,3 +67,29 @@ def server_config(
         limit_concurrency=max_connections,
         **extra,
     )
+
+
+@contextlib.contextmanager
+def running(app, **settings):
+    """Serve ``app`` as ``cxr serve`` would, in a thread on a free 127.0.0.1 port; yield its base URL.
+
+    For tests and benchmarks; ``settings`` go to :func:`server_config`.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(server_config(app, lifespan="off", **settings))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
