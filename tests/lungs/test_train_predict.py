@@ -117,3 +117,15 @@ def test_cli_predict_writes_masks_overlays_boxes(lung_run, tmp_path, capsys):
         assert Image.open(out / row["overlay"]).size == (90, 100)
     printed = capsys.readouterr().out
     assert f"blank.png: {rows['blank.png']['quality']}" in printed and "film0" not in printed
+
+
+def test_onnx_backend_gives_the_torch_masks(lung_run, tmp_path):
+    run, _ = lung_run
+    films = [two_lobe(3000 + i, (80, 70))[0] for i in range(5)]
+    torch_seg, onnx_seg = LungSegmenter.from_run(run), LungSegmenter.from_run(run, backend="onnx")
+    assert (run / "lungs.onnx").is_file()
+    p_torch, p_onnx = torch_seg.probabilities(films), onnx_seg.probabilities(films)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(p_torch, p_onnx)) < 1e-3
+    assert (torch_seg.predict_masks(films) == onnx_seg.predict_masks(films)).mean() > 0.999
+    with pytest.raises(UsageError, match="backend"):
+        LungSegmenter.from_run(run, backend="tensorrt")

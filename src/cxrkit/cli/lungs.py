@@ -54,6 +54,12 @@ def register(subparsers) -> None:
     q.add_argument("--out", required=True, type=Path, help="output folder")
     q.add_argument("--margin", type=float, default=0.05, help="box margin, a fraction of the box size (default 0.05)")
     q.add_argument("--no-overlays", action="store_true", help="write masks and JSON only")
+    q.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: onnxruntime (exports RUN/lungs.onnx on first use)",
+    )
     q.set_defaults(func=_predict)
 
 
@@ -95,7 +101,9 @@ def _predict(args) -> None:
             paths.append(p)
         else:
             raise UsageError(f"{p}: no such file or folder")
-    report = predict_to_dir(args.run_dir, paths, args.out, margin=args.margin, overlays=not args.no_overlays)
+    report = predict_to_dir(
+        args.run_dir, paths, args.out, margin=args.margin, overlays=not args.no_overlays, backend=args.backend
+    )
     rows = report["images"]
     flagged = [r for r in rows if not r.get("ok", False)]
     for r in flagged:

@@ -49,10 +49,16 @@ def png(image: Image.Image | np.ndarray) -> bytes:
 
 
 def predict_to_dir(
-    run_dir: str | Path, paths, out: str | Path, margin: float = 0.05, overlays: bool = True, batch_size: int = 32
+    run_dir: str | Path,
+    paths,
+    out: str | Path,
+    margin: float = 0.05,
+    overlays: bool = True,
+    batch_size: int = 32,
+    backend: str = "torch",
 ) -> dict:
     """Segment ``paths`` and write ``out/masks``, ``out/overlays`` and ``out/lungs.json``."""
-    seg = LungSegmenter.from_run(run_dir)
+    seg = LungSegmenter.from_run(run_dir, backend=backend)
     out = Path(out)
     results = []
     paths = [Path(p) for p in paths]

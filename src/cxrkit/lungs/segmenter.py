@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..errors import UsageError
 from . import card as cards
 from .model import build
 from .quality import DEFAULT_RANGE, quality
@@ -49,13 +50,22 @@ class LungSegmenter:
         self.size = int(card["input_size"])
         self.threshold = float(card.get("threshold", 0.5))
         self.fraction_range = tuple(card.get("fraction_range", DEFAULT_RANGE))
-        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
+        self.model = model.to(self.device).eval()
+        if isinstance(self.model, torch.nn.Module):
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "cpu") -> LungSegmenter:
+    def from_run(cls, run_dir: str | Path, device: str = "cpu", backend: str = "torch") -> LungSegmenter:
+        """``backend``: ``torch`` or ``onnx`` (onnxruntime on the CPU; exports ``lungs.onnx`` when needed)."""
         card = cards.read_card(run_dir)
         model = build(card["arch"], pretrained=False)
         model.load_state_dict(cards.load_weights(run_dir))
+        if backend == "onnx":
+            from .onnx import onnx_net
+
+            return cls(onnx_net(run_dir, model, int(card["input_size"])), card, "cpu")
+        if backend != "torch":
+            raise UsageError(f"lung backend {backend!r}: choose torch or onnx")
         return cls(model, card, device)
 
     @torch.inference_mode()
