@@ -38,12 +38,16 @@ def sourced_blobs(tmp_path_factory, blob_writer):
 
 
 def _base(tmp_path):
-    return dict(model="resdense_tiny", pretrained=False, input_size=64, epochs=2, batch_size=8, lr=3e-3,
+    return dict(model="resdense_tiny", pretrained=False, input_size=64, epochs=1, batch_size=8, lr=3e-3,
                 warmup_epochs=0.5, workers=1, cache_dir=str(tmp_path / "cache"), patience=10, dup_threshold=-1)
 
 
 ONE_CLASS_TEST = Protocol("adult-normals", "normals of adults only in test",
                           {"split_by": "source", "holdout_source": ["label=normal population=adult"]})
+# the v1 pattern: only pediatric normals enter; the adult normals are left out and scored apart
+PEDIATRIC_ONLY = Protocol("pediatric-only", "random split of covid, viral and pediatric normals",
+                          {"split_by": "image", "select": ["label=covid", "label=viral_pneumonia",
+                                                           "label=normal population=pediatric"]})
 
 
 def test_parse_protocols_names_the_choices():
@@ -101,6 +105,10 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
 
     # an external set: every protocol's model scored on it whole
     shutil.rmtree(out / "adult-normals")
-    ext = run_protocols(str(sourced_blobs), tmp_path / "e", [ONE_CLASS_TEST], _base(tmp_path), resamples=50,
+    ext = run_protocols(str(sourced_blobs), tmp_path / "e", [PEDIATRIC_ONLY], _base(tmp_path), resamples=50,
                         workers=1, external=str(sourced_blobs))
-    assert ext["rows"][0]["external"]["n_images"] == 3 * PER_CLASS
+    row = ext["rows"][0]
+    assert row["external"]["n_images"] == 3 * PER_CLASS
+    assert row["excluded_images"] == row["left_out"]["n_images"] == ADULT_NORMALS
+    assert row["left_out"]["sensitivity/normal"]["value"] == row["left_out"]["accuracy"]["value"]
+    assert "left out" in (tmp_path / "e" / "protocols.md").read_text()

@@ -71,8 +71,8 @@ class Split:
         return out
 
     def subset(self, dataset: CxrDataset, name: str) -> CxrDataset:
-        if name not in SPLITS:
-            raise UsageError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        if name not in (*SPLITS, EXCLUDED):
+            raise UsageError(f"unknown split {name!r}; choose one of {', '.join((*SPLITS, EXCLUDED))}")
         return dataset.select([s == name for s in self.assignment])
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json, atomic_write_text
+from ..data.splits import EXCLUDED
 from ..errors import UsageError
 
 FORMAT = "cxrkit-protocols/1"
@@ -47,6 +48,22 @@ PROTOCOLS = {p.name: p for p in (
     Protocol("lso-pediatric-normal", "trained without pediatric normals, scored on them (normals only in test)",
              {"split_by": "source", "holdout_source": ["label=normal population=pediatric"]}),
 )}
+
+
+def preset_protocol(name: str, preset: str, what: str) -> Protocol | None:
+    """A protocol whose split keys come from a config preset (None when configs/ is not shipped)."""
+    from ..training.config import PRESET_DIR, read_config_file
+
+    if not (PRESET_DIR / f"{preset}.yaml").is_file():
+        return None
+    values = read_config_file(preset)
+    return Protocol(name, what, {k: values[k] for k in PROTOCOL_KEYS if k in values})
+
+
+_v1 = preset_protocol("v1-image", "seed-replication", "the original's v1 composition (219 random COVID + Kermany "
+                      "normals and viral), random image-level split (LEAKY)")
+if _v1:
+    PROTOCOLS[_v1.name] = _v1
 DEFAULT_PROTOCOLS = ("patient", "image", "lso-adult", "lso-adult-normal", "lso-pediatric-normal")
 
 
@@ -115,6 +132,11 @@ def run_protocol(protocol: Protocol, config, external: str | None, resamples: in
            "split": {k: config.to_dict()[k] for k in PROTOCOL_KEYS if k != "split_file"},
            "leaky": config.split_by == "image" or facts["leaked_test_images"] > 0, **facts,
            "test": _headline(metrics, classes), "warnings": metrics["warnings"]}
+    if facts["excluded_images"]:
+        on_stage(f"{protocol.name}: scoring the {facts['excluded_images']} images the protocol left out")
+        left = evaluate_run(run.root, split=EXCLUDED, n_resamples=resamples, workers=workers,
+                            cache_dir=config.cache_dir)
+        row["left_out"] = _headline(left, classes)
     if external:
         on_stage(f"{protocol.name}: scoring the external set {external}")
         ext = evaluate_run(run.root, data=external, split="all", n_resamples=resamples, workers=workers,
@@ -188,6 +210,17 @@ def to_markdown(table: dict) -> str:
             cells.append(format_ci("accuracy", r.get("external", {}).get("accuracy")))
         cells.append(f"{r['seconds']['total'] / 60:.1f} min")
         lines.append("| " + " | ".join(cells) + " |")
+    left = [r for r in rows if r.get("left_out")]
+    if left:
+        lines += ["", "Scored on the images each protocol left out (same data, never trained on; e.g. the adult "
+                  "normals outside the v1 composition):", "",
+                  "| protocol | left-out images | accuracy [95% CI] | " + " | ".join(f"sens. {c}" for c in classes)
+                  + " |", "|" + " --- |" * (3 + len(classes))]
+        for r in left:
+            t = r["left_out"]
+            lines.append(f"| `{r['protocol']}` | {t['n_images']} | {format_ci('accuracy', t['accuracy'])} | "
+                         + " | ".join(format_ci("sensitivity", t.get(f"sensitivity/{c}")) if c in r["classes"]
+                                      else "-" for c in classes) + " |")
     notes = [f"- `{r['protocol']}`: {r['what']}"
              + (f"; no test images of {', '.join(r['test_missing_classes'])} (their sensitivity is n/a, "
                 "and accuracy is the sensitivity of the classes present)" if r["test_missing_classes"] else "")
