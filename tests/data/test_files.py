@@ -81,3 +81,17 @@ def test_sniff_and_problem_never_block(odd_folder):
     assert not sniff_dicom(odd_folder / "README") and not sniff_dicom(odd_folder / "zero.dcm")
     assert file_problem(odd_folder / "a.png") is None and file_problem(odd_folder / "link.png") is None
     assert file_problem(odd_folder / "missing.png") == "file not found"
+
+
+def test_folder_that_cannot_be_listed_is_reported(odd_folder, monkeypatch):
+    real = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("deep"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = {f.path: f for f in iter_image_files([odd_folder])}
+    assert found[odd_folder / "deep"].skip_reason == "cannot list folder (Permission denied): its files are not read"
+    assert odd_folder / "deep" / "b.jpg" not in found

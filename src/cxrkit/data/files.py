@@ -149,7 +149,8 @@ def iter_image_files(paths: Iterable[str | Path], skip_dirs: Iterable[str] = ())
 
 
 def _walk(root: Path, skip_top: set[str]) -> Iterator[FoundFile]:
-    for dirpath, dirnames, filenames in os.walk(root):
+    unlistable: list[OSError] = []  # os.walk passes over folders it cannot list unless told
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable.append):
         top = Path(dirpath) == root
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (top and d in skip_top))
         for name in sorted(filenames):
@@ -165,3 +166,7 @@ def _walk(root: Path, skip_top: set[str]) -> Iterator[FoundFile]:
                 yield FoundFile(path)
             else:
                 yield FoundFile(path, is_image=False)
+    for err in unlistable:
+        yield FoundFile(
+            Path(err.filename or root), f"cannot list folder ({err.strerror or err}): its files are not read"
+        )
