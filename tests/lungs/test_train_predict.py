@@ -11,7 +11,7 @@ from PIL import Image
 from cxrkit import RESEARCH_NOTICE
 from cxrkit.cli.main import main
 from cxrkit.errors import UsageError
-from cxrkit.lungs import LungSegmenter, LungTrainConfig, mask_pairs, train_lungs
+from cxrkit.lungs import LungSegmenter, LungTrainConfig, lung_masks_for, mask_pairs, train_lungs
 from cxrkit.lungs.card import CARD, WEIGHTS, LungRunError, read_card, write_card
 from cxrkit.lungs.train import dice, patient_split
 
@@ -129,3 +129,12 @@ def test_onnx_backend_gives_the_torch_masks(lung_run, tmp_path):
     assert (torch_seg.predict_masks(films) == onnx_seg.predict_masks(films)).mean() > 0.999
     with pytest.raises(UsageError, match="backend"):
         LungSegmenter.from_run(run, backend="tensorrt")
+
+
+def test_lung_masks_for_gives_none_where_the_caller_must_fall_back(lung_run):
+    run, _ = lung_run
+    films = [two_lobe(4000, (90, 90))[0], np.full((90, 90), 128, np.uint8)]
+    good, flat = lung_masks_for(films, run)
+    assert good.shape == (90, 90) and good.dtype == bool and good.any()
+    assert flat is None
+    assert lung_masks_for(films, None) == [None, None]

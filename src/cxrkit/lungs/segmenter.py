@@ -9,6 +9,7 @@ the card's threshold (0.5 in probability).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,13 @@ def lung_masks_for(images, run_dir: str | Path | None) -> list[np.ndarray | None
     when there is no lung run): callers then use their fallback (the whole image, a fixed box)."""
     if run_dir is None:
         return [None] * len(images)
-    seg = LungSegmenter.from_run(run_dir)
+    path = Path(run_dir).resolve()
+    seg = _cached(path, (path / cards.WEIGHTS).stat().st_mtime_ns)
     masks = seg.predict_masks(images)
     return [m if seg.quality(m)[0] else None for m in masks]
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(run_dir: Path, weights_mtime: int) -> LungSegmenter:
+    """One loaded segmenter per run (and weights version) for repeated ``lung_masks_for`` calls."""
+    return LungSegmenter.from_run(run_dir)
