@@ -99,3 +99,11 @@ def test_mask_pairs_from_kaggle_folders_and_missing_files(tmp_path):
     (tmp_path / "m.csv").write_text("file,mask\nnowhere.png,nomask.png\n")
     with pytest.raises(MaskError, match="nowhere.png not found"):
         mask_pairs(tmp_path / "m.csv", images_root=tmp_path)
+
+
+def test_learning_rate_warms_up_and_anneals_by_steps_or_time():
+    from cxrkit.lungs.train import learning_rate
+
+    assert learning_rate(1.0, 0, 0.0) < learning_rate(1.0, 29, 0.0) == 1.0
+    assert learning_rate(1.0, 100, 0.5) == pytest.approx(0.5)
+    assert learning_rate(1.0, 100, 1.0) == pytest.approx(0.0) == learning_rate(1.0, 100, 3.0)

@@ -6,7 +6,8 @@
   aspect 0.8-1.25 (a child's lungs fill less of the film, with more arms, neck and abdomen
   around them: zooming out mimics that), shift +-12%, rotation +-12 deg, then contrast,
   brightness and gamma on the image.
-* **Loss**: BCE + soft Dice (per image). AdamW, cosine decay; the checkpoint with the best
+* **Loss**: BCE + soft Dice (per image). AdamW, warm-up then cosine decay over the epochs or
+  ``max_minutes``, whichever ends first (a busy CPU then still gets an annealed model); the checkpoint with the best
   val Dice is kept. ``last.pt`` after each epoch makes a stopped run resumable.
 * **Test**: Dice of each held-out image at its own size, with a patient bootstrap 95% CI.
 """
@@ -98,6 +99,13 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
     return x.pow(gamma[:, None, None, None]), y
 
 
+def learning_rate(peak: float, step: int, progress: float, warmup_steps: int = 30) -> float:
+    """Linear warm-up, then cosine decay over ``progress`` (0..1 of the epochs or of the time
+    budget, whichever runs out first), so a run cut by ``max_minutes`` still ends annealed."""
+    warm = min(1.0, (step + 1) / warmup_steps)
+    return peak * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
 def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     prob = torch.sigmoid(logits)
     inter = (prob * target).sum((1, 2, 3))
@@ -169,17 +177,16 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
 
     model = build(cfg.arch, pretrained=cfg.pretrained).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1)
+    total_steps = cfg.epochs * math.ceil(len(x_tr) / cfg.batch_size)
     gen = torch.Generator().manual_seed(cfg.seed)
     state = cards.load_resume(out) if resume else None
-    start, best, history = 0, -1.0, []
+    start, best, history, step, spent = 0, -1.0, [], 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
         gen.set_state(state["gen"])
         start, best, history = int(state["epoch"]), float(state["best"]), list(state["history"])
+        step, spent = int(state["step"]), float(state["seconds"])
     base = {
         "arch": cfg.arch,
         "input_size": cfg.input_size,
@@ -192,6 +199,10 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
         "split_patients": {s: len({p.patient_id or p.image for p in v}) for s, v in part.items()},
     }
     t0 = time.monotonic()
+
+    def progress() -> float:  # of the schedule: steps or minutes, whichever runs out first
+        return max(step / total_steps, (spent + time.monotonic() - t0) / max(60 * cfg.max_minutes, 1e-9))
+
     for epoch in range(start, cfg.epochs):
         model.train()
         order = torch.randperm(len(x_tr), generator=gen)
@@ -202,8 +213,10 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
             loss = seg_loss(model(to_input(xb, cfg.input_size).contiguous(memory_format=torch.channels_last)), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg.lr, step, progress())
             opt.step()
-            sched.step()
+            step += 1
             total += float(loss.detach()) * len(idx)
         val_dice = _val_dice(model, x_va, y_va, cfg.input_size)
         history.append({"epoch": epoch + 1, "train_loss": round(total / len(x_tr), 4), "val_dice": round(val_dice, 4)})
@@ -217,14 +230,15 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
             {
                 "model": model.state_dict(),
                 "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
+                "step": step,
+                "seconds": spent + time.monotonic() - t0,
                 "gen": gen.get_state(),
                 "epoch": epoch + 1,
                 "best": best,
                 "history": history,
             },
         )
-        if (time.monotonic() - t0) / 60 > cfg.max_minutes and epoch + 1 < cfg.epochs:
+        if progress() >= 1 and epoch + 1 < cfg.epochs:
             log.warning("lungs: stopping after %d epochs, --max-minutes %.1f reached", epoch + 1, cfg.max_minutes)
             break
     seg = LungSegmenter.from_run(out) if (out / cards.CARD).exists() else None
@@ -235,7 +249,7 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
         "best_val_dice": best,
         "history": history,
         "epochs_run": len(history),
-        "train_minutes": round((time.monotonic() - t0) / 60, 2),
+        "train_minutes": round((spent + time.monotonic() - t0) / 60, 2),
         "test_dice": dice_with_ci(seg, part["test"], test_masks) if seg else None,
         "notice": RESEARCH_NOTICE,
     }
