@@ -24,7 +24,7 @@ own batch) instead of one two-threaded pass gained ~6% model-only and ~8% end to
 two-threaded pass stalls at every barrier when a decode thread holds one of the cores. Two fixes made
 the ONNX path fast at all: normalising the batch in numpy instead of torch (a torch op between
 onnxruntime runs woke torch's OpenMP pool, 20-30x slower normalisation), and onnxruntime
-threads that sleep instead of spin (see ``cxrkit.inference.predictor.onnx_session``).
+threads that sleep instead of spin (see ``cxrkit.inference.backends.onnx_session``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ from cxrkit._speed import reexec_with_tcmalloc
 from cxrkit.data.images import read_gray
 from cxrkit.data.transforms import Preprocessing
 from cxrkit.inference.export import export_onnx
-from cxrkit.inference.predictor import Predictor, onnx_input, onnx_session
+from cxrkit.inference.backends import onnx_input, onnx_session
+from cxrkit.inference.predictor import Predictor
 from cxrkit.models import create_model
 from cxrkit.training.rundir import read_card, save_weights, write_card
 
@@ -92,7 +93,7 @@ def model_only_fns(predictor: Predictor, images: np.ndarray, steps: int) -> dict
     x = predictor.preprocessing.normalise(torch.from_numpy(images.copy())[:, None])
     model = predictor.model.eval()
     x_nchw, x_cl = x.contiguous(), x.contiguous(memory_format=torch.channels_last)
-    session = onnx_session(predictor.run.run_dir / predictor.run.card["onnx"]["file"])  # the Predictor's options
+    session = onnx_session(predictor.run.run_dir / predictor.run.card.onnx["file"])  # the Predictor's options
     feed = {session.get_inputs()[0].name: onnx_input(predictor.preprocessing, images[:, None])}
     streams = os.cpu_count() or 1  # as Predictor runs onnx: one single-threaded pass per core
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrkit.evaluation.calibration import brier, ece, fit_temperature, nll, reliability, softmax_t
+from cxrkit._numeric import softmax
+from cxrkit.evaluation.calibration import brier, ece, fit_temperature, nll, reliability
 
 
 def overconfident(n=2000, seed=0, scale=4.0):
@@ -21,7 +22,7 @@ def test_temperature_scaling_lowers_nll_on_a_miscalibrated_model():
     y, logits = overconfident()
     t = fit_temperature(logits[:1000], y[:1000])
     assert t > 2  # overconfident -> soften
-    before, after = softmax_t(logits[1000:]), softmax_t(logits[1000:], t)
+    before, after = softmax(logits[1000:]), softmax(logits[1000:], t)
     assert nll(y[1000:], after) < nll(y[1000:], before) - 0.2
     assert ece(y[1000:], after) < ece(y[1000:], before)
     assert (after.argmax(1) == before.argmax(1)).all()  # predictions unchanged
@@ -30,7 +31,7 @@ def test_temperature_scaling_lowers_nll_on_a_miscalibrated_model():
 def test_temperature_of_a_calibrated_model_stays_near_one():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(4000, 3)) * 2
-    probs = softmax_t(logits)
+    probs = softmax(logits)
     y = np.array([rng.choice(3, p=p) for p in probs])  # labels drawn from the model itself
     assert fit_temperature(logits, y) == pytest.approx(1.0, abs=0.1)
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from cxrkit.data import DatasetError
-from cxrkit.evaluation.audit import audit_run, border_mask, lung_box_mask, occlude
+from cxrkit.data.regions import border_mask, lung_box_mask, occlude
+from cxrkit.evaluation.audit import audit_run
 from cxrkit.evaluation.evaluate import evaluate_run, predict_split
 from cxrkit.inference import Predictor
-from cxrkit.training import RunError, read_card
+from cxrkit.run import RunError, read_card
 
 
 @pytest.fixture
@@ -37,12 +38,12 @@ def blob_manifest(blob_dataset):
 def test_evaluate_on_the_runs_own_test_split(run_copy):
     ev = evaluate_run(run_copy, n_resamples=50, workers=1)
     assert ev["data"]["split"] == "test" and not ev["data"]["external"]
-    assert ev["overall"]["n_images"] == sum(read_card(run_copy)["data"]["split_counts"]["test"].values())
+    assert ev["overall"]["n_images"] == sum(read_card(run_copy).data["split_counts"]["test"].values())
     acc = ev["overall"]["metrics"]["accuracy"]
     assert acc["lo"] <= acc["value"] <= acc["hi"]
     assert set(ev["roc"]) == {"covid", "viral_pneumonia", "normal"}
     assert ev["overall"]["bootstrap"]["unit"] == "image"  # the blob data has no patient ids
-    t = read_card(run_copy)["calibration"]["temperature"]
+    t = read_card(run_copy).temperature
     assert t == ev["calibration"]["temperature"] and t > 0
     assert Predictor.from_run(run_copy).temperature == t  # later predictions use it
 
@@ -110,7 +111,7 @@ def test_audit_finds_the_decision_in_the_lung_field(run_copy, blob_manifest):
     # population is random here, so the probe cannot beat chance by much, once it is scored
     # only on images it did not train on (the run's val and test images)
     probe = next(p for p in result["probes"] if p["scope"] == "all classes")
-    n_train = sum(read_card(run_copy)["data"]["split_counts"]["train"].values())
+    n_train = sum(read_card(run_copy).data["split_counts"]["train"].values())
     assert probe["n_eval"] == 72 - n_train
     assert probe["balanced_accuracy"] < 0.75
     assert result["adult_only"]["n_images"] == 36

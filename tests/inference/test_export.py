@@ -10,22 +10,23 @@ import pytest
 
 from cxrkit.inference import Predictor
 from cxrkit.inference.export import PARITY_TOLERANCE, max_prob_difference
-from cxrkit.training.rundir import CARD_FILE, RunError, read_card
+from cxrkit.run import RunError, read_card
+from cxrkit.run.layout import CARD_FILE
 
 
 def test_export_records_file_input_preprocessing_and_opset(onnx_run):
     card = read_card(onnx_run)
-    entry = card["onnx"]
+    entry = card.onnx
     assert entry["file"] == "model.onnx" and (onnx_run / "model.onnx").is_file()
-    assert entry["preprocessing"] == card["preprocessing"]
-    s = card["preprocessing"]["input_size"]
+    assert entry["preprocessing"] == card.preprocessing.to_dict()
+    s = card.preprocessing.input_size
     assert entry["input"]["shape"] == ["batch", 1, s, s] and entry["input"]["dtype"] == "float32"
-    assert entry["output"]["classes"] == card["classes"]
+    assert entry["output"]["classes"] == card.classes
     assert entry["opset"] >= 17 and entry["check"]["max_abs_prob_diff"] <= PARITY_TOLERANCE
     session = ort.InferenceSession(str(onnx_run / "model.onnx"), providers=["CPUExecutionProvider"])
     (inp,), (out,) = session.get_inputs(), session.get_outputs()
     assert inp.shape[1:] == [1, s, s] and isinstance(inp.shape[0], str)  # dynamic batch axis
-    assert inp.type == "tensor(float)" and out.shape[1] == len(card["classes"])
+    assert inp.type == "tensor(float)" and out.shape[1] == len(card.classes)
 
 
 def test_parity_on_synthetic_images_at_several_batch_sizes(onnx_run, blob_dataset):
@@ -63,7 +64,7 @@ def test_onnx_input_is_bit_identical_to_the_torch_normalisation():
     import torch
 
     from cxrkit.data.transforms import Preprocessing
-    from cxrkit.inference.predictor import onnx_input
+    from cxrkit.inference.backends import onnx_input
 
     batch = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)
     for pre in (Preprocessing(16), Preprocessing(16, mean=0.485, std=0.229)):

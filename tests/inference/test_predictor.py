@@ -10,7 +10,8 @@ import pytest
 
 import cxrkit
 from cxrkit.inference import DEFAULT_THRESHOLD, Predictor, find_images
-from cxrkit.training.rundir import CARD_FILE, RunError
+from cxrkit.run import RunError
+from cxrkit.run.layout import CARD_FILE
 
 CLASSES = ["covid", "viral_pneumonia", "normal"]
 
@@ -122,7 +123,7 @@ def test_probabilities_use_the_runs_temperature(tiny_run, predictor, blob_datase
 
 
 def test_model_id_names_run_and_split(tiny_run, predictor):
-    assert predictor.model_id == f"{tiny_run.run_dir.name}@{tiny_run.card['split']['hash'][:12]}"
+    assert predictor.model_id == f"{tiny_run.run_dir.name}@{tiny_run.card.split_hash[:12]}"
 
 
 def test_onnx_backend_needs_an_export(tiny_run):

@@ -1,4 +1,4 @@
-"""data.datamodule: loaders over the cache, and their distributed samplers."""
+"""training.datamodule: loaders over the cache, and their distributed samplers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
-from cxrkit.data.datamodule import CxrDataModule, DistributedWeightedSampler
+from cxrkit.training.datamodule import CxrDataModule, DistributedWeightedSampler
 
 
 def test_weighted_sampler_shares_one_balanced_draw_between_ranks():

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from cxrkit.evaluation import predict_split
 from cxrkit.inference import Predictor
-from cxrkit.training.rundir import read_card
+from cxrkit.run import read_card
 
 
 @pytest.mark.timeout(300)
@@ -31,18 +31,18 @@ def test_two_process_ddp_on_cpu_matches_single_process_metrics(blob_writer, tmp_
     # one set of checkpoints and one run directory, written by rank 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     card = read_card(out)
-    assert card["training"]["epochs_run"] == 2
-    counts = card["data"]["split_counts"]
+    assert card.training["epochs_run"] == 2
+    counts = card.data["split_counts"]
     n_val = sum(counts["val"].values())
     assert n_val % 2 == 1  # uneven shards: a padded sampler would count one image twice
 
     # the val metrics synced over both processes equal those of one process over all of val
     preds = predict_split(Predictor.from_run(out), split="val", workers=1, cache_dir=tmp_path / "cache")
     logits, y = torch.from_numpy(preds.logits), torch.from_numpy(preds.y_true)
-    train_counts = np.array([counts["train"][c] for c in card["classes"]], float)
+    train_counts = np.array([counts["train"][c] for c in card.classes], float)
     weights = torch.tensor(train_counts.sum() / (len(train_counts) * train_counts), dtype=torch.float32)
     loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=0.1).item()
     acc = (logits.argmax(1) == y).float().mean().item()
     assert len(y) == n_val
-    assert card["val_metrics"]["val/acc"] == pytest.approx(acc, abs=1e-6)
-    assert card["val_metrics"]["val/loss"] == pytest.approx(loss, abs=1e-4)
+    assert card.val_metrics["val/acc"] == pytest.approx(acc, abs=1e-6)
+    assert card.val_metrics["val/loss"] == pytest.approx(loss, abs=1e-4)

@@ -8,8 +8,9 @@ import torch
 
 from cxrkit.evaluation import predict_split
 from cxrkit.inference import Predictor
-from cxrkit.models import create_model
-from cxrkit.training import load_run, read_card, train
+from cxrkit.models import create_model, load_run
+from cxrkit.run import read_card
+from cxrkit.training import train
 
 
 def test_head_trained_on_cached_features_is_saved_in_the_full_model(blob_dataset, tiny_config, tmp_path):
@@ -17,7 +18,7 @@ def test_head_trained_on_cached_features_is_saved_in_the_full_model(blob_dataset
                       epochs=3, lr=1e-2)
     result = train(cfg, progress_bar=False)
     card = read_card(result.run_dir)
-    assert card["model"]["cache_features"] and card["model"]["finetune"] == "head"
+    assert card.model.cache_features and card.model.finetune == "head"
 
     # the backbone is the seeded initial one, untouched; the head is not
     torch.manual_seed(cfg.seed)
@@ -35,7 +36,7 @@ def test_head_trained_on_cached_features_is_saved_in_the_full_model(blob_dataset
     # the val metrics of the feature run are those of the saved full model on the val images
     preds = predict_split(Predictor.from_run(result.run_dir), split="val", workers=1, cache_dir=tmp_path / "cache")
     acc = float((preds.logits.argmax(1) == preds.y_true).mean())
-    assert card["val_metrics"]["val/acc"] == pytest.approx(acc, abs=1e-6)
+    assert card.val_metrics["val/acc"] == pytest.approx(acc, abs=1e-6)
 
 
 def test_cached_features_need_the_head_only_mode(blob_dataset, tiny_config, tmp_path):

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from cxrkit.errors import UsageError
 from cxrkit.inference import Predictor
-from cxrkit.models import DEFAULT_MODEL
-from cxrkit.training import RunError, TrainConfig, load_run, read_card, train
+from cxrkit.models import DEFAULT_MODEL, load_run
+from cxrkit.run import RunError, read_card
+from cxrkit.training import TrainConfig, train
 from cxrkit.training.checkpoint_io import SafeCheckpointIO
 from cxrkit.training.config import DEFAULT_MODEL as CONFIG_DEFAULT_MODEL
 
@@ -25,19 +27,19 @@ def test_run_directory_has_everything_needed(tiny_run):
                  "checkpoints/last.ckpt", "logs/version_0/metrics.csv"):
         assert (run / name).is_file(), name
     card = read_card(run)
-    assert card["classes"] == ["covid", "viral_pneumonia", "normal"]
-    assert card["preprocessing"]["input_size"] == 64
-    assert card["model"]["name"] == "resdense_tiny"
-    assert card["weights_source"] == "none"
-    assert len(card["split"]["hash"]) == 16 and card["data"]["images"] == 72
-    assert card["versions"]["torch"] == torch.__version__.split("+")[0]
-    assert "research" in card["notice"].lower()
-    assert 0.0 <= card["val_metrics"]["val/acc"] <= 1.0
+    assert card.classes == ["covid", "viral_pneumonia", "normal"]
+    assert card.preprocessing.input_size == 64
+    assert card.model.name == "resdense_tiny"
+    assert card.weights_source == "none"
+    assert len(card.split_hash) == 16 and card.data["images"] == 72
+    assert card.versions["torch"] == torch.__version__.split("+")[0]
+    assert "research" in card.notice.lower()
+    assert 0.0 <= card.val_metrics["val/acc"] <= 1.0
 
 
 def test_tiny_model_learns_the_synthetic_task(tiny_run, blob_dataset):
     # Each class is a bright blob in its own place: a working pipeline learns it in 4 epochs.
-    assert tiny_run.card["val_metrics"]["val/acc"] >= 0.8
+    assert tiny_run.card.val_metrics["val/acc"] >= 0.8
     pred = Predictor.from_run(tiny_run.run_dir)
     paths = sorted(blob_dataset.glob("*/*.png"))
     probs = pred.predict_proba(paths)
@@ -52,7 +54,7 @@ def test_loaded_run_gives_the_same_outputs_as_the_trained_module(tiny_run, blob_
     again = load_run(tiny_run.run_dir)
     with torch.no_grad():
         assert torch.equal(loaded.model(x), again.model(x))
-    assert loaded.preprocessing.to_dict() == read_card(tiny_run.run_dir)["preprocessing"]
+    assert loaded.preprocessing.to_dict() == read_card(tiny_run.run_dir).preprocessing.to_dict()
 
 
 class CrashAfterEpoch(L.Callback):
@@ -75,7 +77,7 @@ def test_resume_after_crash_continues_and_gives_a_loadable_model(blob_dataset, t
     saved = TrainConfig.from_yaml((tmp_path / "run/config.yaml").read_text())
     assert saved == config
     result = train(saved, resume=True, progress_bar=False)
-    assert result.card["training"]["epochs_run"] == 3
+    assert result.card.training["epochs_run"] == 3
     # Each attempt keeps its own log: nothing written before the crash is lost.
     logs = sorted((tmp_path / "run/logs").glob("version_*/metrics.csv"))
     assert len(logs) == 2 and all(len(f.read_text().splitlines()) > 1 for f in logs)
@@ -85,7 +87,7 @@ def test_resume_after_crash_continues_and_gives_a_loadable_model(blob_dataset, t
 
 def test_resume_without_checkpoint_is_a_clear_error(blob_dataset, tiny_config, tmp_path):
     config = tiny_config(blob_dataset, tmp_path / "empty", tmp_path / "cache")
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+    with pytest.raises(UsageError, match="nothing to resume"):
         train(config, resume=True, progress_bar=False)
 
 
@@ -100,7 +102,7 @@ class Evil:
 def test_a_new_run_never_overwrites_an_existing_one(tiny_run, blob_dataset, tiny_config, tmp_path):
     before = (tiny_run.run_dir / "model.safetensors").read_bytes()
     config = tiny_config(blob_dataset, tiny_run.run_dir, tmp_path / "cache")
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(UsageError, match="--resume"):
         train(config, progress_bar=False)
     assert (tiny_run.run_dir / "model.safetensors").read_bytes() == before
 

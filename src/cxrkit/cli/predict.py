@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
     if ignored:
         err_console.print(f"note: skipped {ignored} non-image file(s) in the folders given")
     if args.cam and preds.results:
-        from ..inference.cam import CamOverlays
+        from ..explain.cam_png import CamOverlays
 
         with progress_bar("Grad-CAM overlays") as update:
             written = CamOverlays(predictor).write([Path(r.name) for r in preds.results], args.cam_dir, update)

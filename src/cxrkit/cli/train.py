@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> None:
                        data_progress=update)
     card = result.card
     if card:
-        v = card["val_metrics"]
+        v = card.val_metrics
         console.print(f"run [bold]{result.run_dir}[/]: val acc {v.get('val/acc', float('nan')):.4f}, "
                       f"macro-F1 {v.get('val/macro_f1', float('nan')):.4f} "
-                      f"({card['training']['epochs_run']} epochs, {card['training']['wall_seconds']:.0f} s)")
+                      f"({card.training['epochs_run']} epochs, {card.training['wall_seconds']:.0f} s)")

@@ -1,8 +1,11 @@
-"""Evaluation: metrics with patient-level bootstrap confidence intervals."""
+"""Evaluation: metrics with patient-level bootstrap confidence intervals, calibration, subgroups, audit.
+
+Reads predictions (:mod:`cxrkit.inference.splits`), never trains.
+"""
 
 from .bootstrap import bootstrap_ci
-from .evaluate import SplitPredictions, evaluate_run, predict_split, summarize
+from .evaluate import evaluate_run
 from .metrics import classification_metrics, confusion
+from .summaries import summarize
 
-__all__ = ["bootstrap_ci", "classification_metrics", "confusion", "SplitPredictions", "evaluate_run", "predict_split",
-           "summarize"]
+__all__ = ["bootstrap_ci", "classification_metrics", "confusion", "evaluate_run", "summarize"]

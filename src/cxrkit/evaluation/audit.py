@@ -26,50 +26,14 @@ from sklearn.preprocessing import StandardScaler
 
 from ..data.cache import cached_images
 from ..data.dataset import CxrDataset
-from ..data.images import read_image
 from ..data.prepare import prepare
+from ..data.regions import BORDER_BAND, LUNG_BOX, border_mask, lung_box_mask, lung_masks, occlude
 from ..inference.predictor import Predictor
+from ..inference.splits import SplitPredictions, is_external, predict_split
 from ..models import backbone_features
-from .evaluate import SplitPredictions, is_external, predict_split
 
-# Fractions of the image side. The lung box covers both lung fields of a centred PA/AP film.
-LUNG_BOX = (0.12, 0.88, 0.10, 0.90)  # top, bottom, left, right
-BORDER_BAND = 0.10
 MIN_PER_VALUE = 10  # attribute values with fewer train images are left out of a probe
 SHORTCUT_RETAINED = 0.5  # share of above-chance balanced accuracy kept with lungs hidden
-
-
-def lung_box_mask(size: int) -> np.ndarray:
-    m = np.zeros((size, size), bool)
-    t, b, left, r = (int(round(f * size)) for f in LUNG_BOX)
-    m[t:b, left:r] = True
-    return m
-
-
-def border_mask(size: int) -> np.ndarray:
-    band = int(round(BORDER_BAND * size))
-    m = np.zeros((size, size), bool)
-    m[:band], m[-band:], m[:, :band], m[:, -band:] = True, True, True, True
-    return m
-
-
-def occlude(images: np.ndarray, hide: np.ndarray) -> np.ndarray:
-    """Set pixels where ``hide`` (N,S,S or S,S) is true to each image's mean intensity."""
-    out = images.astype(np.float32)
-    means = out.mean(axis=(1, 2), keepdims=True)
-    hide = np.broadcast_to(hide, out.shape)
-    out = np.where(hide, means, out)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def lung_masks(dataset: CxrDataset, size: int) -> np.ndarray | None:
-    """Per-image lung masks resized to ``size`` when every record has one, else None."""
-    if not dataset.records or not all(r.mask_path for r in dataset.records):
-        return None
-    from PIL import Image
-    masks = [np.asarray(Image.fromarray((read_image(r.mask_path) > 0.5).astype(np.uint8) * 255)
-                        .resize((size, size), Image.NEAREST)) > 127 for r in dataset.records]
-    return np.stack(masks)
 
 
 def penultimate_features(predictor: Predictor, images: np.ndarray) -> np.ndarray:
@@ -209,7 +173,7 @@ def audit_run(predictor: Predictor, data=None, split: str | None = None, columns
     # Probes train on the run's train split, read through the same source as the evaluated
     # images when that is the training data (e.g. its manifest, which has the metadata).
     card = predictor.run.card
-    train_data = card["data"]["path"] if is_external(card, preds.dataset.root) else preds.dataset.location
+    train_data = card.data["path"] if is_external(card, preds.dataset.root) else preds.dataset.location
     train_prep = prepare(train_data, predictor.classes, split_file=predictor.run.run_dir / "split.csv",
                          workers=workers, cache_dir=cache_dir)
     train_ds = train_prep.split.subset(train_prep.dataset, "train")

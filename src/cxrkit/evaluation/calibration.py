@@ -15,13 +15,6 @@ from ..errors import UsageError
 N_BINS = 10
 
 
-def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def nll(y_true: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0))))
 

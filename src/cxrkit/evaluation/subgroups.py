@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .evaluate import summarize
+from .summaries import summarize
 
 MIN_IMAGES = 30  # below this a subgroup's CI is too wide to mean much
 MIN_PER_CLASS = 5

@@ -17,7 +17,7 @@ _LAZY = {"METHODS": "cams", "Explainer": "cams", "Explanation": "cams",
          "TargetLayerError": "layers", "find_target_layer": "layers",
          "overlay_figure": "overlay", "explain_files": "files", "ExplainedFiles": "files",
          "explain_split": "summary", "write_summary": "summary", "SplitExplanations": "summary",
-         "compare_methods": "faithfulness", "road_scores": "faithfulness"}
+         "compare_methods": "faithfulness", "road_scores": "faithfulness", "CamOverlays": "cam_png"}
 
 __all__ = ["DEFAULT_METHOD", "METHOD_CLASSES", "SLOW_METHODS", *_LAZY]
 

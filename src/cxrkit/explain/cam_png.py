@@ -1,8 +1,8 @@
-"""Grad-CAM overlays for ``cxr predict --cam`` and the service, drawn by the explain package.
+"""Grad-CAM overlay PNGs for ``cxr predict --cam``, the service and the PACS writer.
 
-Both callers share this one path: maps from :class:`cxrkit.explain.Explainer` under the
+All callers share this one path: maps from :class:`~cxrkit.explain.cams.Explainer` under the
 predictor's lock (CAM hooks must not see another thread's forward pass), figures from
-:func:`cxrkit.explain.overlay.overlay_figure` over the image at its original size.
+:func:`~cxrkit.explain.overlay.overlay_figure` over the image at its original size.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_bytes
-from .predictor import Predictor
+from ..inference.predictor import Predictor
+from .cams import Explainer
+from .defaults import DEFAULT_METHOD
+from .overlay import overlay_figure, png_bytes
 
 
 class CamOverlays:
     """Explain preprocessed images and render the overlay PNGs, for one predictor."""
 
     def __init__(self, predictor: Predictor, method: str | None = None):
-        from ..explain import DEFAULT_METHOD, Explainer
-
         self.predictor = predictor
         self.explainer = Explainer(predictor, method or DEFAULT_METHOD)
 
@@ -36,8 +37,6 @@ class CamOverlays:
 
     def png(self, gray: np.ndarray, explanation, index: int = 0) -> bytes:
         """The overlay of image ``index`` of ``explanation`` on ``gray`` (its decoded original)."""
-        from ..explain.overlay import overlay_figure, png_bytes
-
         e = explanation
         return png_bytes(overlay_figure(gray, e.maps[index], e.classes[index], e.probabilities[index],
                                         self.predictor.classes, self.caption))

@@ -8,7 +8,7 @@ For the predicted class of every image of a split (maps on the common S x S mode
 * the share of map energy inside the lung field and inside the border band (text, markers,
   collimation), per true class: each image's map sum in the region over its total, averaged
   over images. The lung field is the dataset's lung masks when every image has one, else the
-  documented central box of cxrkit.evaluation.audit (LUNG_BOX); pixels of the border band
+  documented central box of cxrkit.data.regions (LUNG_BOX); pixels of the border band
   count as border only, so the two shares of an image add up to at most 1.
 
 :func:`write_summary` writes the PNGs and ``summary.json``, whose ``images`` and
@@ -26,10 +26,10 @@ import numpy as np
 
 from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json
+from .._numeric import softmax
 from ..data.cache import cached_images
-from ..evaluation.audit import LUNG_BOX, border_mask, lung_box_mask, lung_masks
-from ..evaluation.evaluate import is_external, predict_split
-from ..inference.predictor import softmax
+from ..data.regions import LUNG_BOX, border_mask, lung_box_mask, lung_masks
+from ..inference.splits import is_external, predict_split
 from .cams import Explainer
 from .overlay import annotate, draw_overlay, panel_grid, save_png
 
@@ -85,7 +85,7 @@ def explain_split(explainer: Explainer, data=None, split: str | None = None, wor
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
     n, size, n_classes = len(images), predictor.preprocessing.input_size, len(predictor.classes)
     y_true = preds.y_true
-    probs = softmax(preds.logits / predictor.temperature)
+    probs = softmax(preds.logits, predictor.temperature)
     y_pred = probs.argmax(1)
     picked = _most_confident(y_true, probs, cases)
     wanted = {i for by_kind in picked.values() for idx in by_kind.values() for i in idx}

@@ -5,7 +5,7 @@ Public face::
     predictor = cxrkit.load("runs/lite0")                      # == Predictor.from_run(...)
     files, missing, ignored = find_images(["a.png", "scans/"])  # folders searched recursively
     out = predictor.predict(files)                             # .results (Prediction), .errors (Failure)
-    export_onnx("runs/lite0")                                  # RUN_DIR/model.onnx + card["onnx"]
+    export_onnx("runs/lite0")                                  # RUN_DIR/model.onnx + the card's onnx section
 
 Names load on first use, so importing this package (e.g. for the CLI's defaults) does not
 import torch.

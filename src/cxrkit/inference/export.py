@@ -2,7 +2,7 @@
 
 The graph maps a normalised float32 batch (B, 1, S, S) to logits; the batch axis is dynamic.
 Decoding and :class:`~cxrkit.data.transforms.Preprocessing` stay outside the graph and are
-written into ``card["onnx"]["preprocessing"]`` so any runtime can reproduce them, and
+written into the card's ``onnx.preprocessing`` so any runtime can reproduce them, and
 ``Predictor(backend="onnx")`` reuses the very same Python preprocessing as the torch path.
 Every export is checked against PyTorch before the card points at it.
 """
@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import atomic_write_json
 from ..errors import CxrkitError
-from ..training.rundir import CARD_FILE, MODEL_FILE, load_run, read_card
-from .predictor import Predictor, file_sha256
+from ..models import load_run
+from ..run import RunDir, update_card
+from ..run.layout import ONNX_FILE
+from .backends import file_sha256
+from .predictor import Predictor
 
-ONNX_FILE = "model.onnx"
 # Opset 18: the lowest the torch.export-based exporter emits without a lossy down-conversion.
 ONNX_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -83,17 +84,15 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
         "preprocessing": pre.to_dict(),
         "opset": opset,
         "exporter": f"torch.onnx (dynamo) {torch.__version__}",
-        "weights_sha256": file_sha256(run_dir / MODEL_FILE),
+        "weights_sha256": file_sha256(RunDir(run_dir).weights),
     }
-    card = read_card(run_dir)
-    card["onnx"] = entry
     torch_predictor = Predictor(run)
-    run.card = card
+    run.card.onnx = entry
     images = np.stack([pre.to_uint8(g) for g in check_images(s)])
     diff = max_prob_difference(torch_predictor, Predictor(run, backend="onnx"), images)
     if diff > PARITY_TOLERANCE:
         raise ExportError(f"{out}: ONNX probabilities differ from PyTorch by {diff:.2e} "
                           f"(> {PARITY_TOLERANCE:.0e}); the card was not updated")
     entry["check"] = {"images": len(images), "max_abs_prob_diff": diff}
-    atomic_write_json(run_dir / CARD_FILE, card)
+    update_card(run_dir, "onnx", entry)
     return entry

@@ -1,16 +1,15 @@
 """One Predictor, loaded from a run directory, used by every command that runs the model.
 
 Preprocessing comes from the run's model card (never re-coded per command), so evaluate,
-predict, explain and serve see exactly the pixels training saw. Two backends share it: the
-PyTorch model (default) and the ONNX export made by ``cxr export`` (onnxruntime).
+predict, explain and serve see exactly the pixels training saw. The arithmetic runs on a
+backend object (:mod:`cxrkit.inference.backends`): the PyTorch model (default, fp32 or bf16)
+or the ONNX export made by ``cxr export`` (onnxruntime; the torch network is never built).
+Non-finite outputs are never returned as an answer: such an input becomes a :class:`Failure`.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,9 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._numeric import softmax
 from ..data.images import ImageReadError, as_float01, read_gray
-from ..errors import UsageError
-from ..training.rundir import MODEL_FILE, LoadedRun, RunError, load_run
+from ..errors import CxrkitError, UsageError
+from ..models import LoadedRun, load_run
+from .backends import BACKEND_CLASSES, NEEDS_TORCH_MODEL
 from .defaults import BACKENDS, DEFAULT_THRESHOLD, check_threshold
 
 ImageInput = str | Path | np.ndarray | bytes
@@ -53,6 +54,13 @@ class Failure:
         return asdict(self)
 
 
+NON_FINITE = "the model gave non-finite outputs (NaN/inf) for this input; no answer is given"
+
+
+class NonFiniteOutput(CxrkitError, ValueError):
+    """The model's output for an input was NaN or infinite: never reported as a prediction."""
+
+
 @dataclass
 class Predictions:
     """Results in input order (failed inputs left out) and the inputs that failed."""
@@ -66,45 +74,56 @@ class Predictor:
 
     ``lock`` is held while the PyTorch model runs: code that hooks the model (CAMs) holds it
     too, so a concurrent forward pass can never leak into another request's activations.
-
-    The ONNX backend runs one single-threaded onnxruntime pass per core, each on its own
-    batch, instead of one pass spread over all cores: no pass waits at a thread barrier for a
-    core that a decoding thread holds (measured on 2 cores: +6% model-only, +8% end to end).
-    PyTorch runs one batch at a time on all its threads.
+    ``precision`` ("32", "bf16" or "auto": bf16 where the device computes it natively) applies
+    to the torch backend; the resolved one is :attr:`precision`.
     """
 
     def __init__(self, run: LoadedRun, device: str | torch.device = "cpu", batch_size: int = 32,
-                 backend: str = "torch", threshold: float = DEFAULT_THRESHOLD):
+                 backend: str = "torch", threshold: float = DEFAULT_THRESHOLD, precision: str = "32"):
         if backend not in BACKENDS:
             raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.run = run
         self.device = torch.device(device)
-        self.model = run.model.to(self.device).eval().to(memory_format=torch.channels_last)
+        self.engine = BACKEND_CLASSES[backend](run, self.device, precision)
         self.classes = run.classes
         self.preprocessing = run.preprocessing
         self.batch_size = batch_size
         self.backend = backend
         self.threshold = check_threshold(threshold)
-        self.lock = threading.RLock()
-        self._session = _onnx_session(run) if backend == "onnx" else None
-        self._onnx_input = self._session.get_inputs()[0].name if self._session else None
-        self.streams = (os.cpu_count() or 1) if self._session else 1  # batches in flight
+        self.lock = self.engine.lock
+        self.streams = self.engine.streams  # batches in flight
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | torch.device = "cpu", batch_size: int = 32,
-                 backend: str = "torch", threshold: float = DEFAULT_THRESHOLD) -> "Predictor":
-        return cls(load_run(run_dir), device, batch_size, backend, threshold)
+                 backend: str = "torch", threshold: float = DEFAULT_THRESHOLD, precision: str = "32") -> "Predictor":
+        return cls(load_run(run_dir, device, with_model=backend in NEEDS_TORCH_MODEL), device, batch_size, backend,
+                   threshold, precision)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The PyTorch network (CAMs, features); the ONNX backend has none."""
+        if self.engine.model is None:
+            raise UsageError(f"the {self.backend} backend has no PyTorch model; use backend='torch' for this")
+        return self.engine.model
+
+    @property
+    def precision(self) -> str:
+        return self.engine.precision
+
+    @property
+    def precision_note(self) -> str:
+        """Why the precision differs from what was asked ("" when it does not)."""
+        return self.engine.precision_note
 
     @property
     def temperature(self) -> float:
         """Calibration temperature fitted on val (1.0 when the run has none)."""
-        return float(self.run.card.get("calibration", {}).get("temperature", 1.0))
+        return self.run.card.temperature
 
     @property
     def model_id(self) -> str:
         """Run name + split hash: names the model and the data split it was selected on."""
-        split_hash = str(self.run.card.get("split", {}).get("hash", "nosplit"))[:12]
-        return f"{self.run.run_dir.name}@{split_hash}"
+        return f"{self.run.run_dir.name}@{self.run.card.split_hash[:12]}"
 
     def logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
         """Logits for preprocessed uint8 images (N, S, S), in batches."""
@@ -123,19 +142,17 @@ class Predictor:
 
     def model_input(self, batch: np.ndarray) -> torch.Tensor:
         """uint8 images (B, S, S) -> the torch model's input: normalised, on the device, channels_last."""
-        x = self.preprocessing.normalise(torch.from_numpy(np.array(batch))[:, None].to(self.device))
-        return x.contiguous(memory_format=torch.channels_last)
+        if not hasattr(self.engine, "model_input"):
+            raise UsageError(f"the {self.backend} backend has no PyTorch input; use backend='torch' for this")
+        return self.engine.model_input(batch)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """Logits of a uint8 batch (B, 1, S, S) on the chosen backend."""
-        if self._session is not None:  # onnxruntime's run() is thread-safe; no lock needed
-            return self._session.run(None, {self._onnx_input: onnx_input(self.preprocessing, batch)})[0]
-        with self.lock, torch.inference_mode():
-            return self.model(self.model_input(batch[:, 0])).float().cpu().numpy()
+        return self.engine.forward(batch)
 
     def proba_from_uint8(self, images: np.ndarray, temperature: float | None = None) -> np.ndarray:
         logits = self.logits_from_uint8(images)
-        return softmax(logits / (self.temperature if temperature is None else temperature))
+        return softmax(logits, self.temperature if temperature is None else temperature)
 
     def predict_proba(self, images: Iterable[str | Path | np.ndarray]) -> np.ndarray:
         """Probabilities for image files or decoded gray arrays in [0, 1]."""
@@ -182,7 +199,8 @@ class Predictor:
             nonlocal done
             out.errors.extend(failures)
             if results is not None:
-                out.results.extend(results.result())
+                for outcome in results.result():
+                    (out.errors if isinstance(outcome, Failure) else out.results).append(outcome)
             done += n_read + len(failures)
             if progress:
                 progress(done, len(items))
@@ -190,7 +208,7 @@ class Predictor:
         with self._inference_pool() as pool:
             pending: deque = deque()
             for batch_names, images, failures in self._prepared_batches(items, names, workers):
-                results = pool.submit(self.results_from_uint8, np.stack(images), batch_names,
+                results = pool.submit(self._outcomes_from_uint8, np.stack(images), batch_names,
                                       threshold) if images else None
                 pending.append((failures, len(batch_names), results))
                 if len(pending) > self.streams:
@@ -201,10 +219,22 @@ class Predictor:
 
     def results_from_uint8(self, images: np.ndarray, names: list[str], threshold: float | None = None
                            ) -> list[Prediction]:
-        """Predictions for images already through :meth:`prepare`."""
+        """Predictions for images already through :meth:`prepare`; :class:`NonFiniteOutput` if the
+        model gave NaN/inf for any of them (a damaged model or an input it cannot handle)."""
         threshold = self.threshold if threshold is None else check_threshold(threshold)
-        out = []
+        outcomes = self._outcomes_from_uint8(images, names, threshold)
+        bad = [o for o in outcomes if isinstance(o, Failure)]
+        if bad:
+            raise NonFiniteOutput(f"{bad[0].name}: {bad[0].reason}")
+        return outcomes  # type: ignore[return-value]
+
+    def _outcomes_from_uint8(self, images: np.ndarray, names: list[str], threshold: float
+                             ) -> list[Prediction | Failure]:
+        out: list[Prediction | Failure] = []
         for name, probs in zip(names, self.proba_from_uint8(images)):
+            if not np.isfinite(probs).all():
+                out.append(Failure(name, NON_FINITE))
+                continue
             top = int(probs.argmax())
             out.append(Prediction(name, {c: float(p) for c, p in zip(self.classes, probs)}, self.classes[top],
                                   float(probs[top]), bool(probs[top] < threshold)))
@@ -293,23 +323,6 @@ def _name_of(item, index: int) -> str:
     return f"{'bytes' if isinstance(item, (bytes, bytearray)) else 'array'}[{index}]"
 
 
-def onnx_input(preprocessing, batch: np.ndarray) -> np.ndarray:
-    """The ONNX model's float32 input for a uint8 batch: ``Preprocessing.normalise`` as a lookup.
-
-    The table is ``normalise`` applied to the 256 levels, so the result is bit-identical to
-    its uint8 torch path (tested). One numpy lookup costs a third of the float arithmetic, and
-    no torch op runs between onnxruntime runs: a torch op wakes torch's OpenMP threads, which
-    then fight onnxruntime's for the cores (measured 20-30x slower normalisation on 2 cores).
-    """
-    return np.take(_normalise_table(preprocessing), batch)
-
-
-@functools.lru_cache(maxsize=8)
-def _normalise_table(preprocessing) -> np.ndarray:
-    levels = np.arange(256, dtype=np.float32) / np.float32(255)
-    return np.asarray(preprocessing.normalise(levels), np.float32)
-
-
 def _gray_array(arr: np.ndarray, name: str) -> np.ndarray:
     """A caller's 2-D gray array as :func:`read_gray` would give it (uint8/uint16 kept as they are)."""
     if arr.ndim != 2:
@@ -321,46 +334,3 @@ def _gray_array(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype.kind != "f" or not np.isfinite(arr).all():
         raise ImageReadError(name, f"expected finite float or integer pixels, got dtype {arr.dtype}")
     return arr.astype(np.float32)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _onnx_session(run: LoadedRun):
-    """An onnxruntime session for the run's export, refused when it is missing or stale."""
-
-    entry = run.card.get("onnx")
-    how = f"export it with `cxr export {run.run_dir} --onnx`"
-    if not entry:
-        raise RunError(f"{run.run_dir}: no ONNX model in the model card; {how}")
-    path = run.run_dir / entry["file"]  # an absolute "file" stays absolute
-    if not path.is_file():
-        raise RunError(f"{path}: ONNX model listed in the model card is missing; {how}")
-    if entry.get("preprocessing") != run.preprocessing.to_dict():
-        raise RunError(f"{path}: exported with other preprocessing than the run's; {how}")
-    if entry.get("weights_sha256") != file_sha256(run.run_dir / MODEL_FILE):
-        raise RunError(f"{path}: exported from other weights than {MODEL_FILE}; {how}")
-    return onnx_session(path)
-
-
-def onnx_session(path: str | Path, threads: int = 1):
-    """An onnxruntime CPU session running each pass on ``threads`` threads (the Predictor runs
-    one single-threaded pass per core), whose idle threads sleep instead of spinning: spinning
-    threads would take the cores from the decode threads (and from torch) between runs."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

@@ -6,6 +6,7 @@ Importing this package registers ``resdense_tiny/small/base`` in timm's registry
 from cxrkit.models import resdense  # noqa: F401  (registers the resdense_* names in timm)
 from cxrkit.models.factory import DEFAULT_MODEL, ModelInfo, create_model, list_models
 from cxrkit.models.features import backbone_features, pooled_features
+from cxrkit.models.loading import LoadedRun, load_run, preprocessing_of, save_weights
 from cxrkit.models.weights import (
     LoadedWeights,
     WeightsError,
@@ -17,6 +18,7 @@ from cxrkit.models.weights import (
 
 __all__ = [
     "DEFAULT_MODEL",
+    "LoadedRun",
     "LoadedWeights",
     "ModelInfo",
     "WeightsError",
@@ -24,8 +26,11 @@ __all__ = [
     "create_model",
     "create_with_weights",
     "list_models",
+    "load_run",
     "load_state_dict_into",
     "load_weights_file",
     "pooled_features",
+    "preprocessing_of",
     "read_state_dict",
+    "save_weights",
 ]

@@ -1,20 +1,24 @@
 """Training: Lightning module, fit loop and run directories.
 
-Public face: ``train(TrainConfig(data=..., out=...))`` writes a run directory;
-``load_run(run_dir)`` rebuilds the trained model from it. Names other than
+Public face: ``train(TrainConfig(data=..., out=...))`` writes a run directory
+(:mod:`cxrkit.run` declares it; ``cxrkit.models.load_run`` rebuilds the model from it). Names other than
 ``TrainConfig`` load on first use, so importing this package does not import Lightning.
 """
 
 from .config import TrainConfig
 
-_LAZY = {"train": "fit", "TrainResult": "fit", "LoadedRun": "rundir", "RunError": "rundir",
-         "load_run": "rundir", "read_card": "rundir"}
+_LAZY = {"train": "fit", "TrainResult": "fit"}
+_ELSEWHERE = {"LoadedRun": "cxrkit.models", "load_run": "cxrkit.models", "RunError": "cxrkit.run",
+              "read_card": "cxrkit.run"}  # kept here for scripts written against 0.1
 
-__all__ = ["TrainConfig", *_LAZY]
+__all__ = ["TrainConfig", *_LAZY, *_ELSEWHERE]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _ELSEWHERE:
+        import importlib
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

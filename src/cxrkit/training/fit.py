@@ -1,8 +1,16 @@
-"""``train(config)``: dataset -> split -> cached images -> Lightning fit -> run directory."""
+"""``train(config)``: dataset -> split -> cached images -> Lightning fit -> run directory.
+
+:func:`train` reads as its steps: check the start, read and split the data, build the model
+(weights checked before anything is written), write config + split, cache the images, fit,
+write weights and the card. A start that fails before fitting removes the folder it created.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -18,20 +26,20 @@ from lightning.pytorch.loggers import CSVLogger
 from .._distributed import cuda_wanted, is_launch_rank_zero
 from .._io import atomic_write_text
 from ..data.cache import cached_images
-from ..data.datamodule import CxrDataModule
+from ..data.dataset import CxrDataset
 from ..data.prepare import prepare
 from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
-from ..models import backbone_features, create_model
+from ..models import backbone_features, create_model, save_weights
+from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
 from .checkpoint_io import SafeCheckpointIO
-from .config import CONFIG_FILE, TrainConfig
+from .config import TrainConfig
+from .datamodule import CxrDataModule
 from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
 from .module import CxrClassifier
-from .rundir import SPLIT_FILE, data_fingerprint, save_weights, write_card
 
-CHECKPOINT_DIR = "checkpoints"
 # Lightning chatter that says nothing about this run (tips, notes on our deliberate choices).
 _QUIET = (".*on_after_batch_transfer.*", ".*LeafSpec.*", ".*number of training batches.*",
           ".*does not have many workers.*", ".*Checkpoint directory .* exists and is not empty.*")
@@ -46,7 +54,7 @@ def _quiet_lightning() -> None:
 @dataclass
 class TrainResult:
     run_dir: Path
-    card: dict
+    card: ModelCard | None  # None on the non-writing ranks of a distributed run
     trainer: L.Trainer
 
 
@@ -70,6 +78,138 @@ def _loggers(run_dir: Path):
     return loggers
 
 
+def data_fingerprint(dataset: CxrDataset) -> str:
+    """sha256 over (relative path, label, file size) of every record: cheap, order-independent.
+
+    A file that vanished since the scan counts with size -1 instead of aborting the run.
+    """
+    h = hashlib.sha256()
+
+    def size(path: Path) -> int:
+        try:
+            return os.stat(path).st_size
+        except OSError:
+            return -1
+
+    for line in sorted(f"{dataset.relpath(r)}\0{r.label}\0{size(r.path)}" for r in dataset.records):
+        h.update(line.encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def _check_start(config: TrainConfig, resume: bool) -> RunDir:
+    if config.cache_features and parse_finetune(config.finetune) != 0:
+        raise UsageError("cache_features trains the head alone on frozen features: use it with "
+                         f"finetune='head' (got {config.finetune!r})")
+    run = RunDir(config.out)
+    if resume and not run.last_checkpoint.is_file():
+        raise UsageError(f"{run.last_checkpoint}: nothing to resume in {run.root}"
+                         + (" (the run finished; its model is in place)" if run.is_finished() else ""))
+    if not resume and run.has_started():
+        raise UsageError(f"{run.root} already holds a run; continue it with --resume {run.root} "
+                         "or choose another --out (nothing was overwritten)")
+    return run
+
+
+@dataclass
+class _Built:
+    model: torch.nn.Module
+    info: object
+    trainable: int
+    pre: Preprocessing
+
+
+def _build_model(config: TrainConfig, n_classes: int) -> _Built:
+    model, info = create_model(config.model, n_classes, in_chans=1, pretrained=config.pretrained,
+                               weights=config.weights)
+    trainable = apply_finetune(model, config.finetune)
+    pre = Preprocessing(input_size=config.input_size or info.input_size[-1], mean=info.mean[0], std=info.std[0],
+                        contrast=config.contrast)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return _Built(model, info, trainable, pre)
+
+
+def _train_val_indices(ds: CxrDataset, split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train and val rows, and train class counts; refuses splits that cannot train."""
+    assignment = np.asarray(split.assignment)
+    train_idx, val_idx = np.nonzero(assignment == "train")[0], np.nonzero(assignment == "val")[0]
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise UsageError(f"the split has {len(train_idx)} train and {len(val_idx)} val images; "
+                         "both must be non-empty")
+    counts = np.bincount(ds.labels[train_idx], minlength=len(ds.classes))
+    if (counts == 0).any():
+        missing = [c for c, n in zip(ds.classes, counts) if n == 0]
+        raise UsageError(f"no training images for class(es) {', '.join(missing)}")
+    return train_idx, val_idx, counts
+
+
+def _module_and_data(config: TrainConfig, built: _Built, ds: CxrDataset, images, train_idx, val_idx, counts,
+                     on_stage, data_progress):
+    labels = ds.labels
+    class_weights = (counts.sum() / (len(counts) * counts)).tolist() if config.balance == "loss" else None
+    settings = dict(lr=config.lr, weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
+                    label_smoothing=config.label_smoothing, channels_last=config.channels_last)
+    pre = built.pre
+    if config.cache_features:
+        on_stage(f"computing frozen {config.model} features of {len(train_idx) + len(val_idx)} images once")
+        rows = np.concatenate([train_idx, val_idx])
+        device = "cuda" if cuda_wanted(config.accelerator) else "cpu"
+        features = backbone_features(built.model, images, pre, rows, device=device, progress=data_progress)
+        dm = CxrDataModule(features, labels[rows], np.arange(len(train_idx)), np.arange(len(train_idx), len(rows)),
+                           config.batch_size, balance=config.balance, seed=config.seed)
+        module = FeatureHeadClassifier(built.model.get_classifier(), list(ds.classes), pre.to_dict(), class_weights,
+                                       augment=False, **settings)
+    else:
+        dm = CxrDataModule(images, labels, train_idx, val_idx, config.batch_size,
+                           balance=config.balance, seed=config.seed)
+        module = CxrClassifier(built.model, list(ds.classes), pre.to_dict(), class_weights, augment=config.augment,
+                               **settings)
+    return module, dm
+
+
+def _trainer(config: TrainConfig, run: RunDir, progress_bar: bool, callbacks) -> tuple[L.Trainer, ModelCheckpoint]:
+    best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val/loss", mode="min",
+                           save_last=True, save_top_k=1, enable_version_counter=False)
+    callbacks = [best, EarlyStopping("val/loss", patience=config.patience, mode="min"),
+                 LearningRateMonitor("epoch"), *callbacks]
+    if progress_bar:
+        from lightning.pytorch.callbacks import RichProgressBar
+        callbacks.append(RichProgressBar())
+    trainer = L.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+        num_nodes=config.num_nodes, strategy=config.strategy, precision=_precision(config),
+        callbacks=callbacks, logger=_loggers(run.root), plugins=[SafeCheckpointIO()],
+        use_distributed_sampler=False,  # CxrDataModule shards train and val itself
+        deterministic="warn" if torch.cuda.is_available() else True,
+        enable_progress_bar=progress_bar, enable_model_summary=False, log_every_n_steps=10,
+        max_time={"minutes": config.max_minutes} if config.max_minutes else None,
+        default_root_dir=run.root)
+    return trainer, best
+
+
+def _card(config: TrainConfig, built: _Built, ds: CxrDataset, split, split_csv: str, trainer: L.Trainer,
+          best: ModelCheckpoint, best_path: Path, val: dict, n_train: int, fit_seconds: float,
+          start: float) -> ModelCard:
+    run = RunDir(config.out)
+    return ModelCard(
+        classes=list(ds.classes),
+        preprocessing=PreprocessingSpec(**built.pre.to_dict()),
+        model=ModelSpec(name=config.model, in_chans=1, num_params=built.info.num_params,
+                        trainable_params=built.trainable, finetune=config.finetune,
+                        cache_features=config.cache_features),
+        weights_source=built.info.weights_source,
+        data={"path": str(ds.root), "source": ds.source, "fingerprint": data_fingerprint(ds),
+              "images": len(ds), "split_counts": split.counts(ds)},
+        split={"file": run.split.name, "hash": split_fingerprint(split_csv),
+               "seed": config.seed, "fractions": list(config.fractions)},
+        training={"epochs_run": trainer.current_epoch, "best_checkpoint": best_path.name,
+                  "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
+                  "fit_seconds": round(fit_seconds, 1),
+                  "wall_seconds": round(time.perf_counter() - start, 1),
+                  "train_images_per_epoch": int(n_train)},
+        val_metrics={k: round(float(v), 6) for k, v in val.items()})
+
+
 def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
           on_stage: Callable[[str], None] = lambda msg: None,
           data_progress: Callable[[int, int], None] | None = None,
@@ -80,119 +220,51 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     using its saved split. ``callbacks`` are added to Lightning's (e.g. custom logging).
     """
     start = time.perf_counter()
-    if config.cache_features and parse_finetune(config.finetune) != 0:
-        raise UsageError("cache_features trains the head alone on frozen features: use it with "
-                         f"finetune='head' (got {config.finetune!r})")
+    run = _check_start(config, resume)
     _quiet_lightning()
-    run_dir = Path(config.out)
-    ckpt_dir = run_dir / CHECKPOINT_DIR
-    last_ckpt = ckpt_dir / "last.ckpt"
-    if resume and not last_ckpt.is_file():
-        raise FileNotFoundError(f"{last_ckpt}: nothing to resume in {run_dir}")
-    if not resume and ckpt_dir.exists() and any(ckpt_dir.iterdir()):
-        raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                              "or choose another --out (nothing was overwritten)")
     L.seed_everything(config.seed, workers=True, verbose=False)
     # In a distributed run the launcher re-runs this function in every process; only global
     # rank 0 writes, and the other ranks train on the split rank 0 wrote before launching them.
     writer = is_launch_rank_zero()
+    created = writer and not resume and not run.root.exists()
+    try:
+        on_stage("reading and splitting the dataset")
+        split_file = run.split if resume or not writer else config.split_file
+        prep = prepare(config.data, config.classes, split_file=split_file, seed=config.seed,
+                       fractions=config.fractions, max_distance=config.dup_threshold,
+                       workers=config.workers, progress=data_progress, cache_dir=config.cache_dir,
+                       split_by=config.split_by, holdout=config.holdout_source, select=config.select)
+        ds, split = prep.dataset, prep.split
+        train_idx, val_idx, counts = _train_val_indices(ds, split)
+        on_stage(f"building {config.model}")
+        built = _build_model(config, len(ds.classes))
+        split_csv = split_to_csv(ds, split)
+        if writer:
+            run.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run.split, split_csv)
+            atomic_write_text(run.config, config.to_yaml())
+        on_stage(f"caching {len(ds)} images at {built.pre.input_size} px")
+        images = cached_images(ds, built.pre, config.cache_dir, workers=config.workers, progress=data_progress)
+        module, dm = _module_and_data(config, built, ds, images, train_idx, val_idx, counts, on_stage,
+                                      data_progress)
+        trainer, best = _trainer(config, run, progress_bar, callbacks)
+    except BaseException:
+        if created:  # a failed start leaves nothing behind
+            shutil.rmtree(run.root, ignore_errors=True)
+        raise
 
-    on_stage("reading and splitting the dataset")
-    split_file = run_dir / SPLIT_FILE if resume or not writer else config.split_file
-    prep = prepare(config.data, config.classes, split_file=split_file, seed=config.seed,
-                   fractions=config.fractions, max_distance=config.dup_threshold,
-                   workers=config.workers, progress=data_progress, cache_dir=config.cache_dir,
-                   split_by=config.split_by, holdout=config.holdout_source, select=config.select)
-    ds, split = prep.dataset, prep.split
-    split_csv = split_to_csv(ds, split)
-    if writer:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / SPLIT_FILE, split_csv)
-        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
-
-    on_stage(f"building {config.model}")
-    model, info = create_model(config.model, len(ds.classes), in_chans=1,
-                               pretrained=config.pretrained, weights=config.weights)
-    trainable = apply_finetune(model, config.finetune)
-    pre = Preprocessing(input_size=config.input_size or info.input_size[-1], mean=info.mean[0], std=info.std[0],
-                        contrast=config.contrast)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-
-    on_stage(f"caching {len(ds)} images at {pre.input_size} px")
-    images = cached_images(ds, pre, config.cache_dir, workers=config.workers, progress=data_progress)
-    labels = ds.labels
-    assignment = np.asarray(split.assignment)
-    train_idx, val_idx = np.nonzero(assignment == "train")[0], np.nonzero(assignment == "val")[0]
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise UsageError(f"the split has {len(train_idx)} train and {len(val_idx)} val images; "
-                         "both must be non-empty")
-    counts = np.bincount(labels[train_idx], minlength=len(ds.classes))
-    if (counts == 0).any():
-        missing = [c for c, n in zip(ds.classes, counts) if n == 0]
-        raise UsageError(f"no training images for class(es) {', '.join(missing)}")
-    class_weights = (counts.sum() / (len(counts) * counts)).tolist() if config.balance == "loss" else None
-    settings = dict(lr=config.lr, weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
-                    label_smoothing=config.label_smoothing, channels_last=config.channels_last)
-    if config.cache_features:
-        on_stage(f"computing frozen {config.model} features of {len(train_idx) + len(val_idx)} images once")
-        rows = np.concatenate([train_idx, val_idx])
-        device = "cuda" if cuda_wanted(config.accelerator) else "cpu"
-        features = backbone_features(model, images, pre, rows, device=device, progress=data_progress)
-        dm = CxrDataModule(features, labels[rows], np.arange(len(train_idx)), np.arange(len(train_idx), len(rows)),
-                           config.batch_size, balance=config.balance, seed=config.seed)
-        module = FeatureHeadClassifier(model.get_classifier(), list(ds.classes), pre.to_dict(), class_weights,
-                                       augment=False, **settings)
-    else:
-        dm = CxrDataModule(images, labels, train_idx, val_idx, config.batch_size,
-                           balance=config.balance, seed=config.seed)
-        module = CxrClassifier(model, list(ds.classes), pre.to_dict(), class_weights, augment=config.augment,
-                               **settings)
-
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min",
-                           save_last=True, save_top_k=1, enable_version_counter=False)
-    callbacks = [best, EarlyStopping("val/loss", patience=config.patience, mode="min"),
-                 LearningRateMonitor("epoch"), *callbacks]
-    if progress_bar:
-        from lightning.pytorch.callbacks import RichProgressBar
-        callbacks.append(RichProgressBar())
-    trainer = L.Trainer(
-        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
-        num_nodes=config.num_nodes, strategy=config.strategy, precision=_precision(config),
-        callbacks=callbacks, logger=_loggers(run_dir), plugins=[SafeCheckpointIO()],
-        use_distributed_sampler=False,  # CxrDataModule shards train and val itself
-        deterministic="warn" if torch.cuda.is_available() else True,
-        enable_progress_bar=progress_bar, enable_model_summary=False, log_every_n_steps=10,
-        max_time={"minutes": config.max_minutes} if config.max_minutes else None,
-        default_root_dir=run_dir)
-    on_stage(f"training ({trainable:,} trainable parameters)")
+    on_stage(f"training ({built.trainable:,} trainable parameters)")
     fit_start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume else None, weights_only=True)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(run.last_checkpoint) if resume else None, weights_only=True)
     fit_seconds = time.perf_counter() - fit_start
 
-    best_path = Path(best.best_model_path) if best.best_model_path else last_ckpt
+    best_path = Path(best.best_model_path) if best.best_model_path else run.last_checkpoint
     module.load_state_dict(SafeCheckpointIO().load_checkpoint(best_path)["state_dict"])
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]  # metrics of the saved model
     if trainer.global_rank != 0:
-        return TrainResult(run_dir, {}, trainer)
-    save_weights(run_dir, model)  # with cached features module.model is only the head, trained in place
-    card = {
-        "classes": list(ds.classes),
-        "preprocessing": pre.to_dict(),
-        "model": {"name": config.model, "in_chans": 1, "num_params": info.num_params,
-                  "trainable_params": trainable, "finetune": config.finetune,
-                  "cache_features": config.cache_features},
-        "weights_source": info.weights_source,
-        "data": {"path": str(ds.root), "source": ds.source, "fingerprint": data_fingerprint(ds),
-                 "images": len(ds), "split_counts": split.counts(ds)},
-        "split": {"file": SPLIT_FILE, "hash": split_fingerprint(split_csv),
-                  "seed": config.seed, "fractions": list(config.fractions)},
-        "training": {"epochs_run": trainer.current_epoch, "best_checkpoint": best_path.name,
-                     "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
-                     "fit_seconds": round(fit_seconds, 1),
-                     "wall_seconds": round(time.perf_counter() - start, 1),
-                     "train_images_per_epoch": int(len(train_idx))},
-        "val_metrics": {k: round(float(v), 6) for k, v in val.items()},
-    }
-    write_card(run_dir, card)
-    return TrainResult(run_dir, card, trainer)
+        return TrainResult(run.root, None, trainer)
+    save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
+    card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds,
+                 start)
+    write_card(run.root, card)
+    return TrainResult(run.root, card, trainer)

@@ -1,0 +1,72 @@
+"""The model's logits on a split of a dataset: what evaluation, the audit and CAM summaries share.
+
+``data`` defaults to the run's training data with the run's own ``split.csv``; any other data
+is external validation and is used whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._numeric import softmax
+from ..data.cache import cached_images
+from ..data.dataset import CxrDataset
+from ..data.prepare import prepare
+from ..errors import UsageError
+from ..run import ModelCard, RunDir
+from .predictor import Predictor
+
+
+@dataclass
+class SplitPredictions:
+    dataset: CxrDataset  # the records that were predicted, in order
+    y_true: np.ndarray
+    logits: np.ndarray
+    classes: list[str]
+    excluded: dict
+    missing_classes: list[str]
+
+    def probs(self, temperature: float = 1.0) -> np.ndarray:
+        return softmax(self.logits, temperature)
+
+    @property
+    def patient_groups(self) -> list[str | None] | None:
+        """Patient ids for the bootstrap, or None when the data has none (resample images)."""
+        ids = [r.patient_id for r in self.dataset.records]
+        return ids if any(ids) else None
+
+
+def is_external(card: ModelCard, data: str | Path) -> bool:
+    """True when ``data`` is not the run's training data (a CSV counts as its folder)."""
+    path = Path(data).expanduser().resolve()
+    root = path.parent if path.is_file() else path
+    return root != Path(card.data["path"]).resolve()
+
+
+def predict_split(predictor: Predictor, data: str | Path | None = None, split: str | None = None,
+                  workers: int = 2, cache_dir: str | Path | None = None) -> SplitPredictions:
+    """Logits of the model on ``split`` ("train", "val", "test" or "all") of ``data``.
+
+    ``data`` defaults to the run's training data, read with the run's own split; other data
+    (external validation) is used whole (``split`` "all"). Classes are matched by name:
+    images of classes the model does not know are left out and counted.
+    """
+    card = predictor.run.card
+    data = data or card.data["path"]
+    external = is_external(card, data)
+    split = split or ("all" if external else "test")
+    if external and split != "all":
+        raise UsageError(f"{data} is not the data this model was trained on, so it has no "
+                         f"{split!r} split of this run; evaluate it whole with --split all")
+    split_file = None if split == "all" else RunDir(predictor.run.run_dir).split
+    prep = prepare(data, predictor.classes, split_file=split_file, workers=workers, cache_dir=cache_dir)
+    ds = prep.dataset if split == "all" else prep.split.subset(prep.dataset, split)
+    if len(ds) == 0:
+        raise UsageError(f"the {split} split of {data} is empty")
+    images = cached_images(ds, predictor.preprocessing, cache_dir, workers=workers)
+    missing = [c for c, n in prep.dataset.class_counts().items() if n == 0]
+    return SplitPredictions(ds, ds.labels, predictor.logits_from_uint8(images), predictor.classes,
+                            dict(prep.dataset.excluded), missing)

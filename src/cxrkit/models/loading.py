@@ -1,0 +1,60 @@
+"""Rebuild a trained network from a run directory (weights from safetensors only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from .._io import atomic_write_bytes
+from ..data.transforms import Preprocessing
+from ..run import ModelCard, RunDir, RunError, read_card
+from .factory import create_model
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    model: torch.nn.Module | None  # None when loaded without weights (the ONNX backend)
+    card: ModelCard
+    classes: list[str]
+    preprocessing: Preprocessing
+
+
+def preprocessing_of(card: ModelCard) -> Preprocessing:
+    return Preprocessing.from_dict(card.preprocessing.to_dict())
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_model: bool = True) -> LoadedRun:
+    """The run's model in eval mode on ``device``, its validated card and preprocessing.
+
+    ``with_model=False`` reads the card alone (no network is built): the ONNX backend's path.
+    """
+    run = RunDir(run_dir)
+    card = read_card(run.root)
+    if not with_model:
+        return LoadedRun(run.root, None, card, list(card.classes), preprocessing_of(card))
+    if not run.weights.is_file():
+        raise RunError(f"{run.root}: no {run.weights.name}; the run did not finish (resume it with "
+                       f"`cxr train --resume {run.root}`)")
+    model, _ = create_model(card.model.name, len(card.classes), in_chans=card.model.in_chans, pretrained=False)
+    try:
+        state = load_file(str(run.weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise RunError(f"{run.weights}: not readable safetensors ({exc}); the file is truncated or damaged "
+                       "(retrain, or restore it from a backup)") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError) as exc:
+        raise RunError(f"{run.weights}: weights do not fit model {card.model.name} ({exc})") from None
+    model.eval().to(device)
+    return LoadedRun(run.root, model, card, list(card.classes), preprocessing_of(card))
+
+
+def save_weights(run_dir: str | Path, model: torch.nn.Module) -> Path:
+    """Write ``model.safetensors`` atomically (contiguous CPU tensors, no shared storage)."""
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    return atomic_write_bytes(RunDir(run_dir).weights, save(state, metadata={"format": "pt"}))

@@ -1,0 +1,29 @@
+"""The run layer, at the bottom of the house: the run directory and its model card.
+
+Plain data, no torch: every step (training writes, everything downstream reads) goes through
+these names, so a run directory's layout and card are declared in one place::
+
+    run = RunDir("runs/lite0")           # run.weights, run.card, run.split, run.metrics, ...
+    card = read_card(run)                # typed ModelCard, validated
+    update_card(run, "calibration", {...})   # one section, atomically
+
+Rebuilding the network from a run needs torch: :func:`cxrkit.models.load_run`.
+"""
+
+from .card import (
+    CARD_FORMAT,
+    Calibration,
+    ModelCard,
+    ModelSpec,
+    PreprocessingSpec,
+    RunError,
+    git_commit,
+    package_versions,
+    read_card,
+    update_card,
+    write_card,
+)
+from .layout import RunDir
+
+__all__ = ["CARD_FORMAT", "Calibration", "ModelCard", "ModelSpec", "PreprocessingSpec", "RunDir", "RunError",
+           "git_commit", "package_versions", "read_card", "update_card", "write_card"]

@@ -1,0 +1,244 @@
+"""The model card: one typed description of a trained model, written and read only here.
+
+Every step reads the card through :func:`read_card` (validated: a broken card is refused with
+one line naming the file and the field, never turned into confident NaN answers) and changes
+it through :func:`update_card` (one section at a time, atomically). The JSON layout is the one
+cxrkit has written since its first release (``format: cxrkit-model-card/1``), so older run
+directories still load; unknown keys are kept as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .. import RESEARCH_NOTICE, __version__
+from .._io import atomic_write_json
+from ..errors import CxrkitError
+from .layout import CARD_FILE, MODEL_FILE, SPLIT_FILE, RunDir
+
+CARD_FORMAT = "cxrkit-model-card/1"
+VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "lightning", "torchmetrics", "numpy", "pillow",
+                      "pydicom", "safetensors", "onnxruntime")
+# A model input side beyond this is a broken card, not a model (100000 px took 21 GB and the
+# kernel killed the process); the largest timm CXR backbones use 512-1024.
+MAX_INPUT_SIZE = 4096
+MIN_INPUT_SIZE = 16
+
+
+class RunError(CxrkitError, ValueError):
+    """A run directory that is missing files or does not describe a loadable model."""
+
+
+@dataclass
+class PreprocessingSpec:
+    """How a decoded gray image becomes the model's input, as plain data (see data.transforms)."""
+
+    input_size: int = 224
+    mean: float = 0.5
+    std: float = 0.5
+    contrast: str = "percentile"
+    channels: int = 1
+    extra: dict = field(default_factory=dict)  # later options (e.g. a lung ROI), kept verbatim
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
+        return {**d, **self.extra}
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    in_chans: int = 1
+    num_params: int | None = None
+    trainable_params: int | None = None
+    finetune: str = "full"
+    cache_features: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Calibration:
+    temperature: float = 1.0
+    fitted_on: str = "val"
+    val_images: int | None = None
+    val_nll_before: float | None = None
+    val_nll_after: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelCard:
+    """What a run's model is, how to feed it and what it was selected on."""
+
+    classes: list[str]
+    preprocessing: PreprocessingSpec
+    model: ModelSpec
+    weights_source: Any = None
+    data: dict = field(default_factory=dict)  # path, source, fingerprint, images, split_counts
+    split: dict = field(default_factory=dict)  # file, hash, seed, fractions
+    training: dict = field(default_factory=dict)  # epochs_run, best_checkpoint, seconds, ...
+    val_metrics: dict = field(default_factory=dict)
+    calibration: Calibration | None = None
+    onnx: dict | None = None
+    format: str = CARD_FORMAT
+    notice: str = RESEARCH_NOTICE
+    created: str | None = None
+    versions: dict = field(default_factory=dict)
+    git_commit: str | None = None
+    extra: dict = field(default_factory=dict)  # sections this version does not know, kept verbatim
+
+    @property
+    def temperature(self) -> float:
+        return self.calibration.temperature if self.calibration else 1.0
+
+    @property
+    def split_hash(self) -> str:
+        return str(self.split.get("hash", "nosplit"))
+
+    def to_dict(self) -> dict:
+        out: dict = {"format": self.format, "notice": self.notice, "created": self.created,
+                     "versions": self.versions, "git_commit": self.git_commit, "classes": list(self.classes),
+                     "preprocessing": self.preprocessing.to_dict(), "model": _flat(self.model),
+                     "weights_source": self.weights_source, "data": self.data, "split": self.split,
+                     "training": self.training, "val_metrics": self.val_metrics}
+        if self.calibration is not None:
+            out["calibration"] = _flat(self.calibration)
+        if self.onnx is not None:
+            out["onnx"] = self.onnx
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "model card") -> "ModelCard":
+        """Parse and validate; a :class:`RunError` names ``source`` and the bad field."""
+        if not isinstance(d, dict):
+            raise RunError(f"{source}: a model card must be a JSON object, got {type(d).__name__}")
+        if d.get("format") != CARD_FORMAT:
+            raise RunError(f"{source}: unknown model card format {d.get('format')!r} (expected {CARD_FORMAT})")
+        for key in ("classes", "preprocessing", "model"):
+            if key not in d:
+                raise RunError(f"{source}: no {key!r} section; the card is incomplete (retrain or restore it)")
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            card = cls(classes=d["classes"], preprocessing=_section(PreprocessingSpec, d["preprocessing"]),
+                       model=_section(ModelSpec, d["model"]),
+                       calibration=_section(Calibration, d["calibration"]) if d.get("calibration") else None,
+                       **{k: v for k, v in d.items() if k in known - {"classes", "preprocessing", "model",
+                                                                        "calibration"}},
+                       extra={k: v for k, v in d.items() if k not in known})
+        except (TypeError, ValueError) as exc:
+            raise RunError(f"{source}: malformed card ({exc})") from None
+        card.validate(source)
+        return card
+
+    def validate(self, source: str = "model card") -> None:
+        """Refuse cards that would give wrong answers (every check here was a real failure)."""
+        def bad(what: str) -> RunError:
+            return RunError(f"{source}: {what}; the run directory is damaged (retrain, or restore the card)")
+
+        c = self.classes
+        if not isinstance(c, list) or len(c) < 2 or not all(isinstance(x, str) and x for x in c):
+            raise bad(f"'classes' must be a list of at least two names, got {c!r}")
+        if len(set(c)) != len(c):
+            raise bad(f"'classes' names a class twice: {c!r}")
+        p = self.preprocessing
+        if not isinstance(p.input_size, int) or not MIN_INPUT_SIZE <= p.input_size <= MAX_INPUT_SIZE:
+            raise bad(f"preprocessing.input_size must be {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE} px, got {p.input_size!r}")
+        if not _finite(p.mean) or not _finite(p.std) or p.std <= 0:
+            raise bad(f"preprocessing mean/std must be finite with std > 0, got {p.mean!r}/{p.std!r}")
+        if p.channels != 1:
+            raise bad(f"preprocessing.channels must be 1 (gray), got {p.channels!r}")
+        if not isinstance(self.model.name, str) or not self.model.name:
+            raise bad("model.name is missing")
+        if self.calibration is not None:
+            t = self.calibration.temperature
+            if not _finite(t) or t <= 0:
+                raise bad(f"calibration.temperature must be a finite number > 0, got {t!r}")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _section(cls, d: Any):
+    if not isinstance(d, dict):
+        raise TypeError(f"{cls.__name__} section must be an object, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    return cls(**{k: v for k, v in d.items() if k in names}, extra={k: v for k, v in d.items() if k not in names})
+
+
+def _flat(section) -> dict:
+    d = {k: v for k, v in dataclasses.asdict(section).items() if k != "extra"}
+    return {**d, **section.extra}
+
+
+def package_versions() -> dict[str, str]:
+    out = {"cxrkit": __version__, "python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    """Commit of the cxrkit checkout in use, if it is a git checkout."""
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def read_card(run_dir: str | Path) -> ModelCard:
+    """The validated card of ``run_dir`` (a :class:`RunError` says what is wrong and what to do)."""
+    path = RunDir(run_dir).card
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a run directory (no {CARD_FILE}); train one with `cxr train`")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not valid JSON ({exc}); the run directory is damaged") from None
+    return ModelCard.from_dict(d, str(path))
+
+
+def write_card(run_dir: str | Path, card: ModelCard) -> Path:
+    """Write a new card (stamped with time, versions and commit), atomically."""
+    card.validate(str(RunDir(run_dir).card))
+    card.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    card.versions = package_versions()
+    card.git_commit = git_commit()
+    return atomic_write_json(RunDir(run_dir).card, card.to_dict())
+
+
+def update_card(run_dir: str | Path, section: str, value) -> ModelCard:
+    """Replace one section (``calibration``, ``onnx``, ...) of the card on disk, atomically.
+
+    Reads the card afresh so a concurrent writer's other sections are not lost; returns the
+    updated card.
+    """
+    card = read_card(run_dir)
+    if section not in {f.name for f in dataclasses.fields(ModelCard)} - {"extra"}:
+        card.extra[section] = value
+    else:
+        if section == "calibration" and isinstance(value, dict):
+            value = _section(Calibration, value)
+        setattr(card, section, value)
+    card.validate(str(RunDir(run_dir).card))
+    atomic_write_json(RunDir(run_dir).card, card.to_dict())
+    return card
+
+
+__all__ = ["CARD_FORMAT", "MODEL_FILE", "SPLIT_FILE", "Calibration", "ModelCard", "ModelSpec",
+           "PreprocessingSpec", "RunError", "git_commit", "package_versions", "read_card", "update_card",
+           "write_card"]
