@@ -3,13 +3,13 @@
 For research, not diagnosis: no output of this package is a medical device.
 """
 
-__version__ = "0.1.0"
-
+from ._meta import RESEARCH_NOTICE, __version__
 from ._speed import tune_allocator
 
 tune_allocator()  # before torch allocates anything: see cxrkit._speed (CXR_NO_MALLOC_TUNING=1: off)
 
-RESEARCH_NOTICE = "For research use only. Not for diagnosis or clinical decisions."
+
+__all__ = ["RESEARCH_NOTICE", "__version__", "load"]
 
 
 def load(run_dir, backend: str = "torch", threshold: float | None = None, device: str = "cpu"):

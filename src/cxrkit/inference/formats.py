@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 from .predictor import Predictions, Predictor
 
 

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .. import RESEARCH_NOTICE, __version__
+from .._meta import RESEARCH_NOTICE, __version__
 from .._io import atomic_write_json
 from ..errors import CxrkitError
 from .layout import CARD_FILE, MODEL_FILE, SPLIT_FILE, RunDir
