@@ -7,9 +7,7 @@ write weights and the card. A start that fails before fitting removes the folder
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import shutil
 import time
 import warnings
@@ -76,24 +74,6 @@ def _loggers(run_dir: Path):
     except ModuleNotFoundError:  # tensorboard is optional
         pass
     return loggers
-
-
-def data_fingerprint(dataset: CxrDataset) -> str:
-    """sha256 over (relative path, label, file size) of every record: cheap, order-independent.
-
-    A file that vanished since the scan counts with size -1 instead of aborting the run.
-    """
-    h = hashlib.sha256()
-
-    def size(path: Path) -> int:
-        try:
-            return os.stat(path).st_size
-        except OSError:
-            return -1
-
-    for line in sorted(f"{dataset.relpath(r)}\0{r.label}\0{size(r.path)}" for r in dataset.records):
-        h.update(line.encode() + b"\n")
-    return h.hexdigest()[:16]
 
 
 def _check_start(config: TrainConfig, resume: bool) -> RunDir:
@@ -198,7 +178,7 @@ def _card(config: TrainConfig, built: _Built, ds: CxrDataset, split, split_csv: 
                         trainable_params=built.trainable, finetune=config.finetune,
                         cache_features=config.cache_features),
         weights_source=built.info.weights_source,
-        data={"path": str(ds.root), "source": ds.source, "fingerprint": data_fingerprint(ds),
+        data={"path": str(ds.root), "source": ds.source, "fingerprint": ds.fingerprint(),
               "images": len(ds), "split_counts": split.counts(ds)},
         split={"file": run.split.name, "hash": split_fingerprint(split_csv),
                "seed": config.seed, "fractions": list(config.fractions)},
