@@ -168,3 +168,26 @@ def test_page_is_self_contained(served, http):
     page = r.body.decode()
     assert RESEARCH_NOTICE in page and "viral pneumonia" in page
     assert "http://" not in page and "https://" not in page  # no external resources
+
+
+def test_security_headers_and_docs_off_by_default(served, http):
+    import base64
+    import hashlib
+    import re
+
+    from cxrkit.serve import create_app
+
+    url, app = served
+    page = http.request(url + "/")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    script = re.search(r"<script>(.*?)</script>", page.body.decode(), re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in csp  # the page's own script, and only it, may run
+    for reply in (page, http.request(url + "/healthz"), http.upload(f"{url}/v1/predict", b"junk")):
+        assert reply.headers["x-content-type-options"] == "nosniff"
+        assert reply.headers["cache-control"] == "no-store"
+    assert http.request(url + "/docs").status == 404 and http.request(url + "/redoc").status == 404
+    assert http.request(url + "/openapi.json").status == 200
+    with http.running(create_app(app.state.predictor, docs=True)) as docs_url:
+        assert http.request(docs_url + "/docs").status == 200

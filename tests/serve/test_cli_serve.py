@@ -53,6 +53,7 @@ def test_cxr_serve_answers_health_on_localhost(tiny_run, http, blob_dataset):
         assert h["threshold"] == 0.9 and h["max_upload_bytes"] == 1_000_000 and h["notice"] == RESEARCH_NOTICE
         png = (blob_dataset / "covid" / "covid_000.png").read_bytes()
         assert http.upload(f"http://127.0.0.1:{port}/v1/predict", png).json()["threshold"] == 0.9
+        assert http.request(f"http://127.0.0.1:{port}/docs").status == 404  # no CDN scripts unless --docs
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
