@@ -177,14 +177,19 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--huge", type=int, default=5)
+    ap.add_argument(
+        "--server-src",
+        type=Path,
+        default=ROOT / "src",
+        help="serve from this src folder, e.g. an older commit's (git archive COMMIT src | tar -x -C DIR)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve_load.md")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="serve-load-"))
-    run_dir = args.run_dir or default_run(work)
+    run_dir = args.run_dir or default_run(Path(tempfile.mkdtemp(prefix="serve-load-")))
     files, big = workload(), huge_jpeg()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(run_dir, port)
+    proc = start_server(run_dir, port, args.server_src.resolve())
     sampler = RssSampler(proc.pid)
     sampler.start()
     try:
@@ -227,7 +232,8 @@ def write_table(
         "",
         f"Run: `{run_dir}`; {os.cpu_count()} CPU cores; command: `.venv/bin/python bench/serve_load.py"
         f"{' ' + str(args.run_dir) if args.run_dir else ''} --requests {args.requests} --clients {args.clients} "
-        f"--huge {args.huge}`",
+        f"--huge {args.huge}`; server code: `{args.server_src}`; load average at the end: {os.getloadavg()[0]:.1f} "
+        "(this machine is shared)",
         "",
         "| phase | requests | 200 | 4xx | 5xx | p50 s | p95 s | peak server RSS MB |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
