@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json
-from ..data import inspect_dataset, prepare, write_split
+from ..data import write_split
 from ..data.duplicates import DEFAULT_MAX_DISTANCE
 from ..data.splits import SPLIT_BY, SPLITS
 from ..errors import UsageError
@@ -69,6 +69,8 @@ def add_outside_paths_argument(p: argparse.ArgumentParser) -> None:
 
 def prepare_from_args(args: argparse.Namespace):
     with progress_bar("decoding and hashing images") as update:
+        from ..data import prepare
+
         prep = prepare(args.data, args.classes, split_file=args.split_file, seed=args.seed,
                        fractions=_fractions(args.fractions), max_distance=args.dup_threshold,
                        workers=args.workers, progress=update,
@@ -121,6 +123,8 @@ def register(subparsers) -> None:
 def inspect_to(data, out: Path, args: argparse.Namespace) -> dict:
     """Run the inspection for ``args`` and write inspect.json + split.csv under ``out``."""
     prep = prepare_from_args(args)
+    from ..data import inspect_dataset
+
     report = inspect_dataset(prep.dataset, prep.infos, prep.split, args.by)
     out.mkdir(parents=True, exist_ok=True)
     write_split(out / "split.csv", prep.dataset, prep.split)
