@@ -45,8 +45,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--queue-wait",
         type=float,
-        default=15.0,
-        help="seconds a request waits for a free slot before a 503 with Retry-After (default 15)",
+        default=30.0,
+        help="seconds a request waits for a free slot before a 503 with Retry-After (default 30)",
     )
     p.add_argument(
         "--body-timeout",

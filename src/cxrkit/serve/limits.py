@@ -35,7 +35,7 @@ class Limits:
     overlay_side: int = 1024
     busy: int = 2
     queue: int = 16
-    queue_wait_s: float = 15.0
+    queue_wait_s: float = 30.0
     # the whole request body must arrive within this (20 MB at 6 Mbit/s)
     body_timeout_s: float = 30.0
 
