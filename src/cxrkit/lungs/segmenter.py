@@ -10,10 +10,12 @@ the card's threshold (0.5 in probability).
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
 
 from ..errors import UsageError
@@ -70,26 +72,39 @@ class LungSegmenter:
         return cls(model, card, device)
 
     @torch.inference_mode()
-    def probabilities(self, images, batch_size: int = 32) -> list[np.ndarray]:
-        """Lung probability maps, each at its image's own (H, W)."""
+    def logits(self, images, batch_size: int = 32) -> list[torch.Tensor]:
+        """Lung logit maps, each at its image's own (H, W).
+
+        Inputs are resized as uint8 by PIL's bilinear filter (antialiased when shrinking, like
+        the torch ``antialias=True`` resize of training, to within rounding); the logits of
+        same-sized images are upsampled in one call.
+        """
         out = []
         for start in range(0, len(images), batch_size):
             chunk = [as_uint8(im) for im in images[start : start + batch_size]]
-            small = [self._resize(im) for im in chunk]
-            x = to_input(torch.stack(small).to(self.device), self.size).contiguous(memory_format=torch.channels_last)
-            logits = self.model(x).float()
-            for im, lg in zip(chunk, logits):
-                full = F.interpolate(lg[None], size=im.shape, mode="bilinear", align_corners=False)
-                out.append(torch.sigmoid(full)[0, 0].cpu().numpy())
+            side = (self.size, self.size)
+            small = np.stack([np.asarray(Image.fromarray(im).resize(side, Image.BILINEAR)) for im in chunk])
+            x = torch.from_numpy(small).to(self.device, torch.float32).div_(255)[:, None]
+            logits = self.model(to_input(x, self.size).contiguous(memory_format=torch.channels_last)).float()
+            full: list = [None] * len(chunk)
+            by_shape: dict = {}
+            for i, im in enumerate(chunk):
+                by_shape.setdefault(im.shape, []).append(i)
+            for shape, idx in by_shape.items():
+                up = F.interpolate(logits[idx], size=shape, mode="bilinear", align_corners=False)[:, 0]
+                for j, i in enumerate(idx):
+                    full[i] = up[j].cpu()
+            out += full
         return out
 
-    def _resize(self, im: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(im).to(torch.float32).div_(255)[None, None]
-        return F.interpolate(t, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)[0]
+    def probabilities(self, images, batch_size: int = 32) -> list[np.ndarray]:
+        """Lung probability maps, each at its image's own (H, W)."""
+        return [torch.sigmoid(lg).numpy() for lg in self.logits(images, batch_size)]
 
     def predict_masks(self, images, batch_size: int = 32) -> np.ndarray | list[np.ndarray]:
         """(N, H, W) bool masks when all images share one size, else a list of (H, W) masks."""
-        masks = [p >= self.threshold for p in self.probabilities(images, batch_size)]
+        cut = math.log(self.threshold / (1 - self.threshold))  # probability >= threshold
+        masks = [(lg >= cut).numpy() for lg in self.logits(images, batch_size)]
         return np.stack(masks) if masks and len({m.shape for m in masks}) == 1 else masks
 
     def quality(self, mask: np.ndarray) -> tuple[bool, str]:
