@@ -1,13 +1,14 @@
-"""Lung segmentation speed at 256 px on this CPU: network variants and end-to-end masks.
+"""Lung segmentation speed on 256-px images on this CPU: network variants and end-to-end masks.
 
 Measures, in interleaved rounds (median of ``--rounds``), images/s at batch 32 on
-(32, 1, 256, 256) inputs for:
+(32, 1, S, S) inputs (S: 256, or the run's input size with ``--run``) for:
 
 * ``unet_small`` (the default): torch NCHW, torch channels_last (2 and 1 threads), bf16
   autocast, onnxruntime (threads that sleep instead of spin);
 * ``lite0_unet`` (timm tf_efficientnet_lite0 encoder + the same decoder): channels_last;
-* end to end: ``LungSegmenter.predict_masks`` on 256-px PNGs of ../shared/data/cxr (decode,
-  resize, network, bilinear upsampling to each image's size, threshold).
+* end to end, torch and onnxruntime: ``LungSegmenter.predict_masks`` on 96 256-px PNGs of
+  ../shared/data/cxr, decoded beforehand (resize, network, bilinear upsampling of the logits
+  to each image's size, threshold).
 
     .venv/bin/python bench/lungs_speed.py [--run RUN_DIR] [--rounds 3]
 
@@ -34,7 +35,8 @@ from cxrkit.lungs.model import build
 from cxrkit.lungs.onnx import export_onnx, session
 from cxrkit.lungs.segmenter import LungSegmenter
 
-BATCH, SIZE = 32, 256
+BATCH = 32
+SIZE = 256  # set from the run's card with --run
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cxr"
 
 
@@ -75,7 +77,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lungs_speed.md")
     args = ap.parse_args()
+    global SIZE
     torch.manual_seed(0)
+    if args.run:
+        SIZE = int(LungSegmenter.from_run(args.run).size)
     small = LungSegmenter.from_run(args.run).model if args.run else build("unet_small")
     variants = {
         "unet_small torch NCHW, 2 threads": (_torch_runner(build("unet_small"), False, 2), BATCH),
@@ -88,10 +93,10 @@ def main() -> None:
             BATCH,
         ),
     }
-    if DATA.is_dir():
-        card = {"input_size": SIZE, "arch": "unet_small"}
-        seg = LungSegmenter.from_run(args.run) if args.run else LungSegmenter(small, card)
-        variants["end to end: predict_masks on 256-px PNGs (decoded before), 2 threads"] = _end_to_end_runner(seg, 96)
+    if DATA.is_dir() and args.run:
+        for backend in ("torch", "onnx"):
+            seg = LungSegmenter.from_run(args.run, backend=backend)
+            variants[f"end to end {backend}: predict_masks on 256-px PNGs, 2 threads"] = _end_to_end_runner(seg, 96)
     times = {k: [] for k in variants}
     load_before = os.getloadavg()
     for name, (fn, _) in variants.items():
@@ -103,7 +108,7 @@ def main() -> None:
             times[name].append(n / (time.perf_counter() - t))
     load_after = os.getloadavg()
     lines = [
-        "# Lung segmentation speed (256 px, batch 32)",
+        f"# Lung segmentation speed (256-px images, network at {SIZE} px, batch 32)",
         "",
         f"`{' '.join(['.venv/bin/python', *sys.argv])}` on {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, torch {torch.__version__}; load average {load_before[0]:.1f} before, "
