@@ -69,7 +69,7 @@ def add_outside_paths_argument(p: argparse.ArgumentParser) -> None:
 
 def prepare_from_args(args: argparse.Namespace):
     with progress_bar("decoding and hashing images") as update:
-        from ..data import prepare
+        from ..data.prepare import prepare  # the function, not the submodule
 
         prep = prepare(args.data, args.classes, split_file=args.split_file, seed=args.seed,
                        fractions=_fractions(args.fractions), max_distance=args.dup_threshold,
