@@ -112,3 +112,27 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
     assert row["excluded_images"] == row["left_out"]["n_images"] == ADULT_NORMALS
     assert row["left_out"]["sensitivity/normal"]["value"] == row["left_out"]["accuracy"]["value"]
     assert "left out" in (tmp_path / "e" / "protocols.md").read_text()
+
+
+def test_cli_flags_come_from_trainconfig_but_not_the_split():
+    from cxrkit.cli.main import build_parser
+
+    args = build_parser().parse_args(["protocols", "--data", "d", "--out", "o", "--model", "resdense_tiny",
+                                      "--protocols", "patient,v1-image"])
+    assert args.model == "resdense_tiny" and args.protocols == "patient,v1-image"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["protocols", "--data", "d", "--out", "o", "--split-by", "image"])
+
+
+def test_cli_data_split_by_image_says_leaky(sourced_blobs, tmp_path, capsys):
+    from cxrkit.cli.main import main
+
+    main(["data", "split", str(sourced_blobs), "--out", str(tmp_path / "s.csv"), "--split-by", "image",
+          "--workers", "1", "--dup-threshold", "-1"])
+    text = capsys.readouterr().out
+    assert "leaky" in text and "test image(s) have their patient" in text
+    main(["data", "split", str(sourced_blobs), "--out", str(tmp_path / "h.csv"), "--split-by", "source",
+          "--holdout-source", "raddb", "--workers", "1"])
+    rows = list(csv.DictReader(open(tmp_path / "h.csv")))
+    manifest = {r["file"]: r["subsource"] for r in csv.DictReader(open(sourced_blobs / "manifest.csv"))}
+    assert {r["file"] for r in rows if r["split"] == "test"} == {f for f, s in manifest.items() if s == "raddb"}

@@ -89,8 +89,8 @@ def protocol_config(protocol: Protocol, base: dict, data: str, out: Path):
 
 def _split_facts(config, workers: int) -> dict:
     """Counts, leaked test images and missing classes, recomputed from the run's saved split."""
-    from ..data import prepare
     from ..data.duplicates import near_duplicate_pairs
+    from ..data.prepare import prepare
     from ..data.splits import split_checks
 
     run = Path(config.out)
