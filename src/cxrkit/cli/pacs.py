@@ -127,7 +127,7 @@ def run_predict(args: argparse.Namespace, after_study=None) -> None:
     _log(f"{len(studies)} study(ies) to look at on {job.conn.cfg.base} with model {job.naming.key}")
     summary = job.run(studies, dry_run=args.dry_run)
     _report(summary, args.out)
-    if summary.failed or summary.errors:
+    if summary.failed or (summary.errors and not args.dry_run):
         sys.exit(1)
 
 
@@ -140,7 +140,7 @@ def run_watch(args: argparse.Namespace, after_study=None) -> None:
     summaries = watch(job, args.interval, args.cycles, args.since, args.max_attempts)
     total = JobSummary()
     for s in summaries:
-        for name in ("done", "already", "failed", "issues"):
+        for name in ("done", "already", "unreadable", "failed", "issues"):
             getattr(total, name).extend(getattr(s, name))
         total.sr, total.overlays = total.sr + s.sr, total.overlays + s.overlays
         total.stopped = s.stopped

@@ -11,6 +11,7 @@ dicomweb-client logs request headers at debug level. TLS certificates are verifi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import time
@@ -88,6 +89,7 @@ class PacsConfig:
         session.verify = self.verify
         client = DICOMwebClient(self.base, session=session, timeout=self.timeout)
         client.set_http_retry_params(retry=False)
+        logging.getLogger("retrying").setLevel(logging.ERROR)  # it logs each failed try with a traceback
         return Connection(self, client, session)
 
 

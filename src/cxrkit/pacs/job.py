@@ -32,6 +32,7 @@ class JobSummary:
 
     done: list[str] = field(default_factory=list)  # studies with results now complete
     already: list[str] = field(default_factory=list)  # studies that had every result before
+    unreadable: list[str] = field(default_factory=list)  # studies with no instance the model may read
     planned: dict[str, int] = field(default_factory=dict)  # --dry-run: study -> instances to process
     failed: list[str] = field(default_factory=list)
     sr: int = 0
@@ -116,6 +117,10 @@ class PacsJob:
             summary.planned[study] = len(todo)
             self.log(f"study {study}: would process {len(todo)} instance(s), {len(plan.issues)} left out")
             return False
+        if not plan.eligible:
+            summary.unreadable.append(study)
+            self.log(f"study {study}: no instance the model may read ({len(plan.issues)} left out)")
+            return True
         if not todo:
             summary.already.append(study)
             self.log(f"study {study}: nothing to do ({len(plan.eligible)} readable instance(s) already have "
