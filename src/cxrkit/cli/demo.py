@@ -1,15 +1,16 @@
-"""``cxr demo``: the main job end to end: inspect -> split -> train -> evaluate + audit + explain -> report."""
+"""``cxr demo``: the main job end to end (:func:`cxrkit.workflows.run_demo`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
-from ..training.config import TrainConfig
+from ..training.config import DEMO_DEFAULTS, TrainConfig, read_config_file, resolve_config
 from . import data as data_cli
+from ._config_args import add_config_arguments, config_values
 from ._console import CliError, console, progress_bar
+from .train import add_config_file_argument
 
 SHARED_DATA = Path("../shared/data/cxr")
 GET_DATA = (
@@ -18,12 +19,9 @@ GET_DATA = (
     "and run:  cxr demo --data PATH/TO/COVID-19_Radiography_Dataset   "
     "(or: make demo DATA=PATH). A folder of class folders or a manifest.csv works too."
 )
-# Fits the whole demo in ~30 minutes on a 2-core laptop CPU (see README, "Benchmarks").
-DEMO_EPOCHS = 8
-DEMO_TRAIN_MINUTES = 18.0
 
 
-def find_data(given: Path | None) -> Path:
+def find_data(given: str | None) -> Path:
     """The dataset to use: --data, else $CXR_DATA, else ../shared/data/cxr; else say where to get one."""
     for candidate in (given, os.environ.get("CXR_DATA"), SHARED_DATA):
         if candidate:
@@ -41,63 +39,33 @@ def register(subparsers) -> None:
         description="The main job: inspect the dataset and make the patient- and duplicate-aware "
                     "split; train the default model; evaluate it on the test split with CIs, "
                     "calibration, subgroups, the shortcut audit and Grad-CAM class summaries; "
-                    "write report.html. A finished "
-                    "run in --out is reused, an interrupted one resumed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", type=Path, default=None,
-                   help="dataset folder (default: $CXR_DATA, else ../shared/data/cxr)")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    p.add_argument("--model", default=TrainConfig.model, help="backbone to train")
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="maximum training epochs")
-    p.add_argument("--train-minutes", type=float, default=DEMO_TRAIN_MINUTES,
-                   help="stop training after this many minutes (best val checkpoint is kept)")
+                    "write report.html. A finished run in --out is reused, an interrupted one resumed. "
+                    "Every `cxr train` option and --config work here too.",
+        epilog="Examples:\n  cxr demo                                   # ../shared/data/cxr or $CXR_DATA\n"
+               "  cxr demo --data DATA --out runs/demo2 --config fast   # a quick look",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/demo"),
+                   help="output folder: inspect.json, split.csv, model/, report/ (default runs/demo)")
     p.add_argument("--by", nargs="+", default=["population", "subsource"], metavar="COLUMN",
-                   help="metadata columns for subgroup results and the audit (used where present)")
-    data_cli.add_dataset_arguments(p)
+                   help="metadata columns for subgroup results and the audit, used where present "
+                        "(default population subsource)")
+    add_config_file_argument(p)
+    add_config_arguments(p, TrainConfig, skip=("out", "split_file"), defaults=DEMO_DEFAULTS)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..evaluation.audit import audit_run
-    from ..evaluation.evaluate import evaluate_run, predict_split
-    from ..evaluation.report import render_markdown, write_report
-    from ..explain import Explainer
-    from ..explain.summary import explain_split, write_summary
-    from ..inference.predictor import Predictor
-    from ..training import train
+    from ..evaluation.report import render_markdown
+    from ..workflows import run_demo
 
-    start = time.perf_counter()
-    args.data = find_data(args.data)
-    console.rule(f"[bold]1/3 inspect and split {args.data}")
-    report = data_cli.inspect_to(args.data, args.out, argparse.Namespace(**{**vars(args), "by": None}))
-    by = [c for c in args.by if c in {t["column"] for t in report["confounds"]}]
-
-    run_dir = args.out / "model"
-    console.rule(f"[bold]2/3 train {args.model} -> {run_dir}")
-    if (run_dir / "model_card.json").is_file():
-        console.print(f"reusing the finished run in {run_dir} (choose another --out to train anew)")
-    else:
-        resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
-        config = TrainConfig(data=str(args.data), out=str(run_dir), classes=args.classes, model=args.model,
-                             epochs=args.epochs, max_minutes=args.train_minutes, seed=args.seed,
-                             split_file=str(args.out / "split.csv"), workers=args.workers)
-        with progress_bar("caching images") as update:
-            train(config, resume=resume, on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
-                  data_progress=update)
-
-    console.rule("[bold]3/3 evaluate, audit and explain on the test split")
-    predictor = Predictor.from_run(run_dir)
-    preds = predict_split(predictor, None, "test", args.workers)
-    ev = evaluate_run(run_dir, by=by, workers=args.workers, predictor=predictor, preds=preds)
-    ev["audit"] = audit_run(predictor, columns=by, workers=args.workers, preds=preds)
-    report_dir = args.out / "report"
-    with progress_bar("Grad-CAM over the test split") as update:
-        result = explain_split(Explainer(predictor), None, "test", args.workers, progress=update)
-    summary = write_summary(report_dir / "explain", result)
-    ev["explain"] = {"images": {k: f"explain/{v}" for k, v in summary["images"].items()},
-                     "lung_vs_border": summary["lung_vs_border"]}
-    figures = {name: (report_dir / "explain" / file).read_bytes() for name, file in summary["images"].items()}
-    paths = write_report(report_dir, ev, extra_images=figures)
-    console.print(render_markdown(ev))
-    console.print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; report: "
-                  f"[bold]{paths.get('report.html')}[/]")
+    flags = config_values(args, TrainConfig)
+    from_file = read_config_file(args.config) if args.config else {}
+    flags["data"] = str(find_data(flags.get("data") or from_file.get("data")))
+    config = resolve_config(from_file, flags, base={**DEMO_DEFAULTS, "out": str(args.out / "model")})
+    with progress_bar("images") as update:
+        result = run_demo(config, args.out, args.by, on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
+                          progress=update)
+    data_cli.print_report(result.inspect)
+    console.print(render_markdown(result.evaluated.evaluation))
+    console.print(f"demo finished in {result.minutes:.1f} min; report: "
+                  f"[bold]{result.evaluated.files.get('report.html')}[/]")

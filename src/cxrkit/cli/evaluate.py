@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -11,9 +10,9 @@ from rich.table import Table
 
 from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json, atomic_write_text
-from ._console import CliError, console
-
-EVALUATION_DIR = "evaluation"
+from ..run import RunDir
+from ..run.layout import AUDIT_DIR, AUDIT_FILE, EVALUATION_DIR
+from ._console import console
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -55,7 +54,7 @@ def register(subparsers) -> None:
     _common(p)
     p.add_argument("--by", nargs="+", default=["population", "subsource"], metavar="COLUMN",
                    help="confounding attributes to probe")
-    p.add_argument("--out", type=Path, default=None, help="folder for audit.json (default RUN_DIR/audit)")
+    p.add_argument("--out", type=Path, default=None, help=f"folder for {AUDIT_FILE} (default RUN_DIR/{AUDIT_DIR})")
     p.set_defaults(func=run_audit)
 
     p = subparsers.add_parser("compare", help="one table across evaluated runs",
@@ -67,23 +66,14 @@ def register(subparsers) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from ..evaluation.audit import audit_run
-    from ..evaluation.evaluate import evaluate_run, predict_split
-    from ..evaluation.report import render_markdown, write_report
-    from ..inference.predictor import Predictor
+    from ..evaluation.report import render_markdown
+    from ..workflows import evaluate_and_report
 
-    predictor = Predictor.from_run(args.run_dir)
-    console.print(f"[bold]»[/] evaluating {args.run_dir} ({args.resamples} bootstrap resamples)")
-    preds = predict_split(predictor, args.data, args.split, args.workers)
-    ev = evaluate_run(args.run_dir, args.data, args.split, args.by, args.resamples, args.workers,
-                      predictor=predictor, preds=preds)
-    if args.audit:
-        console.print("[bold]»[/] shortcut audit")
-        ev["audit"] = audit_run(predictor, columns=args.by or None, workers=args.workers, preds=preds)
-    out = args.out or args.run_dir / EVALUATION_DIR
-    paths = write_report(out, ev)
-    console.print(render_markdown(ev))
-    console.print(f"wrote [bold]{paths.get('report.html', out)}[/]")
+    result = evaluate_and_report(args.run_dir, args.data, args.split, args.by, args.resamples, args.workers,
+                                 audit=args.audit, out=args.out,
+                                 on_stage=lambda m: console.print(f"[bold]»[/] {m}"))
+    console.print(render_markdown(result.evaluation))
+    console.print(f"wrote [bold]{result.files.get('report.html', args.out)}[/]")
 
 
 def run_audit(args: argparse.Namespace) -> None:
@@ -91,8 +81,8 @@ def run_audit(args: argparse.Namespace) -> None:
     from ..inference.predictor import Predictor
 
     result = audit_run(Predictor.from_run(args.run_dir), args.data, args.split, args.by, args.workers)
-    out = args.out or args.run_dir / "audit"
-    atomic_write_json(out / "audit.json", {"notice": RESEARCH_NOTICE, **result})
+    out = args.out or RunDir(args.run_dir).audit
+    atomic_write_json(out / AUDIT_FILE, {"notice": RESEARCH_NOTICE, **result})
     t = Table(title="occlusion")
     for col in ("condition", "accuracy", "balanced accuracy"):
         t.add_column(col)
@@ -103,32 +93,18 @@ def run_audit(args: argparse.Namespace) -> None:
         console.print(f"probe {p['attribute']} ({p['scope']}): balanced accuracy {p['balanced_accuracy']:.3f} "
                       f"(class probe {p['class_balanced_accuracy']:.3f}, chance {p['chance']:.2f})")
     console.print(f"[bold]verdict:[/] {result['verdict']}")
-    console.print(f"wrote [bold]{out / 'audit.json'}[/]")
+    console.print(f"wrote [bold]{out / AUDIT_FILE}[/]")
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from ..evaluation.report import format_ci
+    from ..workflows.evaluation import COMPARE_HEADER, compare_runs, markdown_table
 
-    rows = []
-    for run in args.run_dirs:
-        path = run / EVALUATION_DIR / "metrics.json"
-        if not path.is_file():
-            raise CliError(f"{run}: no {EVALUATION_DIR}/metrics.json; run `cxr evaluate {run}` first")
-        ev = json.loads(path.read_text())
-        m = ev["overall"]["metrics"]
-        rows.append([str(run), ev["run"]["model"], ev["data"]["split"], str(ev["overall"]["n_images"]),
-                     format_ci("accuracy", m.get("accuracy")), format_ci("macro_f1", m.get("macro_f1")),
-                     *(format_ci(f"sensitivity/{c}", m.get(f"sensitivity/{c}")) for c in ev["run"]["classes"][:1]),
-                     f"{ev['calibration']['after']['ece']:.3f}"])
-    header = ["run", "model", "split", "images", "accuracy [95% CI]", "macro-F1 [95% CI]",
-              "sensitivity, first class [95% CI]", "ECE (calibrated)"]
+    rows = compare_runs(args.run_dirs)
     t = Table(title="runs compared")
-    for h in header:
+    for h in COMPARE_HEADER:
         t.add_column(h)
     for r in rows:
         t.add_row(*r)
     console.print(t)
-    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
-    md += "".join("| " + " | ".join(r) + " |\n" for r in rows)
-    atomic_write_text(args.out, md + f"\n{RESEARCH_NOTICE}\n")
+    atomic_write_text(args.out, markdown_table(COMPARE_HEADER, rows) + f"\n{RESEARCH_NOTICE}\n")
     console.print(f"wrote [bold]{args.out}[/]")

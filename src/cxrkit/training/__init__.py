@@ -7,7 +7,7 @@ Public face: ``train(TrainConfig(data=..., out=...))`` writes a run directory
 
 from .config import TrainConfig
 
-_LAZY = {"train": "fit", "TrainResult": "fit"}
+_LAZY = {"train": "fit", "TrainResult": "fit", "prepare_data": "fit"}
 _ELSEWHERE = {"LoadedRun": "cxrkit.models", "load_run": "cxrkit.models", "RunError": "cxrkit.run",
               "read_card": "cxrkit.run"}  # kept here for scripts written against 0.1
 

@@ -25,6 +25,9 @@ DEFAULT_MODEL = "tf_efficientnet_lite0"
 CONFIG_FILE = "config.yaml"
 # Presets shipped with the repository: `--config fast` means configs/fast.yaml.
 PRESET_DIR = Path(__file__).resolve().parents[3] / "configs"
+# What `cxr demo` changes from TrainConfig's defaults: the whole demo fits in ~30 minutes on a
+# 2-core laptop CPU (see README, "Benchmarks").
+DEMO_DEFAULTS = {"epochs": 8, "max_minutes": 18.0}
 
 
 def _f(default=dataclasses.MISSING, help: str = "", *, factory=None, **meta):
@@ -43,6 +46,8 @@ class TrainConfig:
     out: str = _f(help="run directory to create", group="data")
     classes: str | None = _f(None, "classes to keep, in order (default covid,viral_pneumonia,normal; 'all' "
                                    "keeps every class found)", group="data")
+    allow_outside_paths: bool = _f(False, "read manifest rows whose path leaves the manifest's folder (../ or "
+                                          "absolute paths); without it they are skipped and listed", group="data")
     model: str = _f(DEFAULT_MODEL, "timm model name or resdense_tiny/small/base", group="model")
     pretrained: bool = _f(True, "auto: ImageNet weights (offline for tf_efficientnet_lite0/1/2, else timm's "
                                 "hub); none: from scratch", values={"auto": True, "none": False}, group="model")

@@ -76,6 +76,16 @@ def _loggers(run_dir: Path):
     return loggers
 
 
+def prepare_data(config: TrainConfig, split_file: str | Path | None = None,
+                 progress: Callable[[int, int], None] | None = None):
+    """``config``'s dataset, decoded and split by its protocol (or by ``split_file``)."""
+    return prepare(config.data, config.classes, split_file=split_file, seed=config.seed,
+                   fractions=config.fractions, max_distance=config.dup_threshold,
+                   workers=config.workers, progress=progress, cache_dir=config.cache_dir,
+                   allow_outside_paths=config.allow_outside_paths, split_by=config.split_by,
+                   holdout=config.holdout_source, select=config.select)
+
+
 def _check_start(config: TrainConfig, resume: bool) -> RunDir:
     if config.cache_features and parse_finetune(config.finetune) != 0:
         raise UsageError("cache_features trains the head alone on frozen features: use it with "
@@ -210,10 +220,7 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     try:
         on_stage("reading and splitting the dataset")
         split_file = run.split if resume or not writer else config.split_file
-        prep = prepare(config.data, config.classes, split_file=split_file, seed=config.seed,
-                       fractions=config.fractions, max_distance=config.dup_threshold,
-                       workers=config.workers, progress=data_progress, cache_dir=config.cache_dir,
-                       split_by=config.split_by, holdout=config.holdout_source, select=config.select)
+        prep = prepare_data(config, split_file, data_progress)
         ds, split = prep.dataset, prep.split
         train_idx, val_idx, counts = _train_val_indices(ds, split)
         on_stage(f"building {config.model}")

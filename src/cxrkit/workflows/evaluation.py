@@ -1,0 +1,85 @@
+"""Evaluate -> (audit) -> report: the sequence ``cxr evaluate``, ``cxr demo`` and scripts share.
+
+The test split is predicted once and reused by the metrics, the audit and (in the demo) the
+Grad-CAM summary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from ..evaluation.audit import audit_run
+from ..evaluation.evaluate import evaluate_run
+from ..evaluation.report import format_ci, write_report
+from ..explain.cams import Explainer
+from ..explain.summary import explain_split, write_summary
+from ..inference.predictor import Predictor
+from ..inference.splits import predict_split
+from ..run import RunDir
+
+
+@dataclass
+class Evaluated:
+    evaluation: dict  # the metrics.json dict (with "audit" / "explain" when run)
+    files: dict  # name -> path written (metrics.json, report.html, figures)
+
+
+def evaluate_and_report(run_dir: str | Path, data=None, split: str | None = None, by: list[str] | None = None,
+                        resamples: int = 1000, workers: int = 2, audit: bool = False, explain: bool = False,
+                        out: str | Path | None = None, on_stage: Callable[[str], None] = lambda m: None,
+                        progress: Callable[[int, int], None] | None = None) -> Evaluated:
+    """Metrics with CIs (+ the shortcut audit, + Grad-CAM class summaries) into ``out``'s report.
+
+    ``out`` defaults to ``RUN/evaluation``. With ``explain`` the summaries go to ``out/explain``
+    and their figures into ``report.html``.
+    """
+    run = RunDir(run_dir)
+    out = Path(out) if out else run.evaluation
+    predictor = Predictor.from_run(run.root)
+    on_stage(f"predicting the {split or 'default'} split of {data or 'the training data'}")
+    preds = predict_split(predictor, data, split, workers)
+    on_stage(f"metrics with {resamples} bootstrap resamples")
+    ev = evaluate_run(run.root, data, split, by, resamples, workers, predictor=predictor, preds=preds)
+    if audit:
+        on_stage("shortcut audit")
+        ev["audit"] = audit_run(predictor, columns=by or None, workers=workers, preds=preds)
+    figures = {}
+    if explain:
+        on_stage("Grad-CAM over the split")
+        result = explain_split(Explainer(predictor), data, split, workers, progress=progress)
+        summary = write_summary(out / "explain", result)
+        ev["explain"] = {"images": {k: f"explain/{v}" for k, v in summary["images"].items()},
+                         "lung_vs_border": summary["lung_vs_border"]}
+        figures = {name: (out / "explain" / file).read_bytes() for name, file in summary["images"].items()}
+    return Evaluated(ev, write_report(out, ev, extra_images=figures))
+
+
+COMPARE_HEADER = ["run", "model", "split", "images", "accuracy [95% CI]", "macro-F1 [95% CI]",
+                  "sensitivity, first class [95% CI]", "ECE (calibrated)"]
+
+
+def compare_runs(run_dirs: list[str | Path]) -> list[list[str]]:
+    """One row per evaluated run (``COMPARE_HEADER``), from each run's ``evaluation/metrics.json``."""
+    rows = []
+    for run_dir in run_dirs:
+        path = RunDir(run_dir).metrics
+        if not path.is_file():
+            raise UsageError(f"{run_dir}: no {path.relative_to(RunDir(run_dir).root)}; "
+                             f"run `cxr evaluate {run_dir}` first")
+        ev = json.loads(path.read_text())
+        m = ev["overall"]["metrics"]
+        first = ev["run"]["classes"][0]
+        rows.append([str(run_dir), ev["run"]["model"], ev["data"]["split"], str(ev["overall"]["n_images"]),
+                     format_ci("accuracy", m.get("accuracy")), format_ci("macro_f1", m.get("macro_f1")),
+                     format_ci(f"sensitivity/{first}", m.get(f"sensitivity/{first}")),
+                     f"{ev['calibration']['after']['ece']:.3f}"])
+    return rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+    return md + "".join("| " + " | ".join(r) + " |\n" for r in rows)
