@@ -12,7 +12,9 @@ runs when ``cxrkit`` is imported and raises the thresholds with ``mallopt`` (gli
 So a notebook, a script, ``uvicorn cxrkit...`` on the app, Lightning's worker and DDP
 processes (they import cxrkit to unpickle its objects or re-run its entry point) all get it,
 not just the ``cxr`` command. The cost: up to ~512 MiB of freed memory stays mapped to the
-process. ``CXR_NO_MALLOC_TUNING=1`` switches it off; it is also skipped when tcmalloc is
+process. In threads other than the main one glibc still maps blocks above ~64 MiB (the size
+of a thread arena's heap); lite0's largest activation at batch 32 is 51 MB.
+``CXR_NO_MALLOC_TUNING=1`` switches it off; it is also skipped when tcmalloc is
 loaded or the user set glibc's own ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``.
 
 ``bench/alloc_speed.py`` measures glibc default vs this vs tcmalloc in interleaved rounds.
@@ -30,7 +32,9 @@ MMAP_THRESHOLD = 256 << 20
 TRIM_THRESHOLD = 512 << 20
 OFF_ENV = "CXR_NO_MALLOC_TUNING"
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
-_PROBE_BYTES = 64 << 20  # above glibc's largest dynamic threshold (32 MiB), below ours
+# above glibc's largest dynamic threshold (32 MiB), below ours, and small enough for a thread's
+# arena (its heaps are 64 MiB: a thread gets larger blocks by mmap whatever the threshold)
+_PROBE_BYTES = 48 << 20
 
 # What tune_allocator() did in this process: "glibc-tuned", "tcmalloc", or why it did nothing.
 ALLOCATOR = {"state": "not run"}
@@ -65,7 +69,7 @@ def tune_allocator() -> dict:
 
 
 def large_blocks_are_mmapped() -> bool | None:
-    """Whether a 64 MiB ``malloc`` is served by a fresh mmap (glibc's default) or from the heap.
+    """Whether a 48 MiB ``malloc`` is served by a fresh mmap (glibc's default) or from the heap.
 
     Reads glibc's ``mallinfo2().hblks`` (mmapped blocks in use) around one allocation: the
     observable effect of the thresholds, whatever set them. None where mallinfo2 is missing

@@ -1,0 +1,57 @@
+"""Helpers shared by the benches: interleaved rounds, min/median/max, a markdown table, a run's files.
+
+This 2-core host is shared and its speed drifts by 2x within minutes, so every bench runs
+its variants in interleaved rounds (A B C, B C A, ...) and reports per-round ratios.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def rotations(names: Sequence[str], rounds: int) -> list[list[str]]:
+    """``rounds`` orders of ``names``, each shifted by one, so no variant always runs first."""
+    return [[names[(r + i) % len(names)] for i in range(len(names))] for r in range(rounds)]
+
+
+def spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
+    """'median (min-max)' of ``values``."""
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def stats(values: Sequence[float]) -> dict:
+    return {
+        "min": round(min(values), 4),
+        "median": round(statistics.median(values), 4),
+        "max": round(max(values), 4),
+        "all": [round(v, 4) for v in values],
+    }
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def load_note() -> str:
+    one, five, _ = os.getloadavg()
+    return (
+        f"load average at the end {one:.2f} (1 min) / {five:.2f} (5 min) on {os.cpu_count()} cores; "
+        "the machine was shared with other jobs"
+    )
+
+
+def split_files(run_dir: str | Path, split: str) -> tuple[list[str], list[str]]:
+    """(paths, labels) of one split of a run, from its split.csv and the data folder in config.yaml."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    root = Path(yaml.safe_load((run_dir / "config.yaml").read_text())["data"])
+    with open(run_dir / "split.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == split]
+    return [str(root / r["file"]) for r in rows], [r["label"] for r in rows]

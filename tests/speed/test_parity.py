@@ -1,0 +1,102 @@
+"""fp32 vs bf16 vs int8 on a small trained model (synthetic blobs): same answers, close probabilities.
+
+The int8 model is made the way users make it (`cxr export RUN --onnx --int8`): calibrated on the
+run's train images, checked on its val images, recorded in the card. The parity inputs here are
+a fresh blob set the model never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import cxrkit
+from cxrkit._precision import autocast
+from cxrkit.inference import quantize
+from cxrkit.inference.quantize import CARD_SECTION, INT8_FILE, OnnxInt8Backend, QuantizationError, parity
+from cxrkit.run import RunError
+
+
+@pytest.fixture(scope="module")
+def int8_run(tiny_run, tmp_path_factory):
+    from cxrkit.cli.main import main
+
+    run = shutil.copytree(tiny_run.run_dir, tmp_path_factory.mktemp("int8") / "run")
+    main(["export", str(run), "--onnx", "--int8", "--calibration", "48"])
+    return run
+
+
+@pytest.fixture(scope="module")
+def fresh_images(tiny_run, blob_writer, tmp_path_factory):
+    data = blob_writer(tmp_path_factory.mktemp("fresh"), per_class=70, seed=11)
+    predictor = cxrkit.load(tiny_run.run_dir)
+    return np.stack([predictor.prepare(p) for p in sorted(data.glob("*/*.png"))])
+
+
+def int8_proba(run, images) -> np.ndarray:
+    predictor = cxrkit.load(run, backend="onnx")
+    logits = OnnxInt8Backend(predictor.run).forward(images[:, None])
+    z = logits / predictor.temperature
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_bf16_matches_fp32(tiny_run, fresh_images):
+    predictor = cxrkit.load(tiny_run.run_dir)
+    p32 = predictor.proba_from_uint8(fresh_images)
+    with autocast("bf16"):
+        pbf = predictor.proba_from_uint8(fresh_images)
+    check = parity(p32, pbf)
+    assert check["images"] == 210 and check["top1_agreement"] >= 0.99, check
+    assert check["mean_abs_prob_diff"] < 0.01 and check["max_abs_prob_diff"] < 0.1, check
+    assert check["max_abs_prob_diff"] > 0  # it did run in bf16
+
+
+def test_int8_matches_fp32(int8_run, fresh_images):
+    p32 = cxrkit.load(int8_run).proba_from_uint8(fresh_images)
+    check = parity(p32, int8_proba(int8_run, fresh_images))
+    assert check["top1_agreement"] >= 0.99, check
+    assert check["mean_abs_prob_diff"] < 0.02 and check["max_abs_prob_diff"] < 0.2, check
+    assert check["max_abs_prob_diff"] > 0  # it is not the fp32 graph
+
+
+def test_int8_card_entry_and_file(int8_run):
+    card = json.loads((int8_run / "model_card.json").read_text())
+    entry = card[CARD_SECTION]
+    assert entry["file"] == INT8_FILE and (int8_run / INT8_FILE).is_file()
+    assert entry["format"] in ("qdq", "qoperator") and set(entry["candidates"]) == {"qdq", "qoperator"}
+    assert entry["calibration"] == {"split": "train", "images": 48, "method": "MinMax"}
+    assert entry["check"]["split"] == "val" and entry["check"]["top1_agreement"] >= quantize.MIN_AGREEMENT
+    assert (int8_run / INT8_FILE).stat().st_size < (int8_run / "model.onnx").stat().st_size / 2
+
+
+def test_calibration_images_come_from_the_train_split(int8_run):
+    rows = [line.split(",") for line in (int8_run / "split.csv").read_text().splitlines()[1:]]
+    train = {r[0] for r in rows if r[2] == "train"}
+    picked = quantize.split_images(int8_run, "train", 20)
+    assert len(picked) == 20 and all(p.is_file() for p in picked)
+    assert {p.relative_to(p.parents[1]).as_posix() for p in picked} <= train
+
+
+def test_failing_parity_leaves_the_card_alone(tiny_run, tmp_path, monkeypatch):
+    run = shutil.copytree(tiny_run.run_dir, tmp_path / "run")
+    monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)  # unreachable: every candidate fails
+    with pytest.raises(QuantizationError, match="no int8 model passed parity"):
+        quantize.quantize_run(run, calibration=16, check=8)
+    assert CARD_SECTION not in json.loads((run / "model_card.json").read_text())
+    assert not (run / INT8_FILE).exists()
+
+
+def test_stale_int8_model_is_refused(int8_run, tmp_path):
+    run = shutil.copytree(int8_run, tmp_path / "run")
+    card = json.loads((run / "model_card.json").read_text())
+    card[CARD_SECTION]["weights_sha256"] = "0" * 64  # as if made from an earlier model.safetensors
+    (run / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(RunError, match="made from other weights"):
+        OnnxInt8Backend(cxrkit.load(run, backend="onnx").run)
+    (run / INT8_FILE).unlink()
+    with pytest.raises(RunError, match="missing"):
+        OnnxInt8Backend(cxrkit.load(run, backend="onnx").run)
