@@ -25,8 +25,8 @@ import torch
 from cxrkit._io import atomic_write_json
 from cxrkit._speed import reexec_with_tcmalloc
 from cxrkit.evaluation import summarize
-from cxrkit.inference.splits import predict_split
 from cxrkit.inference import Predictor
+from cxrkit.inference.splits import predict_split
 from cxrkit.models import create_model
 from cxrkit.training import TrainConfig, train
 
