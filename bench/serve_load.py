@@ -110,10 +110,12 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.peak, self.stop = pid, 0, threading.Event()
 
-    def rss_mb(self) -> float:
+    def status(self, key: str) -> int:
         with open(f"/proc/{self.pid}/status") as fh:
-            kb = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
-        return kb / 1024
+            return next(int(line.split()[1]) for line in fh if line.startswith(key + ":"))
+
+    def rss_mb(self) -> float:
+        return self.status("VmRSS") / 1024
 
     def run(self) -> None:
         while not self.stop.wait(0.05):
@@ -129,13 +131,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run_dir: Path, port: int) -> subprocess.Popen:
+def start_server(run_dir: Path, port: int, src: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cxrkit.cli.main", "serve", str(run_dir), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        cwd=src.parent,
+        env={**os.environ, "PYTHONPATH": str(src)},
     )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -197,7 +199,7 @@ def main() -> None:
             status, _ = timed(base + path, *files[1])
             assert status == 200, f"warm-up {path} answered {status}"
         time.sleep(2)
-        start_rss = sampler.rss_mb()
+        start_rss, start_threads = sampler.rss_mb(), sampler.status("Threads")
         sampler.reset()
 
         def job(i: int) -> tuple[int, float]:
@@ -216,17 +218,18 @@ def main() -> None:
         )
         peak = max(r["peak_rss_mb"] for r in rows)
         time.sleep(5)
-        final_rss = sampler.rss_mb()
+        final_rss, threads = sampler.rss_mb(), (start_threads, sampler.status("Threads"))
     finally:
         sampler.stop.set()
         proc.terminate()
         proc.wait(30)
-    write_table(args.out, run_dir, rows, burst_wall, start_rss, peak, final_rss, args)
+    write_table(args.out, run_dir, rows, burst_wall, (start_rss, peak, final_rss), threads, args)
 
 
 def write_table(
-    out: Path, run_dir: Path, rows: list[dict], burst_wall: float, start_rss: float, peak: float, final_rss: float, args
+    out: Path, run_dir: Path, rows: list[dict], burst_wall: float, rss: tuple, threads: tuple, args
 ) -> None:
+    start_rss, peak, final_rss = rss
     lines = [
         f"# cxr serve under load ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
@@ -249,6 +252,7 @@ def write_table(
         f"Burst throughput: {rows[0]['n'] / burst_wall:.1f} requests/s ({burst_wall:.1f} s wall).",
         f"Server RSS: start {start_rss:.0f} MB (after warm-up), peak {peak:.0f} MB, final {final_rss:.0f} MB "
         f"5 s after the last answer ({change:+.1f}% of start; the target is within 20%).",
+        f"Server threads: {threads[0]} at start, {threads[1]} at the end.",
         "",
     ]
     atomic_write_text(out, "\n".join(lines))

@@ -1,7 +1,7 @@
 """HTTP service over the run's one Predictor: JSON predictions, Grad-CAM overlays, a web page.
 
 The model is loaded once per app and checked before serving (:func:`check_predictor`).
-Inference runs in Starlette's thread pool, so the event loop keeps accepting requests; the
+Inference runs on the gate's own threads, so the event loop keeps accepting requests; the
 PyTorch model is guarded by ``Predictor.lock`` (CAM hooks must never see another request's
 forward pass, see :mod:`cxrkit.explain.cam_png`). Uploads are decoded from memory and are never
 written to disk or logged. Every request that decodes or runs the model holds a slot of the
@@ -21,7 +21,6 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from .. import RESEARCH_NOTICE, __version__
 from ..errors import CxrkitError, UsageError
@@ -130,8 +129,7 @@ def create_app(
     async def with_upload(request: Request, work, *args):
         """Read the upload, then run ``work(name, data, *args)`` in a thread, holding a gate slot."""
         name, data = await read_upload(request, limits.max_upload_bytes, limits.body_timeout_s)
-        async with gate.slot():
-            return await run_in_threadpool(_model_errors, work, name, data, *args)
+        return await gate.run(_model_errors, work, name, data, *args)
 
     def decoded(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         """(gray image at most work_side, model input) of one upload."""

@@ -3,11 +3,14 @@
 Measured before these limits (issue 12): one legal 6.6 MB 8000x8000 JPEG sent to
 ``/v1/explain`` took the server to 4.8 GB RSS and it stayed there; three concurrent explains
 under a memory cap answered 500. So every request that decodes an image or runs the model
-passes through :class:`Gate`: at most ``busy`` at once (decode + model + overlay), up to
-``queue`` more wait at most ``queue_wait_s`` seconds, the rest get 503 with ``Retry-After``.
-When the gate falls idle the allocator is asked to hand freed memory back to the OS
-(:func:`release_memory`): cxrkit raises glibc's trim threshold to 512 MiB for speed
-(``cxrkit._speed``), so without it a burst's buffers would stay mapped.
+passes through :class:`Gate`: at most ``busy`` at once (decode + model + overlay), on the
+gate's own ``busy`` threads, up to ``queue`` more wait at most ``queue_wait_s`` seconds, the
+rest get 503 with ``Retry-After``. Own threads, not Starlette's pool of 40: every thread that
+runs torch gets its own OpenMP team and allocator cache, so a rotating pool kept growing the
+RSS. When the gate falls idle, garbage cycles (matplotlib figures hold MBs of pixels) are
+collected and the allocator hands freed memory back to the OS (:func:`release_memory`):
+cxrkit raises glibc's trim threshold to 512 MiB for speed (``cxrkit._speed``), so without it
+a burst's buffers would stay mapped.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
+import gc
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 from ..errors import UsageError
@@ -61,6 +67,12 @@ class Gate:
         self.running = 0
         self.waiting = 0
         self._slots = asyncio.Semaphore(limits.busy)
+        self._threads = ThreadPoolExecutor(limits.busy, thread_name_prefix="cxr-serve")
+
+    async def run(self, fn, *args):
+        """``fn(*args)`` on one of the gate's threads, holding a slot (:meth:`slot`) meanwhile."""
+        async with self.slot():
+            return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(fn, *args))
 
     def _refuse(self, why: str) -> Overloaded:
         retry = max(1, math.ceil(self.limits.queue_wait_s / 4))
@@ -85,7 +97,7 @@ class Gate:
             self.running -= 1
             self._slots.release()
             if self.running == 0 and self.waiting == 0:
-                asyncio.get_running_loop().run_in_executor(None, release_memory)
+                self._threads.submit(release_memory)
 
     async def _acquire(self) -> None:
         acquire = asyncio.ensure_future(self._slots.acquire())
@@ -100,7 +112,9 @@ class Gate:
 
 
 def release_memory() -> str:
-    """Return freed heap memory to the OS: tcmalloc's ReleaseFreeMemory, else glibc's malloc_trim."""
+    """Collect garbage cycles, then return freed heap memory to the OS: tcmalloc's
+    ReleaseFreeMemory, else glibc's malloc_trim. Returns which allocator was asked."""
+    gc.collect()
     libc = ctypes.CDLL(None)
     if hasattr(libc, "MallocExtension_ReleaseFreeMemory"):
         libc.MallocExtension_ReleaseFreeMemory()
