@@ -152,6 +152,13 @@ class ResDense(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's parameter groups: the stem, then one group per stage (per unit when not coarse),
+        so ``--finetune last-N`` counts stages as blocks, as it does for timm's own models."""
+        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else [
+            (r"^stages\.(\d+)\.units\.(\d+)", None), (r"^stages\.(\d+)", (99999,))])
+
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 
