@@ -14,6 +14,7 @@ from rich.table import Table
 
 from .. import RESEARCH_NOTICE
 from .._io import atomic_write_text
+from .._precision import PRECISIONS
 from ..inference.defaults import BACKENDS, DEFAULT_THRESHOLD
 from ._console import CliError, console, err_console, progress_bar
 
@@ -43,6 +44,9 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="torch (default) or onnx (onnxruntime; needs `cxr export RUN_DIR --onnx` first)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="torch backend arithmetic: auto (bf16 where the CPU/GPU computes it natively, "
+                        "~1.7x faster on AVX-512 BF16 CPUs; else fp32), 32 or bf16 (default auto)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})")
     p.add_argument("--cam", action="store_true", help="also write a Grad-CAM overlay PNG per image")
@@ -94,7 +98,9 @@ def run(args: argparse.Namespace) -> None:
     if sharded:
         return _run_sharded(args, files, missing, fmt)
     predictor = Predictor.from_run(args.run_dir, device=_device(args.accelerator), backend=args.backend,
-                                   threshold=args.threshold, batch_size=args.batch_size)
+                                   threshold=args.threshold, batch_size=args.batch_size, precision=args.precision)
+    if predictor.precision_note:
+        err_console.print(f"note: {predictor.precision_note}")
     with progress_bar(f"predicting {len(files)} image(s)") as update:
         preds = predictor.predict(files, progress=update, workers=args.workers)
     preds.errors[:0] = missing
@@ -136,7 +142,7 @@ def _run_sharded(args: argparse.Namespace, files: list[Path], missing: list, fmt
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     fabric = launch(args.accelerator, devices, args.num_nodes)
     predictor = Predictor.from_run(args.run_dir, device=fabric.device, backend=args.backend,
-                                   threshold=args.threshold, batch_size=args.batch_size)
+                                   threshold=args.threshold, batch_size=args.batch_size, precision=args.precision)
 
     def write(merged) -> None:
         merged.errors[:0] = missing

@@ -12,6 +12,7 @@ from .predictor import Predictions, Predictor
 def predictions_json(preds: Predictions, predictor: Predictor, threshold: float) -> dict:
     """Results and errors with what is needed to read them: model, backend, calibration, notice."""
     return {"notice": RESEARCH_NOTICE, "model_id": predictor.model_id, "backend": predictor.backend,
+            "precision": predictor.precision,
             "classes": predictor.classes, "temperature": predictor.temperature, "threshold": threshold,
             "results": [r.to_dict() for r in preds.results], "errors": [e.to_dict() for e in preds.errors]}
 

@@ -69,7 +69,7 @@ def predict_sharded(predictor: Predictor, files: Sequence[Path], out: Path, fabr
     size = -(-max(1, chunk_size) // predictor.batch_size) * predictor.batch_size
     n_chunks = -(-len(names) // size)
     folder = parts_dir(Path(out))
-    plan = {"model_id": predictor.model_id, "backend": predictor.backend,
+    plan = {"model_id": predictor.model_id, "backend": predictor.backend, "precision": predictor.precision,
             "threshold": predictor.threshold if threshold is None else threshold,
             "chunk_size": size, "inputs": len(names),
             "inputs_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
