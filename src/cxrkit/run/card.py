@@ -20,8 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .._meta import RESEARCH_NOTICE, __version__
 from .._io import atomic_write_json
+from .._meta import RESEARCH_NOTICE, __version__
 from ..errors import CxrkitError
 from .layout import CARD_FILE, MODEL_FILE, SPLIT_FILE, RunDir
 
