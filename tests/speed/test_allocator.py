@@ -33,7 +33,7 @@ def clean_env(**extra) -> dict:
 
 def reports(*args: str, env: dict | None = None, launcher: tuple[str, ...] = (sys.executable,)) -> list[dict]:
     proc = subprocess.run(
-        [*launcher, str(WORKER), *args], env=env or clean_env(), capture_output=True, text=True, timeout=120
+        [*launcher, str(WORKER), *args], env=env or clean_env(), capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
