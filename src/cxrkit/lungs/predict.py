@@ -9,6 +9,7 @@ notice, since a clinician may see them.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +37,25 @@ def overlay_rgb(gray: np.ndarray, mask: np.ndarray, box=None, ok: bool = True, c
     draw = ImageDraw.Draw(im)
     if box is not None:
         draw.rectangle([box[0], box[1], box[2] - 1, box[3] - 1], outline=(250, 200, 0), width=2)
-    text = f"{caption}  {RESEARCH_NOTICE}" if caption else RESEARCH_NOTICE
-    draw.rectangle([0, im.height - 12, im.width, im.height], fill=(0, 0, 0))
-    draw.text((2, im.height - 12), text, fill=(255, 255, 255))
+    lines = _wrap([caption] if caption else [], draw, im.width) + _wrap(
+        re.split(r"(?<=\.) ", RESEARCH_NOTICE), draw, im.width
+    )
+    top = im.height - 12 * len(lines)
+    draw.rectangle([0, top, im.width, im.height], fill=(0, 0, 0))
+    for i, line in enumerate(lines):
+        draw.text((2, top + 12 * i), line, fill=(255, 255, 255))
     return im
+
+
+def _wrap(parts: list[str], draw: ImageDraw.ImageDraw, width: int) -> list[str]:
+    """Join sentence ``parts`` into lines that fit ``width`` px, so the notice is never cut off."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and draw.textlength(f"{lines[-1]} {part}") <= width - 4:
+            lines[-1] = f"{lines[-1]} {part}"
+        else:
+            lines.append(part)
+    return lines
 
 
 def png(image: Image.Image | np.ndarray) -> bytes:
