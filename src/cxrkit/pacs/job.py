@@ -15,6 +15,7 @@ import io
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -83,58 +84,114 @@ class PacsJob:
         return [s for s in found if not self.state.done(s)]
 
     def run(self, studies: list[str], dry_run: bool = False, max_attempts: int | None = None) -> JobSummary:
-        summary = JobSummary()
-        for study in studies:
-            if max_attempts and self.state and self.state.attempts(study) >= max_attempts:
-                continue
-            try:
-                complete = self.process_study(study, summary, dry_run)
-            except PacsError as exc:
-                summary.failed.append(study)
-                summary.issues.append(Issue(study, str(exc), "error"))
-                self.log(f"study {study}: failed: {exc}")
-                if self.state and not dry_run:
-                    self.state.record(study, False)
-                if exc.transient:
-                    summary.stopped = f"{exc}; stopped with {len(studies) - studies.index(study) - 1} " \
-                                      "studies left; rerun the same command to continue"
-                    break
-                continue
-            if complete and not dry_run:
-                self.handled.add(study)
-                if self.state:
-                    self.state.record(study, True)
-            if self.after_study:
-                self.after_study(study)
+        """Plan studies one by one; predict their instances in batches that span studies (a
+        one-image study alone would run the model at batch size 1); store per study."""
+        summary, group = JobSummary(), []
+        try:
+            for k, study in enumerate(studies):
+                if max_attempts and self.state and self.state.attempts(study) >= max_attempts:
+                    continue
+                try:
+                    work = self._plan(study, summary, dry_run)
+                except PacsError as exc:
+                    self._failed([study], exc, summary)
+                    if exc.transient:
+                        raise _Stop(len(studies) - k - 1) from exc
+                    continue
+                if work is None:
+                    self._finished(study)
+                    continue
+                group.append(work)
+                if sum(len(w[1]) for w in group) >= self.predictor.batch_size:
+                    self._flush(group, summary, len(studies) - k - 1)
+                    group = []
+            self._flush(group, summary, 0)
+        except _Stop as stop:
+            summary.stopped = f"{stop.__cause__}; stopped with {stop.left} studies left; rerun the same command " \
+                              "to continue"
         return summary
 
-    def process_study(self, study: str, summary: JobSummary, dry_run: bool) -> bool:
-        """Plan and process one study; True when it has every result it can have."""
+    def _plan(self, study: str, summary: JobSummary, dry_run: bool):
+        """(study, instances to process, instance numbers), or None when nothing is to be done."""
         plan = plan_study(self.conn, study)
         summary.issues += plan.issues
         todo = self._missing(plan)
         if dry_run:
             summary.planned[study] = len(todo)
             self.log(f"study {study}: would process {len(todo)} instance(s), {len(plan.issues)} left out")
-            return False
+            return None
         if not plan.eligible:
             summary.unreadable.append(study)
             self.log(f"study {study}: no instance the model may read ({len(plan.issues)} left out)")
-            return True
-        if not todo:
+        elif not todo:
             summary.already.append(study)
             self.log(f"study {study}: nothing to do ({len(plan.eligible)} readable instance(s) already have "
                      f"results, {len(plan.issues)} left out)")
-            return True
-        numbers = {inst.sop: k + 1 for k, inst in enumerate(plan.eligible)}
-        before = (summary.sr, summary.overlays, len(summary.errors))
-        step = self.predictor.batch_size
-        for start in range(0, len(todo), step):
-            self._process_batch(todo[start:start + step], numbers, summary)
-        summary.done.append(study)
-        self.log(f"study {study}: {summary.sr - before[0]} SR, {summary.overlays - before[1]} overlay(s), "
-                 f"{len(summary.errors) - before[2]} error(s), {len(plan.issues)} left out")
-        return True
+        else:
+            return study, todo, {inst.sop: k + 1 for k, inst in enumerate(plan.eligible)}, len(plan.issues)
+        if self.state:
+            self.state.record(study, True)
+        return None
+
+    def _finished(self, study: str) -> None:
+        self.handled.add(study)
+        if self.after_study:
+            self.after_study(study)
+
+    def _failed(self, studies: list[str], exc: PacsError, summary: JobSummary) -> None:
+        for study in studies:
+            summary.failed.append(study)
+            summary.issues.append(Issue(study, str(exc), "error"))
+            self.log(f"study {study}: failed: {exc}")
+            if self.state:
+                self.state.record(study, False)
+
+    def _flush(self, group: list, summary: JobSummary, left: int) -> None:
+        """Fetch, predict and store the instances of a group of planned studies."""
+        if not group:
+            return
+        try:
+            read = self._read([inst for _, todo, _, _ in group for inst in todo], summary)
+        except PacsError as exc:  # transient: the PACS went away while fetching
+            self._failed([w[0] for w in group], exc, summary)
+            raise _Stop(left) from exc
+        preds = {}
+        if read:
+            images = np.stack([self.predictor.prepare(gray) for _, _, gray in read])
+            names = [inst.sop for inst, _, _ in read]
+            preds = dict(zip(names, self.predictor.results_from_uint8(images, names, self.threshold)))
+            maps = self._explain(images) if self.cam else None
+        for n, (study, todo, numbers, n_left_out) in enumerate(group):
+            mine = [(k, r) for k, r in enumerate(read) if r[0].study == study]
+            before = len(summary.errors)
+            try:
+                out = [structured_report(preds[inst.sop], list(self.predictor.classes), header, self.naming,
+                                         self.threshold, self.predictor.temperature, numbers[inst.sop])
+                       for _, (inst, header, _) in mine]
+                if self.cam:
+                    out += [self._overlay(maps, k, r, numbers) for k, r in mine]
+                if out:
+                    self._store(study, out)
+            except PacsError as exc:
+                self._failed([study], exc, summary)
+                if exc.transient:
+                    self._failed([w[0] for w in group[n + 1:]], exc, summary)
+                    raise _Stop(left) from exc
+                continue
+            summary.sr += len(mine)
+            summary.overlays += len(mine) if self.cam else 0
+            summary.done.append(study)
+            if self.state:
+                self.state.record(study, True)
+            self.log(f"study {study}: {len(mine)} SR, {len(mine) if self.cam else 0} overlay(s), "
+                     f"{len(summary.errors) - before + len(todo) - len(mine)} error(s), {n_left_out} left out")
+            self._finished(study)
+
+    def _store(self, study: str, out: list) -> None:
+        response = self.conn.call(f"study {study}: STOW-RS", lambda: self.conn.client.store_instances(out, study))
+        failed = response.get("FailedSOPSequence") or []
+        if failed:
+            raise PacsError(f"study {study}: PACS refused {len(failed)} of {len(out)} result object(s)")
 
     def _missing(self, plan) -> list[Instance]:
         """Eligible instances whose SR (or overlay, with cam) is not on the PACS yet."""
@@ -146,51 +203,56 @@ class PacsJob:
                 have |= existing_results(self.conn, plan.study, series)
         return [i for i in plan.eligible if any(self.naming.sop_uid(i.sop, k) not in have for k in kinds)]
 
-    def _process_batch(self, batch: list[Instance], numbers: dict[str, int], summary: JobSummary) -> None:
+    def _read(self, batch: list[Instance], summary: JobSummary) -> list:
+        """(instance, header without pixels, decoded gray) for each readable instance, fetched by
+        4 threads (the PACS round trip, not the CPU, bounds one fetch); bad ones become issues."""
         import pydicom
 
+        with ThreadPoolExecutor(4, thread_name_prefix="cxr-wado") as pool:
+            fetched = list(pool.map(self._fetch, batch))
         read = []
-        for inst in batch:
-            try:
-                raw = retrieve_bytes(self.conn, inst)
-            except PacsError as exc:
-                if exc.transient:
-                    raise
-                summary.issues.append(Issue(inst.sop, str(exc), "error"))
+        for inst, raw in zip(batch, fetched):
+            if isinstance(raw, PacsError):
+                if raw.transient:
+                    raise raw
+                summary.issues.append(Issue(inst.sop, str(raw), "error"))
                 continue
             gray = self.predictor.try_decode(raw, inst.sop)
             if hasattr(gray, "reason"):  # a Failure: the reason names the decoding problem
                 summary.issues.append(Issue(inst.sop, gray.reason, "error"))
                 continue
             read.append((inst, pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True), gray))
-        if not read:
-            return
-        images = np.stack([self.predictor.prepare(gray) for _, _, gray in read])
-        preds = self.predictor.results_from_uint8(images, [inst.sop for inst, _, _ in read], self.threshold)
-        out = [structured_report(p, list(self.predictor.classes), header, self.naming, self.threshold,
-                                 self.predictor.temperature, numbers[inst.sop])
-               for p, (inst, header, _) in zip(preds, read)]
-        if self.cam:
-            out += self._overlays(images, read, numbers)
-        study = batch[0].study
-        response = self.conn.call(f"study {study}: STOW-RS", lambda: self.conn.client.store_instances(out, study))
-        failed = response.get("FailedSOPSequence") or []
-        if failed:
-            raise PacsError(f"study {study}: PACS refused {len(failed)} of {len(out)} result object(s)")
-        summary.sr += len(preds)
-        summary.overlays += len(out) - len(preds)
+        return read
 
-    def _overlays(self, images: np.ndarray, read: list, numbers: dict[str, int]) -> list:
-        from ..explain import DEFAULT_METHOD, Explainer, overlay_figure
+    def _fetch(self, inst: Instance) -> bytes | PacsError:
+        try:
+            return retrieve_bytes(self.conn, inst)
+        except PacsError as exc:
+            return exc
+
+    def _explain(self, images: np.ndarray):
+        from ..explain import DEFAULT_METHOD, Explainer
 
         if self._explainer is None:
             self._explainer = Explainer(self.predictor, DEFAULT_METHOD)
-        ex = self._explainer.explain(images)
+        return self._explainer.explain(images)
+
+    def _overlay(self, ex, i: int, item: tuple, numbers: dict[str, int]):
+        from ..explain import overlay_figure
+
+        inst, header, gray = item
         caption = f"{self._explainer.method} on layer {self._explainer.layer_name}; model {self.naming.model_id}"
-        return [overlay_image(figure_rgb(overlay_figure(gray, ex.maps[i], ex.classes[i], ex.probabilities[i],
-                                                        list(self.predictor.classes), caption)),
-                              header, self.naming, numbers[inst.sop])
-                for i, (inst, header, gray) in enumerate(read)]
+        fig = overlay_figure(gray, ex.maps[i], ex.classes[i], ex.probabilities[i], list(self.predictor.classes),
+                             caption)
+        return overlay_image(figure_rgb(fig), header, self.naming, numbers[inst.sop])
+
+
+class _Stop(Exception):
+    """The PACS stayed unreachable: the job stops; ``left`` studies were not looked at."""
+
+    def __init__(self, left: int):
+        super().__init__(left)
+        self.left = left
 
 
 def watch(job: PacsJob, interval: float, cycles: int | None = None, since: str | None = None,

@@ -8,8 +8,6 @@ never written to disk.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 from dataclasses import dataclass
 
 from .config import Connection, PacsError
@@ -132,13 +130,21 @@ def retrieve_bytes(conn: Connection, inst: Instance) -> bytes:
 
 
 def _first_part(content_type: str, body: bytes) -> bytes:
+    """The first part of a multipart/related answer (split on the boundary: the stdlib email
+    parser took ~0.4 s for one 0.5 MB part here)."""
     if not content_type.startswith("multipart/"):
         return body
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    for part in message.iter_parts():
-        return part.get_payload(decode=True)
-    raise PacsError("WADO-RS answer had no DICOM part")
+    boundary = next((p.split("=", 1)[1].strip().strip('"') for p in content_type.split(";")
+                     if p.strip().lower().startswith("boundary=")), None)
+    if not boundary:
+        raise PacsError(f"WADO-RS answer is multipart without a boundary ({content_type})")
+    delimiter = b"--" + boundary.encode()
+    start = body.find(delimiter)
+    head_end = body.find(b"\r\n\r\n", start)
+    end = body.find(b"\r\n" + delimiter, head_end)
+    if start < 0 or head_end < 0 or end < 0:
+        raise PacsError("WADO-RS answer is not a complete multipart message")
+    return body[head_end + 4:end]
 
 
 def _with_preamble(data: bytes) -> bytes:

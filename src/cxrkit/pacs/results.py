@@ -63,6 +63,20 @@ class ResultNaming:
         return f"{SERIES_PREFIX} {kind} {self.model_id}"[:64]
 
 
+# Patient and study attributes a derived object must carry (type 2: present, empty when unknown).
+TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+         "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def with_type2(source):
+    """``source`` (a header) with the missing type-2 patient/study attributes present and empty,
+    so highdicom copies them as DICOM requires instead of failing on a sparse source."""
+    for keyword in TYPE2:
+        if keyword not in source:
+            setattr(source, keyword, "")
+    return source
+
+
 def _code(value: str, meaning: str, scheme: str = SCHEME):
     from highdicom.sr import CodedConcept
 
@@ -110,7 +124,8 @@ def structured_report(prediction, classes: list[str], source, naming: ResultNami
     from highdicom.sr import ComprehensiveSR
 
     sr = ComprehensiveSR(
-        evidence=[source], content=content_tree(prediction, classes, source, naming, threshold, temperature),
+        evidence=[with_type2(source)],
+        content=content_tree(prediction, classes, source, naming, threshold, temperature),
         series_instance_uid=naming.series_uid(source.StudyInstanceUID, "SR"), series_number=SR_SERIES_NUMBER,
         sop_instance_uid=naming.sop_uid(source.SOPInstanceUID, "SR"), instance_number=instance_number,
         manufacturer=MANUFACTURER, series_description=naming.description("SR"),
@@ -124,6 +139,7 @@ def overlay_image(rgb: np.ndarray, source, naming: ResultNaming, instance_number
     from highdicom.sc import SCImage
     from pydicom.dataset import Dataset
 
+    source = with_type2(source)
     orientation = tuple(source.get("PatientOrientation") or ()) or ("L", "F")
     sc = SCImage.from_ref_dataset(
         ref_dataset=source, pixel_array=np.ascontiguousarray(rgb), photometric_interpretation="RGB",
