@@ -46,7 +46,7 @@ def variant_env(name: str) -> dict:
     return env
 
 
-def child(run: str | None, n_images: int) -> dict:
+def child(run: str | None, n_images: int, train: bool) -> dict:
     import torch  # mallopt acts on later allocations: importing torch first changes nothing
 
     import cxrkit
@@ -68,7 +68,8 @@ def child(run: str | None, n_images: int) -> dict:
                 t = time.perf_counter()
             model(x)
     out["infer"] = 32 * 8 / (time.perf_counter() - t)
-    out["train"] = model_only_throughput("tf_efficientnet_lite0", 224, 32, steps=6)
+    if train:
+        out["train"] = model_only_throughput("tf_efficientnet_lite0", 224, 32, steps=6)
     if run:
         files = split_files(run, "test")[0]
         files = files[:: max(1, len(files) // (n_images + 32))][: n_images + 32]
@@ -85,13 +86,14 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--run", default=None, help="run directory for the cxrkit.load(run).predict measure")
     p.add_argument("--images", type=int, default=256)
+    p.add_argument("--no-train", action="store_true", help="skip the training-step measure (saves CPU time)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.run, args.images)))
+        print(json.dumps(child(args.run, args.images, not args.no_train)))
         return
     cmd = [sys.executable, __file__, "--child", "--images", str(args.images)]
-    cmd += ["--run", args.run] if args.run else []
+    cmd += (["--run", args.run] if args.run else []) + (["--no-train"] if args.no_train else [])
     results = {v: [] for v in VARIANTS}
     for order in rotations(VARIANTS, args.rounds):
         for v in order:

@@ -145,9 +145,17 @@ def _fp32_export(run_dir: Path) -> Path:
 
 
 def quantize_run(
-    run_dir: str | Path, calibration: int = 128, check: int = 200, formats: tuple[str, ...] = FORMATS
+    run_dir: str | Path,
+    calibration: int = 128,
+    check: int = 200,
+    formats: tuple[str, ...] = FORMATS,
+    keep_failed: str | Path | None = None,
 ) -> dict:
-    """Quantize the run's ONNX export to int8 (see the module docstring); returns the card entry."""
+    """Quantize the run's ONNX export to int8 (see the module docstring); returns the card entry.
+
+    ``keep_failed``: where to save the fastest candidate when none passes (benches measure it;
+    the card is still left alone).
+    """
     import cxrkit
 
     run_dir = Path(run_dir)
@@ -175,6 +183,8 @@ def quantize_run(
             if checks[f]["top1_agreement"] >= MIN_AGREEMENT and checks[f]["mean_abs_prob_diff"] <= MAX_MEAN_PROB_DIFF
         ]
         if not passing:
+            if keep_failed:
+                os.replace(Path(tmp) / f"{min(formats, key=timing.get)}.onnx", keep_failed)
             raise QuantizationError(
                 f"{run_dir}: no int8 model passed parity with the fp32 export on {len(held_out)} val images "
                 f"(need top-1 agreement >= {MIN_AGREEMENT:.0%} and mean |dp| <= {MAX_MEAN_PROB_DIFF}): "
