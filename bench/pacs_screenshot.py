@@ -38,12 +38,24 @@ def main() -> None:
         run = args.run or tiny_run(Path(tmp) / "model")
         DICOMwebClient(server.dicomweb).store_instances([synthetic_study(7, 512)])
         try:
-            cxr(["pacs", "predict", str(run), "--url", server.dicomweb, "--all-new", "--cam",
-                 "--state", str(Path(tmp) / "state.json")])
+            cxr(
+                [
+                    "pacs",
+                    "predict",
+                    str(run),
+                    "--url",
+                    server.dicomweb,
+                    "--all-new",
+                    "--cam",
+                    "--state",
+                    str(Path(tmp) / "state.json"),
+                ]
+            )
         except SystemExit as exc:
             assert not exc.code, exc.code
-        found = requests.post(f"{server.url}/tools/find", json={
-            "Level": "Instance", "Query": {"Modality": "OT"}}).json()
+        found = requests.post(
+            f"{server.url}/tools/find", json={"Level": "Instance", "Query": {"Modality": "OT"}}
+        ).json()
         assert len(found) == 1, found
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])

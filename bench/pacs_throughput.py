@@ -57,7 +57,12 @@ def synthetic_study(seed: int, size: int):
     ds.preamble = b"\0" * 128
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.PatientName, ds.PatientID, ds.StudyDate, ds.Modality, ds.ViewPosition = (
-        f"BENCH^{seed}", f"B{seed:04d}", "20261201", "CR", "PA")
+        f"BENCH^{seed}",
+        f"B{seed:04d}",
+        "20261201",
+        "CR",
+        "PA",
+    )
     ds.Rows = ds.Columns = size
     ds.PhotometricInterpretation, ds.SamplesPerPixel = "MONOCHROME2", 1
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
@@ -73,10 +78,10 @@ def tiny_run(root: Path) -> Path:
         (root / "data" / name).mkdir(parents=True)
         for i in range(12):
             img = rng.normal(100, 20, (64, 64))
-            img[8 + 16 * k:24 + 16 * k, 20:44] += 80
+            img[8 + 16 * k : 24 + 16 * k, 20:44] += 80
             Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "data" / name / f"{i}.png")
-    cfg = TrainConfig(data=str(root / "data"), out=str(root / "run"), model="resdense_tiny", pretrained=False,
-                      epochs=1, input_size=64, batch_size=8, workers=1, cache_dir=str(root / "cache"))
+    tiny = {"model": "resdense_tiny", "pretrained": False, "epochs": 1, "input_size": 64, "batch_size": 8}
+    cfg = TrainConfig(data=str(root / "data"), out=str(root / "run"), cache_dir=str(root / "cache"), workers=1, **tiny)
     return train(cfg, progress_bar=False).run_dir
 
 
@@ -105,7 +110,7 @@ def main() -> None:
             files[-1].parent.mkdir(exist_ok=True)
             ds.save_as(files[-1], enforce_file_format=True)
         uploader = DICOMwebClient(server.dicomweb)
-        _, t_upload = timed(lambda: [uploader.store_instances(studies[i:i + 20]) for i in range(0, len(studies), 20)])
+        _, t_upload = timed(lambda: [uploader.store_instances(studies[i : i + 20]) for i in range(0, len(studies), 20)])
         predictor = cxrkit.load(run)
         preds, t_files = timed(lambda: predictor.predict(files))
         assert not preds.errors, preds.errors[:3]
@@ -115,20 +120,29 @@ def main() -> None:
         first, t_pacs = timed(lambda: job.run(job.select(uids)))
         again, t_again = timed(lambda: PacsJob(predictor, conn, log=lambda line: None).run(uids))
         cam_job = PacsJob(predictor, conn, cam=True, reprocess=True, log=lambda line: None)
-        cam, t_cam = timed(lambda: cam_job.run(uids[:args.cam_studies]))
+        cam, t_cam = timed(lambda: cam_job.run(uids[: args.cam_studies]))
     assert first.sr == args.studies and not first.errors and len(again.already) == args.studies
     assert cam.overlays == args.cam_studies
     n = args.studies
-    rows = [("`cxr predict` on the DICOM files (Predictor.predict)", n, t_files),
-            ("`cxr pacs predict` (QIDO + WADO + predict + SR + STOW)", n, t_pacs),
-            ("`cxr pacs predict` again (all results present: checks only)", n, t_again),
-            ("`cxr pacs predict --cam` (+ Grad-CAM + secondary capture)", args.cam_studies, t_cam)]
-    text = [f"# PACS throughput ({n} one-image CR studies, {args.size}x{args.size} 12-bit, local Orthanc)", "",
-            f"`nice -n 10 .venv/bin/python bench/pacs_throughput.py --studies {n} --size {args.size}"
-            f"{' --run ' + str(args.run) if args.run else ''}`", "",
-            f"Model: {predictor.model_id} ({'given run' if args.run else 'resdense_tiny, 64 px, trained here'});"
-            f" {os.cpu_count()} CPU cores, {platform.python_version()}; upload of the studies (not counted): "
-            f"{t_upload:.1f} s.", "", "| path | studies | seconds | studies/s |", "| --- | ---: | ---: | ---: |"]
+    rows = [
+        ("`cxr predict` on the DICOM files (Predictor.predict)", n, t_files),
+        ("`cxr pacs predict` (QIDO + WADO + predict + SR + STOW)", n, t_pacs),
+        ("`cxr pacs predict` again (all results present: checks only)", n, t_again),
+        ("`cxr pacs predict --cam` (+ Grad-CAM + secondary capture)", args.cam_studies, t_cam),
+    ]
+    text = [
+        f"# PACS throughput ({n} one-image CR studies, {args.size}x{args.size} 12-bit, local Orthanc)",
+        "",
+        f"`nice -n 10 .venv/bin/python bench/pacs_throughput.py --studies {n} --size {args.size}"
+        f"{' --run ' + str(args.run) if args.run else ''}`",
+        "",
+        f"Model: {predictor.model_id} ({'given run' if args.run else 'resdense_tiny, 64 px, trained here'});"
+        f" {os.cpu_count()} CPU cores, {platform.python_version()}; upload of the studies (not counted): "
+        f"{t_upload:.1f} s.",
+        "",
+        "| path | studies | seconds | studies/s |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     text += [f"| {name} | {k} | {t:.1f} | {k / t:.1f} |" for name, k, t in rows]
     text += ["", f"PACS path / file path: {t_pacs / t_files:.1f}x the time per study."]
     OUT.parent.mkdir(exist_ok=True)

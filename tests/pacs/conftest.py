@@ -22,9 +22,20 @@ def server(tmp_path):
         yield srv
 
 
-def synthetic_dicom(sop_class: str = CR, modality: str = "CR", view: str | None = "PA",
-                    photometric: str = "MONOCHROME2", seed: int = 0, shape=(80, 72), study=None, series=None,
-                    frames: int = 1, pixels: bool = True, truncate: bool = False, patient: str = "SYNTH^ONE"):
+def synthetic_dicom(
+    sop_class: str = CR,
+    modality: str = "CR",
+    view: str | None = "PA",
+    photometric: str = "MONOCHROME2",
+    seed: int = 0,
+    shape=(80, 72),
+    study=None,
+    series=None,
+    frames: int = 1,
+    pixels: bool = True,
+    truncate: bool = False,
+    patient: str = "SYNTH^ONE",
+):
     """A pydicom Dataset (Part 10 ready) with 12-bit smooth noise; options make the broken kinds."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid

@@ -87,8 +87,9 @@ def test_sr_content_and_derived_uids():
     from .conftest import synthetic_dicom
 
     source = synthetic_dicom()
-    pred = SimpleNamespace(predicted_class="normal", uncertain=True,
-                           probabilities={"covid": 0.2, "viral_pneumonia": 0.3, "normal": 0.5})
+    pred = SimpleNamespace(
+        predicted_class="normal", uncertain=True, probabilities={"covid": 0.2, "viral_pneumonia": 0.3, "normal": 0.5}
+    )
     naming = ResultNaming("run@abc", "0123456789ab")
     sr = structured_report(pred, ["covid", "viral_pneumonia", "normal"], source, naming, 0.6, 1.3, 1)
     again = structured_report(pred, ["covid", "viral_pneumonia", "normal"], source, naming, 0.6, 1.3, 1)

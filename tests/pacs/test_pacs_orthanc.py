@@ -59,25 +59,28 @@ def sr_values(sr) -> tuple[str, dict[str, float], str]:
     return ref, probs, uncertain
 
 
-def test_predict_writes_one_sr_and_overlay_per_eligible_instance(pacs_run, server, archive, dicomweb, tmp_path,
-                                                                  capfd):
+def test_predict_writes_one_sr_and_overlay_per_eligible_instance(pacs_run, server, archive, dicomweb, tmp_path, capfd):
     run = pacs_run
     base = ["pacs", "predict", run, "--url", server.dicomweb, "--all-new", "--cam", "--state", tmp_path / "s.json"]
     assert cxr(*base, "--out", tmp_path / "summary.json") == 1  # broken + multi-frame: exit 1, rest done
     srs, cams = results(dicomweb, "SR"), results(dicomweb, "CAM")
     assert sorted(sr_values(s)[0] for s in srs) == sorted(archive.uid(r) for r in ELIGIBLE)
     assert sorted(c.SourceImageSequence[0].ReferencedSOPInstanceUID for c in cams) == sorted(
-        archive.uid(r) for r in ELIGIBLE)
+        archive.uid(r) for r in ELIGIBLE
+    )
     for obj in srs + cams:  # new UIDs, same patient and study as the source
         source = next(ds for ds in archive.items.values() if ds.StudyInstanceUID == obj.StudyInstanceUID)
-        assert obj.PatientID == source.PatientID and obj.SOPInstanceUID not in {d.SOPInstanceUID for d in
-                                                                                 archive.items.values()}
+        assert obj.PatientID == source.PatientID and obj.SOPInstanceUID not in {
+            d.SOPInstanceUID for d in archive.items.values()
+        }
     assert all(c.BurnedInAnnotation == "YES" and c.PhotometricInterpretation == "RGB" for c in cams)
     assert all("For research use only" in json.dumps([i.to_json_dict() for i in s.ContentSequence]) for s in srs)
 
     # probabilities equal `cxr predict` on the same files
-    assert cxr("predict", run, *(archive.files[r] for r in ELIGIBLE), "--format", "json",
-               "--out", tmp_path / "p.json") == 0
+    assert (
+        cxr("predict", run, *(archive.files[r] for r in ELIGIBLE), "--format", "json", "--out", tmp_path / "p.json")
+        == 0
+    )
     expected = {}
     for row in json.loads((tmp_path / "p.json").read_text())["results"]:
         for role in ELIGIBLE:
@@ -107,8 +110,21 @@ def test_predict_writes_one_sr_and_overlay_per_eligible_instance(pacs_run, serve
 
 
 def test_watch_survives_a_pacs_outage_and_resumes(pacs_run, server, archive, dicomweb, tmp_path, capfd):
-    argv = ["pacs", "watch", str(pacs_run), "--url", server.dicomweb, "--interval", "0.1", "--cycles", "1",
-            "--attempts", "2", "--state", str(tmp_path / "state.json")]
+    argv = [
+        "pacs",
+        "watch",
+        str(pacs_run),
+        "--url",
+        server.dicomweb,
+        "--interval",
+        "0.1",
+        "--cycles",
+        "1",
+        "--attempts",
+        "2",
+        "--state",
+        str(tmp_path / "state.json"),
+    ]
     first: list[str] = []
 
     def stop_after_first(study: str) -> None:
@@ -131,8 +147,7 @@ def test_watch_survives_a_pacs_outage_and_resumes(pacs_run, server, archive, dic
     assert "cycle 1:" in resumed and f"study {first[0]}" not in resumed  # the finished study is not redone
 
 
-def test_dry_run_stores_nothing_and_vanished_study_is_reported(pacs_run, server, archive, dicomweb, tmp_path,
-                                                               capfd):
+def test_dry_run_stores_nothing_and_vanished_study_is_reported(pacs_run, server, archive, dicomweb, tmp_path, capfd):
     base = ["pacs", "predict", str(pacs_run), "--url", server.dicomweb, "--state", str(tmp_path / "s.json")]
     before = all_instances(dicomweb)
     assert cxr(*base, "--all-new", "--dry-run", "--out", tmp_path / "dry.json") == 0
@@ -162,8 +177,18 @@ def test_basic_auth_from_the_environment(pacs_run, tmp_path, monkeypatch, capfd)
     with orthanc.LocalOrthanc(tmp_path / "o", users={"reader": "s3cret-pw"}) as srv:
         upload = requests.post(f"{srv.url}/instances", data=part10(synthetic_dicom()), auth=("reader", "s3cret-pw"))
         upload.raise_for_status()
-        base = ["pacs", "predict", pacs_run, "--url", srv.dicomweb, "--all-new", "--attempts", "1",
-                "--state", tmp_path / "s.json"]
+        base = [
+            "pacs",
+            "predict",
+            pacs_run,
+            "--url",
+            srv.dicomweb,
+            "--all-new",
+            "--attempts",
+            "1",
+            "--state",
+            tmp_path / "s.json",
+        ]
         monkeypatch.delenv("CXR_PACS_USER", raising=False)
         assert cxr(*base) == 2
         assert "HTTP 401" in capfd.readouterr().err

@@ -13,27 +13,33 @@ from ..errors import UsageError
 from ..inference.defaults import DEFAULT_THRESHOLD
 from ._console import console, err_console
 
-LOGIN = ("Credentials never go on the command line: set CXR_PACS_TOKEN (bearer) or CXR_PACS_USER and "
-         "CXR_PACS_PASSWORD (HTTP basic), or give --credentials FILE (JSON, chmod 600). Logs name studies "
-         "by UID only; pixels and patient data stay in memory. ")
+LOGIN = (
+    "Credentials never go on the command line: set CXR_PACS_TOKEN (bearer) or CXR_PACS_USER and "
+    "CXR_PACS_PASSWORD (HTTP basic), or give --credentials FILE (JSON, chmod 600). Logs name studies "
+    "by UID only; pixels and patient data stay in memory. "
+)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("pacs", help="predict on PACS studies over DICOMweb, results back as DICOM SR",
-                              description="Read CR/DX studies from a PACS (QIDO-RS/WADO-RS), run a trained run, "
-                                          "store a Structured Report (and with --cam a Grad-CAM overlay image) "
-                                          "into each study (STOW-RS). " + RESEARCH_NOTICE)
+    p = subparsers.add_parser(
+        "pacs",
+        help="predict on PACS studies over DICOMweb, results back as DICOM SR",
+        description="Read CR/DX studies from a PACS (QIDO-RS/WADO-RS), run a trained run, "
+        "store a Structured Report (and with --cam a Grad-CAM overlay image) "
+        "into each study (STOW-RS). " + RESEARCH_NOTICE,
+    )
     sub = p.add_subparsers(dest="pacs_command", required=True, metavar="ACTION")
     pred = sub.add_parser(
-        "predict", help="process chosen studies once",
+        "predict",
+        help="process chosen studies once",
         description="Process the chosen studies: frontal CR/DX instances get one SR each; other modalities, "
-                    "lateral views and unreadable objects are listed with the reason. A study that already has "
-                    "this model's results is skipped (--reprocess adds a new result series). " + LOGIN
-                    + RESEARCH_NOTICE,
+        "lateral views and unreadable objects are listed with the reason. A study that already has "
+        "this model's results is skipped (--reprocess adds a new result series). " + LOGIN + RESEARCH_NOTICE,
         epilog="Examples:\n  cxr pacs predict runs/lite0 --url http://127.0.0.1:8042/dicom-web --all-new --dry-run\n"
-               "  cxr pacs predict runs/lite0 --url https://pacs.example.org/dicom-web --study 1.2.3.4 --cam\n"
-               "  cxr pacs predict runs/lite0 --url URL --since 2026-11-01 --out summary.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  cxr pacs predict runs/lite0 --url https://pacs.example.org/dicom-web --study 1.2.3.4 --cam\n"
+        "  cxr pacs predict runs/lite0 --url URL --since 2026-11-01 --out summary.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(pred)
     which = pred.add_mutually_exclusive_group(required=True)
     which.add_argument("--study", nargs="+", metavar="UID", help="Study Instance UID(s) to process")
@@ -41,17 +47,20 @@ def register(subparsers) -> None:
     which.add_argument("--all-new", action="store_true", help="every study not yet processed for this model")
     pred.add_argument("--dry-run", action="store_true", help="list what would be processed; store nothing")
     pred.set_defaults(func=run_predict)
-    w = sub.add_parser("watch", help="poll for new studies and process each once",
-                       description="Poll the PACS every --interval seconds and process each new study once "
-                                   "(resumable: kill it and start it again). One summary line per cycle; while "
-                                   "the PACS is down the wait doubles, up to 16 intervals. " + LOGIN
-                                   + RESEARCH_NOTICE)
+    w = sub.add_parser(
+        "watch",
+        help="poll for new studies and process each once",
+        description="Poll the PACS every --interval seconds and process each new study once "
+        "(resumable: kill it and start it again). One summary line per cycle; while "
+        "the PACS is down the wait doubles, up to 16 intervals. " + LOGIN + RESEARCH_NOTICE,
+    )
     _common(w)
     w.add_argument("--interval", type=float, default=60.0, help="seconds between polls (default 60)")
     w.add_argument("--cycles", type=int, default=None, help="stop after this many polls (default: run until killed)")
     w.add_argument("--since", type=_date, help="only studies with StudyDate on or after this (YYYY-MM-DD)")
-    w.add_argument("--max-attempts", type=int, default=3,
-                   help="give up on a study after this many failed attempts (default 3)")
+    w.add_argument(
+        "--max-attempts", type=int, default=3, help="give up on a study after this many failed attempts (default 3)"
+    )
     w.set_defaults(func=run_watch)
 
 
@@ -63,13 +72,20 @@ def _common(p) -> None:
     tls.add_argument("--ca-bundle", type=Path, help="CA certificates to verify the PACS's TLS certificate with")
     tls.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (test servers only)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
-    p.add_argument("--attempts", type=int, default=4,
-                   help="tries per request on connection errors, timeouts, 429 and 5xx; back-off 1, 2, 4 s "
-                        "(default 4)")
+    p.add_argument(
+        "--attempts",
+        type=int,
+        default=4,
+        help="tries per request on connection errors, timeouts, 429 and 5xx; back-off 1, 2, 4 s (default 4)",
+    )
     p.add_argument("--cam", action="store_true", help="also store a Grad-CAM overlay image per instance")
     p.add_argument("--reprocess", action="store_true", help="process studies that already have results")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})",
+    )
     p.add_argument("--state", type=Path, help="job state file (UIDs only; default under the cxrkit cache)")
     p.add_argument("--out", type=Path, help="write the job summary (UIDs and reasons) as JSON here")
 
@@ -102,8 +118,7 @@ def make_job(args: argparse.Namespace, after_study=None):
         _log("warning: --insecure: TLS certificates are not verified")
     cfg = PacsConfig(args.url, args.credentials, verify, args.timeout, args.attempts)
     predictor = cxrkit.load(args.run_dir, threshold=args.threshold)
-    job = PacsJob(predictor, cfg.connect(), cam=args.cam, reprocess=args.reprocess, log=_log,
-                  after_study=after_study)
+    job = PacsJob(predictor, cfg.connect(), cam=args.cam, reprocess=args.reprocess, log=_log, after_study=after_study)
     job.state = JobState(args.state or default_state_path(cfg.base, job.naming.key), job.naming.key)
     return job
 

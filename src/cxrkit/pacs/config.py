@@ -56,8 +56,10 @@ class PacsConfig:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"--url {self.url!r}: expected http(s)://HOST[:PORT]/PATH of the DICOMweb root")
         if parts.username or parts.password:
-            raise UsageError("--url must not contain a user or password (command lines end up in shell history "
-                             f"and process lists); set {USER_ENV}/{PASSWORD_ENV} or use --credentials FILE")
+            raise UsageError(
+                "--url must not contain a user or password (command lines end up in shell history "
+                f"and process lists); set {USER_ENV}/{PASSWORD_ENV} or use --credentials FILE"
+            )
         if self.attempts < 1 or self.timeout <= 0 or self.backoff < 0:
             raise UsageError("attempts must be >= 1, timeout > 0 and backoff >= 0")
 
@@ -67,9 +69,15 @@ class PacsConfig:
 
     def auth(self):
         """``requests`` auth object from the file or the environment, or None."""
-        values = _read_credentials(self.credentials) if self.credentials else {
-            "token": os.environ.get(TOKEN_ENV), "username": os.environ.get(USER_ENV),
-            "password": os.environ.get(PASSWORD_ENV)}
+        values = (
+            _read_credentials(self.credentials)
+            if self.credentials
+            else {
+                "token": os.environ.get(TOKEN_ENV),
+                "username": os.environ.get(USER_ENV),
+                "password": os.environ.get(PASSWORD_ENV),
+            }
+        )
         if values.get("token"):
             return _Bearer(values["token"])
         if values.get("username"):
@@ -127,8 +135,10 @@ def _read_credentials(path: Path) -> dict:
     except FileNotFoundError:
         raise UsageError(f"--credentials {path}: file not found") from None
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--credentials {path}: not readable JSON ({type(exc).__name__}); expected "
-                         '{"token": "..."} or {"username": "...", "password": "..."}') from None
+        raise UsageError(
+            f"--credentials {path}: not readable JSON ({type(exc).__name__}); expected "
+            '{"token": "..."} or {"username": "...", "password": "..."}'
+        ) from None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         raise UsageError(f"--credentials {path}: readable by other users; run `chmod 600 {path}`")
     if not isinstance(values, dict) or not (values.get("token") or values.get("username")):
@@ -139,8 +149,9 @@ def _read_credentials(path: Path) -> dict:
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-def with_retries(what: str, fn: Callable[[], T], attempts: int, backoff: float,
-                 sleep: Callable[[float], None] = time.sleep) -> T:
+def with_retries(
+    what: str, fn: Callable[[], T], attempts: int, backoff: float, sleep: Callable[[float], None] = time.sleep
+) -> T:
     """``fn()``, retried on connection errors, timeouts and HTTP 408/429/5xx with exponential
     back-off; any failure comes out as a :class:`PacsError` that says what was being done."""
     import requests
@@ -159,5 +170,5 @@ def with_retries(what: str, fn: Callable[[], T], attempts: int, backoff: float,
             if error.transient and attempts > 1:
                 error.args = (f"{error} after {attempts} attempts",)
             raise error from None
-        sleep(backoff * 2 ** attempt)
+        sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")

@@ -47,9 +47,11 @@ class JobSummary:
 
     def line(self) -> str:
         skipped = len(self.issues) - len(self.errors)
-        return (f"{len(self.done)} studies done, {len(self.already)} already had results, {len(self.failed)} failed; "
-                f"{self.sr} SR, {self.overlays} overlays stored; {skipped} instances skipped, "
-                f"{len(self.errors)} errors")
+        return (
+            f"{len(self.done)} studies done, {len(self.already)} already had results, {len(self.failed)} failed; "
+            f"{self.sr} SR, {self.overlays} overlays stored; {skipped} instances skipped, "
+            f"{len(self.errors)} errors"
+        )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "notice": RESEARCH_NOTICE}
@@ -58,16 +60,25 @@ class JobSummary:
 class PacsJob:
     """One model against one PACS. ``log`` receives one line per study (UIDs only)."""
 
-    def __init__(self, predictor, conn: Connection, state: JobState | None = None, cam: bool = False,
-                 reprocess: bool = False, threshold: float | None = None, log: Callable[[str], None] = print,
-                 after_study: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        predictor,
+        conn: Connection,
+        state: JobState | None = None,
+        cam: bool = False,
+        reprocess: bool = False,
+        threshold: float | None = None,
+        log: Callable[[str], None] = print,
+        after_study: Callable[[str], None] | None = None,
+    ):
         self.predictor = predictor
         self.conn = conn
         self.cam = cam
         self.reprocess = reprocess
         self.threshold = predictor.threshold if threshold is None else threshold
-        self.naming = ResultNaming(predictor.model_id, card_hash(predictor.run.card),
-                                   uuid.uuid4().hex if reprocess else "")
+        self.naming = ResultNaming(
+            predictor.model_id, card_hash(predictor.run.card), uuid.uuid4().hex if reprocess else ""
+        )
         self.state = state
         self.log = log
         self.after_study = after_study  # tests: a hook between studies
@@ -107,8 +118,9 @@ class PacsJob:
                     group = []
             self._flush(group, summary, 0)
         except _Stop as stop:
-            summary.stopped = f"{stop.__cause__}; stopped with {stop.left} studies left; rerun the same command " \
-                              "to continue"
+            summary.stopped = (
+                f"{stop.__cause__}; stopped with {stop.left} studies left; rerun the same command to continue"
+            )
         return summary
 
     def _plan(self, study: str, summary: JobSummary, dry_run: bool):
@@ -125,8 +137,10 @@ class PacsJob:
             self.log(f"study {study}: no instance the model may read ({len(plan.issues)} left out)")
         elif not todo:
             summary.already.append(study)
-            self.log(f"study {study}: nothing to do ({len(plan.eligible)} readable instance(s) already have "
-                     f"results, {len(plan.issues)} left out)")
+            self.log(
+                f"study {study}: nothing to do ({len(plan.eligible)} readable instance(s) already have "
+                f"results, {len(plan.issues)} left out)"
+            )
         else:
             return study, todo, {inst.sop: k + 1 for k, inst in enumerate(plan.eligible)}, len(plan.issues)
         if self.state:
@@ -165,9 +179,18 @@ class PacsJob:
             mine = [(k, r) for k, r in enumerate(read) if r[0].study == study]
             before = len(summary.errors)
             try:
-                out = [structured_report(preds[inst.sop], list(self.predictor.classes), header, self.naming,
-                                         self.threshold, self.predictor.temperature, numbers[inst.sop])
-                       for _, (inst, header, _) in mine]
+                out = [
+                    structured_report(
+                        preds[inst.sop],
+                        list(self.predictor.classes),
+                        header,
+                        self.naming,
+                        self.threshold,
+                        self.predictor.temperature,
+                        numbers[inst.sop],
+                    )
+                    for _, (inst, header, _) in mine
+                ]
                 if self.cam:
                     out += [self._overlay(maps, k, r, numbers) for k, r in mine]
                 if out:
@@ -175,7 +198,7 @@ class PacsJob:
             except PacsError as exc:
                 self._failed([study], exc, summary)
                 if exc.transient:
-                    self._failed([w[0] for w in group[n + 1:]], exc, summary)
+                    self._failed([w[0] for w in group[n + 1 :]], exc, summary)
                     raise _Stop(left) from exc
                 continue
             summary.sr += len(mine)
@@ -183,8 +206,10 @@ class PacsJob:
             summary.done.append(study)
             if self.state:
                 self.state.record(study, True)
-            self.log(f"study {study}: {len(mine)} SR, {len(mine) if self.cam else 0} overlay(s), "
-                     f"{len(summary.errors) - before + len(todo) - len(mine)} error(s), {n_left_out} left out")
+            self.log(
+                f"study {study}: {len(mine)} SR, {len(mine) if self.cam else 0} overlay(s), "
+                f"{len(summary.errors) - before + len(todo) - len(mine)} error(s), {n_left_out} left out"
+            )
             self._finished(study)
 
     def _store(self, study: str, out: list) -> None:
@@ -242,8 +267,9 @@ class PacsJob:
 
         inst, header, gray = item
         caption = f"{self._explainer.method} on layer {self._explainer.layer_name}; model {self.naming.model_id}"
-        fig = overlay_figure(gray, ex.maps[i], ex.classes[i], ex.probabilities[i], list(self.predictor.classes),
-                             caption)
+        fig = overlay_figure(
+            gray, ex.maps[i], ex.classes[i], ex.probabilities[i], list(self.predictor.classes), caption
+        )
         return overlay_image(figure_rgb(fig), header, self.naming, numbers[inst.sop])
 
 
@@ -255,8 +281,14 @@ class _Stop(Exception):
         self.left = left
 
 
-def watch(job: PacsJob, interval: float, cycles: int | None = None, since: str | None = None,
-          max_attempts: int = 3, sleep: Callable[[float], None] = time.sleep) -> list[JobSummary]:
+def watch(
+    job: PacsJob,
+    interval: float,
+    cycles: int | None = None,
+    since: str | None = None,
+    max_attempts: int = 3,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[JobSummary]:
     """Poll every ``interval`` s; each cycle processes the studies not done yet and logs one line.
 
     While the PACS is unreachable the wait doubles, up to 16 x ``interval``; a study that fails

@@ -64,20 +64,29 @@ class LocalOrthanc:
         return f"{self.url}/dicom-web"
 
     def config(self) -> dict:
-        return {"Name": "cxrkit-test", "StorageDirectory": str(self.folder / "storage"),
-                "IndexDirectory": str(self.folder / "storage"), "HttpPort": self.port,
-                "RemoteAccessAllowed": False, "DicomServerEnabled": False,
-                "AuthenticationEnabled": bool(self.users), "RegisteredUsers": self.users,
-                "Plugins": [str(DICOMWEB_PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-                "HttpTimeout": 60, "StableAge": 1}
+        return {
+            "Name": "cxrkit-test",
+            "StorageDirectory": str(self.folder / "storage"),
+            "IndexDirectory": str(self.folder / "storage"),
+            "HttpPort": self.port,
+            "RemoteAccessAllowed": False,
+            "DicomServerEnabled": False,
+            "AuthenticationEnabled": bool(self.users),
+            "RegisteredUsers": self.users,
+            "Plugins": [str(DICOMWEB_PLUGIN)],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "HttpTimeout": 60,
+            "StableAge": 1,
+        }
 
     def start(self, timeout: float = 30.0) -> "LocalOrthanc":
         self.folder.mkdir(parents=True, exist_ok=True)
         cfg = self.folder / "orthanc.json"
         cfg.write_text(json.dumps(self.config(), indent=1))
         log = open(self.folder / "orthanc.log", "ab")
-        self.proc = subprocess.Popen([str(ORTHANC), str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.folder, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(ORTHANC), str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -118,8 +127,9 @@ class LocalOrthanc:
 if __name__ == "__main__":  # python -m cxrkit.pacs.orthanc FOLDER: serve until Ctrl-C
     import sys
 
-    with LocalOrthanc(sys.argv[1] if len(sys.argv) > 1 else "orthanc-data",
-                      int(os.environ.get("PORT", 0)) or None) as server:
+    with LocalOrthanc(
+        sys.argv[1] if len(sys.argv) > 1 else "orthanc-data", int(os.environ.get("PORT", 0)) or None
+    ) as server:
         print(f"Orthanc on {server.url} (explorer {server.url}/app/explorer.html); DICOMweb {server.dicomweb}")
         try:
             server.proc.wait()

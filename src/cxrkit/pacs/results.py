@@ -64,8 +64,17 @@ class ResultNaming:
 
 
 # Patient and study attributes a derived object must carry (type 2: present, empty when unknown).
-TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-         "ReferringPhysicianName", "StudyID", "AccessionNumber")
+TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
 
 
 def with_type2(source):
@@ -83,8 +92,7 @@ def _code(value: str, meaning: str, scheme: str = SCHEME):
     return CodedConcept(value, scheme, meaning)
 
 
-def content_tree(prediction, classes: list[str], source, naming: ResultNaming, threshold: float,
-                 temperature: float):
+def content_tree(prediction, classes: list[str], source, naming: ResultNaming, threshold: float, temperature: float):
     """The SR content: root container with the finding, probabilities, flag, model, notice, source."""
     from highdicom.sr import (
         ContainerContentItem,
@@ -99,38 +107,70 @@ def content_tree(prediction, classes: list[str], source, naming: ResultNaming, t
     unit = _code("1", "no units", "UCUM")
     items = [
         TextContentItem(_code("121071", "Finding", "DCM"), prediction.predicted_class, has),
-        *[NumContentItem(_code(f"P{k}", f"Probability of {c}"), float(prediction.probabilities[c]), unit,
-                         relationship_type=has) for k, c in enumerate(classes)],
-        TextContentItem(_code("UNCERTAIN", "Uncertain (top probability below threshold)"),
-                        "yes" if prediction.uncertain else "no", has),
+        *[
+            NumContentItem(
+                _code(f"P{k}", f"Probability of {c}"), float(prediction.probabilities[c]), unit, relationship_type=has
+            )
+            for k, c in enumerate(classes)
+        ],
+        TextContentItem(
+            _code("UNCERTAIN", "Uncertain (top probability below threshold)"),
+            "yes" if prediction.uncertain else "no",
+            has,
+        ),
         NumContentItem(_code("THRESHOLD", "Uncertain threshold"), float(threshold), unit, relationship_type=has),
-        NumContentItem(_code("TEMPERATURE", "Calibration temperature"), float(temperature), unit,
-                       relationship_type=has),
+        NumContentItem(
+            _code("TEMPERATURE", "Calibration temperature"), float(temperature), unit, relationship_type=has
+        ),
         TextContentItem(_code("111001", "Algorithm Name", "DCM"), naming.model_id, has),
-        TextContentItem(_code("111003", "Algorithm Version", "DCM"),
-                        f"model card {naming.card_hash}; cxrkit {__version__}", has),
+        TextContentItem(
+            _code("111003", "Algorithm Version", "DCM"), f"model card {naming.card_hash}; cxrkit {__version__}", has
+        ),
         TextContentItem(_code("121106", "Comment", "DCM"), RESEARCH_NOTICE, has),
-        ImageContentItem(_code("121112", "Source of Measurement", "DCM"), source.SOPClassUID,
-                         source.SOPInstanceUID, relationship_type=has),
+        ImageContentItem(
+            _code("121112", "Source of Measurement", "DCM"),
+            source.SOPClassUID,
+            source.SOPInstanceUID,
+            relationship_type=has,
+        ),
     ]
     root = ContainerContentItem(_code("18748-4", "Diagnostic imaging report", "LN"))
     root.ContentSequence = ContentSequence(items)
     return root
 
 
-def structured_report(prediction, classes: list[str], source, naming: ResultNaming, threshold: float,
-                      temperature: float, instance_number: int):
+def structured_report(
+    prediction,
+    classes: list[str],
+    source,
+    naming: ResultNaming,
+    threshold: float,
+    temperature: float,
+    instance_number: int,
+):
     """A highdicom ComprehensiveSR for one prediction on ``source`` (its header, without pixels)."""
     from highdicom.sr import ComprehensiveSR
 
     sr = ComprehensiveSR(
         evidence=[with_type2(source)],
         content=content_tree(prediction, classes, source, naming, threshold, temperature),
-        series_instance_uid=naming.series_uid(source.StudyInstanceUID, "SR"), series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=naming.sop_uid(source.SOPInstanceUID, "SR"), instance_number=instance_number,
-        manufacturer=MANUFACTURER, series_description=naming.description("SR"),
-        software_versions=f"cxrkit {__version__}", manufacturer_model_name=naming.model_id[:64])
+        manufacturer_model_name=naming.model_id[:64],
+        **_identity(source, naming, "SR", SR_SERIES_NUMBER, instance_number),
+    )
     return _part10(sr)
+
+
+def _identity(source, naming: ResultNaming, kind: str, series_number: int, instance_number: int) -> dict:
+    """highdicom arguments naming a derived object: its (derived) UIDs, numbers, series, maker."""
+    return {
+        "series_instance_uid": naming.series_uid(source.StudyInstanceUID, kind),
+        "series_number": series_number,
+        "sop_instance_uid": naming.sop_uid(source.SOPInstanceUID, kind),
+        "instance_number": instance_number,
+        "manufacturer": MANUFACTURER,
+        "series_description": naming.description(kind),
+        "software_versions": f"cxrkit {__version__}",
+    }
 
 
 def overlay_image(rgb: np.ndarray, source, naming: ResultNaming, instance_number: int):
@@ -142,12 +182,14 @@ def overlay_image(rgb: np.ndarray, source, naming: ResultNaming, instance_number
     source = with_type2(source)
     orientation = tuple(source.get("PatientOrientation") or ()) or ("L", "F")
     sc = SCImage.from_ref_dataset(
-        ref_dataset=source, pixel_array=np.ascontiguousarray(rgb), photometric_interpretation="RGB",
-        bits_allocated=8, coordinate_system="PATIENT", patient_orientation=orientation[:2],
-        series_instance_uid=naming.series_uid(source.StudyInstanceUID, "CAM"), series_number=SC_SERIES_NUMBER,
-        sop_instance_uid=naming.sop_uid(source.SOPInstanceUID, "CAM"), instance_number=instance_number,
-        manufacturer=MANUFACTURER, series_description=naming.description("CAM"),
-        software_versions=f"cxrkit {__version__}")
+        ref_dataset=source,
+        pixel_array=np.ascontiguousarray(rgb),
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        patient_orientation=orientation[:2],
+        **_identity(source, naming, "CAM", SC_SERIES_NUMBER, instance_number),
+    )
     ref = Dataset()
     ref.ReferencedSOPClassUID = source.SOPClassUID
     ref.ReferencedSOPInstanceUID = source.SOPInstanceUID

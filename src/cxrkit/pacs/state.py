@@ -36,11 +36,14 @@ class JobState:
             try:
                 saved = json.loads(self.path.read_text())
             except (OSError, ValueError) as exc:
-                raise UsageError(f"--state {self.path}: unreadable ({type(exc).__name__}); delete it to start "
-                                 "over (results already on the PACS are recognised by their UIDs)") from None
+                raise UsageError(
+                    f"--state {self.path}: unreadable ({type(exc).__name__}); delete it to start "
+                    "over (results already on the PACS are recognised by their UIDs)"
+                ) from None
             if saved.get("key") != key:
-                raise UsageError(f"--state {self.path} belongs to model {saved.get('key')!r}, not {key!r}; "
-                                 "give another --state file")
+                raise UsageError(
+                    f"--state {self.path} belongs to model {saved.get('key')!r}, not {key!r}; give another --state file"
+                )
             self.studies = saved.get("studies", {})
 
     def done(self, study: str) -> bool:
