@@ -144,7 +144,11 @@ def main() -> None:
         "| --- | ---: | ---: | ---: |",
     ]
     text += [f"| {name} | {k} | {t:.1f} | {k / t:.1f} |" for name, k, t in rows]
-    text += ["", f"PACS path / file path: {t_pacs / t_files:.1f}x the time per study."]
+    text += [
+        "",
+        f"PACS path / file path: {t_pacs / t_files:.1f}x the time per study. Load average at the end: "
+        f"{os.getloadavg()[0]:.1f} (the machine is shared: compare rows of one run, not runs).",
+    ]
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text("\n".join(text) + "\n")
     print("\n".join(text))
