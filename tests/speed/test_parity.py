@@ -85,9 +85,10 @@ def test_failing_parity_leaves_the_card_alone(tiny_run, tmp_path, monkeypatch):
     run = shutil.copytree(tiny_run.run_dir, tmp_path / "run")
     monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)  # unreachable: every candidate fails
     with pytest.raises(QuantizationError, match="no int8 model passed parity"):
-        quantize.quantize_run(run, calibration=16, check=8)
+        quantize.quantize_run(run, calibration=16, check=8, keep_failed=tmp_path / "failed.onnx")
     assert CARD_SECTION not in json.loads((run / "model_card.json").read_text())
     assert not (run / INT8_FILE).exists()
+    assert (tmp_path / "failed.onnx").stat().st_size > 0  # kept where asked, for a bench to measure
 
 
 def test_stale_int8_model_is_refused(int8_run, tmp_path):
