@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from .. import RESEARCH_NOTICE, __version__
 from .._speed import reexec_with_tcmalloc
@@ -34,7 +35,14 @@ def main(argv: list[str] | None = None) -> None:
     """Run ``cxr``; ``argv`` given (tests, scripts) means in-process, without re-exec."""
     if argv is None:
         reexec_with_tcmalloc(["-m", "cxrkit.cli.main", *sys.argv[1:]])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `cxr explain RUN --out X a.png`: argparse gives an optional-length positional (IMAGE...)
+    # nothing when options come first, and the images are left over; take them, as predict does.
+    if extra and isinstance(getattr(args, "images", None), list) and not any(e.startswith("-") for e in extra):
+        args.images += [Path(e) for e in extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     debug = args.debug or bool(os.environ.get("CXR_DEBUG"))
     try:
         args.func(args)

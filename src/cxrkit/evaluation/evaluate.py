@@ -18,15 +18,24 @@ from .calibration import calibration_summary, fit_temperature
 from .subgroups import subgroup_results
 from .summaries import DEFAULT_RESAMPLES, roc_curves, summarize
 
+# Fewer val images than this give a temperature that is noise (see calibrate_run).
+MIN_CALIBRATION_IMAGES = 30
 EVALUATION_FORMAT = "cxrkit-evaluation/1"
 
 
 def calibrate_run(predictor: Predictor, workers: int = 2, cache_dir=None) -> dict:
-    """Fit the temperature on the run's val split and save it into the model card."""
+    """Fit the temperature on the run's val split and save it into the model card.
+
+    Below ``MIN_CALIBRATION_IMAGES`` val images the temperature stays 1.0 and the card says
+    why: one scalar fitted on 6 images (seen in a real run) is noise that then rescales every
+    later answer's confidence.
+    """
     val = predict_split(predictor, None, "val", workers, cache_dir)
-    temperature = fit_temperature(val.logits, val.y_true)
+    n = int(len(val.y_true))
+    temperature = fit_temperature(val.logits, val.y_true) if n >= MIN_CALIBRATION_IMAGES else 1.0
     card = update_card(predictor.run.run_dir, "calibration", {
-        "temperature": temperature, "fitted_on": "val", "val_images": int(len(val.y_true)),
+        "temperature": temperature, "fitted_on": "val" if n >= MIN_CALIBRATION_IMAGES else
+        f"not fitted: {n} val images < {MIN_CALIBRATION_IMAGES}", "val_images": n,
         "val_nll_before": calibration_summary(val.y_true, val.probs())["nll"],
         "val_nll_after": calibration_summary(val.y_true, val.probs(temperature))["nll"]})
     predictor.run.card = card

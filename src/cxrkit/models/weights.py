@@ -135,6 +135,11 @@ def load_weights_file(model: nn.Module, path: str | Path) -> LoadedWeights:
     return LoadedWeights(f"file:{path} (sha256 {digest})", dropped)
 
 
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else "no details"
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict without running pickled code.
 
@@ -145,7 +150,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        state = safetensors.torch.load_file(path, device="cpu")
+        try:
+            state = safetensors.torch.load_file(path, device="cpu")
+        except Exception as err:  # SafetensorError, OSError, ...: truncated, empty or not safetensors
+            raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(err)}); "
+                               "check the file or export it again") from None
     elif path.suffix in TORCH_SUFFIXES:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -154,8 +163,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 f"refusing to load {path}: it holds pickled Python objects, not just tensors, "
                 "and unpickling them could run arbitrary code. Save a plain state dict "
                 "(torch.save(model.state_dict(), ...)) or use .safetensors. "
-                f"torch said: {str(err).splitlines()[0]}"
-            ) from err
+                f"torch said: {_first_line(err)}"
+            ) from None
+        except Exception as err:  # EOFError on an empty file, RuntimeError on garbage, ...
+            raise WeightsError(f"{path}: not a readable PyTorch state dict ({type(err).__name__}: "
+                               f"{_first_line(err)}); save one with torch.save(model.state_dict(), ...) "
+                               "or use .safetensors") from None
     else:
         raise WeightsError(
             f"unsupported weights file {path.name!r}: use .safetensors or one of {TORCH_SUFFIXES}"

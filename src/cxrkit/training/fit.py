@@ -94,6 +94,13 @@ def _check_start(config: TrainConfig, resume: bool) -> RunDir:
     if resume and not run.last_checkpoint.is_file():
         raise UsageError(f"{run.last_checkpoint}: nothing to resume in {run.root}"
                          + (" (the run finished; its model is in place)" if run.is_finished() else ""))
+    if resume:
+        try:  # refuse an unreadable or unsafe checkpoint now, not as a traceback inside Lightning
+            SafeCheckpointIO().load_checkpoint(run.last_checkpoint)
+        except Exception as exc:
+            raise UsageError(f"{run.last_checkpoint}: not a checkpoint cxrkit can read safely "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); nothing was changed. Start a new run with "
+                             "another --out") from None
     if not resume and run.has_started():
         raise UsageError(f"{run.root} already holds a run; continue it with --resume {run.root} "
                          "or choose another --out (nothing was overwritten)")
