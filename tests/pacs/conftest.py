@@ -70,6 +70,17 @@ def synthetic_dicom(
     return ds
 
 
+def jpeg2000_without_decodable_pixels(ds):
+    """The dataset relabelled JPEG 2000 with a codestream no decoder can read (a J2K start marker
+    and noise): stands for a compressed transfer syntax this installation cannot decode."""
+    from pydicom.encaps import encapsulate
+
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.90"
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(range(256)) * 8])
+    ds["PixelData"].VR = "OB"
+    return ds
+
+
 def part10(ds) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
@@ -106,7 +117,8 @@ def upload(server, folder: Path, cases: dict[str, object]) -> Archive:
 
 
 def standard_cases() -> dict[str, object]:
-    """Study 1: PA MONOCHROME2 + lateral; study 2: AP MONOCHROME1 + broken + multi-frame; study 3: CT."""
+    """Study 1: PA MONOCHROME2 + lateral; study 2: AP MONOCHROME1 + broken, multi-frame, no-pixel and
+    undecodable JPEG 2000 instances; study 3: CT."""
     from pydicom.uid import generate_uid
 
     s1, s2, s3 = generate_uid(), generate_uid(), generate_uid()
@@ -116,6 +128,8 @@ def standard_cases() -> dict[str, object]:
         "mono1": synthetic_dicom(DX, "DX", view="AP", photometric="MONOCHROME1", study=s2, seed=3),
         "broken": synthetic_dicom(DX, "DX", study=s2, seed=4, truncate=True),
         "multiframe": synthetic_dicom(DX, "DX", study=s2, seed=5, frames=3),
+        "nopixels": synthetic_dicom(DX, "DX", study=s2, pixels=False),
+        "compressed": jpeg2000_without_decodable_pixels(synthetic_dicom(DX, "DX", study=s2, seed=7)),
         "ct": synthetic_dicom(CT, "CT", view=None, study=s3, seed=6),
     }
 

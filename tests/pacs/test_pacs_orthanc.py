@@ -97,7 +97,13 @@ def test_predict_writes_one_sr_and_overlay_per_eligible_instance(pacs_run, serve
     assert reasons[archive.uid("ct")][1].startswith("modality CT")
     assert reasons[archive.uid("broken")][0] == "error" and "PixelData" in reasons[archive.uid("broken")][1]
     assert reasons[archive.uid("multiframe")] == ("error", "multi-frame object (3 frames); a radiograph is one frame")
-    assert len(reasons) == 4
+    kind, reason = reasons[archive.uid("compressed")]
+    assert kind == "error" and reason.startswith("cannot decode DICOM pixels")
+    assert reasons[archive.uid("nopixels")] == (
+        "error",
+        "DICOM file has no pixel data (a report or structured document?)",
+    )
+    assert len(reasons) == 6
 
     before = all_instances(dicomweb)
     assert cxr(*base) == 0  # state says done: nothing selected
@@ -153,8 +159,8 @@ def test_dry_run_stores_nothing_and_vanished_study_is_reported(pacs_run, server,
     assert cxr(*base, "--all-new", "--dry-run", "--out", tmp_path / "dry.json") == 0
     assert all_instances(dicomweb) == before
     planned = json.loads((tmp_path / "dry.json").read_text())["planned"]
-    # the broken instance's header looks fine: only its pixels tell
-    assert planned == {archive.study("pa"): 1, archive.study("mono1"): 2, archive.study("ct"): 0}
+    # broken, no-pixel and compressed headers look fine: only their pixels tell
+    assert planned == {archive.study("pa"): 1, archive.study("mono1"): 4, archive.study("ct"): 0}
 
     gone = archive.study("mono1")
     job = make_job(build_parser().parse_args(base + ["--all-new"]))

@@ -1,5 +1,5 @@
 """QIDO-RS / WADO-RS reads: which studies, which of their instances a chest X-ray model may
-read (CR/DX, frontal, one frame, with pixels), and the instances' bytes.
+read (CR/DX, frontal, one frame), and the instances' bytes.
 
 Decisions are made on WADO-RS metadata (the DICOM header as JSON, no pixels), so a skipped or
 refused instance costs no pixel transfer. Pixels are fetched as Part 10 bytes in memory and
@@ -99,15 +99,16 @@ def plan_study(conn: Connection, study: str) -> StudyPlan:
 
 
 def refusal(meta: dict) -> tuple[str, str] | None:
-    """(kind, reason) when an instance's header says the model must not or cannot read it."""
+    """(kind, reason) when an instance's header says the model must not or cannot read it.
+
+    Missing pixel data is left to the decoder: Orthanc's metadata leaves out PixelData of
+    compressed objects, so its absence there proves nothing."""
     view = str(_value(meta, "00185101", "") or "").upper()
     if view and view not in FRONTAL:
         return "skipped", f"view position {view} (only frontal PA/AP views are read)"
     frames = int(_value(meta, "00280008", 1) or 1)
     if frames > 1:
         return "error", f"multi-frame object ({frames} frames); a radiograph is one frame"
-    if "7FE00010" not in meta and "7fe00010" not in meta:
-        return "error", "no pixel data (7FE0,0010) in the instance"
     return None
 
 
