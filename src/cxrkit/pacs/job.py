@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .. import RESEARCH_NOTICE
+from ..inference.defaults import DEFAULT_THRESHOLD
 from .config import Connection, PacsError
 from .query import Instance, Issue, existing_results, find_studies, plan_study, retrieve_bytes
 from .results import ResultNaming, card_hash, figure_rgb, overlay_image, structured_report
@@ -75,9 +76,9 @@ class PacsJob:
         self.conn = conn
         self.cam = cam
         self.reprocess = reprocess
-        self.threshold = predictor.threshold if threshold is None else threshold
+        self.threshold = getattr(predictor, "threshold", DEFAULT_THRESHOLD) if threshold is None else threshold
         self.naming = ResultNaming(
-            predictor.model_id, card_hash(predictor.run.card), uuid.uuid4().hex if reprocess else ""
+            predictor.model_id, card_hash(_card(predictor)), uuid.uuid4().hex if reprocess else ""
         )
         self.state = state
         self.log = log
@@ -113,7 +114,7 @@ class PacsJob:
                     self._finished(study)
                     continue
                 group.append(work)
-                if sum(len(w[1]) for w in group) >= self.predictor.batch_size:
+                if sum(len(w[1]) for w in group) >= getattr(self.predictor, "batch_size", 32):
                     self._flush(group, summary, len(studies) - k - 1)
                     group = []
             self._flush(group, summary, 0)
@@ -242,9 +243,11 @@ class PacsJob:
                     raise raw
                 summary.issues.append(Issue(inst.sop, str(raw), "error"))
                 continue
-            gray = self.predictor.try_decode(raw, inst.sop)
-            if hasattr(gray, "reason"):  # a Failure: the reason names the decoding problem
-                summary.issues.append(Issue(inst.sop, gray.reason, "error"))
+            try:
+                gray = self.predictor.decode(raw, inst.sop)
+            except Exception as exc:  # untrusted objects: one decoder bug must not stop the batch
+                reason = getattr(exc, "reason", None) or f"cannot decode the image ({type(exc).__name__}: {exc})"
+                summary.issues.append(Issue(inst.sop, reason, "error"))
                 continue
             read.append((inst, pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True), gray))
         return read
@@ -271,6 +274,12 @@ class PacsJob:
             gray, ex.maps[i], ex.classes[i], ex.probabilities[i], list(self.predictor.classes), caption
         )
         return overlay_image(figure_rgb(fig), header, self.naming, numbers[inst.sop])
+
+
+def _card(predictor) -> dict:
+    """The run's model card as a dict (a mapping today; an object with ``to_dict`` also works)."""
+    card = getattr(getattr(predictor, "run", None), "card", None) or {}
+    return card.to_dict() if hasattr(card, "to_dict") else dict(card)
 
 
 class _Stop(Exception):
