@@ -124,8 +124,11 @@ class LocalOrthanc:
         self.stop()
 
 
-if __name__ == "__main__":  # python -m cxrkit.pacs.orthanc FOLDER: serve until Ctrl-C
+if __name__ == "__main__":  # python -m cxrkit.pacs.orthanc FOLDER: serve until Ctrl-C or SIGTERM
+    import signal
     import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through the with: Orthanc is stopped too
 
     with LocalOrthanc(
         sys.argv[1] if len(sys.argv) > 1 else "orthanc-data", int(os.environ.get("PORT", 0)) or None
