@@ -173,7 +173,7 @@ def quantize_run(
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".int8.") as tmp:
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        prepared = Path(tmp) / "prepared.onnx"  # shapes inferred, graph optimised (lite0 ad hoc: 71% -> 82%)
+        prepared = Path(tmp) / "prepared.onnx"  # shapes inferred, graph optimised, as onnxruntime asks
         quant_pre_process(str(src), str(prepared))
         candidates, checks = {}, {}
         for fmt in formats:
