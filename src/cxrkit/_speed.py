@@ -97,8 +97,9 @@ def large_blocks_are_mmapped() -> bool | None:
 def reexec_with_tcmalloc(args: list[str]) -> None:
     """Re-exec ``python args...`` with tcmalloc in LD_PRELOAD if installed and not yet loaded.
 
-    The ``cxr`` command calls it at start; bench/alloc_speed.py measures whether it still adds
-    anything over :func:`tune_allocator`. Set CXR_NO_TCMALLOC=1 to opt out.
+    The ``cxr`` command calls it at start: kept because tcmalloc still measured faster than
+    :func:`tune_allocator`'s setting (``cxrkit.load(run).predict`` 1.1-1.5x, on a loaded host:
+    bench/results/alloc_speed.md). Set CXR_NO_TCMALLOC=1 to opt out.
     Returns normally (no re-exec) when there is nothing to do.
     """
     if os.environ.get("CXR_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
