@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cxrkit.evaluation import predict_split
 from cxrkit.inference import Predictor
+from cxrkit.inference.splits import predict_split
 from cxrkit.run import read_card
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cxrkit.evaluation import predict_split
 from cxrkit.inference import Predictor
+from cxrkit.inference.splits import predict_split
 from cxrkit.models import create_model, load_run
 from cxrkit.run import read_card
 from cxrkit.training import train
