@@ -11,6 +11,9 @@ from .classes import DEFAULT_CLASSES, LABEL_ALIASES, normalise_label, parse_clas
 from .dataset import CxrDataset, Record, Skipped
 from .files import FoundFile, iter_image_files, sniff_dicom
 from .images import ImageReadError, read_image
+from .inspect import inspect_dataset
+from .prepare import Prepared, prepare
+from .scan import ImageInfo, scan_dataset
 from .sources import DatasetError, Source, load_dataset, register_source
 from .splits import SPLITS, Split, SplitError, make_split, read_split, split_fingerprint, write_split
 
@@ -21,15 +24,3 @@ __all__ = [
     "SPLITS", "Split", "SplitError", "make_split", "read_split", "split_fingerprint", "write_split",
     "FoundFile", "iter_image_files", "sniff_dicom", "Source", "register_source",
 ]
-
-# These pull in the image cache and with it torch: loaded on first use, so `cxr --help` and
-# every command's --help stay free of torch.
-_LAZY = {"inspect_dataset": "inspect", "Prepared": "prepare", "prepare": "prepare", "ImageInfo": "scan",
-         "scan_dataset": "scan"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,13 +15,16 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._io import build_lock
 from .dataset import CxrDataset
 from .images import read_gray
-from .transforms import Preprocessing
+
+if TYPE_CHECKING:  # annotations only: importing the cache must not import torch (cxr --help)
+    from .transforms import Preprocessing
 
 # Bump when the pixels produced for the same files and settings change (decoder or
 # Preprocessing code), so caches written by older code are not reused.
