@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cxrkit.training.rundir import LoadedRun
 
 from cxrkit._io import atomic_write_json
 from cxrkit._speed import reexec_with_tcmalloc
@@ -32,7 +33,6 @@ from cxrkit.data.transforms import Preprocessing
 from cxrkit.explain.cams import Explainer
 from cxrkit.inference.predictor import Predictor
 from cxrkit.models import create_model
-from cxrkit.training.rundir import LoadedRun
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = ("tf_efficientnet_lite0", "resdense_small")
@@ -74,16 +74,29 @@ def main() -> None:
             for batch in BATCHES:
                 explainer = Explainer(predictor, method, batch_size=batch)
                 rate = maps_per_second(explainer, images[:batch], args.repeats)
-                rows.append({"model": model_name, "method": method, "target_layer": explainer.layer_name,
-                             "batch": batch, "maps_per_second": round(rate, 2)})
-                print(f"{model_name:22s} {method:10s} {explainer.layer_name:10s} batch {batch:2d}: "
-                      f"{rate:7.2f} maps/s", flush=True)
+                rows.append(
+                    {
+                        "model": model_name,
+                        "method": method,
+                        "target_layer": explainer.layer_name,
+                        "batch": batch,
+                        "maps_per_second": round(rate, 2),
+                    }
+                )
+                print(
+                    f"{model_name:22s} {method:10s} {explainer.layer_name:10s} batch {batch:2d}: {rate:7.2f} maps/s",
+                    flush=True,
+                )
     result = {
         "what": "CAM maps per second (prediction + CAM) for random uint8 images at 224 px, best of "
-                f"{args.repeats} after a warm-up; random weights",
-        "device": "cpu", "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", ""), "results": rows,
+        f"{args.repeats} after a warm-up; random weights",
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", ""),
+        "results": rows,
     }
     path = atomic_write_json(RESULTS / "explain_speed.json", result)
     print(f"wrote {path}")

@@ -43,17 +43,17 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
+from cxrkit.training.rundir import read_card, save_weights, write_card
 from PIL import Image
 
 from cxrkit._io import atomic_write_json
 from cxrkit._speed import reexec_with_tcmalloc
 from cxrkit.data.images import read_gray
 from cxrkit.data.transforms import Preprocessing
-from cxrkit.inference.export import export_onnx
 from cxrkit.inference.backends import onnx_input, onnx_session
+from cxrkit.inference.export import export_onnx
 from cxrkit.inference.predictor import Predictor
 from cxrkit.models import create_model
-from cxrkit.training.rundir import read_card, save_weights, write_card
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr"
@@ -66,10 +66,16 @@ def make_run(root: Path, model: str, size: int) -> Path:
     run = root / f"bench_{model}"
     run.mkdir(parents=True)
     save_weights(run, net)
-    write_card(run, {"classes": ["covid", "viral_pneumonia", "normal"],
-                     "preprocessing": Preprocessing(input_size=size).to_dict(),
-                     "model": {"name": model, "in_chans": 1, "num_params": info.num_params},
-                     "weights_source": "random init (benchmark)", "split": {"hash": "benchmark"}})
+    write_card(
+        run,
+        {
+            "classes": ["covid", "viral_pneumonia", "normal"],
+            "preprocessing": Preprocessing(input_size=size).to_dict(),
+            "model": {"name": model, "in_chans": 1, "num_params": info.num_params},
+            "weights_source": "random init (benchmark)",
+            "split": {"hash": "benchmark"},
+        },
+    )
     return run
 
 
@@ -107,11 +113,14 @@ def model_only_fns(predictor: Predictor, images: np.ndarray, steps: int) -> dict
             with torch.inference_mode():
                 for _ in range(steps):
                     model(inp)
+
         return run
 
-    return {"torch_eager": torch_run(torch.contiguous_format, x_nchw),
-            "torch_channels_last": torch_run(torch.channels_last, x_cl),
-            "onnxruntime": onnx_run}
+    return {
+        "torch_eager": torch_run(torch.contiguous_format, x_nchw),
+        "torch_channels_last": torch_run(torch.channels_last, x_cl),
+        "onnxruntime": onnx_run,
+    }
 
 
 def breakdown(files: list[Path], pre: Preprocessing) -> dict:
@@ -124,9 +133,12 @@ def breakdown(files: list[Path], pre: Preprocessing) -> dict:
         pre.to_uint8(g)
     to_uint8 = time.perf_counter() - t
     ms = 1000 / len(files)
-    return {"decode_ms": decode * ms, "to_uint8_ms": to_uint8 * ms,
-            "mean_pixels": float(np.mean([g.size for g in grays])),
-            "decoded_dtypes": sorted({str(g.dtype) for g in grays})}
+    return {
+        "decode_ms": decode * ms,
+        "to_uint8_ms": to_uint8 * ms,
+        "mean_pixels": float(np.mean([g.size for g in grays])),
+        "decoded_dtypes": sorted({str(g.dtype) for g in grays}),
+    }
 
 
 def latency_ms(predictor: Predictor, file: Path, repeats: int = 20) -> dict:
@@ -145,8 +157,12 @@ def main(argv=None) -> None:
     p.add_argument("--model", default="tf_efficientnet_lite0")
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--images", type=int, default=960,
-                   help="PNG files for the end-to-end runs (fewer: pipeline fill and drain weigh more)")
+    p.add_argument(
+        "--images",
+        type=int,
+        default=960,
+        help="PNG files for the end-to-end runs (fewer: pipeline fill and drain weigh more)",
+    )
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=4, help="batches per model-only timing")
     p.add_argument("--rounds", type=int, default=5, help="interleaved measurement rounds")
@@ -162,14 +178,17 @@ def main(argv=None) -> None:
         files = pick_images(args.data, args.images)
         torch_p = Predictor.from_run(run, batch_size=args.batch)
         onnx_p = Predictor.from_run(run, batch_size=args.batch, backend="onnx")
-        images = np.stack([torch_p.prepare(f) for f in files[:args.batch]])
+        images = np.stack([torch_p.prepare(f) for f in files[: args.batch]])
 
         # This host's speed swings up to 2x from one minute to the next (shared CPUs), so every
         # measurement is repeated in interleaved rounds and the end-to-end/model-only ratio is
         # taken within a round, from runs seconds apart.
         fns = model_only_fns(torch_p, images, args.steps)
-        e2e_fns = {"onnxruntime": lambda: onnx_p.predict(files), "torch": lambda: torch_p.predict(files),
-                   "onnxruntime_no_overlap": lambda: onnx_p.predict(files, workers=0)}
+        e2e_fns = {
+            "onnxruntime": lambda: onnx_p.predict(files),
+            "torch": lambda: torch_p.predict(files),
+            "onnxruntime_no_overlap": lambda: onnx_p.predict(files, workers=0),
+        }
         for fn in (*fns.values(), *e2e_fns.values()):
             fn()  # warm-up
         model: dict[str, list[float]] = {k: [] for k in fns}
@@ -193,38 +212,58 @@ def main(argv=None) -> None:
     ratio = statistics.median(ratios)
     med = {k: statistics.median(v) for k, v in {**model, **{f"e2e_{k}": v for k, v in e2e.items()}}.items()}
     result = {
-        "model": card["model"]["name"], "input_size": card["preprocessing"]["input_size"],
-        "run": str(args.run) if args.run else "untrained, temporary run dir", "batch": args.batch,
-        "images": len(files), "data": str(args.data), "rounds": args.rounds,
+        "model": card["model"]["name"],
+        "input_size": card["preprocessing"]["input_size"],
+        "run": str(args.run) if args.run else "untrained, temporary run dir",
+        "batch": args.batch,
+        "images": len(files),
+        "data": str(args.data),
+        "rounds": args.rounds,
         "model_only_img_s": {k: {"median": med[k], "all": [round(x, 1) for x in v]} for k, v in model.items()},
         "end_to_end_img_s": {k: {"median": med[f"e2e_{k}"], "all": [round(x, 1) for x in v]} for k, v in e2e.items()},
         "end_to_end_over_model_only_onnx": {"median": ratio, "per_round": [round(r, 3) for r in ratios]},
-        "goal": GOAL, "goal_met": ratio >= GOAL,
+        "goal": GOAL,
+        "goal_met": ratio >= GOAL,
         "per_image_stages_one_thread_ms": stages,
         "single_image_latency_ms": latency,
-        "onnx_export_s": export_s, "onnx_vs_torch_max_abs_prob_diff_real_images": parity,
+        "onnx_export_s": export_s,
+        "onnx_vs_torch_max_abs_prob_diff_real_images": parity,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "env": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                "onnxruntime": onnxruntime.__version__, "pillow": Image.__version__,
-                "python": platform.python_version(), "loadavg_at_end": os.getloadavg(),
-                "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", "")},
+        "env": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "pillow": Image.__version__,
+            "python": platform.python_version(),
+            "loadavg_at_end": os.getloadavg(),
+            "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", ""),
+        },
     }
     atomic_write_json(args.out, result)
-    print(f"{result['model']} @ {result['input_size']} px, batch {args.batch}, {len(files)} PNG files, "
-          f"{os.cpu_count()} CPUs, medians of {args.rounds} interleaved rounds")
+    print(
+        f"{result['model']} @ {result['input_size']} px, batch {args.batch}, {len(files)} PNG files, "
+        f"{os.cpu_count()} CPUs, medians of {args.rounds} interleaved rounds"
+    )
     print(f"{'':36}{'img/s':>10}")
     for k in model:
         print(f"{'model-only ' + k:36}{med[k]:10.1f}")
     for k in e2e:
         print(f"{'end-to-end predict() ' + k:36}{med['e2e_' + k]:10.1f}")
     verdict = "met" if ratio >= GOAL else "NOT met"
-    print(f"end-to-end / model-only (onnxruntime, same round): {ratio:.1%} "
-          f"(rounds: {', '.join(f'{r:.0%}' for r in ratios)}; goal {GOAL:.0%}: {verdict})")
+    print(
+        f"end-to-end / model-only (onnxruntime, same round): {ratio:.1%} "
+        f"(rounds: {', '.join(f'{r:.0%}' for r in ratios)}; goal {GOAL:.0%}: {verdict})"
+    )
     print("per image, one thread (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items() if k.endswith("_ms")))
-    print("single-image latency ms (median/p90): " + ", ".join(
-        f"{k} {v['median']:.1f}/{v['p90']:.1f}" for k, v in latency.items()))
-    print(f"peak RSS {result['peak_rss_mb']:.0f} MB; ONNX export {export_s:.1f} s; "
-          f"max |p_onnx - p_torch| on real images {parity:.1e}")
+    print(
+        "single-image latency ms (median/p90): "
+        + ", ".join(f"{k} {v['median']:.1f}/{v['p90']:.1f}" for k, v in latency.items())
+    )
+    print(
+        f"peak RSS {result['peak_rss_mb']:.0f} MB; ONNX export {export_s:.1f} s; "
+        f"max |p_onnx - p_torch| on real images {parity:.1e}"
+    )
     print(f"wrote {args.out}")
 
 

@@ -85,9 +85,18 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(torch.get_num_threads())
     out = Path(args.out or f"runs/bench_{args.model}{args.tag}")
-    config = TrainConfig(data=args.data, out=str(out), model=args.model, pretrained=args.pretrained == "auto",
-                         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                         input_size=args.input_size, patience=args.patience, max_minutes=args.max_minutes)
+    config = TrainConfig(
+        data=args.data,
+        out=str(out),
+        model=args.model,
+        pretrained=args.pretrained == "auto",
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        input_size=args.input_size,
+        patience=args.patience,
+        max_minutes=args.max_minutes,
+    )
     timer = EpochTimer()
     start = time.perf_counter()
     result = train(config, progress_bar=sys.stderr.isatty(), callbacks=(timer,))
@@ -102,16 +111,25 @@ def main(argv=None) -> None:
     total_seconds = time.perf_counter() - start
     m = summary["metrics"]
     report = {
-        "model": args.model, "input_size": size, "epochs_run": result.card["training"]["epochs_run"],
-        "weights_source": result.card["weights_source"], "config": config.to_yaml(),
+        "model": args.model,
+        "input_size": size,
+        "epochs_run": result.card["training"]["epochs_run"],
+        "weights_source": result.card["weights_source"],
+        "config": config.to_yaml(),
         "torch_threads": torch.get_num_threads(),
-        "wall_seconds_train": round(train_seconds, 1), "wall_seconds_total": round(total_seconds, 1),
-        "throughput_img_s": {"end_to_end_train": round(e2e, 1), "model_only_fwd_bwd": round(model_only, 1),
-                             "ratio": round(e2e / model_only, 3)},
+        "wall_seconds_train": round(train_seconds, 1),
+        "wall_seconds_total": round(total_seconds, 1),
+        "throughput_img_s": {
+            "end_to_end_train": round(e2e, 1),
+            "model_only_fwd_bwd": round(model_only, 1),
+            "ratio": round(e2e / model_only, 3),
+        },
         "val_metrics": result.card["val_metrics"],
         "test": summary,
-        "machine": {"cpu_count": __import__("os").cpu_count(),
-                    "tcmalloc": "tcmalloc" in __import__("os").environ.get("LD_PRELOAD", "")},
+        "machine": {
+            "cpu_count": __import__("os").cpu_count(),
+            "tcmalloc": "tcmalloc" in __import__("os").environ.get("LD_PRELOAD", ""),
+        },
     }
     RESULTS.mkdir(exist_ok=True)
     path = atomic_write_json(RESULTS / f"train_{args.model}{args.tag}.json", report)
@@ -120,16 +138,18 @@ def main(argv=None) -> None:
         v = m[key]
         return f"{100 * v['value']:.2f}% [{100 * v['lo']:.2f}, {100 * v['hi']:.2f}]"
 
-    print(f"\n{args.model} @ {size}px, {report['epochs_run']} epochs, {train_seconds / 60:.1f} min training, "
-          f"{total_seconds / 60:.1f} min total")
-    print(f"test images: {summary['n_images']} "
-          f"(bootstrap over patients, {summary['bootstrap']['resamples']} resamples)")
+    print(
+        f"\n{args.model} @ {size}px, {report['epochs_run']} epochs, {train_seconds / 60:.1f} min training, "
+        f"{total_seconds / 60:.1f} min total"
+    )
+    print(
+        f"test images: {summary['n_images']} (bootstrap over patients, {summary['bootstrap']['resamples']} resamples)"
+    )
     print(f"  accuracy            {fmt('accuracy')}")
     print(f"  macro-F1            {fmt('macro_f1')}")
     for c in preds.classes:
         print(f"  sensitivity {c:<16}{fmt('sensitivity/' + c)}")
-    print(f"throughput: end-to-end {e2e:.1f} img/s, model-only {model_only:.1f} img/s "
-          f"(ratio {e2e / model_only:.2f})")
+    print(f"throughput: end-to-end {e2e:.1f} img/s, model-only {model_only:.1f} img/s (ratio {e2e / model_only:.2f})")
     print(json.dumps(summary["confusion"]["counts"]))
     print(f"wrote {path}")
 

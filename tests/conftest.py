@@ -45,9 +45,16 @@ def make_image(tmp_path):
     folders are created.
     """
 
-    def _make(path: str | Path, array: np.ndarray | None = None, *, image: Image.Image | None = None,
-              seed: int = 0, shape: tuple[int, int] = (64, 64), fmt: str | None = None,
-              **save) -> Path:
+    def _make(
+        path: str | Path,
+        array: np.ndarray | None = None,
+        *,
+        image: Image.Image | None = None,
+        seed: int = 0,
+        shape: tuple[int, int] = (64, 64),
+        fmt: str | None = None,
+        **save,
+    ) -> Path:
         path = Path(path)
         if not path.is_absolute():
             path = tmp_path / path
@@ -72,8 +79,7 @@ def make_dicom(tmp_path):
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-    def _make(path: str | Path, array: np.ndarray | None, photometric: str = "MONOCHROME2",
-              **attrs) -> Path:
+    def _make(path: str | Path, array: np.ndarray | None, photometric: str = "MONOCHROME2", **attrs) -> Path:
         path = Path(path)
         if not path.is_absolute():
             path = tmp_path / path
@@ -123,7 +129,7 @@ def write_blob_dataset(root: Path, per_class: int = 24, size: int = 64, seed: in
         (root / label).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             img = rng.normal(100, 20, (size, size))
-            img += 120 * np.exp(-((yy - cy * scale) ** 2 + (xx - cx * scale) ** 2) / (60 * scale ** 2))
+            img += 120 * np.exp(-((yy - cy * scale) ** 2 + (xx - cx * scale) ** 2) / (60 * scale**2))
             Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / label / f"{label}_{i:03d}.png")
     return root
 
@@ -138,9 +144,20 @@ def _tiny_config(data, out, cache, **overrides):
     """A TrainConfig for a seconds-long run of resdense_tiny at 64 px on CPU."""
     from cxrkit.training import TrainConfig
 
-    base = dict(data=str(data), out=str(out), model="resdense_tiny", pretrained=False, input_size=64,
-                epochs=4, batch_size=8, lr=3e-3, warmup_epochs=0.5, workers=1, cache_dir=str(cache),
-                patience=10)
+    base = dict(
+        data=str(data),
+        out=str(out),
+        model="resdense_tiny",
+        pretrained=False,
+        input_size=64,
+        epochs=4,
+        batch_size=8,
+        lr=3e-3,
+        warmup_epochs=0.5,
+        workers=1,
+        cache_dir=str(cache),
+        patience=10,
+    )
     return TrainConfig(**{**base, **overrides})
 
 

@@ -12,8 +12,7 @@ tune_allocator()  # before torch allocates anything: see cxrkit._speed (CXR_NO_M
 __all__ = ["RESEARCH_NOTICE", "__version__", "load"]
 
 
-def load(run_dir, backend: str = "torch", threshold: float | None = None, device: str = "cpu",
-         precision: str = "32"):
+def load(run_dir, backend: str = "torch", threshold: float | None = None, device: str = "cpu", precision: str = "32"):
     """The run's :class:`~cxrkit.inference.Predictor`: ``cxrkit.load(run).predict(paths)``.
 
     Imports torch only when called, so ``import cxrkit`` stays light. ``threshold`` (default
@@ -24,5 +23,10 @@ def load(run_dir, backend: str = "torch", threshold: float | None = None, device
     from .inference.defaults import DEFAULT_THRESHOLD
     from .inference.predictor import Predictor
 
-    return Predictor.from_run(run_dir, device, backend=backend, precision=precision,
-                              threshold=DEFAULT_THRESHOLD if threshold is None else threshold)
+    return Predictor.from_run(
+        run_dir,
+        device,
+        backend=backend,
+        precision=precision,
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+    )

@@ -14,8 +14,13 @@ HEAVY = ("torch", "lightning", "timm", "onnxruntime", "matplotlib", "sklearn")
 
 def _modules_after(code: str) -> set[str]:
     env = {**os.environ, "CXR_NO_TCMALLOC": "1"}
-    out = subprocess.run([sys.executable, "-c", code + "\nimport json, sys; print(json.dumps(sorted(sys.modules)))"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport json, sys; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -33,9 +38,11 @@ def _commands() -> list[list[str]]:
 
 @pytest.mark.parametrize("argv", _commands(), ids=lambda a: " ".join(a) or "cxr")
 def test_help_imports_no_torch(argv):
-    code = ("import contextlib, io\nfrom cxrkit.cli.main import main\n"
-            f"with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    main({[*argv, '--help']!r})")
+    code = (
+        "import contextlib, io\nfrom cxrkit.cli.main import main\n"
+        f"with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    main({[*argv, '--help']!r})"
+    )
     loaded = _modules_after(code)
     assert not loaded & set(HEAVY), f"`cxr {' '.join(argv)} --help` imported {sorted(loaded & set(HEAVY))}"
 

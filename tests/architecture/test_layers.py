@@ -28,14 +28,16 @@ def test_layer_contracts_are_kept():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module, upward", [
-    ("run/layout.py", "import cxrkit.cli.main"),  # bottom layer reaching the top
-    ("inference/predictor.py", "from cxrkit.training import fit"),  # serving reaching training
-    ("data/splits.py", "def _f():\n    from cxrkit.models import create_model"),  # a function-level import
-])
+@pytest.mark.parametrize(
+    "module, upward",
+    [
+        ("run/layout.py", "import cxrkit.cli.main"),  # bottom layer reaching the top
+        ("inference/predictor.py", "from cxrkit.training import fit"),  # serving reaching training
+        ("data/splits.py", "def _f():\n    from cxrkit.models import create_model"),  # a function-level import
+    ],
+)
 def test_an_upward_import_breaks_the_contract(tmp_path, module, upward):
-    shutil.copytree(ROOT / "src" / "cxrkit", tmp_path / "src" / "cxrkit",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "src" / "cxrkit", tmp_path / "src" / "cxrkit", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     target = tmp_path / "src" / "cxrkit" / module
     target.write_text(target.read_text() + f"\n\n{upward}\n")

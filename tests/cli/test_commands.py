@@ -45,8 +45,19 @@ def test_compare_needs_an_evaluation_first(tiny_run, capsys):
 
 def test_demo_runs_end_to_end_and_reuses_the_finished_run(blob_dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CXR_CACHE", str(tmp_path / "cache"))
-    args = ["demo", "--data", str(blob_dataset), "--out", str(tmp_path / "demo"), "--model", "resdense_tiny",
-            "--epochs", "2", "--workers", "1"]
+    args = [
+        "demo",
+        "--data",
+        str(blob_dataset),
+        "--out",
+        str(tmp_path / "demo"),
+        "--model",
+        "resdense_tiny",
+        "--epochs",
+        "2",
+        "--workers",
+        "1",
+    ]
     main(args)
     html = (tmp_path / "demo/report/report.html").read_text()
     assert "mean_cam" in html or "Mean" in html  # the Grad-CAM summary is in the report

@@ -26,11 +26,36 @@ def test_every_field_has_help_and_a_flag():
 
 
 def test_flags_reach_the_config():
-    cfg = _config(["--data", "d", "--out", "o", "--dup-threshold", "-1", "--no-channels-last", "--pretrained", "none",
-                   "--fractions", "0.6,0.2,0.2", "--devices", "2", "--no-augment", "--cache-features",
-                   "--finetune", "head", "--input-size", "96"])
+    cfg = _config(
+        [
+            "--data",
+            "d",
+            "--out",
+            "o",
+            "--dup-threshold",
+            "-1",
+            "--no-channels-last",
+            "--pretrained",
+            "none",
+            "--fractions",
+            "0.6,0.2,0.2",
+            "--devices",
+            "2",
+            "--no-augment",
+            "--cache-features",
+            "--finetune",
+            "head",
+            "--input-size",
+            "96",
+        ]
+    )
     assert (cfg.dup_threshold, cfg.channels_last, cfg.pretrained, cfg.augment, cfg.cache_features) == (
-        -1, False, False, False, True)
+        -1,
+        False,
+        False,
+        False,
+        True,
+    )
     assert cfg.fractions == (0.6, 0.2, 0.2) and cfg.devices == 2 and cfg.input_size == 96
 
 

@@ -7,28 +7,31 @@ import pytest
 from cxrkit.data.classes import DEFAULT_CLASSES, LABEL_ALIASES, normalise_label, parse_classes
 
 
-@pytest.mark.parametrize("raw,canonical", [
-    ("COVID-19", "covid"),  # Kaggle v1
-    ("COVID", "covid"),  # Kaggle v4
-    ("covid19", "covid"),
-    ("Covid 19", "covid"),
-    ("SARS-CoV-2", "covid"),
-    ("NORMAL", "normal"),  # Kermany
-    ("Normal", "normal"),
-    ("No Finding", "normal"),  # ieee8023 / NIH
-    ("healthy", "normal"),
-    ("Viral Pneumonia", "viral_pneumonia"),
-    ("viral-pneumonia", "viral_pneumonia"),
-    ("  viral__pneumonia ", "viral_pneumonia"),
-    ("virus", "viral_pneumonia"),
-    ("bacteria", "bacterial_pneumonia"),
-    ("Bacterial Pneumonia", "bacterial_pneumonia"),
-    ("Lung_Opacity", "lung_opacity"),
-    ("PNEUMONIA", "pneumonia"),
-    ("TB", "tuberculosis"),
-    ("Pleural Effusion", "pleural_effusion"),  # unknown names: lower-case, underscores
-    ("-Cardiomegaly-", "cardiomegaly"),
-])
+@pytest.mark.parametrize(
+    "raw,canonical",
+    [
+        ("COVID-19", "covid"),  # Kaggle v1
+        ("COVID", "covid"),  # Kaggle v4
+        ("covid19", "covid"),
+        ("Covid 19", "covid"),
+        ("SARS-CoV-2", "covid"),
+        ("NORMAL", "normal"),  # Kermany
+        ("Normal", "normal"),
+        ("No Finding", "normal"),  # ieee8023 / NIH
+        ("healthy", "normal"),
+        ("Viral Pneumonia", "viral_pneumonia"),
+        ("viral-pneumonia", "viral_pneumonia"),
+        ("  viral__pneumonia ", "viral_pneumonia"),
+        ("virus", "viral_pneumonia"),
+        ("bacteria", "bacterial_pneumonia"),
+        ("Bacterial Pneumonia", "bacterial_pneumonia"),
+        ("Lung_Opacity", "lung_opacity"),
+        ("PNEUMONIA", "pneumonia"),
+        ("TB", "tuberculosis"),
+        ("Pleural Effusion", "pleural_effusion"),  # unknown names: lower-case, underscores
+        ("-Cardiomegaly-", "cardiomegaly"),
+    ],
+)
 def test_normalise_label(raw, canonical):
     assert normalise_label(raw) == canonical
 
@@ -53,14 +56,17 @@ def test_parse_classes_default_and_order():
     assert parse_classes(("a", "b")) == ("a", "b")
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("covid", "at least two classes"),
-    ("", "at least two classes"),
-    (",,", "at least two classes"),
-    ([], "at least two classes"),
-    ("covid,COVID-19", "named twice"),
-    ("normal,no finding,covid", "named twice"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("covid", "at least two classes"),
+        ("", "at least two classes"),
+        (",,", "at least two classes"),
+        ([], "at least two classes"),
+        ("covid,COVID-19", "named twice"),
+        ("normal,no finding,covid", "named twice"),
+    ],
+)
 def test_parse_classes_errors(spec, match):
     with pytest.raises(ValueError, match=match):
         parse_classes(spec)

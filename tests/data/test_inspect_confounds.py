@@ -22,16 +22,24 @@ def _dataset(n_per_class: int = 60) -> CxrDataset:
     recs = []
     for c in CLASSES:
         for k in range(n_per_class):
-            population = {"covid": "adult", "viral_pneumonia": "pediatric"}.get(c) \
-                or ("adult" if k % 2 else "pediatric")
+            population = {"covid": "adult", "viral_pneumonia": "pediatric"}.get(c) or (
+                "adult" if k % 2 else "pediatric"
+            )
             meta = {"population": population, "site": f"s{k % 3}", "uid": f"{c}{k}"}
             if k % 10 == 0:
                 del meta["site"]  # some records have no value
             pid = f"{c}-p{k // 3}" if k < 30 else None
             mask = ROOT / "masks" / f"{c}{k}.png" if c == "covid" and k < 5 else None
             recs.append(Record(ROOT / c / f"{k:03d}.png", c, pid, mask, meta))
-    return CxrDataset(ROOT, "manifest", CLASSES, recs, [Skipped("/x/bad.png", "file is empty (0 bytes)")],
-                      Counter({"lung_opacity": 7}), 2)
+    return CxrDataset(
+        ROOT,
+        "manifest",
+        CLASSES,
+        recs,
+        [Skipped("/x/bad.png", "file is empty (0 bytes)")],
+        Counter({"lung_opacity": 7}),
+        2,
+    )
 
 
 def _pair(table: dict, a: str, b: str) -> float:
@@ -42,8 +50,10 @@ def _pair(table: dict, a: str, b: str) -> float:
 def test_perfectly_separating_column_warns():
     t = confound_table(_dataset(), "population")
     assert t["column"] == "population"
-    assert t["table"] == {"adult": {"covid": 60, "viral_pneumonia": 0, "normal": 30},
-                          "pediatric": {"covid": 0, "viral_pneumonia": 60, "normal": 30}}
+    assert t["table"] == {
+        "adult": {"covid": 60, "viral_pneumonia": 0, "normal": 30},
+        "pediatric": {"covid": 0, "viral_pneumonia": 60, "normal": 30},
+    }
     assert _pair(t, "covid", "viral_pneumonia") == 1.0
     assert _pair(t, "covid", "normal") == 0.75
     assert _pair(t, "viral_pneumonia", "normal") == 0.75
@@ -85,9 +95,23 @@ def test_inspect_dataset_report():
     infos = _infos(ds)
     split = make_split(ds, [i.phash for i in infos], seed=0)
     rep = inspect_dataset(ds, infos, split)
-    assert set(rep) == {"dataset", "images_per_class", "missing_classes", "excluded", "ignored_non_image_files",
-                        "skipped_count", "skipped", "notes", "split", "image_sizes", "image_modes", "masks",
-                        "patients", "confounds", "warnings"}
+    assert set(rep) == {
+        "dataset",
+        "images_per_class",
+        "missing_classes",
+        "excluded",
+        "ignored_non_image_files",
+        "skipped_count",
+        "skipped",
+        "notes",
+        "split",
+        "image_sizes",
+        "image_modes",
+        "masks",
+        "patients",
+        "confounds",
+        "warnings",
+    }
     json.dumps(rep)  # JSON-ready
     assert rep["dataset"] == {"root": str(ROOT), "source": "manifest", "classes": list(CLASSES), "images": 180}
     assert rep["images_per_class"] == {c: 60 for c in CLASSES}
@@ -100,8 +124,12 @@ def test_inspect_dataset_report():
     assert rep["image_sizes"]["most_common"] == [{"size": "256x256", "images": 90}, {"size": "320x256", "images": 90}]
     assert rep["image_modes"] == {"L": 135, "RGB": 45}
     assert rep["masks"] == 5
-    assert rep["patients"] == {"with_id": 30, "images_with_id": 90, "images_without_id": 90,
-                               "max_images_per_patient": 3}
+    assert rep["patients"] == {
+        "with_id": 30,
+        "images_with_id": 90,
+        "images_without_id": 90,
+        "max_images_per_patient": 3,
+    }
     # default columns: those of DEFAULT_CONFOUND_COLUMNS that the data has
     assert [c["column"] for c in rep["confounds"]] == ["population"]
     assert len(rep["warnings"]) == 1 and "population" in rep["warnings"][0]

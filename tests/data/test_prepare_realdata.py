@@ -15,8 +15,10 @@ COUNTS = {"covid": 1427, "viral_pneumonia": 1348, "normal": 2136, "bacterial_pne
 
 pytestmark = [
     pytest.mark.realdata,
-    pytest.mark.skipif(not (CXR / "manifest.csv").is_file(),
-                       reason=f"real data not present: {CXR}/manifest.csv (see shared/data/README.md)"),
+    pytest.mark.skipif(
+        not (CXR / "manifest.csv").is_file(),
+        reason=f"real data not present: {CXR}/manifest.csv (see shared/data/README.md)",
+    ),
 ]
 
 

@@ -157,9 +157,18 @@ def test_bytes_input_equals_path_input(make_image):
     np.testing.assert_array_equal(read_image(str(path)), read_image(bytearray(path.read_bytes())))
 
 
-@pytest.mark.parametrize("name,ok", [("a.PNG", True), ("b.jpeg", True), ("c.tiff", True),
-                                     ("d.dcm", True), ("e.txt", False), ("f.xlsx", False),
-                                     ("noext", False)])
+@pytest.mark.parametrize(
+    "name,ok",
+    [
+        ("a.PNG", True),
+        ("b.jpeg", True),
+        ("c.tiff", True),
+        ("d.dcm", True),
+        ("e.txt", False),
+        ("f.xlsx", False),
+        ("noext", False),
+    ],
+)
 def test_is_image_file(tmp_path, name, ok):
     assert is_image_file(tmp_path / name) is ok
 
@@ -175,8 +184,9 @@ def test_dicom_monochrome2_with_rescale(make_dicom):
 def test_dicom_window_is_in_rescaled_units(make_dicom):
     # stored 0..4000, rescaled to -1000..3000; the window [-500, 500] covers stored 500..1500
     arr = np.array([[0, 400, 750, 1000], [1250, 1600, 3000, 4000]], np.uint16)
-    out = read_image(make_dicom("hu.dcm", arr, RescaleSlope=1, RescaleIntercept=-1000,
-                                WindowCenter=0, WindowWidth=1000))
+    out = read_image(
+        make_dicom("hu.dcm", arr, RescaleSlope=1, RescaleIntercept=-1000, WindowCenter=0, WindowWidth=1000)
+    )
     _check_gray01(out, (2, 4))
     assert out[0, 0] == 0.0 and out[0, 1] == 0.0  # below the window: black
     assert out[1, 1] == 1.0 and out[1, 3] == 1.0  # above the window: white
@@ -246,9 +256,9 @@ def test_dicom_truncated_pixel_data(make_dicom):
 def _png_header_only(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) \
-        + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def _bad_zero_bytes(tmp_path, make_image):
@@ -259,7 +269,7 @@ def _bad_zero_bytes(tmp_path, make_image):
 
 def _bad_truncated_png(tmp_path, make_image):
     p = make_image("trunc.png", seed=1, shape=(128, 128))
-    p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2])
+    p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
     return p, "truncated"
 
 
@@ -295,10 +305,20 @@ def _bad_one_pixel(tmp_path, make_image):
     return make_image("dot.png", np.array([[128]], np.uint8)), "1x1"
 
 
-@pytest.mark.parametrize("maker", [
-    _bad_zero_bytes, _bad_truncated_png, _bad_text_as_png, _bad_directory, _bad_missing,
-    _bad_header_bomb, _bad_header_above_limit, _bad_one_pixel,
-], ids=lambda f: f.__name__[5:])
+@pytest.mark.parametrize(
+    "maker",
+    [
+        _bad_zero_bytes,
+        _bad_truncated_png,
+        _bad_text_as_png,
+        _bad_directory,
+        _bad_missing,
+        _bad_header_bomb,
+        _bad_header_above_limit,
+        _bad_one_pixel,
+    ],
+    ids=lambda f: f.__name__[5:],
+)
 def test_bad_files_raise_image_read_error_naming_file(tmp_path, make_image, maker):
     path, reason = maker(tmp_path, make_image)
     with pytest.raises(ImageReadError) as err:
@@ -378,16 +398,20 @@ def _u16(shape=(16, 20)):
     return (np.arange(np.prod(shape)).reshape(shape) * 37 % 4000).astype(np.uint16)
 
 
-@pytest.mark.parametrize("attrs,match", [
-    ({"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7}, "PixelData has 640 bytes but .* need 320"),
-    ({"BitsAllocated": 32, "BitsStored": 32, "HighBit": 31}, "PixelData has 640 bytes but .* need 1,280"),
-    ({"SamplesPerPixel": 3}, "SamplesPerPixel 3 does not fit PhotometricInterpretation MONOCHROME2"),
-    ({"SamplesPerPixel": 3, "PhotometricInterpretation": "RGB", "PlanarConfiguration": 0}, "need 1,920"),
-    ({"NumberOfFrames": 4}, "4 frame"),
-    ({"BitsStored": 20}, "BitsStored 20 does not fit BitsAllocated 16"),
-    ({"Rows": 0}, "Rows x Columns is 0x20"),
-    ({"WindowCenter": 100, "WindowWidth": 0}, "invalid DICOM window"),
-], ids=["bits8", "bits32", "spp3-mono", "spp3-rgb", "frames", "bitsstored", "rows0", "window0"])
+@pytest.mark.parametrize(
+    "attrs,match",
+    [
+        ({"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7}, "PixelData has 640 bytes but .* need 320"),
+        ({"BitsAllocated": 32, "BitsStored": 32, "HighBit": 31}, "PixelData has 640 bytes but .* need 1,280"),
+        ({"SamplesPerPixel": 3}, "SamplesPerPixel 3 does not fit PhotometricInterpretation MONOCHROME2"),
+        ({"SamplesPerPixel": 3, "PhotometricInterpretation": "RGB", "PlanarConfiguration": 0}, "need 1,920"),
+        ({"NumberOfFrames": 4}, "4 frame"),
+        ({"BitsStored": 20}, "BitsStored 20 does not fit BitsAllocated 16"),
+        ({"Rows": 0}, "Rows x Columns is 0x20"),
+        ({"WindowCenter": 100, "WindowWidth": 0}, "invalid DICOM window"),
+    ],
+    ids=["bits8", "bits32", "spp3-mono", "spp3-rgb", "frames", "bitsstored", "rows0", "window0"],
+)
 def test_inconsistent_dicom_attributes_are_refused_naming_the_file(make_dicom, attrs, match):
     path = make_dicom("x.dcm", _u16(), **attrs)
     with pytest.raises(ImageReadError, match=match) as err:

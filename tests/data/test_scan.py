@@ -22,14 +22,16 @@ def _dataset_with_bad_files(tmp_path, make_image, n_good: int):
     return load_dataset(root, "covid,normal"), bad, empty
 
 
-@pytest.mark.parametrize("n_good,workers", [(6, 1), (6, 2), (80, 1), (80, 2)],
-                         ids=["serial", "few-files-no-pool", "many-serial", "pool"])
+@pytest.mark.parametrize(
+    "n_good,workers", [(6, 1), (6, 2), (80, 1), (80, 2)], ids=["serial", "few-files-no-pool", "many-serial", "pool"]
+)
 def test_bad_files_skipped_scan_goes_on(tmp_path, make_image, n_good, workers):
     ds, bad, empty = _dataset_with_bad_files(tmp_path, make_image, n_good)
     assert len(ds) == n_good + 2
     calls = []
-    clean, infos = scan_dataset(ds, workers=workers, progress=lambda i, n: calls.append((i, n)),
-                                cache_dir=tmp_path / "cache")
+    clean, infos = scan_dataset(
+        ds, workers=workers, progress=lambda i, n: calls.append((i, n)), cache_dir=tmp_path / "cache"
+    )
     assert len(clean) == len(infos) == n_good
     assert all(r.path.name.startswith("img0") for r in clean.records)
     skipped = {s.path: s.reason for s in clean.skipped}

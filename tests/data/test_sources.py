@@ -29,8 +29,11 @@ def _relpaths(ds) -> list[str]:
 # ----------------------------------------------------------------------------- class folders
 def test_plain_class_folders(tmp_path, make_image):
     root = tmp_path / "data"
-    _populate(root, make_image, {"covid": ["c1.png", "c2.jpg"], "normal": ["n1.png", "n2.png", "n3.bmp"],
-                                 "viral_pneumonia": ["v1.png"]})
+    _populate(
+        root,
+        make_image,
+        {"covid": ["c1.png", "c2.jpg"], "normal": ["n1.png", "n2.png", "n3.bmp"], "viral_pneumonia": ["v1.png"]},
+    )
     (root / "covid" / "notes.txt").write_text("not an image")
     (root / "normal" / ".DS_Store").write_bytes(b"\0\0")
     ds = load_dataset(root)
@@ -47,8 +50,7 @@ def test_plain_class_folders(tmp_path, make_image):
 
 def test_nested_subfolders_inside_class_are_searched(tmp_path, make_image):
     root = tmp_path / "data"
-    _populate(root, make_image, {"covid/site_a": ["a.png"], "covid/site_b/x": ["b.png"],
-                                 "normal": ["n.png"]})
+    _populate(root, make_image, {"covid/site_a": ["a.png"], "covid/site_b/x": ["b.png"], "normal": ["n.png"]})
     ds = load_dataset(root, "covid,normal")
     assert ds.class_counts() == {"covid": 2, "normal": 1}
 
@@ -56,11 +58,15 @@ def test_nested_subfolders_inside_class_are_searched(tmp_path, make_image):
 def test_kaggle_v1_layout_inside_wrapper(tmp_path, make_image):
     root = tmp_path / "download"
     wrapper = root / "COVID-19 Radiography Database"
-    _populate(wrapper, make_image, {
-        "COVID-19": ["COVID-19 (1).png", "COVID-19 (2).png"],
-        "NORMAL": ["NORMAL (1).png", "NORMAL (2).png", "NORMAL (3).png"],
-        "Viral Pneumonia": ["Viral Pneumonia (1).png"],
-    })
+    _populate(
+        wrapper,
+        make_image,
+        {
+            "COVID-19": ["COVID-19 (1).png", "COVID-19 (2).png"],
+            "NORMAL": ["NORMAL (1).png", "NORMAL (2).png", "NORMAL (3).png"],
+            "Viral Pneumonia": ["Viral Pneumonia (1).png"],
+        },
+    )
     (root / "COVID-19.metadata.xlsx").write_bytes(b"PK\x03\x04 not really")
     (wrapper / "NORMAL.metadata.xlsx").write_bytes(b"PK\x03\x04 not really")
     ds = load_dataset(root)
@@ -72,9 +78,12 @@ def test_kaggle_v1_layout_inside_wrapper(tmp_path, make_image):
 
 def _kaggle_v4(root: Path, make_image) -> Path:
     base = root / "COVID-19_Radiography_Dataset"
-    layout = {"COVID": ["COVID-1.png", "COVID-2.png"], "Normal": ["Normal-1.png", "Normal-2.png"],
-              "Viral Pneumonia": ["Viral Pneumonia-1.png"],
-              "Lung_Opacity": ["Lung_Opacity-1.png", "Lung_Opacity-2.png", "Lung_Opacity-3.png"]}
+    layout = {
+        "COVID": ["COVID-1.png", "COVID-2.png"],
+        "Normal": ["Normal-1.png", "Normal-2.png"],
+        "Viral Pneumonia": ["Viral Pneumonia-1.png"],
+        "Lung_Opacity": ["Lung_Opacity-1.png", "Lung_Opacity-2.png", "Lung_Opacity-3.png"],
+    }
     for cls, names in layout.items():
         _populate(base / cls, make_image, {"images": names, "masks": names})
     (base / "COVID.metadata.xlsx").write_bytes(b"PK")
@@ -116,13 +125,17 @@ def test_mask_missing_for_some_images(tmp_path, make_image):
 
 def test_split_folders_and_kermany_patient_ids(tmp_path, make_image):
     root = tmp_path / "chest_xray"
-    _populate(root, make_image, {
-        "train/NORMAL": ["IM-0115-0001.jpeg", "NORMAL2-IM-0001.jpeg"],
-        "train/viral": ["person1_virus_6.jpeg", "person1_virus_7.jpeg", "person22_virus_1.jpeg"],
-        "test/NORMAL": ["IM-0001-0001.jpeg"],
-        "test/viral": ["person100_virus_2.jpeg"],
-        "val/NORMAL": ["IM-0002-0001.jpeg"],
-    })
+    _populate(
+        root,
+        make_image,
+        {
+            "train/NORMAL": ["IM-0115-0001.jpeg", "NORMAL2-IM-0001.jpeg"],
+            "train/viral": ["person1_virus_6.jpeg", "person1_virus_7.jpeg", "person22_virus_1.jpeg"],
+            "test/NORMAL": ["IM-0001-0001.jpeg"],
+            "test/viral": ["person100_virus_2.jpeg"],
+            "val/NORMAL": ["IM-0002-0001.jpeg"],
+        },
+    )
     ds = load_dataset(root, "viral_pneumonia,normal")
     assert ds.class_counts() == {"viral_pneumonia": 4, "normal": 4}
     by_name = {r.path.name: r for r in ds.records}
@@ -160,8 +173,9 @@ def test_non_image_and_suffixless_dicom(tmp_path, make_image, make_dicom):
 
 def test_hidden_folders_ignored(tmp_path, make_image):
     root = tmp_path / "d"
-    _populate(root, make_image, {"covid": ["a.png"], "normal": ["b.png"], ".thumbnails": ["t.png"],
-                                 "covid/.cache": ["c.png"]})
+    _populate(
+        root, make_image, {"covid": ["a.png"], "normal": ["b.png"], ".thumbnails": ["t.png"], "covid/.cache": ["c.png"]}
+    )
     ds = load_dataset(root, "all")
     assert ds.classes == ("covid", "normal")
     assert len(ds) == 2
@@ -183,8 +197,7 @@ def test_class_selection_order_respected(tmp_path, make_image):
     assert ds.class_counts() == {"normal": 2, "covid": 1}
     assert ds.excluded == Counter({"viral_pneumonia": 1})
     assert dict(zip((r.path.name for r in ds.records), ds.labels.tolist())) == {"c.png": 1, "n1.png": 0, "n2.png": 0}
-    assert load_dataset(root, ["viral pneumonia", "normal", "covid"]).classes == \
-        ("viral_pneumonia", "normal", "covid")
+    assert load_dataset(root, ["viral pneumonia", "normal", "covid"]).classes == ("viral_pneumonia", "normal", "covid")
 
 
 def test_no_selected_class_found_lists_found_classes(tmp_path, make_image):
@@ -235,16 +248,20 @@ def test_manifest_reads_rows_metadata_and_skips_bad_rows(tmp_path, make_image):
     root = tmp_path / "m"
     _populate(root, make_image, {"imgs/a": ["1.png", "2.png"], "imgs/b": ["3.png", "4.png", "5.png"]})
     header = ["file", "label", "patient_id", "population", "subsource"]
-    csv_path = _write_csv(root / "manifest.csv", header, [
-        ["imgs/a/1.png", "COVID-19", "p1", "adult", "ieee"],
-        ["imgs/a/2.png", "covid", "p1", "adult", "ieee"],
-        ["imgs/b/3.png", "Normal", "", "pediatric", "kermany"],
-        ["imgs/b/4.png", "viral", "p9", "pediatric", "kermany"],
-        ["imgs/b/missing.png", "normal", "p3", "adult", "x"],  # not on disk
-        ["imgs/b/3.png", "normal", "", "pediatric", "kermany"],  # listed twice
-        ["imgs/b/5.png", "", "p4", "adult", "x"],  # empty label
-        ["", "normal", "", "", ""],  # empty file cell
-    ])
+    csv_path = _write_csv(
+        root / "manifest.csv",
+        header,
+        [
+            ["imgs/a/1.png", "COVID-19", "p1", "adult", "ieee"],
+            ["imgs/a/2.png", "covid", "p1", "adult", "ieee"],
+            ["imgs/b/3.png", "Normal", "", "pediatric", "kermany"],
+            ["imgs/b/4.png", "viral", "p9", "pediatric", "kermany"],
+            ["imgs/b/missing.png", "normal", "p3", "adult", "x"],  # not on disk
+            ["imgs/b/3.png", "normal", "", "pediatric", "kermany"],  # listed twice
+            ["imgs/b/5.png", "", "p4", "adult", "x"],  # empty label
+            ["", "normal", "", "", ""],  # empty file cell
+        ],
+    )
     ds = load_dataset(csv_path)
     assert ds.source == "manifest" and ds.root == root.resolve()
     assert ds.class_counts() == {"covid": 2, "viral_pneumonia": 1, "normal": 1}
@@ -263,8 +280,11 @@ def test_manifest_reads_rows_metadata_and_skips_bad_rows(tmp_path, make_image):
 def test_folder_with_manifest_is_read_through_it(tmp_path, make_image):
     root = tmp_path / "m"
     _populate(root, make_image, {"covid": ["a.png", "unlisted.png"], "normal": ["b.png"]})
-    _write_csv(root / "manifest.csv", ["file", "label", "note"],
-               [["covid/a.png", "covid", "x"], ["normal/b.png", "normal", ""]])
+    _write_csv(
+        root / "manifest.csv",
+        ["file", "label", "note"],
+        [["covid/a.png", "covid", "x"], ["normal/b.png", "normal", ""]],
+    )
     ds = load_dataset(root, "covid,normal")
     assert ds.source == "manifest"
     assert _relpaths(ds) == ["covid/a.png", "normal/b.png"]  # the manifest decides, not the folders
@@ -284,8 +304,7 @@ def test_manifest_mask_column_and_bom(tmp_path, make_image):
 def test_manifest_header_with_spaces(tmp_path, make_image):
     root = tmp_path / "m"
     _populate(root, make_image, {"i": ["a.png", "b.png"]})
-    (root / "manifest.csv").write_text("file, label, patient_id, site\ni/a.png, covid, p1, x\n"
-                                       "i/b.png, normal, , y\n")
+    (root / "manifest.csv").write_text("file, label, patient_id, site\ni/a.png, covid, p1, x\ni/b.png, normal, , y\n")
     ds = load_dataset(root, "covid,normal")
     assert ds.class_counts() == {"covid": 1, "normal": 1}
     assert ds.patient_ids == ["p1", None]
@@ -325,15 +344,33 @@ def test_empty_manifest_raises(tmp_path):
 
 
 # ----------------------------------------------------------------------------- ieee8023
-IEEE_HEADER = ["patientid", "offset", "sex", "age", "finding", "RT_PCR_positive", "survival", "view",
-               "modality", "date", "location", "folder", "filename", "doi", "url", "license",
-               "clinical_notes", "other_notes"]
+IEEE_HEADER = [
+    "patientid",
+    "offset",
+    "sex",
+    "age",
+    "finding",
+    "RT_PCR_positive",
+    "survival",
+    "view",
+    "modality",
+    "date",
+    "location",
+    "folder",
+    "filename",
+    "doi",
+    "url",
+    "license",
+    "clinical_notes",
+    "other_notes",
+]
 
 
 def _ieee_row(pid, finding, view, modality, filename, sex="M", age="60", folder="images"):
     row = dict.fromkeys(IEEE_HEADER, "")
-    row.update(patientid=pid, finding=finding, view=view, modality=modality, filename=filename,
-               sex=sex, age=age, folder=folder)
+    row.update(
+        patientid=pid, finding=finding, view=view, modality=modality, filename=filename, sex=sex, age=age, folder=folder
+    )
     return [row[h] for h in IEEE_HEADER]
 
 
@@ -384,21 +421,24 @@ def test_ieee8023_all_classes(ieee_root):
     assert ds.excluded == Counter({"view:L": 1, "modality:CT": 1})
 
 
-@pytest.mark.parametrize("finding,label", [
-    ("Pneumonia/Viral/COVID-19", "covid"),
-    ("COVID-19, ARDS", "covid"),
-    ("Pneumonia/Viral/SARS", "viral_pneumonia"),
-    ("Pneumonia/Viral/MERS-CoV", "viral_pneumonia"),
-    ("Pneumonia/Viral/Influenza", "viral_pneumonia"),
-    ("Pneumonia/Viral/Varicella", "viral_pneumonia"),
-    ("Pneumonia/Bacterial/Streptococcus", "bacterial_pneumonia"),
-    ("Pneumonia/Bacterial/Klebsiella", "bacterial_pneumonia"),
-    ("Pneumonia/Fungal/Pneumocystis", "fungal_pneumonia"),
-    ("Tuberculosis", "tuberculosis"),
-    ("No Finding", "normal"),
-    ("todo", "other"),
-    ("Pneumonia", "other"),
-])
+@pytest.mark.parametrize(
+    "finding,label",
+    [
+        ("Pneumonia/Viral/COVID-19", "covid"),
+        ("COVID-19, ARDS", "covid"),
+        ("Pneumonia/Viral/SARS", "viral_pneumonia"),
+        ("Pneumonia/Viral/MERS-CoV", "viral_pneumonia"),
+        ("Pneumonia/Viral/Influenza", "viral_pneumonia"),
+        ("Pneumonia/Viral/Varicella", "viral_pneumonia"),
+        ("Pneumonia/Bacterial/Streptococcus", "bacterial_pneumonia"),
+        ("Pneumonia/Bacterial/Klebsiella", "bacterial_pneumonia"),
+        ("Pneumonia/Fungal/Pneumocystis", "fungal_pneumonia"),
+        ("Tuberculosis", "tuberculosis"),
+        ("No Finding", "normal"),
+        ("todo", "other"),
+        ("Pneumonia", "other"),
+    ],
+)
 def test_ieee8023_label(finding, label):
     assert ieee8023_label(finding) == label
 
@@ -411,8 +451,7 @@ def test_from_folders_direct_call_matches_load_dataset(tmp_path, make_image):
 
 
 def test_manifest_with_every_file_missing_says_why(tmp_path):
-    _write_csv(tmp_path / "manifest.csv", ["file", "label"],
-               [["wrong/a.png", "covid"], ["wrong/b.png", "normal"]])
+    _write_csv(tmp_path / "manifest.csv", ["file", "label"], [["wrong/a.png", "covid"], ["wrong/b.png", "normal"]])
     with pytest.raises(DatasetError) as err:
         load_dataset(tmp_path)
     msg = str(err.value)
@@ -430,15 +469,16 @@ def test_single_split_folder_keeps_source_split(tmp_path, make_image):
 
 def test_macosx_folder_from_zip_is_ignored(tmp_path, make_image):
     root = tmp_path / "unzipped"
-    _populate(root / "COVID-19 Radiography Database", make_image,
-              {"COVID-19": ["c.png"], "NORMAL": ["n.png"]})
+    _populate(root / "COVID-19 Radiography Database", make_image, {"COVID-19": ["c.png"], "NORMAL": ["n.png"]})
     fork = root / "__MACOSX" / "COVID-19 Radiography Database" / "COVID-19" / "._c.png"
     fork.parent.mkdir(parents=True)
     fork.write_bytes(b"\0\5\26\7" + b"\0" * 60)  # AppleDouble resource fork
     ds = load_dataset(root, "all")
     assert ds.classes == ("covid", "normal")
-    assert [ds.relpath(r) for r in ds.records] == ["COVID-19 Radiography Database/COVID-19/c.png",
-                                                    "COVID-19 Radiography Database/NORMAL/n.png"]
+    assert [ds.relpath(r) for r in ds.records] == [
+        "COVID-19 Radiography Database/COVID-19/c.png",
+        "COVID-19 Radiography Database/NORMAL/n.png",
+    ]
 
 
 # ----------------------------------------------------------------------------- hardening (issue 12)
@@ -459,9 +499,17 @@ def test_manifest_outside_paths_skipped_unless_allowed(tmp_path, make_image):
     root = tmp_path / "m"
     _populate(root, make_image, {"i": ["a.png", "b.png"]})
     outside = make_image(tmp_path / "other" / "c.png", seed=7, shape=(16, 16))
-    _write_csv(root / "manifest.csv", ["file", "label", "mask"],
-               [["i/a.png", "covid", "../other/c.png"], ["i/b.png", "normal", ""], ["../other/c.png", "covid", ""],
-                [str(outside), "normal", ""], ["i/../../other/c.png", "covid", ""]])
+    _write_csv(
+        root / "manifest.csv",
+        ["file", "label", "mask"],
+        [
+            ["i/a.png", "covid", "../other/c.png"],
+            ["i/b.png", "normal", ""],
+            ["../other/c.png", "covid", ""],
+            [str(outside), "normal", ""],
+            ["i/../../other/c.png", "covid", ""],
+        ],
+    )
     ds = load_dataset(root, "covid,normal")
     assert _relpaths(ds) == ["i/a.png", "i/b.png"] and ds.records[0].mask_path is None
     assert len(ds.skipped) == 3
@@ -475,8 +523,10 @@ def test_ieee8023_folder_cannot_leave_the_dataset(tmp_path, make_image):
     make_image(tmp_path / "secret" / "x.png", shape=(16, 16))
     root = tmp_path / "ieee"
     make_image(root / "images" / "ok.png", seed=1, shape=(16, 16))
-    rows = [_ieee_row("1", "COVID-19", "PA", "X-ray", "ok.png"),
-            _ieee_row("2", "No Finding", "PA", "X-ray", "x.png", folder="../secret")]
+    rows = [
+        _ieee_row("1", "COVID-19", "PA", "X-ray", "ok.png"),
+        _ieee_row("2", "No Finding", "PA", "X-ray", "x.png", folder="../secret"),
+    ]
     _write_csv(root / "metadata.csv", IEEE_HEADER, rows)
     ds = load_dataset(root, "covid,normal")
     assert [r.path.name for r in ds.records] == ["ok.png"]
@@ -486,8 +536,9 @@ def test_ieee8023_folder_cannot_leave_the_dataset(tmp_path, make_image):
 def test_latin1_manifest_is_read_and_said(tmp_path, make_image):
     root = tmp_path / "m"
     _populate(root, make_image, {"i": ["a.png", "b.png"]})
-    (root / "manifest.csv").write_bytes("file,label,site\ni/a.png,covid,São Paulo\ni/b.png,normal,Köln\n"
-                                        .encode("latin-1"))
+    (root / "manifest.csv").write_bytes(
+        "file,label,site\ni/a.png,covid,São Paulo\ni/b.png,normal,Köln\n".encode("latin-1")
+    )
     ds = load_dataset(root, "covid,normal")
     assert [r.metadata["site"] for r in ds.records] == ["São Paulo", "Köln"]
     assert len(ds.notes) == 1 and "manifest.csv is not valid UTF-8" in ds.notes[0] and "Latin-1" in ds.notes[0]
@@ -495,10 +546,13 @@ def test_latin1_manifest_is_read_and_said(tmp_path, make_image):
     assert load_dataset(root, "covid,normal").notes == []
 
 
-@pytest.mark.parametrize("content,match", [
-    ("file,label,patient_id\n", "header \\(file, label, patient_id\\) but no rows"),
-    (b"file,label\n\0\0\xff\xfe binary", "not a text CSV"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("file,label,patient_id\n", "header \\(file, label, patient_id\\) but no rows"),
+        (b"file,label\n\0\0\xff\xfe binary", "not a text CSV"),
+    ],
+)
 def test_header_only_or_binary_manifest_says_so(tmp_path, content, match):
     path = tmp_path / "manifest.csv"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -517,8 +571,11 @@ def test_manifest_rows_pointing_at_fifo_or_dangling_link_are_skipped(tmp_path, m
     _populate(tmp_path, make_image, {"i": ["a.png", "b.png"]})
     os.mkfifo(tmp_path / "i" / "p.png")
     os.symlink(tmp_path / "gone.png", tmp_path / "i" / "d.png")
-    _write_csv(tmp_path / "manifest.csv", ["file", "label"],
-               [["i/a.png", "covid"], ["i/b.png", "normal"], ["i/p.png", "covid"], ["i/d.png", "normal"]])
+    _write_csv(
+        tmp_path / "manifest.csv",
+        ["file", "label"],
+        [["i/a.png", "covid"], ["i/b.png", "normal"], ["i/p.png", "covid"], ["i/d.png", "normal"]],
+    )
     ds = load_dataset(tmp_path, "covid,normal")
     reasons = {Path(s.path).name: s.reason for s in ds.skipped}
     assert len(ds) == 2 and "FIFO" in reasons["p.png"] and "not found" in reasons["gone.png"]

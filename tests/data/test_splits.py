@@ -56,8 +56,13 @@ def _synthetic(n: int = 600, seed: int = 0, n_dup_pairs: int = 15):
             break
         j = rng.randrange(n)
         pi, pj = recs[i].patient_id, recs[j].patient_id
-        if i == j or recs[i].label != recs[j].label or (pi and pi == pj) \
-                or {pi, pj} & used_patients or any({i, j} & set(p) for p in planted):
+        if (
+            i == j
+            or recs[i].label != recs[j].label
+            or (pi and pi == pj)
+            or {pi, pj} & used_patients
+            or any({i, j} & set(p) for p in planted)
+        ):
             continue
         used_patients |= {pi, pj} - {None}
         hashes[j] = hashes[i]
@@ -73,8 +78,10 @@ def _by_path(dataset: CxrDataset, split: Split) -> dict[str, str]:
 def _shuffled(dataset: CxrDataset, hashes: list[str], seed: int):
     order = list(range(len(dataset)))
     random.Random(seed).shuffle(order)
-    return (CxrDataset(dataset.root, dataset.source, dataset.classes, [dataset.records[i] for i in order]),
-            [hashes[i] for i in order])
+    return (
+        CxrDataset(dataset.root, dataset.source, dataset.classes, [dataset.records[i] for i in order]),
+        [hashes[i] for i in order],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -174,13 +181,21 @@ def test_stats(synthetic):
 
 
 def test_stats_merges_and_cross_label_pairs():
-    recs = [Record(ROOT / f"{i}.png", lab, pid) for i, (lab, pid) in enumerate([
-        ("covid", "a"), ("covid", "a"),  # 0,1: one patient
-        ("covid", "b"),  # 2: copy of 0 -> merges patient b into a
-        ("covid", "a"),  # 3: copy of 1, same patient already -> pair but no merge
-        ("normal", None),  # 4: copy of 2 with another label
-        ("normal", None), ("normal", None), ("normal", None),
-    ])]
+    recs = [
+        Record(ROOT / f"{i}.png", lab, pid)
+        for i, (lab, pid) in enumerate(
+            [
+                ("covid", "a"),
+                ("covid", "a"),  # 0,1: one patient
+                ("covid", "b"),  # 2: copy of 0 -> merges patient b into a
+                ("covid", "a"),  # 3: copy of 1, same patient already -> pair but no merge
+                ("normal", None),  # 4: copy of 2 with another label
+                ("normal", None),
+                ("normal", None),
+                ("normal", None),
+            ]
+        )
+    ]
     ds = CxrDataset(ROOT, "manifest", ("covid", "normal"), recs)
     h = [f"{i:064x}" for i in range(1, 9)]
     h[2] = h[0]
@@ -192,12 +207,15 @@ def test_stats_merges_and_cross_label_pairs():
     assert st["groups_merged_by_duplicates"] == 2  # b joins a, 4 joins a
     assert st["groups"] == 4  # {0,1,2,3,4}, 5, 6, 7
     assert len({split.assignment[i] for i in range(5)}) == 1
-    assert sorted(map(tuple, st["near_duplicate_pairs_with_different_labels"])) == [("0.png", "4.png"),
-                                                                                   ("2.png", "4.png")]
+    assert sorted(map(tuple, st["near_duplicate_pairs_with_different_labels"])) == [
+        ("0.png", "4.png"),
+        ("2.png", "4.png"),
+    ]
 
 
-@pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.8, 0.3, -0.1), (0.7, 0.2, 0.2), (0.7, 0.15, 0.1),
-                                       (1.0, 0.0, 0.0, 0.0)])
+@pytest.mark.parametrize(
+    "fractions", [(0.5, 0.5), (0.8, 0.3, -0.1), (0.7, 0.2, 0.2), (0.7, 0.15, 0.1), (1.0, 0.0, 0.0, 0.0)]
+)
 def test_fractions_validation(synthetic, fractions):
     ds, hashes, _ = synthetic[0]
     with pytest.raises(ValueError, match="fractions must be three non-negative numbers summing to 1"):
@@ -326,8 +344,11 @@ def _leaks(dataset: CxrDataset, split: Split, hashes: list[str]) -> int:
     """Test images with their patient or an identical-hash image in train, counted from scratch."""
     train_pids = {r.patient_id for r, s in zip(dataset.records, split.assignment) if s == "train" and r.patient_id}
     train_hashes = {h for h, s in zip(hashes, split.assignment) if s == "train"}
-    return sum(1 for r, h, s in zip(dataset.records, hashes, split.assignment)
-               if s == "test" and (r.patient_id in train_pids or h in train_hashes))
+    return sum(
+        1
+        for r, h, s in zip(dataset.records, hashes, split.assignment)
+        if s == "test" and (r.patient_id in train_pids or h in train_hashes)
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -351,19 +372,30 @@ def test_patient_split_never_leaks(synthetic, seed):
     assert split.stats["protocol"]["leaky"] is False
 
 
-@pytest.mark.parametrize("rules", [["raddb"], ["ieee8023"], ["population=pediatric", "raddb"],
-                                   ["label=normal population=adult"]])
+@pytest.mark.parametrize(
+    "rules", [["raddb"], ["ieee8023"], ["population=pediatric", "raddb"], ["label=normal population=adult"]]
+)
 def test_holdout_puts_exactly_the_matching_images_in_test(synthetic, rules):
     base, hashes, _ = synthetic[0]
     dataset = _with_sources(base)
 
     def matches(r):
         src, pop = r.metadata["subsource"], r.metadata["population"]
-        return any(all(
-            (pop.startswith("pediatric") if w == "population=pediatric" else
-             pop.startswith("adult") if w == "population=adult" else
-             r.label == "normal" if w == "label=normal" else src.split(":")[0] == w)
-            for w in rule.split()) for rule in rules)
+        return any(
+            all(
+                (
+                    pop.startswith("pediatric")
+                    if w == "population=pediatric"
+                    else pop.startswith("adult")
+                    if w == "population=adult"
+                    else r.label == "normal"
+                    if w == "label=normal"
+                    else src.split(":")[0] == w
+                )
+                for w in rule.split()
+            )
+            for rule in rules
+        )
 
     split = make_split(dataset, hashes, by="source", holdout=rules)
     test = {i for i, s in enumerate(split.assignment) if s == "test"}
@@ -395,14 +427,17 @@ def test_holdout_missing_class_is_reported_not_faked(synthetic):
     assert split.counts(base)["test"]["covid"] == 0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"by": "source"}, "needs --holdout-source"),
-    ({"by": "patient", "holdout": ["raddb"]}, "--split-by source only"),
-    ({"by": "random"}, "not one of"),
-    ({"by": "source", "holdout": ["nowhere"]}, "no selected image matches"),
-    ({"select": ["label=covid n=100000"]}, "only"),
-    ({"select": ["label=covid n=many"]}, "whole number"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"by": "source"}, "needs --holdout-source"),
+        ({"by": "patient", "holdout": ["raddb"]}, "--split-by source only"),
+        ({"by": "random"}, "not one of"),
+        ({"by": "source", "holdout": ["nowhere"]}, "no selected image matches"),
+        ({"select": ["label=covid n=100000"]}, "only"),
+        ({"select": ["label=covid n=many"]}, "whole number"),
+    ],
+)
 def test_protocol_errors_name_the_option(synthetic, kwargs, message):
     base, hashes, _ = synthetic[0]
     with pytest.raises(CxrkitError, match=message):
@@ -417,8 +452,11 @@ def test_select_draws_n_seeded_whatever_the_order(synthetic):
     chosen = {dataset.relpath(r) for r, s in zip(dataset.records, split.assignment) if s != "excluded"}
     labels = [r.label for r in dataset.records if dataset.relpath(r) in chosen]
     assert labels.count("covid") == 40 and "viral_pneumonia" not in labels
-    assert all(r.metadata["population"] == "pediatric" for r in dataset.records
-               if dataset.relpath(r) in chosen and r.label == "normal")
+    assert all(
+        r.metadata["population"] == "pediatric"
+        for r in dataset.records
+        if dataset.relpath(r) in chosen and r.label == "normal"
+    )
     shuffled, shuffled_hashes = _shuffled(dataset, hashes, 3)
     again = make_split(shuffled, shuffled_hashes, by="image", select=rules)
     assert _by_path(shuffled, again) == _by_path(dataset, split)

@@ -91,5 +91,6 @@ def test_affine_grid_equals_torch():
 
     theta = torch.randn(5, 2, 3)
     for h, w in ((7, 9), (32, 32)):
-        torch.testing.assert_close(affine_grid(theta, h, w), F.affine_grid(theta, [5, 1, h, w], align_corners=False),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            affine_grid(theta, h, w), F.affine_grid(theta, [5, 1, h, w], align_corners=False), atol=1e-5, rtol=1e-5
+        )

@@ -119,9 +119,15 @@ def test_audit_finds_the_decision_in_the_lung_field(run_copy, blob_manifest):
 
 
 def _occ(original, hidden, kept, border):
-    return [{"condition": c, "balanced_accuracy": v} for c, v in
-            (("original", original), ("lungs hidden", hidden), ("only lungs kept", kept),
-             ("border band blanked", border))]
+    return [
+        {"condition": c, "balanced_accuracy": v}
+        for c, v in (
+            ("original", original),
+            ("lungs hidden", hidden),
+            ("only lungs kept", kept),
+            ("border band blanked", border),
+        )
+    ]
 
 
 def test_verdict_rules():
@@ -132,10 +138,15 @@ def test_verdict_rules():
     assert "Keeping only the lung field preserves" not in shortcut
     lungs = verdict(_occ(0.95, 0.40, 0.94, 0.94), [], None, 3)
     assert "depends mostly on the lung region" in lungs and "preserves performance" in lungs
-    probes = [{"attribute": "population", "scope": "all classes", "balanced_accuracy": 0.93,
-               "class_balanced_accuracy": 0.95},
-              {"attribute": "population", "scope": "within normal", "balanced_accuracy": 0.9,
-               "class_balanced_accuracy": 0.95}]
+    probes = [
+        {"attribute": "population", "scope": "all classes", "balanced_accuracy": 0.93, "class_balanced_accuracy": 0.95},
+        {
+            "attribute": "population",
+            "scope": "within normal",
+            "balanced_accuracy": 0.9,
+            "class_balanced_accuracy": 0.95,
+        },
+    ]
     adults = {"n_images": 300, "balanced_accuracy": 0.85, "sensitivity": {"covid": 0.98, "normal": 0.72}}
     text = verdict(_occ(0.95, 0.40, 0.94, 0.94), probes, adults, 3)
     assert "as well as the class" in text and "encode it beyond the disease" in text

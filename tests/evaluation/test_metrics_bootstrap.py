@@ -80,7 +80,7 @@ def test_patient_resampling_keeps_patients_whole():
     for idx in seen[1:]:
         counts = np.bincount(idx, minlength=len(groups))
         for p in range(10):
-            member_counts = counts[4 * p:4 * p + 4]
+            member_counts = counts[4 * p : 4 * p + 4]
             assert len(set(member_counts.tolist())) == 1  # all 4 images drawn equally often
 
 

@@ -27,8 +27,14 @@ def metrics_for(classes, acc=(0.962, 0.948, 0.974), undefined_class=None):
     """Flat metric keys as evaluate writes them; ``undefined_class`` has no images, so NaN."""
     m = {"accuracy": ci(*acc), "macro_f1": ci(0.951, 0.932, 0.967)}
     for k, c in enumerate(classes):
-        for name, base in (("sensitivity", 0.93), ("specificity", 0.97), ("ppv", 0.9), ("npv", 0.98),
-                           ("f1", 0.92), ("auc", 0.99)):
+        for name, base in (
+            ("sensitivity", 0.93),
+            ("specificity", 0.97),
+            ("ppv", 0.9),
+            ("npv", 0.98),
+            ("f1", 0.92),
+            ("auc", 0.99),
+        ):
             defined = ci(base - k / 100, base - 0.05, base + 0.01)
             m[f"{name}/{c}"] = ci(NAN, NAN, NAN) if c == undefined_class else defined
     m[f"ppv/{classes[-1]}"] = ci(0.9, NAN, NAN)  # a point estimate whose CI could not be formed
@@ -36,10 +42,12 @@ def metrics_for(classes, acc=(0.962, 0.948, 0.974), undefined_class=None):
 
 
 def reliability(shift):
-    return {"bin_edges": [i / 10 for i in range(11)],
-            "confidence": [NAN, NAN, NAN, 0.36, 0.45, 0.55, 0.66, 0.75, 0.86, 0.97],
-            "accuracy": [NAN, NAN, NAN, 0.3 + shift, 0.4, 0.5 + shift, 0.6, 0.7 + shift, 0.85, 0.99],
-            "count": [0, 0, 0, 3, 5, 8, 12, 20, 40, 300]}
+    return {
+        "bin_edges": [i / 10 for i in range(11)],
+        "confidence": [NAN, NAN, NAN, 0.36, 0.45, 0.55, 0.66, 0.75, 0.86, 0.97],
+        "accuracy": [NAN, NAN, NAN, 0.3 + shift, 0.4, 0.5 + shift, 0.6, 0.7 + shift, 0.85, 0.99],
+        "count": [0, 0, 0, 3, 5, 8, 12, 20, 40, 300],
+    }
 
 
 def make_ev(classes=CLASSES, data_path="/data/cxr", audit=True):
@@ -47,37 +55,68 @@ def make_ev(classes=CLASSES, data_path="/data/cxr", audit=True):
         "format": "cxrkit-evaluation/1",
         "notice": RESEARCH_NOTICE,
         "run": {"dir": "/runs/r1", "model": "resnet18", "classes": list(classes), "weights_source": "timm"},
-        "data": {"path": data_path, "split": "test", "n_images": 388, "excluded": {"other": 4},
-                 "missing_classes": [], "external": False},
-        "overall": {"n_images": 388, "bootstrap": {"resamples": 1000, "unit": "patient", "seed": 0, "level": 0.95},
-                    "metrics": metrics_for(classes),
-                    "confusion": {"classes": list(classes), "counts": [[120, 3, 2], [4, 110, 6], [1, 2, 140]],
-                                  "row_normalised": [[0.96, 0.024, 0.016], [0.0333, 0.9167, 0.05],
-                                                     [0.007, 0.014, 0.979]]}},
-        "roc": {c: {"fpr": [0.0, 0.02, 0.1, 1.0], "tpr": [0.0, 0.8, 0.95, 1.0], "auc": 0.97 - k / 100}
-                for k, c in enumerate(classes)},
-        "calibration": {"temperature": 1.42, "fitted_on": "val",
-                        "before": {"ece": 0.061, "brier": 0.081, "nll": 0.24, "reliability": reliability(-0.08)},
-                        "after": {"ece": 0.018, "brier": 0.072, "nll": 0.15, "reliability": reliability(0.0)}},
+        "data": {
+            "path": data_path,
+            "split": "test",
+            "n_images": 388,
+            "excluded": {"other": 4},
+            "missing_classes": [],
+            "external": False,
+        },
+        "overall": {
+            "n_images": 388,
+            "bootstrap": {"resamples": 1000, "unit": "patient", "seed": 0, "level": 0.95},
+            "metrics": metrics_for(classes),
+            "confusion": {
+                "classes": list(classes),
+                "counts": [[120, 3, 2], [4, 110, 6], [1, 2, 140]],
+                "row_normalised": [[0.96, 0.024, 0.016], [0.0333, 0.9167, 0.05], [0.007, 0.014, 0.979]],
+            },
+        },
+        "roc": {
+            c: {"fpr": [0.0, 0.02, 0.1, 1.0], "tpr": [0.0, 0.8, 0.95, 1.0], "auc": 0.97 - k / 100}
+            for k, c in enumerate(classes)
+        },
+        "calibration": {
+            "temperature": 1.42,
+            "fitted_on": "val",
+            "before": {"ece": 0.061, "brier": 0.081, "nll": 0.24, "reliability": reliability(-0.08)},
+            "after": {"ece": 0.018, "brier": 0.072, "nll": 0.15, "reliability": reliability(0.0)},
+        },
         "subgroups": {
-            "population": {"adult": {"n_images": 300, "metrics": metrics_for(classes), "warning": None},
-                           "pediatric": {"n_images": 76, "metrics": metrics_for(classes, (0.88, 0.8, 0.94)),
-                                         "warning": None},
-                           "unknown": {"n_images": 12, "warning": SMALL_WARNING,
-                                       "metrics": metrics_for(classes, (0.75, NAN, NAN), classes[0])}},
-            "subsource": {"A": {"n_images": 200, "metrics": metrics_for(classes), "warning": None},
-                          "B": {"n_images": 188, "metrics": metrics_for(classes, (NAN, NAN, NAN), classes[1]),
-                                "warning": None}},
+            "population": {
+                "adult": {"n_images": 300, "metrics": metrics_for(classes), "warning": None},
+                "pediatric": {"n_images": 76, "metrics": metrics_for(classes, (0.88, 0.8, 0.94)), "warning": None},
+                "unknown": {
+                    "n_images": 12,
+                    "warning": SMALL_WARNING,
+                    "metrics": metrics_for(classes, (0.75, NAN, NAN), classes[0]),
+                },
+            },
+            "subsource": {
+                "A": {"n_images": 200, "metrics": metrics_for(classes), "warning": None},
+                "B": {"n_images": 188, "metrics": metrics_for(classes, (NAN, NAN, NAN), classes[1]), "warning": None},
+            },
         },
         "warnings": ["left out, not model classes: other (4)", f"population=unknown: {SMALL_WARNING}"],
     }
     if audit:
         ev["audit"] = {
             "verdict": VERDICT,
-            "probes": [{"attribute": "population", "scope": "all classes", "values": ["adult", "pediatric"],
-                        "balanced_accuracy": 0.91, "chance": 0.5, "class_balanced_accuracy": 0.95}],
-            "occlusion": [{"condition": "original", "accuracy": 0.96, "balanced_accuracy": 0.95},
-                          {"condition": "lungs hidden", "accuracy": 0.81, "balanced_accuracy": NAN}],
+            "probes": [
+                {
+                    "attribute": "population",
+                    "scope": "all classes",
+                    "values": ["adult", "pediatric"],
+                    "balanced_accuracy": 0.91,
+                    "chance": 0.5,
+                    "class_balanced_accuracy": 0.95,
+                }
+            ],
+            "occlusion": [
+                {"condition": "original", "accuracy": 0.96, "balanced_accuracy": 0.95},
+                {"condition": "lungs hidden", "accuracy": 0.81, "balanced_accuracy": NAN},
+            ],
             "adult_only": {"n_images": 300, "accuracy": 0.94, "sensitivity": {"covid": 0.95}},
         }
     return ev
@@ -106,8 +145,14 @@ def assert_png(data: bytes):
 
 
 def test_every_report_figure_is_a_png(figures):
-    assert set(figures) == {"confusion", "roc", "reliability", "class_metrics", "subgroups_population",
-                            "subgroups_subsource"}
+    assert set(figures) == {
+        "confusion",
+        "roc",
+        "reliability",
+        "class_metrics",
+        "subgroups_population",
+        "subgroups_subsource",
+    }
     for png in figures.values():
         assert_png(png)
 
@@ -117,14 +162,27 @@ def test_figures_survive_undefined_numbers_and_odd_names(ev):
     odd = ["a$\\foo$", "b"]
     blank = {"value": NAN, "lo": NAN, "hi": NAN}
     metrics = {f"{r}/{c}": blank for r in ("sensitivity", "specificity", "ppv", "npv") for c in odd}
-    empty_bins = {"bin_edges": [i / 10 for i in range(11)], "confidence": [NAN] * 10, "accuracy": [NAN] * 10,
-                  "count": [0] * 10}
-    cal = {"temperature": 1.0, "fitted_on": "val", "before": {"ece": NAN, "reliability": empty_bins},
-           "after": {"ece": NAN, "reliability": empty_bins}}
-    for png in (metrics_bar_png(metrics, odd), roc_png({}), reliability_png(cal),
-                confusion_png({"classes": odd, "counts": [[0, 0], [0, 0]], "row_normalised": [[0, 0], [0, 0]]}),
-                subgroup_png({"$x$": {"n_images": 3, "metrics": {"accuracy": blank}, "warning": "tiny"}}, "c$o$l",
-                             metric="sensitivity/b")):
+    empty_bins = {
+        "bin_edges": [i / 10 for i in range(11)],
+        "confidence": [NAN] * 10,
+        "accuracy": [NAN] * 10,
+        "count": [0] * 10,
+    }
+    cal = {
+        "temperature": 1.0,
+        "fitted_on": "val",
+        "before": {"ece": NAN, "reliability": empty_bins},
+        "after": {"ece": NAN, "reliability": empty_bins},
+    }
+    for png in (
+        metrics_bar_png(metrics, odd),
+        roc_png({}),
+        reliability_png(cal),
+        confusion_png({"classes": odd, "counts": [[0, 0], [0, 0]], "row_normalised": [[0, 0], [0, 0]]}),
+        subgroup_png(
+            {"$x$": {"n_images": 3, "metrics": {"accuracy": blank}, "warning": "tiny"}}, "c$o$l", metric="sensitivity/b"
+        ),
+    ):
         assert_png(png)
 
 
@@ -155,8 +213,13 @@ def test_audit_section_only_when_audited(ev, figures, page):
 
 def test_explanation_images_are_embedded_with_captions(ev, figures):
     extra = {"covid_example_1": figures["roc"], "normal_example_1": figures["roc"]}
-    explained = {**ev, "explain": {"images": {n: f"explain/{n}.png" for n in extra},
-                                   "lung_vs_border": {"covid": {"lung": 0.62, "border": 0.08}}}}
+    explained = {
+        **ev,
+        "explain": {
+            "images": {n: f"explain/{n}.png" for n in extra},
+            "lung_vs_border": {"covid": {"lung": 0.62, "border": 0.08}},
+        },
+    }
     page = render_html(explained, figures, extra)
     assert page.count("data:image/png;base64,") == len(figures) + 2
     assert "<figcaption>covid_example_1</figcaption>" in page and "Explanations" in page
@@ -184,13 +247,16 @@ def test_markdown_summary(ev):
     assert "audit" not in render_markdown(make_ev(audit=False)).lower()
 
 
-@pytest.mark.parametrize(("key", "value", "text"), [
-    ("accuracy", ci(0.962, 0.948, 0.974), "96.2% [94.8, 97.4]"),
-    ("auc/covid", ci(0.9731, 0.951, 0.99), "0.973 [0.951, 0.990]"),
-    ("accuracy", ci(NAN, NAN, NAN), "n/a"),
-    ("ppv/covid", ci(0.5, NAN, NAN), "50.0% [CI n/a]"),
-    ("accuracy", None, "n/a"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "text"),
+    [
+        ("accuracy", ci(0.962, 0.948, 0.974), "96.2% [94.8, 97.4]"),
+        ("auc/covid", ci(0.9731, 0.951, 0.99), "0.973 [0.951, 0.990]"),
+        ("accuracy", ci(NAN, NAN, NAN), "n/a"),
+        ("ppv/covid", ci(0.5, NAN, NAN), "50.0% [CI n/a]"),
+        ("accuracy", None, "n/a"),
+    ],
+)
 def test_format_ci(key, value, text):
     assert format_ci(key, value) == text
 
@@ -198,9 +264,22 @@ def test_format_ci(key, value, text):
 def test_write_report_writes_every_file_atomically(tmp_path, ev):
     paths = write_report(tmp_path / "out", ev)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted(paths) == sorted(["metrics.json", "report.html", "confusion.png", "roc.png",
-                                               "reliability.png", "class_metrics.png",
-                                               "subgroups_population.png", "subgroups_subsource.png"])
+    assert (
+        written
+        == sorted(paths)
+        == sorted(
+            [
+                "metrics.json",
+                "report.html",
+                "confusion.png",
+                "roc.png",
+                "reliability.png",
+                "class_metrics.png",
+                "subgroups_population.png",
+                "subgroups_subsource.png",
+            ]
+        )
+    )
     assert all(paths[name] == tmp_path / "out" / name for name in paths)
     saved = json.loads(paths["metrics.json"].read_text())
     assert saved["overall"]["metrics"]["accuracy"] == ev["overall"]["metrics"]["accuracy"]

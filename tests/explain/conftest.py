@@ -34,8 +34,11 @@ def lite0_predictor(tiny_predictor):
     from cxrkit.models import LoadedRun
 
     model = timm.create_model("tf_efficientnet_lite0", num_classes=3, in_chans=1)
-    return Predictor(LoadedRun(Path("lite0"), model, tiny_predictor.run.card, list(tiny_predictor.classes),
-                               tiny_predictor.preprocessing))
+    return Predictor(
+        LoadedRun(
+            Path("lite0"), model, tiny_predictor.run.card, list(tiny_predictor.classes), tiny_predictor.preprocessing
+        )
+    )
 
 
 @pytest.fixture(scope="session")

@@ -41,16 +41,37 @@ def test_files_and_folders_get_overlay_and_maps(tiny_run, scans, tmp_path, capsy
 def test_all_classes_and_a_chosen_layer(tiny_run, scans, tmp_path):
     folder, _ = scans
     out = tmp_path / "out"
-    main(["explain", str(tiny_run.run_dir), str(folder / "a.png"), "--all-classes", "--method", "layercam",
-          "--target-layer", "stages.2", "--out", str(out)])
+    main(
+        [
+            "explain",
+            str(tiny_run.run_dir),
+            str(folder / "a.png"),
+            "--all-classes",
+            "--method",
+            "layercam",
+            "--target-layer",
+            "stages.2",
+            "--out",
+            str(out),
+        ]
+    )
     maps = np.load(out / "a.npy")
     assert maps.shape == (3, 64, 64) and maps.min() >= 0.0 and maps.max() <= 1.0
 
 
 def test_a_wrong_layer_name_exits_with_the_valid_names(tiny_run, scans, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["explain", str(tiny_run.run_dir), str(scans[1]), "--target-layer", "stage.3",
-              "--out", str(tmp_path / "out")])
+        main(
+            [
+                "explain",
+                str(tiny_run.run_dir),
+                str(scans[1]),
+                "--target-layer",
+                "stage.3",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "no module 'stage.3'" in err and "stages.3" in err
@@ -58,8 +79,26 @@ def test_a_wrong_layer_name_exits_with_the_valid_names(tiny_run, scans, tmp_path
 
 def test_summary_writes_images_shares_and_faithfulness(tiny_run, tmp_path):
     out = tmp_path / "summary"
-    main(["explain", str(tiny_run.run_dir), "--summary", "--split", "test", "--cases", "2", "--workers", "1",
-          "--faithfulness", "gradcam", "eigencam", "--faithfulness-images", "6", "--out", str(out)])
+    main(
+        [
+            "explain",
+            str(tiny_run.run_dir),
+            "--summary",
+            "--split",
+            "test",
+            "--cases",
+            "2",
+            "--workers",
+            "1",
+            "--faithfulness",
+            "gradcam",
+            "eigencam",
+            "--faithfulness-images",
+            "6",
+            "--out",
+            str(out),
+        ]
+    )
     summary = json.loads((out / "summary.json").read_text())
     classes = ["covid", "viral_pneumonia", "normal"]
     assert set(summary["images"]) == {"mean_cam", *(f"cases_{c}" for c in classes)}
@@ -71,8 +110,7 @@ def test_summary_writes_images_shares_and_faithfulness(tiny_run, tmp_path):
     faith = summary["faithfulness"]
     assert faith["n_images"] == 6 and set(faith["methods"]) == {"gradcam", "eigencam"}
     for scores in [*faith["methods"].values(), faith["random_maps"]]:
-        assert all(math.isfinite(scores[k]) for k in ("road", "drop_most_relevant_first",
-                                                      "drop_least_relevant_first"))
+        assert all(math.isfinite(scores[k]) for k in ("road", "drop_most_relevant_first", "drop_least_relevant_first"))
 
 
 def test_images_or_summary_not_both(tiny_run, tmp_path, capsys):

@@ -11,13 +11,16 @@ from cxrkit.explain.layers import TargetLayerError, find_target_layer
 SHAPE = (1, 64, 64)
 
 
-@pytest.mark.parametrize("name, layer", [
-    ("resdense_tiny", "stages.3"),
-    ("tf_efficientnet_lite0", "bn2"),
-    ("resnet18", "layer4.1"),
-    ("densenet121", "features.norm5"),
-    ("convnext_atto", "stages.3"),
-])
+@pytest.mark.parametrize(
+    "name, layer",
+    [
+        ("resdense_tiny", "stages.3"),
+        ("tf_efficientnet_lite0", "bn2"),
+        ("resnet18", "layer4.1"),
+        ("densenet121", "features.norm5"),
+        ("convnext_atto", "stages.3"),
+    ],
+)
 def test_default_layer_per_family(name, layer):
     model = timm.create_model(name, num_classes=3, in_chans=1).eval()
     found, module = find_target_layer(model, SHAPE)
@@ -26,8 +29,15 @@ def test_default_layer_per_family(name, layer):
 
 
 def test_unknown_family_falls_back_to_the_last_feature_map():
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 8, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    )
     name, module = find_target_layer(model, SHAPE)
     assert name == "3"  # the ReLU after the last conv; the 1x1 pooled map does not count
     assert module is model[3]

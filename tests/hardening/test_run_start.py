@@ -18,8 +18,14 @@ pytestmark = pytest.mark.timeout(600)
 
 def _cxr(*args, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "CXR_NO_TCMALLOC": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "cxrkit.cli.main", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "cxrkit.cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 class _Evil:
@@ -32,8 +38,24 @@ def test_bad_weights_files_are_one_line_errors_and_leave_no_run_folder(blob_data
     weights = tmp_path / "w.pt"
     weights.write_bytes(pickle.dumps({"x": _Evil()}) if payload == b"PICKLE" else payload)
     out = tmp_path / "run"
-    res = _cxr("train", "--data", blob_dataset, "--out", out, "--model", "resdense_tiny", "--weights", weights,
-               "--epochs", "1", "--input-size", "32", "--workers", "1", cwd=tmp_path)
+    res = _cxr(
+        "train",
+        "--data",
+        blob_dataset,
+        "--out",
+        out,
+        "--model",
+        "resdense_tiny",
+        "--weights",
+        weights,
+        "--epochs",
+        "1",
+        "--input-size",
+        "32",
+        "--workers",
+        "1",
+        cwd=tmp_path,
+    )
     assert res.returncode == 2, res.stderr[-1500:]
     assert "Traceback" not in res.stderr and "w.pt" in res.stderr
     assert not out.exists(), "a failed start must not leave a half-made run folder"

@@ -1,6 +1,6 @@
 """Run under torchrun by test_sharded.py: sharded prediction, optionally crashing rank 1.
 
-    torchrun --standalone --nproc-per-node 2 sharded_worker.py RUN DATA OUT.csv [crash|ok]
+torchrun --standalone --nproc-per-node 2 sharded_worker.py RUN DATA OUT.csv [crash|ok]
 """
 
 import os
@@ -22,7 +22,15 @@ def crash_on_rank_one(chunk: int) -> None:
         os._exit(17)  # dies like a killed process: no cleanup, no exception handling
 
 
-result = predict_sharded(predictor, files, Path(out), fabric, chunk_size=8, on_chunk=crash_on_rank_one,
-                         write=lambda merged: Path(out).write_text(predictions_csv(merged, predictor.classes)))
-print(f"rank {fabric.global_rank}: skipped {result.skipped} of {result.chunks}, predicted {result.predicted}",
-      flush=True)
+result = predict_sharded(
+    predictor,
+    files,
+    Path(out),
+    fabric,
+    chunk_size=8,
+    on_chunk=crash_on_rank_one,
+    write=lambda merged: Path(out).write_text(predictions_csv(merged, predictor.classes)),
+)
+print(
+    f"rank {fabric.global_rank}: skipped {result.skipped} of {result.chunks}, predicted {result.predicted}", flush=True
+)

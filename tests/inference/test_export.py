@@ -91,6 +91,8 @@ def test_onnx_batches_in_flight_keep_input_order_and_failures(onnx_run, blob_dat
     for x, y in zip(a.results, b.results):
         assert max(abs(x.probabilities[c] - y.probabilities[c]) for c in x.probabilities) <= PARITY_TOLERANCE
     assert seen[-1] == (len(inputs), len(inputs)) and [d for d, _ in seen] == sorted(d for d, _ in seen)
-    np.testing.assert_allclose(onnx_p.logits_from_uint8(np.stack([onnx_p.prepare(f) for f in files])),
-                               torch_p.logits_from_uint8(np.stack([torch_p.prepare(f) for f in files])),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        onnx_p.logits_from_uint8(np.stack([onnx_p.prepare(f) for f in files])),
+        torch_p.logits_from_uint8(np.stack([torch_p.prepare(f) for f in files])),
+        atol=1e-3,
+    )

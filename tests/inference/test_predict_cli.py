@@ -51,8 +51,9 @@ def test_table_lists_predictions_errors_and_notice(tiny_run, scans, capsys, monk
 
 
 def test_json_has_results_errors_and_notice(tiny_run, scans, capsys):
-    code, out, _ = run_cli(["predict", str(tiny_run.run_dir), str(scans), "--format", "json",
-                            "--threshold", "0.99"], capsys)
+    code, out, _ = run_cli(
+        ["predict", str(tiny_run.run_dir), str(scans), "--format", "json", "--threshold", "0.99"], capsys
+    )
     doc = json.loads(out)
     assert code == 1 and doc["notice"] == RESEARCH_NOTICE and doc["threshold"] == 0.99
     assert doc["classes"] == CLASSES and doc["backend"] == "torch"
@@ -69,8 +70,7 @@ def test_csv_to_file_and_exit_zero_when_all_read(tiny_run, scans, tmp_path, caps
     assert code == 0 and "wrote" in out
     rows = list(csv.DictReader(io.StringIO(out_file.read_text())))
     assert [r["file"] for r in rows] == good
-    assert set(rows[0]) == {"file", "predicted_class", "confidence", "uncertain", "error",
-                            *(f"p_{c}" for c in CLASSES)}
+    assert set(rows[0]) == {"file", "predicted_class", "confidence", "uncertain", "error", *(f"p_{c}" for c in CLASSES)}
     assert all(abs(sum(float(r[f"p_{c}"]) for c in CLASSES) - 1) < 1e-4 for r in rows)
 
 
@@ -104,8 +104,10 @@ def test_cam_writes_overlays(tiny_run, scans, tmp_path, capsys):
     from PIL import Image
 
     cam_dir = tmp_path / "cams"
-    code, _, err = run_cli(["predict", str(tiny_run.run_dir), str(scans / "covid"), "--cam", "--cam-dir", str(cam_dir),
-                            "--format", "csv"], capsys)
+    code, _, err = run_cli(
+        ["predict", str(tiny_run.run_dir), str(scans / "covid"), "--cam", "--cam-dir", str(cam_dir), "--format", "csv"],
+        capsys,
+    )
     assert code == 0 and "Grad-CAM" in err
     written = sorted(cam_dir.glob("*.png"))
     assert [p.name for p in written] == ["covid_000_cam.png", "covid_001_cam.png"]

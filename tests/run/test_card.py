@@ -47,18 +47,21 @@ def _broken(d: dict, path: str, value):
     return d
 
 
-@pytest.mark.parametrize("path, value, needle", [
-    ("calibration.temperature", 0, "temperature"),
-    ("calibration.temperature", -2.0, "temperature"),
-    ("calibration.temperature", math.inf, "temperature"),
-    ("preprocessing.std", 0, "std"),
-    ("preprocessing.input_size", 100000, "input_size"),
-    ("preprocessing.input_size", "224", "input_size"),
-    ("classes", ["covid", "covid", "normal"], "twice"),
-    ("classes", ["covid"], "at least two"),
-    ("format", "other/9", "format"),
-    ("model", "resnet", "malformed"),
-])
+@pytest.mark.parametrize(
+    "path, value, needle",
+    [
+        ("calibration.temperature", 0, "temperature"),
+        ("calibration.temperature", -2.0, "temperature"),
+        ("calibration.temperature", math.inf, "temperature"),
+        ("preprocessing.std", 0, "std"),
+        ("preprocessing.input_size", 100000, "input_size"),
+        ("preprocessing.input_size", "224", "input_size"),
+        ("classes", ["covid", "covid", "normal"], "twice"),
+        ("classes", ["covid"], "at least two"),
+        ("format", "other/9", "format"),
+        ("model", "resnet", "malformed"),
+    ],
+)
 def test_damaged_cards_are_refused_naming_the_file_and_field(tmp_path, path, value, needle):
     d = _broken(json.loads(FIXTURE.read_text()), path, value)
     with pytest.raises(RunError, match=needle) as err:
@@ -66,8 +69,10 @@ def test_damaged_cards_are_refused_naming_the_file_and_field(tmp_path, path, val
     assert "model_card.json" in str(err.value)
 
 
-@pytest.mark.parametrize("text, needle", [("[1, 2]", "JSON object"), ("{not json", "not valid JSON"),
-                                          ('{"format": "cxrkit-model-card/1"}', "no 'classes'")])
+@pytest.mark.parametrize(
+    "text, needle",
+    [("[1, 2]", "JSON object"), ("{not json", "not valid JSON"), ('{"format": "cxrkit-model-card/1"}', "no 'classes'")],
+)
 def test_cards_that_are_not_cards_are_refused(tmp_path, text, needle):
     with pytest.raises(RunError, match=needle):
         read_card(_run_with(tmp_path, text))

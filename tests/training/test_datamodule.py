@@ -17,8 +17,9 @@ def test_weighted_sampler_shares_one_balanced_draw_between_ranks():
     shards = [list(DistributedWeightedSampler(weights, 3, rank, seed=7)) for rank in range(3)]
     assert [len(s) for s in shards] == [34, 34, 34]  # ceil(100 / 3) each
     draw = [i for triple in zip(*shards) for i in triple]  # rank r holds positions r::3
-    again = [i for triple in zip(*(DistributedWeightedSampler(weights, 3, r, seed=7) for r in range(3)))
-             for i in triple]
+    again = [
+        i for triple in zip(*(DistributedWeightedSampler(weights, 3, r, seed=7) for r in range(3))) for i in triple
+    ]
     assert draw == again  # every process computes the same draw without talking to the others
     per_class = Counter(labels[draw].tolist())
     assert all(abs(n / len(draw) - 1 / 3) < 0.12 for n in per_class.values())  # balanced, not 80/15/5

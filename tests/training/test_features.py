@@ -14,8 +14,9 @@ from cxrkit.training import train
 
 
 def test_head_trained_on_cached_features_is_saved_in_the_full_model(blob_dataset, tiny_config, tmp_path):
-    cfg = tiny_config(blob_dataset, tmp_path / "run", tmp_path / "cache", finetune="head", cache_features=True,
-                      epochs=3, lr=1e-2)
+    cfg = tiny_config(
+        blob_dataset, tmp_path / "run", tmp_path / "cache", finetune="head", cache_features=True, epochs=3, lr=1e-2
+    )
     result = train(cfg, progress_bar=False)
     card = read_card(result.run_dir)
     assert card.model.cache_features and card.model.finetune == "head"
@@ -53,7 +54,6 @@ def test_backbone_features_keep_row_order(tiny_run):
     images = np.random.default_rng(0).integers(0, 256, (10, 64, 64), dtype=np.uint8)
     rows = np.array([7, 2, 9, 0])
     feats = backbone_features(run.model, images, run.preprocessing, rows, batch_size=3)
-    one_by_one = np.concatenate([backbone_features(run.model, images, run.preprocessing, np.array([r]))
-                                 for r in rows])
+    one_by_one = np.concatenate([backbone_features(run.model, images, run.preprocessing, np.array([r])) for r in rows])
     np.testing.assert_allclose(feats, one_by_one, atol=1e-5)
     assert feats.shape[0] == 4 and not np.allclose(feats[0], feats[1])

@@ -23,8 +23,14 @@ from cxrkit.training.config import DEFAULT_MODEL as CONFIG_DEFAULT_MODEL
 
 def test_run_directory_has_everything_needed(tiny_run):
     run = tiny_run.run_dir
-    for name in ("config.yaml", "split.csv", "model.safetensors", "model_card.json",
-                 "checkpoints/last.ckpt", "logs/version_0/metrics.csv"):
+    for name in (
+        "config.yaml",
+        "split.csv",
+        "model.safetensors",
+        "model_card.json",
+        "checkpoints/last.ckpt",
+        "logs/version_0/metrics.csv",
+    ):
         assert (run / name).is_file(), name
     card = read_card(run)
     assert card.classes == ["covid", "viral_pneumonia", "normal"]

@@ -51,10 +51,10 @@ def test_warmup_then_cosine_to_zero():
     warmup, total = 10, 110
     f = [warmup_cosine(s, warmup, total) for s in range(total + 1)]
     assert f[0] == pytest.approx(0.1) and f[warmup - 1] == pytest.approx(1.0)
-    assert all(a < b for a, b in zip(f[:warmup - 1], f[1:warmup]))  # rises linearly
+    assert all(a < b for a, b in zip(f[: warmup - 1], f[1:warmup]))  # rises linearly
     assert f[warmup] == pytest.approx(1.0)
     assert f[warmup + 50] == pytest.approx(0.5, abs=1e-9)  # half way through the cosine
-    assert all(a >= b for a, b in zip(f[warmup:], f[warmup + 1:]))  # never rises again
+    assert all(a >= b for a, b in zip(f[warmup:], f[warmup + 1 :]))  # never rises again
     assert f[total] == pytest.approx(0.0, abs=1e-12)
     assert warmup_cosine(0, 0, 100) == pytest.approx(1.0)  # no warm-up: start at the peak
     assert math.isfinite(warmup_cosine(5, 5, 5))  # degenerate totals do not divide by zero

@@ -27,9 +27,15 @@ def sourced_blobs(tmp_path_factory, blob_writer):
     for path in sorted(root.rglob("*.png")):
         label, i = path.parent.name, int(path.stem.rsplit("_", 1)[1])
         pediatric = label == "viral_pneumonia" or (label == "normal" and _pediatric_normal(i))
-        rows.append({"file": path.relative_to(root).as_posix(), "label": label, "patient_id": f"{label}-{i // 2}",
-                     "subsource": "kermany" if pediatric else "raddb",
-                     "population": "pediatric" if pediatric else "adult (assumed)"})
+        rows.append(
+            {
+                "file": path.relative_to(root).as_posix(),
+                "label": label,
+                "patient_id": f"{label}-{i // 2}",
+                "subsource": "kermany" if pediatric else "raddb",
+                "population": "pediatric" if pediatric else "adult (assumed)",
+            }
+        )
     with open(root / "manifest.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -38,16 +44,32 @@ def sourced_blobs(tmp_path_factory, blob_writer):
 
 
 def _base(tmp_path):
-    return dict(model="resdense_tiny", pretrained=False, input_size=64, epochs=1, batch_size=8, lr=3e-3,
-                warmup_epochs=0.5, workers=1, cache_dir=str(tmp_path / "cache"), patience=10, dup_threshold=-1)
+    return dict(
+        model="resdense_tiny",
+        pretrained=False,
+        input_size=64,
+        epochs=1,
+        batch_size=8,
+        lr=3e-3,
+        warmup_epochs=0.5,
+        workers=1,
+        cache_dir=str(tmp_path / "cache"),
+        patience=10,
+        dup_threshold=-1,
+    )
 
 
-ONE_CLASS_TEST = Protocol("adult-normals", "normals of adults only in test",
-                          {"split_by": "source", "holdout_source": ["label=normal population=adult"]})
+ONE_CLASS_TEST = Protocol(
+    "adult-normals",
+    "normals of adults only in test",
+    {"split_by": "source", "holdout_source": ["label=normal population=adult"]},
+)
 # the v1 pattern: only pediatric normals enter; the adult normals are left out and scored apart
-PEDIATRIC_ONLY = Protocol("pediatric-only", "random split of covid, viral and pediatric normals",
-                          {"split_by": "image", "select": ["label=covid", "label=viral_pneumonia",
-                                                           "label=normal population=pediatric"]})
+PEDIATRIC_ONLY = Protocol(
+    "pediatric-only",
+    "random split of covid, viral and pediatric normals",
+    {"split_by": "image", "select": ["label=covid", "label=viral_pneumonia", "label=normal population=pediatric"]},
+)
 
 
 def test_parse_protocols_names_the_choices():
@@ -76,8 +98,9 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
 
     out = tmp_path / "p"
     with pytest.raises(KeyboardInterrupt):
-        run_protocols(str(sourced_blobs), out, protocols, _base(tmp_path), resamples=50, workers=1,
-                      on_protocol_done=killer)
+        run_protocols(
+            str(sourced_blobs), out, protocols, _base(tmp_path), resamples=50, workers=1, on_protocol_done=killer
+        )
     assert trained == ["patient", "image"] and not (out / "protocols.json").exists()
     patient_result = (out / "patient" / "result.json").read_bytes()
 
@@ -91,10 +114,13 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
     one = rows["adult-normals"]
     assert one["test_missing_classes"] == ["covid", "viral_pneumonia"]
     assert one["images"]["test"] == one["counts"]["test"]["normal"] == ADULT_NORMALS
-    assert one["test"]["sensitivity/covid"]["value"] is None or one["test"]["sensitivity/covid"]["value"] != \
-        one["test"]["sensitivity/covid"]["value"]  # undefined (NaN/None), never a made-up number
+    assert (
+        one["test"]["sensitivity/covid"]["value"] is None
+        or one["test"]["sensitivity/covid"]["value"] != one["test"]["sensitivity/covid"]["value"]
+    )  # undefined (NaN/None), never a made-up number
     assert one["gap_to_patient_points"] == pytest.approx(
-        100 * (one["test"]["accuracy"]["value"] - rows["patient"]["test"]["accuracy"]["value"]), abs=0.051)
+        100 * (one["test"]["accuracy"]["value"] - rows["patient"]["test"]["accuracy"]["value"]), abs=0.051
+    )
     md = (out / "protocols.md").read_text()
     assert "**LEAKY**" in md and "no test images of covid, viral_pneumonia" in md and "research" in md.lower()
     assert json.loads((out / "protocols.json").read_text())["rows"][0]["protocol"] == "patient"
@@ -105,8 +131,15 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
 
     # an external set: every protocol's model scored on it whole
     shutil.rmtree(out / "adult-normals")
-    ext = run_protocols(str(sourced_blobs), tmp_path / "e", [PEDIATRIC_ONLY], _base(tmp_path), resamples=50,
-                        workers=1, external=str(sourced_blobs))
+    ext = run_protocols(
+        str(sourced_blobs),
+        tmp_path / "e",
+        [PEDIATRIC_ONLY],
+        _base(tmp_path),
+        resamples=50,
+        workers=1,
+        external=str(sourced_blobs),
+    )
     row = ext["rows"][0]
     assert row["external"]["n_images"] == 3 * PER_CLASS
     assert row["excluded_images"] == row["left_out"]["n_images"] == ADULT_NORMALS
@@ -117,8 +150,9 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
 def test_cli_flags_come_from_trainconfig_but_not_the_split():
     from cxrkit.cli.main import build_parser
 
-    args = build_parser().parse_args(["protocols", "--data", "d", "--out", "o", "--model", "resdense_tiny",
-                                      "--protocols", "patient,v1-image"])
+    args = build_parser().parse_args(
+        ["protocols", "--data", "d", "--out", "o", "--model", "resdense_tiny", "--protocols", "patient,v1-image"]
+    )
     assert args.model == "resdense_tiny" and args.protocols == "patient,v1-image"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["protocols", "--data", "d", "--out", "o", "--split-by", "image"])
@@ -127,12 +161,38 @@ def test_cli_flags_come_from_trainconfig_but_not_the_split():
 def test_cli_data_split_by_image_says_leaky(sourced_blobs, tmp_path, capsys):
     from cxrkit.cli.main import main
 
-    main(["data", "split", str(sourced_blobs), "--out", str(tmp_path / "s.csv"), "--split-by", "image",
-          "--workers", "1", "--dup-threshold", "-1"])
+    main(
+        [
+            "data",
+            "split",
+            str(sourced_blobs),
+            "--out",
+            str(tmp_path / "s.csv"),
+            "--split-by",
+            "image",
+            "--workers",
+            "1",
+            "--dup-threshold",
+            "-1",
+        ]
+    )
     text = capsys.readouterr().out
     assert "leaky" in text and "test image(s) have their patient" in text
-    main(["data", "split", str(sourced_blobs), "--out", str(tmp_path / "h.csv"), "--split-by", "source",
-          "--holdout-source", "raddb", "--workers", "1"])
+    main(
+        [
+            "data",
+            "split",
+            str(sourced_blobs),
+            "--out",
+            str(tmp_path / "h.csv"),
+            "--split-by",
+            "source",
+            "--holdout-source",
+            "raddb",
+            "--workers",
+            "1",
+        ]
+    )
     rows = list(csv.DictReader(open(tmp_path / "h.csv")))
     manifest = {r["file"]: r["subsource"] for r in csv.DictReader(open(sourced_blobs / "manifest.csv"))}
     assert {r["file"] for r in rows if r["split"] == "test"} == {f for f, s in manifest.items() if s == "raddb"}

@@ -66,8 +66,9 @@ def _default_text(f: dataclasses.Field) -> str:
     return f" (default: {d})"
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls, skip: Iterable[str] = (),
-                         defaults: dict | None = None) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, config_cls, skip: Iterable[str] = (), defaults: dict | None = None
+) -> None:
     """One ``--flag`` per field of ``config_cls`` (help from ``metadata['help']``), grouped.
 
     ``defaults`` overrides the shown default of a field (e.g. the demo's shorter epochs); it is
@@ -82,7 +83,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls, skip: Iter
         group_name = f.metadata.get("group", "options")
         group = groups.get(group_name) or groups.setdefault(group_name, parser.add_argument_group(group_name))
         flag = "--" + f.name.replace("_", "-")
-        shown = (f" (default: {defaults[f.name]})" if f.name in defaults else _default_text(f))
+        shown = f" (default: {defaults[f.name]})" if f.name in defaults else _default_text(f)
         help_text = f.metadata.get("help", "") + shown
         kw: dict = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
         tp = _base_type(hints[f.name])

@@ -21,9 +21,17 @@ class CliError(CxrkitError):
 @contextlib.contextmanager
 def progress_bar(description: str):
     """Yield a ``callback(done, total)`` that drives a rich progress bar with ETA."""
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                  console=err_console, transient=False, disable=not err_console.is_terminal) as prog:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+        disable=not err_console.is_terminal,
+    ) as prog:
         task = prog.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

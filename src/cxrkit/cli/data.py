@@ -23,32 +23,54 @@ MAX_CONFOUND_ROWS = 15
 
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that reads a dataset and splits it."""
-    p.add_argument("--classes", default=None,
-                   help="comma-separated classes to keep, in this order (default: "
-                        "covid,viral_pneumonia,normal; 'all' keeps every class found). "
-                        "Aliases such as 'COVID-19' or 'Viral Pneumonia' are understood.")
-    p.add_argument("--split-file", type=Path, default=None,
-                   help="reuse a saved split.csv instead of making a new split")
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="comma-separated classes to keep, in this order (default: "
+        "covid,viral_pneumonia,normal; 'all' keeps every class found). "
+        "Aliases such as 'COVID-19' or 'Viral Pneumonia' are understood.",
+    )
+    p.add_argument(
+        "--split-file", type=Path, default=None, help="reuse a saved split.csv instead of making a new split"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
-    p.add_argument("--fractions", default="0.7,0.15,0.15",
-                   help="train,val,test shares (default 0.7,0.15,0.15)")
-    p.add_argument("--dup-threshold", type=int, default=DEFAULT_MAX_DISTANCE,
-                   help="max differing bits (of 256) for two images to count as near-duplicates "
-                        f"and be kept in one split (default {DEFAULT_MAX_DISTANCE}; -1 disables)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="processes that decode images (default: all cores)")
+    p.add_argument("--fractions", default="0.7,0.15,0.15", help="train,val,test shares (default 0.7,0.15,0.15)")
+    p.add_argument(
+        "--dup-threshold",
+        type=int,
+        default=DEFAULT_MAX_DISTANCE,
+        help="max differing bits (of 256) for two images to count as near-duplicates "
+        f"and be kept in one split (default {DEFAULT_MAX_DISTANCE}; -1 disables)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes that decode images (default: all cores)"
+    )
 
 
 def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
     """--split-by, --holdout-source, --select: the split protocol (cxrkit.data.splits)."""
-    p.add_argument("--split-by", choices=SPLIT_BY, default="patient",
-                   help="patient: whole patients and near-duplicates per split; image: random per image "
-                        "(leaky, the count of leaked test images is printed); source: --holdout-source to test")
-    p.add_argument("--holdout-source", nargs="+", default=None, metavar="RULE",
-                   help="with --split-by source: subsource values (ieee8023) or column=value rules "
-                        "('label=normal population=pediatric') whose images all go to test")
-    p.add_argument("--select", nargs="+", default=None, metavar="RULE",
-                   help="only images matching one of these rules enter ('label=covid n=219' draws 219)")
+    p.add_argument(
+        "--split-by",
+        choices=SPLIT_BY,
+        default="patient",
+        help="patient: whole patients and near-duplicates per split; image: random per image "
+        "(leaky, the count of leaked test images is printed); source: --holdout-source to test",
+    )
+    p.add_argument(
+        "--holdout-source",
+        nargs="+",
+        default=None,
+        metavar="RULE",
+        help="with --split-by source: subsource values (ieee8023) or column=value rules "
+        "('label=normal population=pediatric') whose images all go to test",
+    )
+    p.add_argument(
+        "--select",
+        nargs="+",
+        default=None,
+        metavar="RULE",
+        help="only images matching one of these rules enter ('label=covid n=219' draws 219)",
+    )
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -62,56 +84,77 @@ def _fractions(text: str) -> tuple[float, float, float]:
 
 
 def add_outside_paths_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--allow-outside-paths", action="store_true",
-                   help="read manifest rows whose path leaves the manifest's folder (../ or absolute "
-                        "paths); without it they are skipped and listed")
+    p.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="read manifest rows whose path leaves the manifest's folder (../ or absolute "
+        "paths); without it they are skipped and listed",
+    )
 
 
 def prepare_from_args(args: argparse.Namespace):
     with progress_bar("decoding and hashing images") as update:
         from ..data.prepare import prepare  # the function, not the submodule
 
-        prep = prepare(args.data, args.classes, split_file=args.split_file, seed=args.seed,
-                       fractions=_fractions(args.fractions), max_distance=args.dup_threshold,
-                       workers=args.workers, progress=update,
-                       allow_outside_paths=getattr(args, "allow_outside_paths", False),
-                       split_by=getattr(args, "split_by", "patient"), holdout=getattr(args, "holdout_source", None),
-                       select=getattr(args, "select", None))
+        prep = prepare(
+            args.data,
+            args.classes,
+            split_file=args.split_file,
+            seed=args.seed,
+            fractions=_fractions(args.fractions),
+            max_distance=args.dup_threshold,
+            workers=args.workers,
+            progress=update,
+            allow_outside_paths=getattr(args, "allow_outside_paths", False),
+            split_by=getattr(args, "split_by", "patient"),
+            holdout=getattr(args, "holdout_source", None),
+            select=getattr(args, "select", None),
+        )
     for note in prep.dataset.notes:
         console.print(f"[yellow]note:[/] {note}")
     return prep
 
 
 def register(subparsers) -> None:
-    data = subparsers.add_parser("data", help="look at a dataset and split it",
-                                 description="Look at a dataset and split it.")
+    data = subparsers.add_parser(
+        "data", help="look at a dataset and split it", description="Look at a dataset and split it."
+    )
     sub = data.add_subparsers(dest="data_command", required=True, metavar="{inspect,split}")
 
     p = sub.add_parser(
-        "inspect", help="counts, sizes, patients, duplicates, skipped files and confounds",
+        "inspect",
+        help="counts, sizes, patients, duplicates, skipped files and confounds",
         description="Decode every image once, split by patient and near-duplicate group, and "
-                    "report what is in the data and what could mislead a model: images per class "
-                    "and split, sizes and modes, patients, duplicates, unreadable files, and "
-                    "class-by-column tables for metadata such as population or subsource. "
-                    "Writes inspect.json and split.csv to --out.",
+        "report what is in the data and what could mislead a model: images per class "
+        "and split, sizes and modes, patients, duplicates, unreadable files, and "
+        "class-by-column tables for metadata such as population or subsource. "
+        "Writes inspect.json and split.csv to --out.",
         epilog="DATA is a folder of class folders (Kaggle v1 or v4 layouts work), a folder "
-               "with manifest.csv, a manifest CSV, or an ieee8023 metadata.csv. "
-               "Example: cxr data inspect ../shared/data/cxr --out runs/inspect",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "with manifest.csv, a manifest CSV, or an ieee8023 metadata.csv. "
+        "Example: cxr data inspect ../shared/data/cxr --out runs/inspect",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("data", help="dataset folder or CSV")
     add_dataset_arguments(p)
     add_outside_paths_argument(p)
-    p.add_argument("--by", nargs="+", default=None, metavar="COLUMN",
-                   help="metadata columns to cross with the class (default: population, "
-                        "subsource, source_split, view, sex where present)")
+    p.add_argument(
+        "--by",
+        nargs="+",
+        default=None,
+        metavar="COLUMN",
+        help="metadata columns to cross with the class (default: population, "
+        "subsource, source_split, view, sex where present)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/inspect"), help="output folder")
     p.set_defaults(func=run_inspect)
 
     p = sub.add_parser(
-        "split", help="write a patient- and duplicate-aware split.csv",
+        "split",
+        help="write a patient- and duplicate-aware split.csv",
         description="Make a seeded, stratified train/val/test split that keeps each patient and "
-                    "each near-duplicate group in one split, and write it as CSV.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "each near-duplicate group in one split, and write it as CSV.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("data", help="dataset folder or CSV")
     add_dataset_arguments(p)
     add_outside_paths_argument(p)
@@ -143,12 +186,16 @@ def run_split(args: argparse.Namespace) -> None:
     write_split(args.out, prep.dataset, prep.split)
     _print_split_table(prep.split.counts(prep.dataset), prep.dataset.classes)
     _print_skipped([{"path": s.path, "reason": s.reason} for s in prep.dataset.skipped])
-    console.print(f"wrote [bold]{args.out}[/] ({prep.split.stats.get('groups_merged_by_duplicates', 0)} "
-                  "groups merged by near-duplicates)")
+    console.print(
+        f"wrote [bold]{args.out}[/] ({prep.split.stats.get('groups_merged_by_duplicates', 0)} "
+        "groups merged by near-duplicates)"
+    )
     proto = prep.split.stats.get("protocol", {})
     if proto.get("leaky"):
-        console.print(f"[bold yellow]leaky:[/] split by {proto['split_by']}: {proto['leaked_test_images']} test "
-                      "image(s) have their patient or a near-duplicate in train")
+        console.print(
+            f"[bold yellow]leaky:[/] split by {proto['split_by']}: {proto['leaked_test_images']} test "
+            "image(s) have their patient or a near-duplicate in train"
+        )
     if proto.get("excluded_images"):
         console.print(f"{proto['excluded_images']} image(s) left out by the protocol (split 'excluded' in the file)")
     if proto.get("test_missing_classes"):
@@ -171,17 +218,19 @@ def _print_split_table(counts: dict, classes) -> None:
 
 def print_report(r: dict) -> None:
     d = r["dataset"]
-    console.print(f"[bold]{d['root']}[/] read as [bold]{d['source']}[/]: {d['images']} images "
-                  f"in {len(d['classes'])} classes")
+    console.print(
+        f"[bold]{d['root']}[/] read as [bold]{d['source']}[/]: {d['images']} images in {len(d['classes'])} classes"
+    )
     _print_split_table(r["split"]["counts"], d["classes"])
     if not d["images"]:
-        console.print(f"[bold yellow]warning:[/] no readable images: all {len(r['skipped'])} listed file(s) "
-                      "were skipped (reasons below)")
+        console.print(
+            f"[bold yellow]warning:[/] no readable images: all {len(r['skipped'])} listed file(s) "
+            "were skipped (reasons below)"
+        )
     if r["missing_classes"]:
         console.print(f"[yellow]warning:[/] no images for class(es) {', '.join(r['missing_classes'])}")
     if r["excluded"]:
-        console.print("left out (not selected): " +
-                      ", ".join(f"{k} {v}" for k, v in r["excluded"].items()))
+        console.print("left out (not selected): " + ", ".join(f"{k} {v}" for k, v in r["excluded"].items()))
     s, p = r["split"], r["patients"]
     t = Table(title="images, patients and duplicates", show_header=False)
     t.add_column()
@@ -195,8 +244,10 @@ def print_report(r: dict) -> None:
         ("patients (images with an id)", f"{p['with_id']} ({p['images_with_id']})"),
         ("images without patient id", str(p["images_without_id"])),
         ("split groups", str(s.get("groups", "-"))),
-        ("near-duplicate pairs (groups merged)",
-         f"{s.get('near_duplicate_pairs', '-')} ({s.get('groups_merged_by_duplicates', '-')})"),
+        (
+            "near-duplicate pairs (groups merged)",
+            f"{s.get('near_duplicate_pairs', '-')} ({s.get('groups_merged_by_duplicates', '-')})",
+        ),
         ("non-image files ignored", str(r["ignored_non_image_files"])),
         ("unreadable files skipped", str(len(r["skipped"]))),
     ]

@@ -35,20 +35,30 @@ def find_data(given: str | None) -> Path:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="run the main job end to end on a dataset",
+        "demo",
+        help="run the main job end to end on a dataset",
         description="The main job: inspect the dataset and make the patient- and duplicate-aware "
-                    "split; train the default model; evaluate it on the test split with CIs, "
-                    "calibration, subgroups, the shortcut audit and Grad-CAM class summaries; "
-                    "write report.html. A finished run in --out is reused, an interrupted one resumed. "
-                    "Every `cxr train` option and --config work here too.",
+        "split; train the default model; evaluate it on the test split with CIs, "
+        "calibration, subgroups, the shortcut audit and Grad-CAM class summaries; "
+        "write report.html. A finished run in --out is reused, an interrupted one resumed. "
+        "Every `cxr train` option and --config work here too.",
         epilog="Examples:\n  cxr demo                                   # ../shared/data/cxr or $CXR_DATA\n"
-               "  cxr demo --data DATA --out runs/demo2 --config fast   # a quick look",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("runs/demo"),
-                   help="output folder: inspect.json, split.csv, model/, report/ (default runs/demo)")
-    p.add_argument("--by", nargs="+", default=["population", "subsource"], metavar="COLUMN",
-                   help="metadata columns for subgroup results and the audit, used where present "
-                        "(default population subsource)")
+        "  cxr demo --data DATA --out runs/demo2 --config fast   # a quick look",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/demo"),
+        help="output folder: inspect.json, split.csv, model/, report/ (default runs/demo)",
+    )
+    p.add_argument(
+        "--by",
+        nargs="+",
+        default=["population", "subsource"],
+        metavar="COLUMN",
+        help="metadata columns for subgroup results and the audit, used where present (default population subsource)",
+    )
     add_config_file_argument(p)
     add_config_arguments(p, TrainConfig, skip=("out", "split_file"), defaults=DEMO_DEFAULTS)
     p.set_defaults(func=run)
@@ -63,9 +73,11 @@ def run(args: argparse.Namespace) -> None:
     flags["data"] = str(find_data(flags.get("data") or from_file.get("data")))
     config = resolve_config(from_file, flags, base={**DEMO_DEFAULTS, "out": str(args.out / "model")})
     with progress_bar("images") as update:
-        result = run_demo(config, args.out, args.by, on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
-                          progress=update)
+        result = run_demo(
+            config, args.out, args.by, on_stage=lambda m: console.print(f"[bold]»[/] {m}"), progress=update
+        )
     data_cli.print_report(result.inspect)
     console.print(render_markdown(result.evaluated.evaluation))
-    console.print(f"demo finished in {result.minutes:.1f} min; report: "
-                  f"[bold]{result.evaluated.files.get('report.html')}[/]")
+    console.print(
+        f"demo finished in {result.minutes:.1f} min; report: [bold]{result.evaluated.files.get('report.html')}[/]"
+    )

@@ -17,49 +17,68 @@ from ._console import console
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, help="run directory made by `cxr train`")
-    p.add_argument("--data", default=None,
-                   help="dataset to evaluate on (default: the run's training data with its split); "
-                        "other data is external validation, classes matched by name")
-    p.add_argument("--split", default=None, choices=["train", "val", "test", "all"],
-                   help="which images (default: test for the training data, all for other data)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset to evaluate on (default: the run's training data with its split); "
+        "other data is external validation, classes matched by name",
+    )
+    p.add_argument(
+        "--split",
+        default=None,
+        choices=["train", "val", "test", "all"],
+        help="which images (default: test for the training data, all for other data)",
+    )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "evaluate", help="metrics with CIs, calibration, subgroups, report.html",
+        "evaluate",
+        help="metrics with CIs, calibration, subgroups, report.html",
         description="Evaluate a trained run: accuracy, macro-F1, per-class sensitivity, specificity, "
-                    "PPV, NPV, F1 and ROC-AUC, each with a bootstrap 95%% CI (resampling patients where "
-                    "ids exist); confusion matrix; calibration (ECE, Brier, reliability) before/after "
-                    "temperature scaling fitted on val and saved into the run; metrics per subgroup "
-                    "(--by). Writes metrics.json, PNG plots and a self-contained report.html.",
+        "PPV, NPV, F1 and ROC-AUC, each with a bootstrap 95%% CI (resampling patients where "
+        "ids exist); confusion matrix; calibration (ECE, Brier, reliability) before/after "
+        "temperature scaling fitted on val and saved into the run; metrics per subgroup "
+        "(--by). Writes metrics.json, PNG plots and a self-contained report.html.",
         epilog="Examples:\n  cxr evaluate runs/lite0 --by population subsource --audit\n"
-               "  cxr evaluate runs/lite0 --data /data/other_hospital   # external validation",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  cxr evaluate runs/lite0 --data /data/other_hospital   # external validation",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(p)
-    p.add_argument("--by", nargs="+", default=[], metavar="COLUMN",
-                   help="metadata columns for subgroup results, e.g. population subsource")
+    p.add_argument(
+        "--by",
+        nargs="+",
+        default=[],
+        metavar="COLUMN",
+        help="metadata columns for subgroup results, e.g. population subsource",
+    )
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--audit", action="store_true", help="also run the shortcut audit (see `cxr audit -h`)")
     p.add_argument("--out", type=Path, default=None, help=f"report folder (default RUN_DIR/{EVALUATION_DIR})")
     p.set_defaults(func=run_evaluate)
 
     p = subparsers.add_parser(
-        "audit", help="does the model look at the lungs or at shortcuts?",
+        "audit",
+        help="does the model look at the lungs or at shortcuts?",
         description="Shortcut audit: confound probes (can the model's features predict population or "
-                    "source as well as the class?), adult-only metrics, and occlusion tests (lungs "
-                    "hidden, only lungs kept, border band blanked), with a verdict written from the "
-                    "numbers by documented rules (cxrkit.evaluation.audit.verdict).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "source as well as the class?), adult-only metrics, and occlusion tests (lungs "
+        "hidden, only lungs kept, border band blanked), with a verdict written from the "
+        "numbers by documented rules (cxrkit.evaluation.audit.verdict).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _common(p)
-    p.add_argument("--by", nargs="+", default=["population", "subsource"], metavar="COLUMN",
-                   help="confounding attributes to probe")
+    p.add_argument(
+        "--by", nargs="+", default=["population", "subsource"], metavar="COLUMN", help="confounding attributes to probe"
+    )
     p.add_argument("--out", type=Path, default=None, help=f"folder for {AUDIT_FILE} (default RUN_DIR/{AUDIT_DIR})")
     p.set_defaults(func=run_audit)
 
-    p = subparsers.add_parser("compare", help="one table across evaluated runs",
-                              description="Compare runs: model, weights, test metrics with CIs, ECE. "
-                                          "Each run needs `cxr evaluate` first.")
+    p = subparsers.add_parser(
+        "compare",
+        help="one table across evaluated runs",
+        description="Compare runs: model, weights, test metrics with CIs, ECE. Each run needs `cxr evaluate` first.",
+    )
     p.add_argument("run_dirs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=Path("comparison.md"), help="Markdown table to write")
     p.set_defaults(func=run_compare)
@@ -69,9 +88,17 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from ..evaluation.report import render_markdown
     from ..workflows import evaluate_and_report
 
-    result = evaluate_and_report(args.run_dir, args.data, args.split, args.by, args.resamples, args.workers,
-                                 audit=args.audit, out=args.out,
-                                 on_stage=lambda m: console.print(f"[bold]»[/] {m}"))
+    result = evaluate_and_report(
+        args.run_dir,
+        args.data,
+        args.split,
+        args.by,
+        args.resamples,
+        args.workers,
+        audit=args.audit,
+        out=args.out,
+        on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
+    )
     console.print(render_markdown(result.evaluation))
     console.print(f"wrote [bold]{result.files.get('report.html', args.out)}[/]")
 
@@ -90,8 +117,10 @@ def run_audit(args: argparse.Namespace) -> None:
         t.add_row(o["condition"], f"{o['accuracy']:.3f}", f"{o['balanced_accuracy']:.3f}")
     console.print(t)
     for p in result["probes"]:
-        console.print(f"probe {p['attribute']} ({p['scope']}): balanced accuracy {p['balanced_accuracy']:.3f} "
-                      f"(class probe {p['class_balanced_accuracy']:.3f}, chance {p['chance']:.2f})")
+        console.print(
+            f"probe {p['attribute']} ({p['scope']}): balanced accuracy {p['balanced_accuracy']:.3f} "
+            f"(class probe {p['class_balanced_accuracy']:.3f}, chance {p['chance']:.2f})"
+        )
     console.print(f"[bold]verdict:[/] {result['verdict']}")
     console.print(f"wrote [bold]{out / AUDIT_FILE}[/]")
 

@@ -20,9 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxr",
         description="Train, evaluate and explain chest X-ray classifiers with honest evidence: "
-                    "patient-level splits, duplicate checks, confound tables. " + RESEARCH_NOTICE,
+        "patient-level splits, duplicate checks, confound tables. " + RESEARCH_NOTICE,
         epilog="Start with:  cxr data inspect DATA   (DATA: class folders, Kaggle layout, "
-               "manifest.csv or ieee8023 metadata.csv). Each command has --help.")
+        "manifest.csv or ieee8023 metadata.csv). Each command has --help.",
+    )
     parser.add_argument("--version", action="version", version=f"cxrkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -55,8 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: say so briefly, and how to see the traceback
         if debug:
             raise
-        fail(f"unexpected {type(exc).__name__}: {exc}\n"
-             "this is a bug in cxrkit; rerun with --debug (or CXR_DEBUG=1) for the traceback and report it", 1)
+        fail(
+            f"unexpected {type(exc).__name__}: {exc}\n"
+            "this is a bug in cxrkit; rerun with --debug (or CXR_DEBUG=1) for the traceback and report it",
+            1,
+        )
 
 
 if __name__ == "__main__":

@@ -24,48 +24,68 @@ MAX_ERRORS_SHOWN = 50
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "predict", help="classify image files or folders with a trained run",
+        "predict",
+        help="classify image files or folders with a trained run",
         description="Predict class probabilities (calibrated with the run's temperature when "
-                    "`cxr evaluate` fitted one) for PNG, JPEG, BMP, TIFF or DICOM files; folders are "
-                    "searched recursively. Predictions whose top probability is below --threshold "
-                    "are flagged uncertain. Unreadable files are listed with the reason and the "
-                    "others still predicted; the exit status is 1 when any input failed. "
-                    + RESEARCH_NOTICE,
+        "`cxr evaluate` fitted one) for PNG, JPEG, BMP, TIFF or DICOM files; folders are "
+        "searched recursively. Predictions whose top probability is below --threshold "
+        "are flagged uncertain. Unreadable files are listed with the reason and the "
+        "others still predicted; the exit status is 1 when any input failed. " + RESEARCH_NOTICE,
         epilog="Examples:\n  cxr predict runs/lite0 scans/ extra.dcm\n"
-               "  cxr predict runs/lite0 scans/ --format csv --out predictions.csv\n"
-               "  cxr predict runs/lite0 a.png --cam            # also writes Grad-CAM overlays to cam/\n"
-               "  cxr predict runs/lite0 scans/ --backend onnx  # after `cxr export runs/lite0 --onnx`\n"
-               "  cxr predict runs/lite0 archive/ --out p.csv --devices 4 --accelerator gpu  # 4 processes\n"
-               "  cxr predict runs/lite0 archive/ --out p.csv --resumable   # rerun after a crash: skips what is done\n"
-               "  torchrun --nnodes 2 --nproc-per-node 4 ... -m cxrkit predict runs/lite0 archive/ --out p.csv "
-               "--devices 4 --num-nodes 2",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  cxr predict runs/lite0 scans/ --format csv --out predictions.csv\n"
+        "  cxr predict runs/lite0 a.png --cam            # also writes Grad-CAM overlays to cam/\n"
+        "  cxr predict runs/lite0 scans/ --backend onnx  # after `cxr export runs/lite0 --onnx`\n"
+        "  cxr predict runs/lite0 archive/ --out p.csv --devices 4 --accelerator gpu  # 4 processes\n"
+        "  cxr predict runs/lite0 archive/ --out p.csv --resumable   # rerun after a crash: skips what is done\n"
+        "  torchrun --nnodes 2 --nproc-per-node 4 ... -m cxrkit predict runs/lite0 archive/ --out p.csv "
+        "--devices 4 --num-nodes 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", type=Path, help="run directory made by `cxr train`")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="torch (default) or onnx (onnxruntime; needs `cxr export RUN_DIR --onnx` first)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="torch backend arithmetic: auto (bf16 where the CPU/GPU computes it natively, "
-                        "~1.7x faster on AVX-512 BF16 CPUs; else fp32), 32 or bf16 (default auto)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch (default) or onnx (onnxruntime; needs `cxr export RUN_DIR --onnx` first)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="torch backend arithmetic: auto (bf16 where the CPU/GPU computes it natively, "
+        "~1.7x faster on AVX-512 BF16 CPUs; else fp32), 32 or bf16 (default auto)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})",
+    )
     p.add_argument("--cam", action="store_true", help="also write a Grad-CAM overlay PNG per image")
     p.add_argument("--cam-dir", type=Path, default=Path("cam"), help="folder for --cam overlays (default cam/)")
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="table, csv or json (default: from the --out suffix, else table)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="table, csv or json (default: from the --out suffix, else table)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the output to this file instead of the screen")
     p.add_argument("--workers", type=int, default=None, help="threads decoding images (default: up to 4)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     g = p.add_argument_group(
-        "large jobs", "Share the inputs between processes (Lightning Fabric: --devices per node, --num-nodes "
-                      "under torchrun or SLURM) and/or make the job resumable: finished chunks are kept in "
-                      "OUT.parts/ until the merged --out is written, and a rerun skips them.")
+        "large jobs",
+        "Share the inputs between processes (Lightning Fabric: --devices per node, --num-nodes "
+        "under torchrun or SLURM) and/or make the job resumable: finished chunks are kept in "
+        "OUT.parts/ until the merged --out is written, and a rerun skips them.",
+    )
     g.add_argument("--devices", default="1", help="processes (devices) per node (default 1)")
     g.add_argument("--num-nodes", type=int, default=1, help="machines (launched by torchrun or SLURM; default 1)")
     g.add_argument("--accelerator", default="auto", help="auto (a GPU when there is one), cpu or gpu")
     g.add_argument("--resumable", action="store_true", help="chunked and resumable even in one process")
-    g.add_argument("--chunk-size", type=int, default=512,
-                   help="images per saved chunk, rounded up to whole batches (default 512)")
+    g.add_argument(
+        "--chunk-size", type=int, default=512, help="images per saved chunk, rounded up to whole batches (default 512)"
+    )
     p.set_defaults(func=run)
 
 
@@ -93,12 +113,17 @@ def run(args: argparse.Namespace) -> None:
         raise CliError("--devices/--num-nodes/--resumable need --out FILE (the merged result) and no --cam")
     files, missing, ignored = find_images(args.inputs)
     if not files and not missing:
-        raise CliError(f"no image files in {', '.join(map(str, args.inputs))} "
-                       f"({ignored} other file(s) skipped)")
+        raise CliError(f"no image files in {', '.join(map(str, args.inputs))} ({ignored} other file(s) skipped)")
     if sharded:
         return _run_sharded(args, files, missing, fmt)
-    predictor = Predictor.from_run(args.run_dir, device=_device(args.accelerator), backend=args.backend,
-                                   threshold=args.threshold, batch_size=args.batch_size, precision=args.precision)
+    predictor = Predictor.from_run(
+        args.run_dir,
+        device=_device(args.accelerator),
+        backend=args.backend,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        precision=args.precision,
+    )
     if predictor.precision_note:
         err_console.print(f"note: {predictor.precision_note}")
     with progress_bar(f"predicting {len(files)} image(s)") as update:
@@ -141,8 +166,14 @@ def _run_sharded(args: argparse.Namespace, files: list[Path], missing: list, fmt
 
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     fabric = launch(args.accelerator, devices, args.num_nodes)
-    predictor = Predictor.from_run(args.run_dir, device=fabric.device, backend=args.backend,
-                                   threshold=args.threshold, batch_size=args.batch_size, precision=args.precision)
+    predictor = Predictor.from_run(
+        args.run_dir,
+        device=fabric.device,
+        backend=args.backend,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        precision=args.precision,
+    )
 
     def write(merged) -> None:
         merged.errors[:0] = missing
@@ -152,13 +183,16 @@ def _run_sharded(args: argparse.Namespace, files: list[Path], missing: list, fmt
         predict_sharded(predictor, files, args.out, fabric, args.chunk_size, args.threshold)
         return
     with progress_bar(f"predicting {len(files)} image(s) in {fabric.world_size} process(es)") as update:
-        result = predict_sharded(predictor, files, args.out, fabric, args.chunk_size, args.threshold,
-                                 write=write, progress=update)
+        result = predict_sharded(
+            predictor, files, args.out, fabric, args.chunk_size, args.threshold, write=write, progress=update
+        )
     preds = result.predictions
     resumed = f"; {result.skipped} of {result.chunks} chunk(s) were done by an earlier run" if result.skipped else ""
-    console.print(f"wrote [bold]{args.out}[/] ({len(preds.results)} predicted, {len(preds.errors)} failed; "
-                  f"{result.chunks} chunk(s) over {fabric.world_size} process(es){resumed}); "
-                  f"{parts_dir(args.out).name} removed")
+    console.print(
+        f"wrote [bold]{args.out}[/] ({len(preds.results)} predicted, {len(preds.errors)} failed; "
+        f"{result.chunks} chunk(s) over {fabric.world_size} process(es){resumed}); "
+        f"{parts_dir(args.out).name} removed"
+    )
     if preds.errors:
         sys.exit(1)
 

@@ -16,22 +16,31 @@ from .train import add_config_file_argument
 def register(subparsers) -> None:
     listing = "\n".join(f"  {p.name:22s}{p.what}" for p in PROTOCOLS.values())
     p = subparsers.add_parser(
-        "protocols", help="the same model under each evaluation protocol, in one table",
+        "protocols",
+        help="the same model under each evaluation protocol, in one table",
         description="Train the same config under several split protocols (patient-disjoint, the "
-                    "original's random image split, leave-source-out proxies), score each model on its "
-                    "own test split (and on --external data), and write OUT/protocols.md and "
-                    "protocols.json: accuracy, macro-F1, per-class sensitivity with 95%% CIs, the count "
-                    "of leaked test images, the gap to the patient-disjoint number. A rerun reuses "
-                    "finished protocols and resumes an interrupted one.",
+        "original's random image split, leave-source-out proxies), score each model on its "
+        "own test split (and on --external data), and write OUT/protocols.md and "
+        "protocols.json: accuracy, macro-F1, per-class sensitivity with 95%% CIs, the count "
+        "of leaked test images, the gap to the patient-disjoint number. A rerun reuses "
+        "finished protocols and resumes an interrupted one.",
         epilog=f"Protocols:\n{listing}\n\nExample:\n"
-               "  cxr protocols --data ../shared/data/cxr --out runs/protocols --config fast\n"
-               "  cxr protocols --data DATA --out runs/p --protocols patient,image --model resdense_small "
-               "--input-size 160 --epochs 4",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--protocols", default=",".join(DEFAULT_PROTOCOLS),
-                   help=f"comma-separated, in this order (default {','.join(DEFAULT_PROTOCOLS)})")
-    p.add_argument("--external", default=None, metavar="DATA",
-                   help="another dataset every protocol's model is also scored on, whole")
+        "  cxr protocols --data ../shared/data/cxr --out runs/protocols --config fast\n"
+        "  cxr protocols --data DATA --out runs/p --protocols patient,image --model resdense_small "
+        "--input-size 160 --epochs 4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--protocols",
+        default=",".join(DEFAULT_PROTOCOLS),
+        help=f"comma-separated, in this order (default {','.join(DEFAULT_PROTOCOLS)})",
+    )
+    p.add_argument(
+        "--external",
+        default=None,
+        metavar="DATA",
+        help="another dataset every protocol's model is also scored on, whole",
+    )
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the CIs")
     add_config_file_argument(p)
     add_config_arguments(p, TrainConfig, skip=PROTOCOL_KEYS)
@@ -47,9 +56,18 @@ def run(args: argparse.Namespace) -> None:
     data, out = base.pop("data", None), base.pop("out", None)
     if not data or not out:
         raise UsageError("cxr protocols needs --data DATA and --out DIR (as flags or in --config)")
-    table = run_protocols(data, Path(out), parse_protocols(args.protocols), base, external=args.external,
-                          resamples=args.resamples, workers=base.get("workers", 2),
-                          on_stage=lambda m: console.print(f"[bold]»[/] {m}"))
+    table = run_protocols(
+        data,
+        Path(out),
+        parse_protocols(args.protocols),
+        base,
+        external=args.external,
+        resamples=args.resamples,
+        workers=base.get("workers", 2),
+        on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
+    )
     console.print((Path(out) / "protocols.md").read_text())
-    console.print(f"wrote [bold]{Path(out) / 'protocols.md'}[/] and protocols.json "
-                  f"({len(table['rows'])} protocols). [dim]{RESEARCH_NOTICE}[/]")
+    console.print(
+        f"wrote [bold]{Path(out) / 'protocols.md'}[/] and protocols.json "
+        f"({len(table['rows'])} protocols). [dim]{RESEARCH_NOTICE}[/]"
+    )

@@ -16,31 +16,41 @@ RESUMABLE = {"accelerator", "devices", "num_nodes", "strategy", "workers", "cach
 
 
 def add_config_file_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", default=None,
-                   help="YAML file of TrainConfig fields, or a preset name from configs/ (default, fast, ...); "
-                        "flags given on the command line win over it")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="YAML file of TrainConfig fields, or a preset name from configs/ (default, fast, ...); "
+        "flags given on the command line win over it",
+    )
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "train", help="train a classifier and write a run directory",
+        "train",
+        help="train a classifier and write a run directory",
         description="Fine-tune an ImageNet backbone (any timm name) or train the from-scratch "
-                    "residual-dense net on a dataset, with a patient- and duplicate-aware split, "
-                    "augmentation, class balancing, warm-up + cosine LR, early stopping and "
-                    "checkpoint selection on val only. The run directory gets config.yaml (the "
-                    "resolved config), split.csv, model.safetensors, model_card.json, checkpoints/ and logs/.",
+        "residual-dense net on a dataset, with a patient- and duplicate-aware split, "
+        "augmentation, class balancing, warm-up + cosine LR, early stopping and "
+        "checkpoint selection on val only. The run directory gets config.yaml (the "
+        "resolved config), split.csv, model.safetensors, model_card.json, checkpoints/ and logs/.",
         epilog="Examples:\n"
-               "  cxr train --data ../shared/data/cxr --out runs/lite0\n"
-               "  cxr train --config fast --data DATA --out runs/quick                # a preset from configs/\n"
-               "  cxr train --config my.yaml --epochs 3 --out runs/x                  # flags win over the file\n"
-               "  cxr train --data DATA --model resdense_small --pretrained none --epochs 30 --out runs/rd\n"
-               "  cxr train --data DATA --finetune head --cache-features --epochs 30 --out runs/fast  # in seconds\n"
-               "  cxr train --resume runs/lite0                                      # continue a run",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  cxr train --data ../shared/data/cxr --out runs/lite0\n"
+        "  cxr train --config fast --data DATA --out runs/quick                # a preset from configs/\n"
+        "  cxr train --config my.yaml --epochs 3 --out runs/x                  # flags win over the file\n"
+        "  cxr train --data DATA --model resdense_small --pretrained none --epochs 30 --out runs/rd\n"
+        "  cxr train --data DATA --finetune head --cache-features --epochs 30 --out runs/fast  # in seconds\n"
+        "  cxr train --resume runs/lite0                                      # continue a run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_config_file_argument(p)
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue an interrupted run from RUN_DIR/checkpoints/last.ckpt with its saved config "
-                        f"(only {', '.join('--' + n.replace('_', '-') for n in sorted(RESUMABLE))} may change)")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from RUN_DIR/checkpoints/last.ckpt with its saved config "
+        f"(only {', '.join('--' + n.replace('_', '-') for n in sorted(RESUMABLE))} may change)",
+    )
     add_config_arguments(p, TrainConfig)
     p.set_defaults(func=run)
 
@@ -54,9 +64,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise CliError(f"{args.resume}: not a run directory (no {CONFIG_FILE}); nothing to resume")
         fixed = sorted(set(flags) - RESUMABLE - {"out"})
         if fixed or args.config:
-            raise CliError(f"--resume continues {args.resume} with its saved {CONFIG_FILE}; "
-                           f"{', '.join('--' + n.replace('_', '-') for n in fixed) or '--config'} cannot change "
-                           "(start a new run with another --out instead)")
+            raise CliError(
+                f"--resume continues {args.resume} with its saved {CONFIG_FILE}; "
+                f"{', '.join('--' + n.replace('_', '-') for n in fixed) or '--config'} cannot change "
+                "(start a new run with another --out instead)"
+            )
         saved = TrainConfig.from_yaml(cfg_path.read_text(), str(cfg_path))
         return dataclasses.replace(saved, **flags, out=str(args.resume))
     return resolve_config(read_config_file(args.config) if args.config else None, flags)
@@ -71,11 +83,12 @@ def run(args: argparse.Namespace) -> None:
         train(config, resume=resume, progress_bar=False)
         return
     with progress_bar("preparing images") as update:
-        result = train(config, resume=resume, on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
-                       data_progress=update)
+        result = train(config, resume=resume, on_stage=lambda m: console.print(f"[bold]»[/] {m}"), data_progress=update)
     card = result.card
     if card:
         v = card.val_metrics
-        console.print(f"run [bold]{result.run_dir}[/]: val acc {v.get('val/acc', float('nan')):.4f}, "
-                      f"macro-F1 {v.get('val/macro_f1', float('nan')):.4f} "
-                      f"({card.training['epochs_run']} epochs, {card.training['wall_seconds']:.0f} s)")
+        console.print(
+            f"run [bold]{result.run_dir}[/]: val acc {v.get('val/acc', float('nan')):.4f}, "
+            f"macro-F1 {v.get('val/macro_f1', float('nan')):.4f} "
+            f"({card.training['epochs_run']} epochs, {card.training['wall_seconds']:.0f} s)"
+        )

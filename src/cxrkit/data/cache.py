@@ -33,7 +33,8 @@ CACHE_VERSION = 3
 
 def default_cache_dir() -> Path:
     base = os.environ.get("CXR_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cxrkit")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cxrkit"
+    )
     return Path(base)
 
 
@@ -56,8 +57,13 @@ def _load(job: tuple[Path, Preprocessing]) -> np.ndarray:
     return spec.to_uint8(read_gray(path))
 
 
-def cached_images(dataset: CxrDataset, spec: Preprocessing, cache_dir: str | Path | None = None,
-                  workers: int = 2, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+def cached_images(
+    dataset: CxrDataset,
+    spec: Preprocessing,
+    cache_dir: str | Path | None = None,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Preprocessed uint8 images of ``dataset.records`` in order, as a read-only memmap."""
     paths = [r.path for r in dataset.records]
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()

@@ -88,8 +88,17 @@ class CxrDataset:
     def select(self, keep: list[bool] | np.ndarray) -> "CxrDataset":
         """A dataset of the records where ``keep`` is true (same classes and bookkeeping)."""
         records = [r for r, k in zip(self.records, keep) if k]
-        return CxrDataset(self.root, self.source, self.classes, records, list(self.skipped),
-                          Counter(self.excluded), self.ignored_files, self.location, list(self.notes))
+        return CxrDataset(
+            self.root,
+            self.source,
+            self.classes,
+            records,
+            list(self.skipped),
+            Counter(self.excluded),
+            self.ignored_files,
+            self.location,
+            list(self.notes),
+        )
 
     def fingerprint(self) -> str:
         """sha256 (16 hex) over (relative path, label, file size) of every record: cheap and

@@ -46,7 +46,7 @@ def _distance_blocks(hashes: list[str], chunk: int = 256):
     """
     words = _as_words(hashes)
     for start in range(0, len(words), chunk):
-        block, rest = words[start:start + chunk], words[start:]
+        block, rest = words[start : start + chunk], words[start:]
         yield start, np.bitwise_count(block[:, None, :] ^ rest[None, :, :]).sum(-1, dtype=np.int32)
 
 
@@ -71,5 +71,5 @@ def hash_distance_histogram(hashes: list[str], upto: int = 64) -> list[int]:
     counts = np.zeros(upto + 1, dtype=np.int64)
     for _, dist in _distance_blocks(hashes):
         ii, jj = _upper_pairs(dist, dist <= upto)
-        counts += np.bincount(dist[ii, jj], minlength=upto + 1)[:upto + 1]
+        counts += np.bincount(dist[ii, jj], minlength=upto + 1)[: upto + 1]
     return counts.tolist()

@@ -25,8 +25,19 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import CxrkitError
 from .files import IMAGE_SUFFIXES, MAX_FILE_BYTES, FileReadError, is_dicom, is_image_file, read_bounded
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_FILE_BYTES", "MAX_PIXELS", "MAX_ASPECT", "ImageReadError", "is_dicom",
-           "is_image_file", "read_image", "read_gray", "as_float01", "check_pixels"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_FILE_BYTES",
+    "MAX_PIXELS",
+    "MAX_ASPECT",
+    "ImageReadError",
+    "is_dicom",
+    "is_image_file",
+    "read_image",
+    "read_gray",
+    "as_float01",
+    "check_pixels",
+]
 
 # Largest image we agree to decode: 64 megapixels is far above any radiograph (a 43x43 cm
 # detector at 0.1 mm is ~18 MP) and far below what would exhaust memory.
@@ -106,8 +117,10 @@ def check_pixels(gray: np.ndarray, label: str) -> np.ndarray:
     if min(h, w) < 2:
         raise ImageReadError(label, f"image is only {w}x{h} pixels")
     if max(h, w) > MAX_ASPECT * min(h, w):
-        raise ImageReadError(label, f"image is {w}x{h} pixels: sides differ by more than {MAX_ASPECT:g}x, "
-                                    "not a radiograph (a corrupt header?)")
+        raise ImageReadError(
+            label,
+            f"image is {w}x{h} pixels: sides differ by more than {MAX_ASPECT:g}x, not a radiograph (a corrupt header?)",
+        )
     if gray.dtype.kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(gray)))
         if bad:
@@ -144,10 +157,15 @@ def _read_raster(data: bytes, label: str) -> np.ndarray:
 
 
 # EXIF Orientation -> the transpose that shows the image upright (as in ImageOps.exif_transpose)
-_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-                8: Image.Transpose.ROTATE_90}
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -216,8 +234,11 @@ def _read_dicom(data: bytes, label: str) -> np.ndarray:
         ) from None
     expected = (frames,) * (frames > 1) + (rows, cols) + (samples,) * (samples > 1)
     if arr.shape != expected:
-        raise ImageReadError(label, f"DICOM pixels decode to shape {arr.shape}, but the header says "
-                                    f"{frames} frame(s) of {cols}x{rows} with {samples} sample(s) per pixel")
+        raise ImageReadError(
+            label,
+            f"DICOM pixels decode to shape {arr.shape}, but the header says "
+            f"{frames} frame(s) of {cols}x{rows} with {samples} sample(s) per pixel",
+        )
     if frames > 1:
         arr = arr[0]  # a radiograph is one frame; take the first of a multi-frame object
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
@@ -229,8 +250,10 @@ def _read_dicom(data: bytes, label: str) -> np.ndarray:
         try:
             arr = apply_voi_lut(arr, ds)
         except ValueError as exc:  # e.g. WindowWidth 0: "must be greater than or equal to 1"
-            raise ImageReadError(label, f"invalid DICOM window (WindowCenter/WindowWidth or VOI LUT): {exc}; "
-                                        "fix or remove those attributes") from None
+            raise ImageReadError(
+                label,
+                f"invalid DICOM window (WindowCenter/WindowWidth or VOI LUT): {exc}; fix or remove those attributes",
+            ) from None
     out = _minmax(np.asarray(arr, dtype=np.float64))
     if photometric == "MONOCHROME1":
         out = 1.0 - out
@@ -274,10 +297,11 @@ def _check_dicom_header(ds, label: str, rows: int, cols: int) -> tuple[int, int]
         expected = (rows * cols * samples * frames * allocated + 7) // 8
         actual = len(ds.PixelData)
         if actual not in (expected, expected + 1):  # one byte of padding to an even length is legal
-            problems.append(f"PixelData has {actual:,} bytes but {frames} frame(s) of {cols}x{rows} x "
-                            f"{samples} sample(s) x {allocated} bits need {expected:,} "
-                            "(BitsAllocated, SamplesPerPixel or NumberOfFrames is wrong)")
+            problems.append(
+                f"PixelData has {actual:,} bytes but {frames} frame(s) of {cols}x{rows} x "
+                f"{samples} sample(s) x {allocated} bits need {expected:,} "
+                "(BitsAllocated, SamplesPerPixel or NumberOfFrames is wrong)"
+            )
     if problems:
         raise ImageReadError(label, "inconsistent DICOM image attributes: " + "; ".join(problems))
     return frames, samples
-

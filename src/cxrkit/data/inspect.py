@@ -31,8 +31,11 @@ def confound_table(dataset: CxrDataset, column: str) -> dict:
     values = [r.metadata.get(column) or MISSING for r in dataset.records]
     distinct = sorted(set(values))
     if len(distinct) > MAX_TABLE_VALUES:
-        return {"column": column, "values": len(distinct),
-                "note": f"{len(distinct)} distinct values: too many to tabulate"}
+        return {
+            "column": column,
+            "values": len(distinct),
+            "note": f"{len(distinct)} distinct values: too many to tabulate",
+        }
     counts = np.zeros((len(distinct), len(dataset.classes)), dtype=np.int64)
     v_index = {v: i for i, v in enumerate(distinct)}
     c_index = {c: i for i, c in enumerate(dataset.classes)}
@@ -45,13 +48,19 @@ def confound_table(dataset: CxrDataset, column: str) -> dict:
             continue
         # Best rule "value -> class" balanced accuracy = (1 + total variation distance) / 2.
         tv = 0.5 * np.abs(counts[:, a] / na - counts[:, b] / nb).sum()
-        pairs.append({"classes": [dataset.classes[a], dataset.classes[b]],
-                      "balanced_accuracy_from_column": round(float(0.5 + 0.5 * tv), 4)})
+        pairs.append(
+            {
+                "classes": [dataset.classes[a], dataset.classes[b]],
+                "balanced_accuracy_from_column": round(float(0.5 + 0.5 * tv), 4),
+            }
+        )
     warnings = [
         f"'{column}' alone separates {p['classes'][0]} from {p['classes'][1]} with balanced "
         f"accuracy {p['balanced_accuracy_from_column']:.3f}: a model can learn '{column}' "
         "instead of the disease. Report results per subgroup."
-        for p in pairs if p["balanced_accuracy_from_column"] >= CONFOUND_WARN_ACCURACY]
+        for p in pairs
+        if p["balanced_accuracy_from_column"] >= CONFOUND_WARN_ACCURACY
+    ]
     return {
         "column": column,
         "table": {v: dict(zip(dataset.classes, map(int, row))) for v, row in zip(distinct, counts)},
@@ -76,20 +85,27 @@ def _summary(xs: list[int]) -> dict:
     return {"min": int(a.min()), "median": float(np.median(a)), "max": int(a.max())} if len(a) else {}
 
 
-def inspect_dataset(dataset: CxrDataset, infos: list[ImageInfo], split: Split,
-                    columns: list[str] | None = None) -> dict:
+def inspect_dataset(
+    dataset: CxrDataset, infos: list[ImageInfo], split: Split, columns: list[str] | None = None
+) -> dict:
     """Everything ``cxr data inspect`` reports, as a JSON-ready dict."""
     if columns is None:
         columns = [c for c in DEFAULT_CONFOUND_COLUMNS if c in dataset.metadata_columns]
     unknown = [c for c in columns if c not in dataset.metadata_columns]
     if unknown:
-        raise UsageError(f"no metadata column(s) {', '.join(unknown)} in {dataset.root}; "
-                         f"available: {', '.join(dataset.metadata_columns) or 'none'}")
+        raise UsageError(
+            f"no metadata column(s) {', '.join(unknown)} in {dataset.root}; "
+            f"available: {', '.join(dataset.metadata_columns) or 'none'}"
+        )
     patients = Counter(r.patient_id for r in dataset.records if r.patient_id)
     confounds = [confound_table(dataset, c) for c in columns]
     return {
-        "dataset": {"root": str(dataset.root), "source": dataset.source,
-                    "classes": list(dataset.classes), "images": len(dataset)},
+        "dataset": {
+            "root": str(dataset.root),
+            "source": dataset.source,
+            "classes": list(dataset.classes),
+            "images": len(dataset),
+        },
         "images_per_class": dataset.class_counts(),
         "missing_classes": [c for c, n in dataset.class_counts().items() if n == 0],
         "excluded": dict(sorted(dataset.excluded.items())),
@@ -98,16 +114,22 @@ def inspect_dataset(dataset: CxrDataset, infos: list[ImageInfo], split: Split,
         "skipped": [{"path": s.path, "reason": s.reason} for s in dataset.skipped],
         "notes": list(dataset.notes),
         "split": {"counts": split.counts(dataset), **split.stats},
-        "image_sizes": {"width": _summary([i.width for i in infos]),
-                        "height": _summary([i.height for i in infos]),
-                        "most_common": [{"size": f"{w}x{h}", "images": n} for (w, h), n in
-                                        Counter((i.width, i.height) for i in infos).most_common(5)]},
+        "image_sizes": {
+            "width": _summary([i.width for i in infos]),
+            "height": _summary([i.height for i in infos]),
+            "most_common": [
+                {"size": f"{w}x{h}", "images": n}
+                for (w, h), n in Counter((i.width, i.height) for i in infos).most_common(5)
+            ],
+        },
         "image_modes": dict(Counter(i.mode for i in infos).most_common()),
         "masks": sum(1 for r in dataset.records if r.mask_path),
-        "patients": {"with_id": len(patients),
-                     "images_with_id": sum(patients.values()),
-                     "images_without_id": len(dataset) - sum(patients.values()),
-                     "max_images_per_patient": max(patients.values(), default=0)},
+        "patients": {
+            "with_id": len(patients),
+            "images_with_id": sum(patients.values()),
+            "images_without_id": len(dataset) - sum(patients.values()),
+            "max_images_per_patient": max(patients.values(), default=0),
+        },
         "confounds": confounds,
         "warnings": [w for c in confounds for w in c.get("warnings", [])],
     }

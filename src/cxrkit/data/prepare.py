@@ -20,12 +20,22 @@ class Prepared:
     split: Split
 
 
-def prepare(data: str | Path, classes=None, *, split_file: str | Path | None = None, seed: int = 0,
-            fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
-            max_distance: int = DEFAULT_MAX_DISTANCE, workers: int = 2,
-            progress: Callable[[int, int], None] | None = None, cache_dir: str | Path | None = None,
-            allow_outside_paths: bool = False, split_by: str = "patient", holdout: list[str] | None = None,
-            select: list[str] | None = None) -> Prepared:
+def prepare(
+    data: str | Path,
+    classes=None,
+    *,
+    split_file: str | Path | None = None,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    cache_dir: str | Path | None = None,
+    allow_outside_paths: bool = False,
+    split_by: str = "patient",
+    holdout: list[str] | None = None,
+    select: list[str] | None = None,
+) -> Prepared:
     """Load ``data``, decode every image once (bad files go to ``skipped``) and split it.
 
     ``split_by``/``holdout``/``select``: the protocol (:mod:`.splits`). With ``split_file`` the saved
@@ -38,6 +48,14 @@ def prepare(data: str | Path, classes=None, *, split_file: str | Path | None = N
     if split_file is not None:
         split = read_split(split_file, dataset)
     else:
-        split = make_split(dataset, [i.phash for i in infos], fractions, seed, max_distance, by=split_by,
-                           holdout=holdout, select=select)
+        split = make_split(
+            dataset,
+            [i.phash for i in infos],
+            fractions,
+            seed,
+            max_distance,
+            by=split_by,
+            holdout=holdout,
+            select=select,
+        )
     return Prepared(dataset, infos, split)

@@ -45,6 +45,12 @@ def lung_masks(dataset: CxrDataset, size: int) -> np.ndarray | None:
     if not dataset.records or not all(r.mask_path for r in dataset.records):
         return None
     from PIL import Image
-    masks = [np.asarray(Image.fromarray((read_image(r.mask_path) > 0.5).astype(np.uint8) * 255)
-                        .resize((size, size), Image.NEAREST)) > 127 for r in dataset.records]
+
+    masks = [
+        np.asarray(
+            Image.fromarray((read_image(r.mask_path) > 0.5).astype(np.uint8) * 255).resize((size, size), Image.NEAREST)
+        )
+        > 127
+        for r in dataset.records
+    ]
     return np.stack(masks)

@@ -45,6 +45,7 @@ def describe_image(path) -> ImageInfo:
     gray = read_image(data, name=str(path))
     if is_dicom(data):
         import pydicom
+
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
         mode = f"DICOM {ds.get('PhotometricInterpretation', '?')} {ds.get('BitsStored', '?')}-bit"
     else:
@@ -60,8 +61,12 @@ def _describe_or_error(path) -> ImageInfo | str:
         return exc.reason
 
 
-def scan_dataset(dataset: CxrDataset, workers: int = 2, progress: Callable[[int, int], None] | None = None,
-                 cache_dir: str | Path | None = None) -> tuple[CxrDataset, list[ImageInfo]]:
+def scan_dataset(
+    dataset: CxrDataset,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    cache_dir: str | Path | None = None,
+) -> tuple[CxrDataset, list[ImageInfo]]:
     """Return the dataset without unreadable files (added to ``skipped``) and the info per record."""
     paths = [r.path for r in dataset.records]
     saved = Path(cache_dir or default_cache_dir()) / f"scan-{files_fingerprint(paths, {'scan': SCAN_VERSION})}.json"
@@ -77,8 +82,7 @@ def scan_dataset(dataset: CxrDataset, workers: int = 2, progress: Callable[[int,
         progress(len(paths), len(paths))
     ok = [isinstance(r, ImageInfo) for r in results]
     clean = dataset.select(ok)
-    clean.skipped.extend(Skipped(str(p), reason) for p, reason in zip(paths, results)
-                         if isinstance(reason, str))
+    clean.skipped.extend(Skipped(str(p), reason) for p, reason in zip(paths, results) if isinstance(reason, str))
     return clean, [r for r in results if isinstance(r, ImageInfo)]
 
 

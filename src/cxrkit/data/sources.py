@@ -105,15 +105,18 @@ def load_dataset(path: str | Path, classes=None, *, allow_outside_paths: bool = 
     for cls in SOURCES:
         if cls.detect(path):
             return _finish(cls.name, classes, cls(allow_outside_paths).records(path))
-    raise DatasetError(f"{path}: not a dataset layout cxrkit knows (class folders, a manifest CSV, "
-                       "or an ieee8023 metadata.csv)")
+    raise DatasetError(
+        f"{path}: not a dataset layout cxrkit knows (class folders, a manifest CSV, or an ieee8023 metadata.csv)"
+    )
 
 
 def _resolve_classes(classes, found: Counter, root: Path) -> tuple[str, ...]:
     if isinstance(classes, str) and classes.strip().lower() == "all":
         if len(found) < 2:
-            raise DatasetError(f"{root}: need at least two classes, found "
-                               f"{', '.join(f'{c} ({n})' for c, n in sorted(found.items())) or 'no images'}")
+            raise DatasetError(
+                f"{root}: need at least two classes, found "
+                f"{', '.join(f'{c} ({n})' for c, n in sorted(found.items())) or 'no images'}"
+            )
         return tuple(sorted(found))
     return parse_classes(classes)
 
@@ -126,15 +129,19 @@ def _finish(source: str, classes, f: Found) -> CxrDataset:
             f"{f.root}: none of the classes {', '.join(selected)} were found; the data has "
             f"{', '.join(f'{c} ({n})' for c, n in sorted(found.items())) or 'no images'}. "
             "Choose classes with --classes (e.g. --classes all)."
-            + (f" {len(f.skipped)} listed file(s) were skipped, e.g. {f.skipped[0].path}: "
-               f"{f.skipped[0].reason}." if f.skipped else "")
+            + (
+                f" {len(f.skipped)} listed file(s) were skipped, e.g. {f.skipped[0].path}: {f.skipped[0].reason}."
+                if f.skipped
+                else ""
+            )
         )
     keep = set(selected)
     excluded = Counter(f.other_excluded)
     excluded.update(r.label for r in f.records if r.label not in keep)
     records = sorted((r for r in f.records if r.label in keep), key=lambda r: str(r.path))
-    return CxrDataset(f.root, source, selected, records, f.skipped, excluded, f.ignored,
-                      f.location or f.root, notes=f.notes)
+    return CxrDataset(
+        f.root, source, selected, records, f.skipped, excluded, f.ignored, f.location or f.root, notes=f.notes
+    )
 
 
 # ----------------------------------------------------------------------------- folders
@@ -165,8 +172,12 @@ class ClassFolders(Source):
             raise DatasetError(
                 f"{root}: no images found. Expected one folder per class (e.g. covid/, normal/, "
                 "viral_pneumonia/), a manifest.csv, or an ieee8023 metadata.csv."
-                + (f" {len(found.skipped)} file(s) were skipped, e.g. {found.skipped[0].path}: "
-                   f"{found.skipped[0].reason}." if found.skipped else "")
+                + (
+                    f" {len(found.skipped)} file(s) were skipped, e.g. {found.skipped[0].path}: "
+                    f"{found.skipped[0].reason}."
+                    if found.skipped
+                    else ""
+                )
             )
         return found
 
@@ -183,8 +194,12 @@ def _unwrap(base: Path) -> Path:
         if len(subdirs) != 1:
             return base
         only = subdirs[0]
-        if (only.name.lower() in SPLIT_DIR_NAMES or _key_label(only.name) in KNOWN_CLASSES
-                or _has_images(base) or _has_images(only)):
+        if (
+            only.name.lower() in SPLIT_DIR_NAMES
+            or _key_label(only.name) in KNOWN_CLASSES
+            or _has_images(base)
+            or _has_images(only)
+        ):
             return base
         base = only
 
@@ -202,8 +217,7 @@ def _has_images(folder: Path) -> bool:
 
 def _subdirs(path: Path) -> list[Path]:
     # __MACOSX: resource forks that zips made on a Mac carry beside the real folders
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and p.name != "__MACOSX")
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
 
 
 def _class_images(class_dir: Path, found: Found) -> list[tuple[Path, Path | None]]:
@@ -252,12 +266,15 @@ def _read_table(path: Path, notes: list[str] | None = None) -> tuple[list[str], 
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if b"\0" in data:
-            raise DatasetError(f"{path}: not a text CSV (NUL bytes; {exc.reason} at byte {exc.start}); "
-                               "save the manifest as UTF-8 CSV") from None
+            raise DatasetError(
+                f"{path}: not a text CSV (NUL bytes; {exc.reason} at byte {exc.start}); save the manifest as UTF-8 CSV"
+            ) from None
         text = data.decode("latin-1")
         if notes is not None:
-            notes.append(f"{path.name} is not valid UTF-8 (byte {exc.start}); read it as Latin-1. "
-                         "Save it as UTF-8 to be sure of non-ASCII names.")
+            notes.append(
+                f"{path.name} is not valid UTF-8 (byte {exc.start}); read it as Latin-1. "
+                "Save it as UTF-8 to be sure of non-ASCII names."
+            )
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
         header = [h.strip() for h in next(reader, [])]
@@ -268,8 +285,7 @@ def _read_table(path: Path, notes: list[str] | None = None) -> tuple[list[str], 
 
 
 def _no_rows(path: Path, header: list[str]) -> DatasetError:
-    return DatasetError(f"{path}: the manifest has a header ({', '.join(header)}) but no rows; "
-                        "add one row per image")
+    return DatasetError(f"{path}: the manifest has a header ({', '.join(header)}) but no rows; add one row per image")
 
 
 class _CsvSource(Source):
@@ -277,8 +293,10 @@ class _CsvSource(Source):
         """(resolved path, why it is refused or None): paths must stay under ``root``."""
         lexical = Path(os.path.normpath(root / rel))
         if not self.allow_outside_paths and (Path(rel).is_absolute() or not lexical.is_relative_to(root)):
-            return lexical, ("outside the dataset folder " + str(root) + " (absolute or ../ path); "
-                             "pass --allow-outside-paths (allow_outside_paths=True) if that is intended")
+            return lexical, (
+                "outside the dataset folder " + str(root) + " (absolute or ../ path); "
+                "pass --allow-outside-paths (allow_outside_paths=True) if that is intended"
+            )
         return (root / rel).resolve(), None
 
 
@@ -321,10 +339,15 @@ class Manifest(_CsvSource):
                 continue
             mask = row.get("mask", "")
             mask_path, mask_refused = self._inside(root, mask) if mask else (None, None)
-            found.records.append(Record(
-                path, normalise_label(row["label"]), row.get("patient_id") or None,
-                None if mask_refused else mask_path, {c: row.get(c, "") for c in meta_cols},
-            ))
+            found.records.append(
+                Record(
+                    path,
+                    normalise_label(row["label"]),
+                    row.get("patient_id") or None,
+                    None if mask_refused else mask_path,
+                    {c: row.get(c, "") for c in meta_cols},
+                )
+            )
         return found
 
     @staticmethod
@@ -361,9 +384,20 @@ def ieee8023_label(finding: str) -> str:
         return "normal"
     if "viral" in f or any(k in f for k in ("sars", "mers", "influenza", "varicella", "herpes")):
         return "viral_pneumonia"
-    if "bacterial" in f or any(k in f for k in (
-            "streptococcus", "klebsiella", "legionella", "e.coli", "mycoplasma",
-            "chlamydophila", "staphylococcus", "nocardia", "pseudomonas")):
+    if "bacterial" in f or any(
+        k in f
+        for k in (
+            "streptococcus",
+            "klebsiella",
+            "legionella",
+            "e.coli",
+            "mycoplasma",
+            "chlamydophila",
+            "staphylococcus",
+            "nocardia",
+            "pseudomonas",
+        )
+    ):
         return "bacterial_pneumonia"
     if "fungal" in f or "pneumocystis" in f or "aspergillosis" in f:
         return "fungal_pneumonia"
@@ -407,13 +441,15 @@ class Ieee8023(_CsvSource):
             where = f"{csv_path.name} line {line_no}"
             path, refused = self._inside(root, os.path.join(row.get("folder") or "images", row.get("filename", "")))
             reason = (refused and f"{refused} ({where})") or _missing_or_odd(
-                path, f"listed in {where} but not found", where)
+                path, f"listed in {where} but not found", where
+            )
             if reason:
                 found.skipped.append(Skipped(str(path), reason))
                 continue
             meta = {k: v for k, v in row.items() if k not in ("patientid", "filename", "folder")}
-            found.records.append(Record(path, ieee8023_label(row.get("finding", "")),
-                                        f"ieee8023-{row.get('patientid', '')}", None, meta))
+            found.records.append(
+                Record(path, ieee8023_label(row.get("finding", "")), f"ieee8023-{row.get('patientid', '')}", None, meta)
+            )
         return found
 
 

@@ -158,21 +158,28 @@ def select_mask(dataset: CxrDataset, select, seed: int = 0) -> np.ndarray:
     return keep
 
 
-def _deal(dataset: CxrDataset, members: list[list[int]], fractions, seed: int,
-          assignment: list[str], group_of: list[int], first_gid: int = 0) -> None:
+def _deal(
+    dataset: CxrDataset,
+    members: list[list[int]],
+    fractions,
+    seed: int,
+    assignment: list[str],
+    group_of: list[int],
+    first_gid: int = 0,
+) -> None:
     """Deal whole groups to splits (biggest first, ties in seeded order) towards per-class targets."""
     class_index = {c: k for k, c in enumerate(dataset.classes)}
     members = list(members)
     rng = np.random.default_rng(seed)
     rng.shuffle(members)
     members.sort(key=len, reverse=True)  # stable: big groups first, ties in seeded order
-    totals = np.bincount([class_index[dataset.records[i].label] for idx in members for i in idx],
-                         minlength=len(dataset.classes)).astype(float)
+    totals = np.bincount(
+        [class_index[dataset.records[i].label] for idx in members for i in idx], minlength=len(dataset.classes)
+    ).astype(float)
     target = np.outer(fractions, totals) + 1e-9
     filled = np.zeros_like(target)
     for gid, idx in enumerate(members, start=first_gid):
-        counts = np.bincount([class_index[dataset.records[i].label] for i in idx],
-                             minlength=len(dataset.classes))
+        counts = np.bincount([class_index[dataset.records[i].label] for i in idx], minlength=len(dataset.classes))
         fill = (filled * counts).sum(1) / target.dot(counts) if counts.any() else filled.sum(1)
         fill[np.asarray(fractions) == 0] = np.inf
         s = int(np.lexsort((-np.asarray(fractions), fill))[0])
@@ -185,8 +192,9 @@ def _deal(dataset: CxrDataset, members: list[list[int]], fractions, seed: int,
 def leaked_test_images(dataset: CxrDataset, assignment: list[str], dup_pairs) -> int:
     """Test images whose patient has an image in train, or with a near-duplicate in train."""
     train_pids = {r.patient_id for r, s in zip(dataset.records, assignment) if s == "train" and r.patient_id}
-    leaked = {i for i, (r, s) in enumerate(zip(dataset.records, assignment))
-              if s == "test" and r.patient_id in train_pids}
+    leaked = {
+        i for i, (r, s) in enumerate(zip(dataset.records, assignment)) if s == "test" and r.patient_id in train_pids
+    }
     for a, b in dup_pairs:
         for i, j in ((a, b), (b, a)):
             if assignment[i] == "test" and assignment[j] == "train":
@@ -197,15 +205,23 @@ def leaked_test_images(dataset: CxrDataset, assignment: list[str], dup_pairs) ->
 def split_checks(dataset: CxrDataset, assignment: list[str], dup_pairs) -> dict:
     """What any split must report: leaked test images, classes absent from test, images left out."""
     test_counts = Counter(r.label for r, s in zip(dataset.records, assignment) if s == "test")
-    return {"leaked_test_images": leaked_test_images(dataset, assignment, dup_pairs),
-            "test_missing_classes": [c for c in dataset.classes if not test_counts.get(c)],
-            "excluded_images": assignment.count(EXCLUDED)}
+    return {
+        "leaked_test_images": leaked_test_images(dataset, assignment, dup_pairs),
+        "test_missing_classes": [c for c in dataset.classes if not test_counts.get(c)],
+        "excluded_images": assignment.count(EXCLUDED),
+    }
 
 
-def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
-               fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, seed: int = 0,
-               max_distance: int = DEFAULT_MAX_DISTANCE, by: str = "patient",
-               holdout: list[str] | None = None, select: list[str] | None = None) -> Split:
+def make_split(
+    dataset: CxrDataset,
+    hashes: list[str] | None = None,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    by: str = "patient",
+    holdout: list[str] | None = None,
+    select: list[str] | None = None,
+) -> Split:
     """Split ``dataset`` into train/val/test under protocol ``by`` (see the module docstring).
 
     ``hashes`` are the perceptual hashes of ``dataset.records`` (from :func:`scan_dataset`);
@@ -232,8 +248,7 @@ def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
             uf.union(first_of_patient.setdefault(pid, i), i)
     dup_pairs = near_duplicate_pairs(hashes, max_distance) if hashes is not None else []
     merges = sum(uf.union(a, b) for a, b in dup_pairs)
-    cross_label = [(a, b) for a, b in dup_pairs
-                   if dataset.records[a].label != dataset.records[b].label]
+    cross_label = [(a, b) for a, b in dup_pairs if dataset.records[a].label != dataset.records[b].label]
 
     keep = select_mask(dataset, select, seed)
     groups: dict[int, list[int]] = {}
@@ -251,8 +266,10 @@ def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
         rules = [r for r, _ in _rules(holdout, "holdout_source")]
         held = [i for i in order if keep[i] and any(rule_matches(dataset.records[i], r) for r in rules)]
         if not held:
-            raise UsageError(f"--holdout-source {' '.join(holdout)}: no selected image matches "
-                             "(subsource values such as ieee8023, or rules such as population=pediatric)")
+            raise UsageError(
+                f"--holdout-source {' '.join(holdout)}: no selected image matches "
+                "(subsource values such as ieee8023, or rules such as population=pediatric)"
+            )
         held_roots = {uf.find(i) for i in held}
         rest = [idx for root, idx in groups.items() if root not in held_roots]
         train_val = fractions[0] + fractions[1]
@@ -270,8 +287,7 @@ def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
                     assignment[i] = EXCLUDED
         protocol.update(holdout=list(holdout), held_out_images=len(held), excluded_linked_to_test=linked)
     checks = split_checks(dataset, assignment, dup_pairs)
-    protocol.update(leaky=by == "image" or checks["leaked_test_images"] > 0, selected_images=int(keep.sum()),
-                    **checks)
+    protocol.update(leaky=by == "image" or checks["leaked_test_images"] > 0, selected_images=int(keep.sum()), **checks)
     if select:
         protocol["select"] = list(select)
     stats = {
@@ -284,8 +300,8 @@ def make_split(dataset: CxrDataset, hashes: list[str] | None = None,
         "near_duplicate_max_distance": max_distance,
         "groups_merged_by_duplicates": merges,
         "near_duplicate_pairs_with_different_labels": [
-            [dataset.relpath(dataset.records[a]), dataset.relpath(dataset.records[b])]
-            for a, b in cross_label],
+            [dataset.relpath(dataset.records[a]), dataset.relpath(dataset.records[b])] for a, b in cross_label
+        ],
         "protocol": protocol,
     }
     return Split(assignment, group_of, stats)
@@ -297,7 +313,8 @@ def split_to_csv(dataset: CxrDataset, split: Split) -> str:
     w.writerow(SPLIT_COLUMNS)
     rows = sorted(
         (dataset.relpath(r), r.label, s, g, r.patient_id or "")
-        for r, s, g in zip(dataset.records, split.assignment, split.group))
+        for r, s, g in zip(dataset.records, split.assignment, split.group)
+    )
     w.writerows(rows)
     return buf.getvalue()
 
@@ -340,10 +357,21 @@ def read_split(path: str | Path, dataset: CxrDataset) -> Split:
         assignment.append(s)
         group.append(g)
     if unlisted or relabelled:
-        problems = ([f"{len(unlisted)} image(s) not in the split, e.g. {unlisted[:3]}"] if unlisted else []) + \
-                   ([f"{len(relabelled)} label mismatch(es), e.g. {relabelled[:3]}"] if relabelled else [])
-        raise SplitError(f"{path} does not match the dataset at {dataset.root}: " + "; ".join(problems)
-                         + ". Make a new split with `cxr data split`.")
-    return Split(assignment, group, {"file": str(path), "fingerprint": split_fingerprint(text),
-                                     "not_in_dataset": len(listed) - len(assignment),
-                                     "counts": dict(Counter(assignment))})
+        problems = ([f"{len(unlisted)} image(s) not in the split, e.g. {unlisted[:3]}"] if unlisted else []) + (
+            [f"{len(relabelled)} label mismatch(es), e.g. {relabelled[:3]}"] if relabelled else []
+        )
+        raise SplitError(
+            f"{path} does not match the dataset at {dataset.root}: "
+            + "; ".join(problems)
+            + ". Make a new split with `cxr data split`."
+        )
+    return Split(
+        assignment,
+        group,
+        {
+            "file": str(path),
+            "fingerprint": split_fingerprint(text),
+            "not_in_dataset": len(listed) - len(assignment),
+            "counts": dict(Counter(assignment)),
+        },
+    )

@@ -111,8 +111,9 @@ def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     opts = dict(device=theta.device, dtype=theta.dtype)
     xs = (torch.arange(width, **opts) * 2 + 1) / width - 1  # pixel centres in [-1, 1]
     ys = (torch.arange(height, **opts) * 2 + 1) / height - 1
-    base = torch.stack([xs.expand(height, width), ys[:, None].expand(height, width),
-                        torch.ones(height, width, **opts)]).view(3, height * width)
+    base = torch.stack(
+        [xs.expand(height, width), ys[:, None].expand(height, width), torch.ones(height, width, **opts)]
+    ).view(3, height * width)
     b = theta.shape[0]
     return (theta.reshape(b * 2, 3) @ base).view(b, 2, height, width).permute(0, 2, 3, 1)
 
@@ -124,9 +125,15 @@ class BatchAugment(nn.Module):
     gamma jitter; no flips (left/right anatomy and laterality markers matter).
     """
 
-    def __init__(self, rotation: float = 10.0, scale: tuple[float, float] = (0.9, 1.1),
-                 translate: float = 0.06, brightness: float = 0.1, contrast: float = 0.2,
-                 gamma: float = 0.2):
+    def __init__(
+        self,
+        rotation: float = 10.0,
+        scale: tuple[float, float] = (0.9, 1.1),
+        translate: float = 0.06,
+        brightness: float = 0.1,
+        contrast: float = 0.2,
+        gamma: float = 0.2,
+    ):
         super().__init__()
         self.rotation, self.scale, self.translate = rotation, scale, translate
         self.brightness, self.contrast, self.gamma = brightness, contrast, gamma

@@ -38,8 +38,9 @@ SHORTCUT_RETAINED = 0.5  # share of above-chance balanced accuracy kept with lun
 
 def penultimate_features(predictor: Predictor, images: np.ndarray) -> np.ndarray:
     """Pooled features before the classifier of every image (:func:`cxrkit.models.backbone_features`)."""
-    return backbone_features(predictor.model, images, predictor.preprocessing, np.arange(len(images)),
-                             device=predictor.device)
+    return backbone_features(
+        predictor.model, images, predictor.preprocessing, np.arange(len(images)), device=predictor.device
+    )
 
 
 def _probe(f_train, y_train, f_test, y_test) -> float:
@@ -57,8 +58,9 @@ def confound_probes(f_train, train_ds: CxrDataset, f_eval, eval_ds: CxrDataset, 
     seen = {r.path.resolve() for r in train_ds.records}
     unseen = np.array([r.path.resolve() not in seen for r in eval_ds.records], bool)
     y_tr, y_ev = train_ds.labels, eval_ds.labels
-    class_ba = (_probe(f_train, y_tr, f_eval[unseen], y_ev[unseen])
-                if len(set(y_ev[unseen].tolist())) > 1 else float("nan"))
+    class_ba = (
+        _probe(f_train, y_tr, f_eval[unseen], y_ev[unseen]) if len(set(y_ev[unseen].tolist())) > 1 else float("nan")
+    )
     results = []
     for col in columns:
         a_tr = np.array([r.metadata.get(col, "") for r in train_ds.records])
@@ -72,13 +74,18 @@ def confound_probes(f_train, train_ds: CxrDataset, f_eval, eval_ds: CxrDataset, 
             sel_ev = m_ev & np.isin(a_ev, keep)
             if len(keep) < 2 or len(set(a_ev[sel_ev].tolist())) < 2:
                 continue
-            results.append({
-                "attribute": col, "scope": scope, "values": [str(v) for v in keep],
-                "n_train": int(sel_tr.sum()), "n_eval": int(sel_ev.sum()),
-                "balanced_accuracy": _probe(f_train[sel_tr], a_tr[sel_tr], f_eval[sel_ev], a_ev[sel_ev]),
-                "chance": 1.0 / len(keep),
-                "class_balanced_accuracy": class_ba,
-            })
+            results.append(
+                {
+                    "attribute": col,
+                    "scope": scope,
+                    "values": [str(v) for v in keep],
+                    "n_train": int(sel_tr.sum()),
+                    "n_eval": int(sel_ev.sum()),
+                    "balanced_accuracy": _probe(f_train[sel_tr], a_tr[sel_tr], f_eval[sel_ev], a_ev[sel_ev]),
+                    "chance": 1.0 / len(keep),
+                    "class_balanced_accuracy": class_ba,
+                }
+            )
     return results
 
 
@@ -91,10 +98,12 @@ def occlusion_tests(predictor: Predictor, images: np.ndarray, y: np.ndarray, mas
     size = images.shape[-1]
     lungs = masks if masks is not None else lung_box_mask(size)
     region = "lung masks" if masks is not None else "central box (documented LUNG_BOX)"
-    conditions = [("original", images),
-                  ("lungs hidden", occlude(images, lungs)),
-                  ("only lungs kept", occlude(images, ~lungs)),
-                  ("border band blanked", occlude(images, border_mask(size)))]
+    conditions = [
+        ("original", images),
+        ("lungs hidden", occlude(images, lungs)),
+        ("only lungs kept", occlude(images, ~lungs)),
+        ("border band blanked", occlude(images, border_mask(size))),
+    ]
     return [{"condition": name, "region": region, **_scores(predictor, imgs, y)} for name, imgs in conditions]
 
 
@@ -107,11 +116,13 @@ def adult_only(preds: SplitPredictions, temperature: float, column: str = "popul
     y = preds.y_true[keep]
     pred = preds.probs(temperature)[keep].argmax(1)
     present = sorted(set(y.tolist()))
-    return {"n_images": int(keep.sum()),
-            "class_counts": {preds.classes[k]: int((y == k).sum()) for k in present},
-            "accuracy": float((pred == y).mean()),
-            "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-            "sensitivity": {preds.classes[k]: float((pred[y == k] == k).mean()) for k in present}}
+    return {
+        "n_images": int(keep.sum()),
+        "class_counts": {preds.classes[k]: int((y == k).sum()) for k in present},
+        "accuracy": float((pred == y).mean()),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "sensitivity": {preds.classes[k]: float((pred[y == k] == k).mean()) for k in present},
+    }
 
 
 def verdict(occlusion: list[dict], probes: list[dict], adults: dict | None, n_classes: int) -> str:
@@ -131,59 +142,94 @@ def verdict(occlusion: list[dict], probes: list[dict], adults: dict | None, n_cl
     lines = []
     retained = (hidden - chance) / max(orig - chance, 1e-9)
     if retained >= SHORTCUT_RETAINED:
-        lines.append(f"With the lung field hidden the model keeps {retained:.0%} of its above-chance "
-                     f"balanced accuracy ({hidden:.3f} vs {orig:.3f}): it can classify from outside the "
-                     "lungs, a shortcut risk.")
+        lines.append(
+            f"With the lung field hidden the model keeps {retained:.0%} of its above-chance "
+            f"balanced accuracy ({hidden:.3f} vs {orig:.3f}): it can classify from outside the "
+            "lungs, a shortcut risk."
+        )
     else:
-        lines.append(f"Hiding the lung field drops balanced accuracy to {hidden:.3f} (from {orig:.3f}): "
-                     "the decision depends mostly on the lung region.")
+        lines.append(
+            f"Hiding the lung field drops balanced accuracy to {hidden:.3f} (from {orig:.3f}): "
+            "the decision depends mostly on the lung region."
+        )
     if orig - by["border band blanked"] > 0.05:
-        lines.append(f"Blanking the border band costs {orig - by['border band blanked']:.3f} balanced accuracy: "
-                     "text, markers or borders influence predictions.")
+        lines.append(
+            f"Blanking the border band costs {orig - by['border band blanked']:.3f} balanced accuracy: "
+            "text, markers or borders influence predictions."
+        )
     if orig - by["only lungs kept"] <= 0.05:
         lines.append("Keeping only the lung field preserves performance.")
     for p in probes:
         if p["scope"] == "all classes" and p["balanced_accuracy"] >= p["class_balanced_accuracy"] - 0.05:
-            lines.append(f"The model's features predict '{p['attribute']}' (balanced accuracy "
-                         f"{p['balanced_accuracy']:.3f}) as well as the class ({p['class_balanced_accuracy']:.3f}).")
+            lines.append(
+                f"The model's features predict '{p['attribute']}' (balanced accuracy "
+                f"{p['balanced_accuracy']:.3f}) as well as the class ({p['class_balanced_accuracy']:.3f})."
+            )
         if p["scope"].startswith("within") and p["balanced_accuracy"] >= 0.75:
-            lines.append(f"{p['scope'].capitalize()}, the features tell '{p['attribute']}' apart with balanced "
-                         f"accuracy {p['balanced_accuracy']:.3f}: they encode it beyond the disease.")
+            lines.append(
+                f"{p['scope'].capitalize()}, the features tell '{p['attribute']}' apart with balanced "
+                f"accuracy {p['balanced_accuracy']:.3f}: they encode it beyond the disease."
+            )
     if adults is not None:
         weakest = min(adults["sensitivity"], key=adults["sensitivity"].get)
         if orig - adults["balanced_accuracy"] > 0.05:
-            lines.append(f"Among adults ({adults['n_images']} images) balanced accuracy is "
-                         f"{adults['balanced_accuracy']:.3f} vs {orig:.3f} overall ({weakest} sensitivity "
-                         f"{adults['sensitivity'][weakest]:.3f}): part of the headline comes from the age "
-                         "split between classes.")
+            lines.append(
+                f"Among adults ({adults['n_images']} images) balanced accuracy is "
+                f"{adults['balanced_accuracy']:.3f} vs {orig:.3f} overall ({weakest} sensitivity "
+                f"{adults['sensitivity'][weakest]:.3f}): part of the headline comes from the age "
+                "split between classes."
+            )
         else:
-            lines.append(f"Among adults ({adults['n_images']} images) balanced accuracy is "
-                         f"{adults['balanced_accuracy']:.3f}, close to the overall {orig:.3f}.")
+            lines.append(
+                f"Among adults ({adults['n_images']} images) balanced accuracy is "
+                f"{adults['balanced_accuracy']:.3f}, close to the overall {orig:.3f}."
+            )
     return " ".join(lines)
 
 
-def audit_run(predictor: Predictor, data=None, split: str | None = None, columns: list[str] | None = None,
-              workers: int = 2, cache_dir=None, preds: SplitPredictions | None = None) -> dict:
+def audit_run(
+    predictor: Predictor,
+    data=None,
+    split: str | None = None,
+    columns: list[str] | None = None,
+    workers: int = 2,
+    cache_dir=None,
+    preds: SplitPredictions | None = None,
+) -> dict:
     """All audit measurements for the evaluated images, plus the verdict."""
     preds = preds or predict_split(predictor, data, split, workers, cache_dir)
     size = predictor.preprocessing.input_size
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
-    columns = [c for c in (columns if columns is not None else ["population", "subsource"])
-               if c in preds.dataset.metadata_columns]
+    columns = [
+        c
+        for c in (columns if columns is not None else ["population", "subsource"])
+        if c in preds.dataset.metadata_columns
+    ]
     # Probes train on the run's train split, read through the same source as the evaluated
     # images when that is the training data (e.g. its manifest, which has the metadata).
     card = predictor.run.card
     train_data = card.data["path"] if is_external(card, preds.dataset.root) else preds.dataset.location
-    train_prep = prepare(train_data, predictor.classes, split_file=predictor.run.run_dir / "split.csv",
-                         workers=workers, cache_dir=cache_dir)
+    train_prep = prepare(
+        train_data,
+        predictor.classes,
+        split_file=predictor.run.run_dir / "split.csv",
+        workers=workers,
+        cache_dir=cache_dir,
+    )
     train_ds = train_prep.split.subset(train_prep.dataset, "train")
     probes = []
     if columns:
-        f_train = penultimate_features(predictor, cached_images(train_ds, predictor.preprocessing, cache_dir,
-                                                                workers=workers))
+        f_train = penultimate_features(
+            predictor, cached_images(train_ds, predictor.preprocessing, cache_dir, workers=workers)
+        )
         probes = confound_probes(f_train, train_ds, penultimate_features(predictor, images), preds.dataset, columns)
     occlusion = occlusion_tests(predictor, images, preds.y_true, lung_masks(preds.dataset, size))
     adults = adult_only(preds, predictor.temperature)
-    return {"probes": probes, "occlusion": occlusion, "adult_only": adults,
-            "lung_box": list(LUNG_BOX), "border_band": BORDER_BAND,
-            "verdict": verdict(occlusion, probes, adults, len(predictor.classes))}
+    return {
+        "probes": probes,
+        "occlusion": occlusion,
+        "adult_only": adults,
+        "lung_box": list(LUNG_BOX),
+        "border_band": BORDER_BAND,
+        "verdict": verdict(occlusion, probes, adults, len(predictor.classes)),
+    }

@@ -24,9 +24,14 @@ def _group_index(groups: Sequence | None, n: int) -> list[np.ndarray]:
     return [np.asarray(v) for v in members.values()]
 
 
-def bootstrap_ci(metric_fn: Callable[[np.ndarray], dict[str, float]], n: int,
-                 groups: Sequence | None = None, n_resamples: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> dict[str, dict[str, float]]:
+def bootstrap_ci(
+    metric_fn: Callable[[np.ndarray], dict[str, float]],
+    n: int,
+    groups: Sequence | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, dict[str, float]]:
     """Percentile CIs for every key of ``metric_fn(indices)``.
 
     ``metric_fn`` maps an index array (with repeats) to a dict of metrics; it is called once on
@@ -49,6 +54,6 @@ def bootstrap_ci(metric_fn: Callable[[np.ndarray], dict[str, float]], n: int,
     for k, v in point.items():
         arr = np.asarray(samples[k], dtype=np.float64)
         arr = arr[~np.isnan(arr)]
-        lo, hi = (np.quantile(arr, [alpha, 1 - alpha]) if len(arr) else (np.nan, np.nan))
+        lo, hi = np.quantile(arr, [alpha, 1 - alpha]) if len(arr) else (np.nan, np.nan)
         out[k] = {"value": float(v), "lo": float(lo), "hi": float(hi)}
     return out

@@ -35,8 +35,12 @@ def reliability(y_true: np.ndarray, probs: np.ndarray, n_bins: int = N_BINS) -> 
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(bins, conf, n_bins) / count
         acc = np.bincount(bins, correct.astype(float), n_bins) / count
-    return {"bin_edges": edges.tolist(), "confidence": mean_conf.tolist(), "accuracy": acc.tolist(),
-            "count": count.astype(int).tolist()}
+    return {
+        "bin_edges": edges.tolist(),
+        "confidence": mean_conf.tolist(),
+        "accuracy": acc.tolist(),
+        "count": count.astype(int).tolist(),
+    }
 
 
 def ece(y_true: np.ndarray, probs: np.ndarray, n_bins: int = N_BINS) -> float:
@@ -48,8 +52,12 @@ def ece(y_true: np.ndarray, probs: np.ndarray, n_bins: int = N_BINS) -> float:
 
 
 def calibration_summary(y_true: np.ndarray, probs: np.ndarray) -> dict:
-    return {"ece": ece(y_true, probs), "brier": brier(y_true, probs), "nll": nll(y_true, probs),
-            "reliability": reliability(y_true, probs)}
+    return {
+        "ece": ece(y_true, probs),
+        "brier": brier(y_true, probs),
+        "nll": nll(y_true, probs),
+        "reliability": reliability(y_true, probs),
+    }
 
 
 def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:

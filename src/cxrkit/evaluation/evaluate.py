@@ -33,19 +33,34 @@ def calibrate_run(predictor: Predictor, workers: int = 2, cache_dir=None) -> dic
     val = predict_split(predictor, None, "val", workers, cache_dir)
     n = int(len(val.y_true))
     temperature = fit_temperature(val.logits, val.y_true) if n >= MIN_CALIBRATION_IMAGES else 1.0
-    card = update_card(predictor.run.run_dir, "calibration", {
-        "temperature": temperature, "fitted_on": "val" if n >= MIN_CALIBRATION_IMAGES else
-        f"not fitted: {n} val images < {MIN_CALIBRATION_IMAGES}", "val_images": n,
-        "val_nll_before": calibration_summary(val.y_true, val.probs())["nll"],
-        "val_nll_after": calibration_summary(val.y_true, val.probs(temperature))["nll"]})
+    card = update_card(
+        predictor.run.run_dir,
+        "calibration",
+        {
+            "temperature": temperature,
+            "fitted_on": "val"
+            if n >= MIN_CALIBRATION_IMAGES
+            else f"not fitted: {n} val images < {MIN_CALIBRATION_IMAGES}",
+            "val_images": n,
+            "val_nll_before": calibration_summary(val.y_true, val.probs())["nll"],
+            "val_nll_after": calibration_summary(val.y_true, val.probs(temperature))["nll"],
+        },
+    )
     predictor.run.card = card
     return card.to_dict()["calibration"]
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str | None = None,
-                 by: list[str] | None = None, n_resamples: int = DEFAULT_RESAMPLES, workers: int = 2,
-                 cache_dir=None, predictor: Predictor | None = None,
-                 preds: SplitPredictions | None = None) -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    split: str | None = None,
+    by: list[str] | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    workers: int = 2,
+    cache_dir=None,
+    predictor: Predictor | None = None,
+    preds: SplitPredictions | None = None,
+) -> dict:
     """Evaluate the run on ``data``/``split``; returns the ``metrics.json`` dict.
 
     ``predictor`` and ``preds`` (from :func:`predict_split`) may be passed to reuse them.
@@ -59,31 +74,50 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
     columns = by or []
     unknown = [c for c in columns if c not in preds.dataset.metadata_columns]
     if unknown:
-        raise UsageError(f"no column(s) {', '.join(unknown)} in the data's metadata; available: "
-                         f"{', '.join(preds.dataset.metadata_columns) or 'none'}")
+        raise UsageError(
+            f"no column(s) {', '.join(unknown)} in the data's metadata; available: "
+            f"{', '.join(preds.dataset.metadata_columns) or 'none'}"
+        )
     warnings = []
     if preds.missing_classes:
         warnings.append(f"model classes with no images in this data: {', '.join(preds.missing_classes)}")
     if preds.excluded:
         warnings.append("left out, not model classes: " + ", ".join(f"{k} ({v})" for k, v in preds.excluded.items()))
-    subgroups = {c: subgroup_results(y, after, classes, [r.metadata.get(c, "") for r in preds.dataset.records],
-                                     groups, n_resamples) for c in columns}
+    subgroups = {
+        c: subgroup_results(
+            y, after, classes, [r.metadata.get(c, "") for r in preds.dataset.records], groups, n_resamples
+        )
+        for c in columns
+    }
     for col, res in subgroups.items():
         warnings += [f"{col}={v}: {r['warning']}" for v, r in res.items() if r["warning"]]
     card = predictor.run.card
     return {
         "format": EVALUATION_FORMAT,
         "notice": RESEARCH_NOTICE,
-        "run": {"dir": str(predictor.run.run_dir), "model": card.model.name, "classes": classes,
-                "weights_source": card.weights_source, "split_hash": card.split_hash},
-        "data": {"path": str(preds.dataset.root), "split": split or ("all" if is_external(card, preds.dataset.root)
-                                                                    else "test"),
-                 "n_images": int(len(y)), "excluded": preds.excluded, "missing_classes": preds.missing_classes,
-                 "external": is_external(card, preds.dataset.root)},
+        "run": {
+            "dir": str(predictor.run.run_dir),
+            "model": card.model.name,
+            "classes": classes,
+            "weights_source": card.weights_source,
+            "split_hash": card.split_hash,
+        },
+        "data": {
+            "path": str(preds.dataset.root),
+            "split": split or ("all" if is_external(card, preds.dataset.root) else "test"),
+            "n_images": int(len(y)),
+            "excluded": preds.excluded,
+            "missing_classes": preds.missing_classes,
+            "external": is_external(card, preds.dataset.root),
+        },
         "overall": summarize(y, after, classes, groups, n_resamples),
         "roc": roc_curves(y, after, classes),
-        "calibration": {"temperature": cal["temperature"], "fitted_on": "val",
-                        "before": calibration_summary(y, before), "after": calibration_summary(y, after)},
+        "calibration": {
+            "temperature": cal["temperature"],
+            "fitted_on": "val",
+            "before": calibration_summary(y, before),
+            "after": calibration_summary(y, after),
+        },
         "subgroups": subgroups,
         "warnings": warnings,
     }

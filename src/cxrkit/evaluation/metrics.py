@@ -42,8 +42,9 @@ def classification_metrics(y_true, probs, classes) -> dict[str, float]:
         out[f"f1/{c}"] = f1
         f1s.append(f1)
         positives = y_true == i
-        out[f"auc/{c}"] = (float(roc_auc_score(positives, probs[:, i]))
-                           if 0 < positives.sum() < len(y_true) else float("nan"))
+        out[f"auc/{c}"] = (
+            float(roc_auc_score(positives, probs[:, i])) if 0 < positives.sum() < len(y_true) else float("nan")
+        )
     present = [f for f, row in zip(f1s, cm) if row.sum() > 0]
     out["macro_f1"] = float(np.mean(present)) if present else float("nan")
     return out

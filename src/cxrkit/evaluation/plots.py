@@ -76,8 +76,7 @@ def _ci_bars(ax, pos, cis: list[dict | None], size: float, horizontal: bool = Fa
 def _heatmap(ax, matrix: np.ndarray, classes: list[str], title: str, fmt: str, vmax: float) -> None:
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=vmax)
     for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=9,
-                color="white" if v > vmax / 2 else "black")
+        ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=9, color="white" if v > vmax / 2 else "black")
     ticks = range(len(classes))
     labels = [_literal(c) for c in classes]
     ax.set_xticks(ticks, labels, rotation=30, ha="right")
@@ -108,10 +107,22 @@ def roc_png(roc: dict) -> bytes:
         auc = f"{curve['auc']:.3f}" if is_defined(curve["auc"]) else "n/a"
         ax.plot(curve["fpr"], curve["tpr"], lw=1.8, label=f"{_literal(cls)} (AUC {auc})")
     if not roc:
-        ax.text(0.5, 0.55, "no ROC curve: no class has both\npositive and negative images",
-                ha="center", va="center", color="0.35")
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal", xlabel="false positive rate (1 - specificity)",
-           ylabel="true positive rate (sensitivity)", title="ROC, one class vs the rest")
+        ax.text(
+            0.5,
+            0.55,
+            "no ROC curve: no class has both\npositive and negative images",
+            ha="center",
+            va="center",
+            color="0.35",
+        )
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        aspect="equal",
+        xlabel="false positive rate (1 - specificity)",
+        ylabel="true positive rate (sensitivity)",
+        title="ROC, one class vs the rest",
+    )
     ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
@@ -132,8 +143,12 @@ def reliability_png(calibration: dict) -> bytes:
         ece = f"{summary['ece']:.3f}" if is_defined(summary["ece"]) else "n/a"
         line = curve.plot(conf[filled], acc[filled], marker="o", ms=4, label=f"{label}, ECE {ece}")[0]
         hist.bar(centres + shift * width, rel["count"], width=0.4 * width, color=line.get_color(), label=stage)
-    curve.set(xlim=(0, 1), ylim=(0, 1.01), ylabel="accuracy in bin",
-              title=f"Reliability (temperature fitted on {calibration['fitted_on']})")
+    curve.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        ylabel="accuracy in bin",
+        title=f"Reliability (temperature fitted on {calibration['fitted_on']})",
+    )
     curve.legend(loc="upper left", fontsize=8)
     hist.set(xlabel="predicted confidence (top class)", ylabel="images")
     hist.legend(fontsize=7)
@@ -146,18 +161,24 @@ def subgroup_png(subgroups: dict, column: str, metric: str = "accuracy") -> byte
     fig = _figure(7, 1.2 + 0.45 * max(len(values), 1))
     ax = fig.subplots()
     pos = np.arange(len(values))
-    bars = _ci_bars(ax, pos, [subgroups[v]["metrics"].get(metric) for v in values], 0.6, horizontal=True,
-                    color="tab:blue")
+    bars = _ci_bars(
+        ax, pos, [subgroups[v]["metrics"].get(metric) for v in values], 0.6, horizontal=True, color="tab:blue"
+    )
     for bar, v in zip(bars, values):
         if subgroups[v].get("warning"):
             bar.set(**WARNED)
     ax.set_yticks(pos, [f"{_literal(v)} (n={subgroups[v]['n_images']})" for v in values])
     ax.invert_yaxis()
-    ax.set(xlim=(0, 1.05), xlabel=f"{metric_label(metric)}, 95% CI",
-           title=f"{metric_label(metric)} by {_literal(column)}")
+    ax.set(
+        xlim=(0, 1.05), xlabel=f"{metric_label(metric)}, 95% CI", title=f"{metric_label(metric)} by {_literal(column)}"
+    )
     if any(subgroups[v].get("warning") for v in values):
-        ax.legend(handles=[Patch(label="warning:\nsee the table", **WARNED)], loc="upper left",
-                  bbox_to_anchor=(1.01, 1), fontsize=8)
+        ax.legend(
+            handles=[Patch(label="warning:\nsee the table", **WARNED)],
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1),
+            fontsize=8,
+        )
     return _png(fig)
 
 
@@ -168,8 +189,13 @@ def metrics_bar_png(overall_metrics: dict, classes: list[str]) -> bytes:
     width = 0.8 / len(CLASS_RATES)
     x = np.arange(len(classes))
     for k, rate in enumerate(CLASS_RATES):
-        _ci_bars(ax, x + (k - (len(CLASS_RATES) - 1) / 2) * width,
-                 [overall_metrics.get(f"{rate}/{c}") for c in classes], width, label=metric_label(rate))
+        _ci_bars(
+            ax,
+            x + (k - (len(CLASS_RATES) - 1) / 2) * width,
+            [overall_metrics.get(f"{rate}/{c}") for c in classes],
+            width,
+            label=metric_label(rate),
+        )
     ax.set_xticks(x, [_literal(c) for c in classes])
     ax.set_yticks(np.linspace(0, 1, 6))  # the headroom above 1 holds the legend, not a rate
     ax.set(ylim=(0, 1.2), ylabel="rate, 95% CI", title="Per-class rates (one class vs the rest)")

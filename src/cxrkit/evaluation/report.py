@@ -93,8 +93,16 @@ def _calibration_rows(calibration: dict) -> list[list[str]]:
 
 
 def _subgroup_rows(values: dict) -> list[list[str]]:
-    return [[v, str(r["n_images"]), format_ci("accuracy", r["metrics"].get("accuracy")),
-             format_ci("macro_f1", r["metrics"].get("macro_f1")), r.get("warning") or ""] for v, r in values.items()]
+    return [
+        [
+            v,
+            str(r["n_images"]),
+            format_ci("accuracy", r["metrics"].get("accuracy")),
+            format_ci("macro_f1", r["metrics"].get("macro_f1")),
+            r.get("warning") or "",
+        ]
+        for v, r in values.items()
+    ]
 
 
 def subgroup_figure_name(column: str) -> str:
@@ -105,10 +113,12 @@ def subgroup_figure_name(column: str) -> str:
 def make_figures(ev: dict) -> dict[str, bytes]:
     """Every report figure as PNG bytes, by name (the file stem in :func:`write_report`)."""
     overall = ev["overall"]
-    figures = {"confusion": confusion_png(overall["confusion"]),
-               "roc": roc_png(ev["roc"]),
-               "reliability": reliability_png(ev["calibration"]),
-               "class_metrics": metrics_bar_png(overall["metrics"], ev["run"]["classes"])}
+    figures = {
+        "confusion": confusion_png(overall["confusion"]),
+        "roc": roc_png(ev["roc"]),
+        "reliability": reliability_png(ev["calibration"]),
+        "class_metrics": metrics_bar_png(overall["metrics"], ev["run"]["classes"]),
+    }
     for column, values in ev["subgroups"].items():
         figures[subgroup_figure_name(column)] = subgroup_png(values, column)
     return figures
@@ -118,19 +128,23 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
-    return ["| " + " | ".join(cell(c) for c in row) + " |"
-            for row in [header, ["---"] * len(header), *rows]]
+    return ["| " + " | ".join(cell(c) for c in row) + " |" for row in [header, ["---"] * len(header), *rows]]
 
 
 def render_markdown(ev: dict) -> str:
     """A short summary for the terminal: headline, per-class rates, calibration, subgroups, warnings."""
     run, data, overall, cal = ev["run"], ev["data"], ev["overall"], ev["calibration"]
     m = overall["metrics"]
-    lines = [f"# {run['model']} on {data['path']} ({data['split']}, {data['n_images']} images)", "",
-             f"**{ev['notice']}**", "",
-             f"**Accuracy {format_ci('accuracy', m.get('accuracy'))}**, "
-             f"**macro-F1 {format_ci('macro_f1', m.get('macro_f1'))}** "
-             f"({_ci_basis(overall['bootstrap'])})", ""]
+    lines = [
+        f"# {run['model']} on {data['path']} ({data['split']}, {data['n_images']} images)",
+        "",
+        f"**{ev['notice']}**",
+        "",
+        f"**Accuracy {format_ci('accuracy', m.get('accuracy'))}**, "
+        f"**macro-F1 {format_ci('macro_f1', m.get('macro_f1'))}** "
+        f"({_ci_basis(overall['bootstrap'])})",
+        "",
+    ]
     lines += _md_table(["", *run["classes"]], _class_rows(m, run["classes"], SUMMARY_RATES))
     lines += ["", f"## Calibration (temperature {cal['temperature']:.2f}, fitted on {cal['fitted_on']})", ""]
     lines += _md_table(["", "ECE", "NLL", "Brier"], _calibration_rows(cal))
@@ -150,6 +164,7 @@ def _e(text) -> str:
 
 def _table(header: list[str], rows: list[list[str]], warn_rows: Container[int] = ()) -> str:
     """An escaped table; rows whose index is in ``warn_rows`` are highlighted."""
+
     def tr(cells: list[str], tag: str, attr: str = "") -> str:
         return f"<tr{attr}>" + "".join(f"<{tag}>{_e(c)}</{tag}>" for c in cells) + "</tr>"
 
@@ -187,9 +202,16 @@ def _p(text: str, cls: str = "") -> str:
 
 def _header(ev: dict) -> str:
     run, data = ev["run"], ev["data"]
-    info = {"run": run["dir"], "model": run["model"], "classes": run["classes"],
-            "weights": run.get("weights_source"), "data": data["path"], "split": data["split"],
-            "images": data["n_images"], "external data": data["external"]}
+    info = {
+        "run": run["dir"],
+        "model": run["model"],
+        "classes": run["classes"],
+        "weights": run.get("weights_source"),
+        "data": data["path"],
+        "split": data["split"],
+        "images": data["n_images"],
+        "external data": data["external"],
+    }
     if data.get("excluded"):
         info["left out (not model classes)"] = data["excluded"]
     if data.get("missing_classes"):
@@ -199,34 +221,42 @@ def _header(ev: dict) -> str:
 
 def _headline(ev: dict) -> str:
     m, cal = ev["overall"]["metrics"], ev["calibration"]
-    cards = {"Accuracy": format_ci("accuracy", m.get("accuracy")),
-             "Macro-F1": format_ci("macro_f1", m.get("macro_f1")),
-             "ECE after calibration": f"{_number(cal['after']['ece'])} (before {_number(cal['before']['ece'])})",
-             "Images": str(ev["overall"]["n_images"])}
-    body = "".join(f'<div class="card"><div class="label">{_e(k)}</div><div class="value">{_e(v)}</div></div>'
-                   for k, v in cards.items())
-    return _section("Headline", f'<div class="cards">{body}</div>',
-                    _p(f"{_ci_basis(ev['overall']['bootstrap'])}."))
+    cards = {
+        "Accuracy": format_ci("accuracy", m.get("accuracy")),
+        "Macro-F1": format_ci("macro_f1", m.get("macro_f1")),
+        "ECE after calibration": f"{_number(cal['after']['ece'])} (before {_number(cal['before']['ece'])})",
+        "Images": str(ev["overall"]["n_images"]),
+    }
+    body = "".join(
+        f'<div class="card"><div class="label">{_e(k)}</div><div class="value">{_e(v)}</div></div>'
+        for k, v in cards.items()
+    )
+    return _section("Headline", f'<div class="cards">{body}</div>', _p(f"{_ci_basis(ev['overall']['bootstrap'])}."))
 
 
 def _metrics(ev: dict, figures: dict) -> str:
     classes, metrics = ev["run"]["classes"], ev["overall"]["metrics"]
     overall, per_class = _split_keys(metrics)
-    return _section("All metrics",
-                    _table(["metric", "value [95% CI]"], [[metric_label(k), format_ci(k, metrics[k])]
-                                                           for k in overall]),
-                    _table(["one class vs the rest", *classes], _class_rows(metrics, classes, per_class)),
-                    _img(figures.get("class_metrics"), "per-class rates with confidence intervals"))
+    return _section(
+        "All metrics",
+        _table(["metric", "value [95% CI]"], [[metric_label(k), format_ci(k, metrics[k])] for k in overall]),
+        _table(["one class vs the rest", *classes], _class_rows(metrics, classes, per_class)),
+        _img(figures.get("class_metrics"), "per-class rates with confidence intervals"),
+    )
 
 
 def _calibration(ev: dict, figures: dict) -> str:
     cal = ev["calibration"]
-    return _section("Calibration",
-                    _p(f"Temperature {cal['temperature']:.3f}, fitted on the {cal['fitted_on']} split. It rescales "
-                       "confidences and never changes a predicted class; the metrics above use the scaled "
-                       "probabilities."),
-                    _table(["", "ECE", "NLL", "Brier"], _calibration_rows(cal)),
-                    _img(figures.get("reliability"), "reliability diagram before and after temperature scaling"))
+    return _section(
+        "Calibration",
+        _p(
+            f"Temperature {cal['temperature']:.3f}, fitted on the {cal['fitted_on']} split. It rescales "
+            "confidences and never changes a predicted class; the metrics above use the scaled "
+            "probabilities."
+        ),
+        _table(["", "ECE", "NLL", "Brier"], _calibration_rows(cal)),
+        _img(figures.get("reliability"), "reliability diagram before and after temperature scaling"),
+    )
 
 
 def _subgroups(ev: dict, figures: dict) -> str:
@@ -235,16 +265,21 @@ def _subgroups(ev: dict, figures: dict) -> str:
     parts = []
     for column, values in ev["subgroups"].items():
         warned = {i for i, r in enumerate(values.values()) if r.get("warning")}
-        parts += [f"<h3>By {_e(column)}</h3>", _table([column, *SUBGROUP_HEADER], _subgroup_rows(values), warned),
-                  _img(figures.get(subgroup_figure_name(column)), f"accuracy by {column}")]
+        parts += [
+            f"<h3>By {_e(column)}</h3>",
+            _table([column, *SUBGROUP_HEADER], _subgroup_rows(values), warned),
+            _img(figures.get(subgroup_figure_name(column)), f"accuracy by {column}"),
+        ]
     return _section("Subgroups", *parts)
 
 
 def _audit(audit: dict) -> str:
     parts = [_p(audit["verdict"], "verdict")]
     if audit.get("probes"):
-        parts += ["<h3>Confound probes (balanced accuracy on the model's features)</h3>",
-                  _records_table(audit["probes"])]
+        parts += [
+            "<h3>Confound probes (balanced accuracy on the model's features)</h3>",
+            _records_table(audit["probes"]),
+        ]
     if audit.get("occlusion"):
         parts += ["<h3>Occlusion</h3>", _records_table(audit["occlusion"])]
     if audit.get("adult_only"):
@@ -256,8 +291,10 @@ def _explanations(ev: dict, extra_images: dict[str, bytes]) -> str:
     parts = [f'<div class="grid">{"".join(_img(png, name, name) for name, png in extra_images.items())}</div>']
     lung_vs_border = (ev.get("explain") or {}).get("lung_vs_border")
     if lung_vs_border:
-        parts += ["<h3>Share of attribution: lungs vs image border</h3>",
-                  _records_table([{"class": c, **v} for c, v in lung_vs_border.items()])]
+        parts += [
+            "<h3>Share of attribution: lungs vs image border</h3>",
+            _records_table([{"class": c, **v} for c, v in lung_vs_border.items()]),
+        ]
     return _section("Explanations", *parts)
 
 
@@ -266,34 +303,46 @@ def _how_to_read(ev: dict) -> str:
     if boot["unit"] == "patient":
         unit = "resampling patients keeps each patient's images together, so the intervals are not too narrow"
     else:
-        unit = ("the data has no patient ids, so images were resampled as if independent: where a patient "
-                "has several images, the intervals are too narrow")
-    text = (f"Intervals are {boot['level']:.0%} percentile bootstrap confidence intervals from "
-            f"{boot['resamples']} resamples of {boot['unit']}s (seed {boot['seed']}); {unit}. Per-class rates "
-            "treat one class against the rest. \"n/a\" marks a number that is undefined on these images (for "
-            "example a class with no images). Highlighted subgroups are too small, or too one-sided, for a "
-            "conclusion.")
+        unit = (
+            "the data has no patient ids, so images were resampled as if independent: where a patient "
+            "has several images, the intervals are too narrow"
+        )
+    text = (
+        f"Intervals are {boot['level']:.0%} percentile bootstrap confidence intervals from "
+        f"{boot['resamples']} resamples of {boot['unit']}s (seed {boot['seed']}); {unit}. Per-class rates "
+        'treat one class against the rest. "n/a" marks a number that is undefined on these images (for '
+        "example a class with no images). Highlighted subgroups are too small, or too one-sided, for a "
+        "conclusion."
+    )
     return f"<footer><h2>How to read this</h2>{_p(text)}{_p(ev['notice'])}</footer>"
 
 
 def render_html(ev: dict, figures: dict[str, bytes], extra_images: dict[str, bytes] | None = None) -> str:
     """One self-contained page; ``figures`` from :func:`make_figures` (missing ones are left out)."""
-    sections = [_headline(ev), _metrics(ev, figures),
-                _section("Confusion matrix", _img(figures.get("confusion"), "confusion matrix")),
-                _section("ROC curves", _img(figures.get("roc"), "ROC curves")),
-                _calibration(ev, figures), _subgroups(ev, figures)]
+    sections = [
+        _headline(ev),
+        _metrics(ev, figures),
+        _section("Confusion matrix", _img(figures.get("confusion"), "confusion matrix")),
+        _section("ROC curves", _img(figures.get("roc"), "ROC curves")),
+        _calibration(ev, figures),
+        _subgroups(ev, figures),
+    ]
     if ev.get("audit"):
         sections.append(_audit(ev["audit"]))
     if extra_images:
         sections.append(_explanations(ev, extra_images))
     warnings = "".join(f"<li>{_e(w)}</li>" for w in ev["warnings"])
     sections.append(_section("Warnings", f'<ul class="warnings">{warnings}</ul>' if warnings else _p("None.")))
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>cxrkit evaluation: {_e(ev['run']['model'])}</title><style>{CSS}</style></head><body>"
-            f'<div class="notice" role="note">{_e(ev["notice"])}</div>{_header(ev)}'
-            + "".join(sections) + _how_to_read(ev) + "</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>cxrkit evaluation: {_e(ev['run']['model'])}</title><style>{CSS}</style></head><body>"
+        f'<div class="notice" role="note">{_e(ev["notice"])}</div>{_header(ev)}'
+        + "".join(sections)
+        + _how_to_read(ev)
+        + "</body></html>\n"
+    )
 
 
 def write_report(out_dir: str | Path, ev: dict, extra_images: dict[str, bytes] | None = None) -> dict[str, Path]:

@@ -14,8 +14,15 @@ MIN_IMAGES = 30  # below this a subgroup's CI is too wide to mean much
 MIN_PER_CLASS = 5
 
 
-def subgroup_results(y_true: np.ndarray, probs: np.ndarray, classes: list[str], values: list[str],
-                     groups=None, n_resamples: int = 1000, seed: int = 0) -> dict:
+def subgroup_results(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: list[str],
+    values: list[str],
+    groups=None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
     """``{value: {"n_images", "class_counts", "metrics", "warning"}}`` for each column value."""
     out = {}
     values = np.asarray([v or "(missing)" for v in values])
@@ -34,6 +41,5 @@ def subgroup_results(y_true: np.ndarray, probs: np.ndarray, classes: list[str], 
             only = next(iter(present))
             note = f"only {only} images: accuracy here is {only} sensitivity"
             warning = f"{warning}; {note}" if warning else note
-        out[value] = {"n_images": int(len(idx)), "class_counts": present, "metrics": s["metrics"],
-                      "warning": warning}
+        out[value] = {"n_images": int(len(idx)), "class_counts": present, "metrics": s["metrics"], "warning": warning}
     return out

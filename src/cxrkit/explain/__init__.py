@@ -13,11 +13,22 @@ import torch.
 
 from .defaults import DEFAULT_METHOD, METHOD_CLASSES, SLOW_METHODS
 
-_LAZY = {"METHODS": "cams", "Explainer": "cams", "Explanation": "cams",
-         "TargetLayerError": "layers", "find_target_layer": "layers",
-         "overlay_figure": "overlay", "explain_files": "files", "ExplainedFiles": "files",
-         "explain_split": "summary", "write_summary": "summary", "SplitExplanations": "summary",
-         "compare_methods": "faithfulness", "road_scores": "faithfulness", "CamOverlays": "cam_png"}
+_LAZY = {
+    "METHODS": "cams",
+    "Explainer": "cams",
+    "Explanation": "cams",
+    "TargetLayerError": "layers",
+    "find_target_layer": "layers",
+    "overlay_figure": "overlay",
+    "explain_files": "files",
+    "ExplainedFiles": "files",
+    "explain_split": "summary",
+    "write_summary": "summary",
+    "SplitExplanations": "summary",
+    "compare_methods": "faithfulness",
+    "road_scores": "faithfulness",
+    "CamOverlays": "cam_png",
+}
 
 __all__ = ["DEFAULT_METHOD", "METHOD_CLASSES", "SLOW_METHODS", *_LAZY]
 
@@ -25,5 +36,6 @@ __all__ = ["DEFAULT_METHOD", "METHOD_CLASSES", "SLOW_METHODS", *_LAZY]
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
+
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,18 +38,20 @@ class CamOverlays:
     def png(self, gray: np.ndarray, explanation, index: int = 0) -> bytes:
         """The overlay of image ``index`` of ``explanation`` on ``gray`` (its decoded original)."""
         e = explanation
-        return png_bytes(overlay_figure(gray, e.maps[index], e.classes[index], e.probabilities[index],
-                                        self.predictor.classes, self.caption))
+        return png_bytes(
+            overlay_figure(
+                gray, e.maps[index], e.classes[index], e.probabilities[index], self.predictor.classes, self.caption
+            )
+        )
 
-    def write(self, files: list[Path], out_dir: Path, progress: Callable[[int, int], None] | None = None
-              ) -> list[Path]:
+    def write(self, files: list[Path], out_dir: Path, progress: Callable[[int, int], None] | None = None) -> list[Path]:
         """``<stem>_cam.png`` in ``out_dir`` per file (``<stem>_2_cam.png``... when stems repeat)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         used: set[str] = set()
         step = self.explainer.batch_size
         for start in range(0, len(files), step):
-            batch = files[start:start + step]
+            batch = files[start : start + step]
             grays = [self.predictor.decode(f) for f in batch]
             exp = self.explain(np.stack([self.predictor.preprocessing.to_uint8(g) for g in grays]))
             for i, (f, gray) in enumerate(zip(batch, grays)):

@@ -70,8 +70,15 @@ class Explainer:
     gradients of activations only, and a backward pass without weight gradients is cheaper.
     """
 
-    def __init__(self, predictor: Predictor, method: str = DEFAULT_METHOD, target_layer: str | None = None,
-                 aug_smooth: bool = False, eigen_smooth: bool = False, batch_size: int = 16):
+    def __init__(
+        self,
+        predictor: Predictor,
+        method: str = DEFAULT_METHOD,
+        target_layer: str | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+        batch_size: int = 16,
+    ):
         if method not in METHODS:
             raise UsageError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
         self.predictor = predictor
@@ -82,11 +89,16 @@ class Explainer:
         size = predictor.preprocessing.input_size
         with predictor.lock:  # the layer search hooks every module for one forward pass
             self.layer_name, self.layer = find_target_layer(
-                predictor.model, (predictor.preprocessing.channels, size, size), target_layer)
+                predictor.model, (predictor.preprocessing.channels, size, size), target_layer
+            )
             predictor.model.requires_grad_(False)
 
-    def explain(self, images: np.ndarray, target: None | str | int | Sequence[int] = None,
-                progress: Callable[[int, int], None] | None = None) -> Explanation:
+    def explain(
+        self,
+        images: np.ndarray,
+        target: None | str | int | Sequence[int] = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Explanation:
         """Maps for ``images`` (N, S, S) uint8 from ``predictor.preprocessing.to_uint8``.
 
         ``target``: None explains each image's predicted class, ``"all"`` every class, an int

@@ -45,8 +45,14 @@ class CalibratedProbability:
         return torch.softmax(logits / self.temperature, dim=-1)[..., self.category]
 
 
-def road_scores(explainer: Explainer, images: np.ndarray, maps: np.ndarray, classes: np.ndarray,
-                percentiles: Sequence[int] = ROAD_PERCENTILES, seed: int = 0) -> dict:
+def road_scores(
+    explainer: Explainer,
+    images: np.ndarray,
+    maps: np.ndarray,
+    classes: np.ndarray,
+    percentiles: Sequence[int] = ROAD_PERCENTILES,
+    seed: int = 0,
+) -> dict:
     """ROAD for ``maps`` (N, S, S) explaining ``classes`` (N,) of uint8 ``images``.
 
     The imputation noise is seeded, so every method is scored under the same noise.
@@ -66,9 +72,11 @@ def road_scores(explainer: Explainer, images: np.ndarray, maps: np.ndarray, clas
             morf.append(morf_metric(x, maps[start:stop], targets, predictor.model))
             lerf.append(lerf_metric(x, maps[start:stop], targets, predictor.model))
     drop_morf, drop_lerf = -np.concatenate(morf), -np.concatenate(lerf)
-    return {"drop_most_relevant_first": float(drop_morf.mean()),
-            "drop_least_relevant_first": float(drop_lerf.mean()),
-            "road": float(((drop_morf - drop_lerf) / 2).mean())}
+    return {
+        "drop_most_relevant_first": float(drop_morf.mean()),
+        "drop_least_relevant_first": float(drop_lerf.mean()),
+        "road": float(((drop_morf - drop_lerf) / 2).mean()),
+    }
 
 
 def random_maps(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -79,10 +87,17 @@ def random_maps(n: int, size: int, seed: int = 0) -> np.ndarray:
     return smooth[:, 0].numpy()
 
 
-def compare_methods(predictor: Predictor, images: np.ndarray, methods: Sequence[str] = DEFAULT_COMPARED,
-                    target_layer: str | None = None, percentiles: Sequence[int] = ROAD_PERCENTILES,
-                    max_images: int = 64, seed: int = 0, batch_size: int = 16,
-                    progress: Callable[[int, int], None] | None = None) -> dict:
+def compare_methods(
+    predictor: Predictor,
+    images: np.ndarray,
+    methods: Sequence[str] = DEFAULT_COMPARED,
+    target_layer: str | None = None,
+    percentiles: Sequence[int] = ROAD_PERCENTILES,
+    max_images: int = 64,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """ROAD per method on up to ``max_images`` images drawn (seeded) from ``images``, for
     the predicted class, plus the random-map floor. JSON-ready."""
     if not methods:
@@ -93,15 +108,21 @@ def compare_methods(predictor: Predictor, images: np.ndarray, methods: Sequence[
     results = {}
     for done, explainer in enumerate(explainers):
         exp = explainer.explain(sample)
-        results[explainer.method] = road_scores(explainer, sample, exp.maps[:, 0], exp.classes[:, 0], percentiles,
-                                                seed)
+        results[explainer.method] = road_scores(explainer, sample, exp.maps[:, 0], exp.classes[:, 0], percentiles, seed)
         if progress:
             progress(done + 1, len(explainers) + 1)
-    floor = road_scores(explainers[0], sample, random_maps(len(sample), sample.shape[-1], seed), exp.predicted,
-                        percentiles, seed)
+    floor = road_scores(
+        explainers[0], sample, random_maps(len(sample), sample.shape[-1], seed), exp.predicted, percentiles, seed
+    )
     if progress:
         progress(len(explainers) + 1, len(explainers) + 1)
-    return {"metric": "ROAD (remove and debias), grad-cam's pytorch_grad_cam.metrics.road",
-            "score": "calibrated probability of the predicted class",
-            "n_images": int(len(sample)), "percentiles": list(percentiles), "seed": seed,
-            "target_layer": explainers[0].layer_name, "methods": results, "random_maps": floor}
+    return {
+        "metric": "ROAD (remove and debias), grad-cam's pytorch_grad_cam.metrics.road",
+        "score": "calibrated probability of the predicted class",
+        "n_images": int(len(sample)),
+        "percentiles": list(percentiles),
+        "seed": seed,
+        "target_layer": explainers[0].layer_name,
+        "methods": results,
+        "random_maps": floor,
+    }

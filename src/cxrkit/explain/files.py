@@ -28,9 +28,13 @@ class ExplainedFiles:
     ignored: int = 0  # non-image files met in folders
 
 
-def explain_files(explainer: Explainer, paths: Iterable[str | Path], out_dir: str | Path,
-                  target: None | str | int = None,
-                  progress: Callable[[int, int], None] | None = None) -> ExplainedFiles:
+def explain_files(
+    explainer: Explainer,
+    paths: Iterable[str | Path],
+    out_dir: str | Path,
+    target: None | str | int = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExplainedFiles:
     """Explain every image in ``paths`` (``target`` as in :meth:`Explainer.explain`) and write
     ``<stem>.png`` and ``<stem>.npy`` (maps (K, S, S) at model input size) into ``out_dir``;
     repeated stems get ``_2``, ``_3``..."""
@@ -39,7 +43,7 @@ def explain_files(explainer: Explainer, paths: Iterable[str | Path], out_dir: st
     predictor, used = explainer.predictor, set()
     caption = f"{explainer.method} on layer {explainer.layer_name}"
     for start in range(0, len(files), explainer.batch_size):
-        batch = files[start:start + explainer.batch_size]
+        batch = files[start : start + explainer.batch_size]
         decoded = [(f, predictor.try_decode(f, str(f))) for f in batch]
         out.failures += [g for _, g in decoded if isinstance(g, Failure)]
         decoded = [(f, g) for f, g in decoded if not isinstance(g, Failure)]
@@ -47,8 +51,9 @@ def explain_files(explainer: Explainer, paths: Iterable[str | Path], out_dir: st
             exp = explainer.explain(np.stack([predictor.preprocessing.to_uint8(g) for _, g in decoded]), target)
             for i, (f, gray) in enumerate(decoded):
                 stem = _unique_stem(f.stem, used)
-                fig = overlay_figure(gray, exp.maps[i], exp.classes[i], exp.probabilities[i], predictor.classes,
-                                     caption)
+                fig = overlay_figure(
+                    gray, exp.maps[i], exp.classes[i], exp.probabilities[i], predictor.classes, caption
+                )
                 png = save_png(out_dir / f"{stem}.png", fig)
                 out.written.append((f, png, save_map(out_dir / f"{stem}.npy", exp.maps[i])))
         if progress:

@@ -65,6 +65,7 @@ def feature_map_shapes(model: nn.Module, input_shape: tuple[int, int, int]) -> d
             if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[-2] * output.shape[-1] > 1:
                 shapes.pop(name, None)  # a module called twice counts where it last ran
                 shapes[name] = tuple(output.shape)
+
         return hook
 
     handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
@@ -88,13 +89,16 @@ def default_layer_name(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> 
             if name in shapes:
                 return name
     if not shapes:
-        raise TargetLayerError(f"{type(model).__name__} produces no 4-D feature map larger than 1x1; "
-                               "CAM methods need a convolutional layer")
+        raise TargetLayerError(
+            f"{type(model).__name__} produces no 4-D feature map larger than 1x1; "
+            "CAM methods need a convolutional layer"
+        )
     return list(shapes)[-1]
 
 
-def find_target_layer(model: nn.Module, input_shape: tuple[int, int, int],
-                      name: str | None = None) -> tuple[str, nn.Module]:
+def find_target_layer(
+    model: nn.Module, input_shape: tuple[int, int, int], name: str | None = None
+) -> tuple[str, nn.Module]:
     """``(name, module)`` of the CAM target layer: ``name`` (dotted, e.g. ``blocks.6``) when
     given, else the default for this backbone. Raises TargetLayerError listing valid names."""
     shapes = feature_map_shapes(model, input_shape)
@@ -114,5 +118,7 @@ def _unknown_layer_message(model: nn.Module, name: str, shapes: dict[str, tuple[
     close = difflib.get_close_matches(name, list(shapes), n=3, cutoff=0.6)
     listed = [n for n in shapes if n.count(".") < MAX_NAME_DEPTH_LISTED]
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return (f"{problem}{hint}. Layers with a feature map, channels x height x width (deeper dotted "
-            "names work too): " + ", ".join(f"{n} {'x'.join(map(str, shapes[n][1:]))}" for n in listed))
+    return (
+        f"{problem}{hint}. Layers with a feature map, channels x height x width (deeper dotted "
+        "names work too): " + ", ".join(f"{n} {'x'.join(map(str, shapes[n][1:]))}" for n in listed)
+    )

@@ -20,8 +20,16 @@ from PIL import Image
 from .. import RESEARCH_NOTICE
 from .._io import atomic_write_bytes
 
-__all__ = ["annotate", "draw_overlay", "overlay_figure", "panel_grid", "png_bytes", "resize_map", "save_map",
-           "save_png"]
+__all__ = [
+    "annotate",
+    "draw_overlay",
+    "overlay_figure",
+    "panel_grid",
+    "png_bytes",
+    "resize_map",
+    "save_map",
+    "save_png",
+]
 
 HEATMAP = "jet"
 HEAT_ALPHA = 0.4
@@ -60,12 +68,25 @@ def annotate(fig: Figure, axes: np.ndarray, heat, title: str, caption: str = "")
         bar = fig.colorbar(heat, ax=list(np.ravel(axes)), fraction=0.04, pad=0.02, label="relative importance")
         bar.solids.set_alpha(1.0)  # the scale itself, not its see-through version
     fig.suptitle(title, fontsize=11)
-    fig.text(0.5, 0.01, f"{caption}\n{RESEARCH_NOTICE}" if caption else RESEARCH_NOTICE,
-             ha="center", va="bottom", fontsize=7, color="dimgray")
+    fig.text(
+        0.5,
+        0.01,
+        f"{caption}\n{RESEARCH_NOTICE}" if caption else RESEARCH_NOTICE,
+        ha="center",
+        va="bottom",
+        fontsize=7,
+        color="dimgray",
+    )
 
 
-def overlay_figure(gray: np.ndarray, maps: np.ndarray, classes: Sequence[int], probabilities: np.ndarray,
-                   class_names: Sequence[str], caption: str = "") -> Figure:
+def overlay_figure(
+    gray: np.ndarray,
+    maps: np.ndarray,
+    classes: Sequence[int],
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    caption: str = "",
+) -> Figure:
     """One panel per map: ``maps[k]`` (S, S) explains class ``classes[k]`` on ``gray`` (H, W)
     in [0, 1] at its original size; the title names the predicted class and its calibrated
     probability, ``caption`` says how the maps were made."""
@@ -75,8 +96,9 @@ def overlay_figure(gray: np.ndarray, maps: np.ndarray, classes: Sequence[int], p
     for ax, cam, k in zip(axes[0], maps, classes):
         heat = draw_overlay(ax, gray, cam, f"evidence for {class_names[k]} (p = {probabilities[k]:.2f})")
     top = int(np.argmax(probabilities))
-    annotate(fig, axes, heat, f"predicted: {class_names[top]}, calibrated probability {probabilities[top]:.2f}",
-             caption)
+    annotate(
+        fig, axes, heat, f"predicted: {class_names[top]}, calibrated probability {probabilities[top]:.2f}", caption
+    )
     return fig
 
 

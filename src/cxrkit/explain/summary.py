@@ -53,8 +53,12 @@ class Case:
     cam: np.ndarray = field(repr=False)  # (S, S) in [0, 1]
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "true": self.true_class, "predicted": self.predicted_class,
-                "probability": round(self.probability, 4)}
+        return {
+            "path": self.path,
+            "true": self.true_class,
+            "predicted": self.predicted_class,
+            "probability": round(self.probability, 4),
+        }
 
 
 @dataclass
@@ -76,9 +80,15 @@ class SplitExplanations:
     images: np.ndarray = field(repr=False)  # the split's model inputs (N, S, S) uint8, memory-mapped
 
 
-def explain_split(explainer: Explainer, data=None, split: str | None = None, workers: int = 2,
-                  cache_dir=None, cases: int = CASES_PER_CLASS,
-                  progress: Callable[[int, int], None] | None = None) -> SplitExplanations:
+def explain_split(
+    explainer: Explainer,
+    data=None,
+    split: str | None = None,
+    workers: int = 2,
+    cache_dir=None,
+    cases: int = CASES_PER_CLASS,
+    progress: Callable[[int, int], None] | None = None,
+) -> SplitExplanations:
     """Explain every image of ``split`` of ``data`` (defaults as in ``cxr evaluate``)."""
     predictor = explainer.predictor
     preds = predict_split(predictor, data, split, workers, cache_dir)
@@ -119,19 +129,34 @@ def explain_split(explainer: Explainer, data=None, split: str | None = None, wor
             shares[name] = {"lung": float(lung_share[in_class].mean()), "border": float(border_share[in_class].mean())}
 
     def case(i: int) -> Case:
-        return Case(preds.dataset.relpath(preds.dataset.records[i]), predictor.classes[y_true[i]],
-                    predictor.classes[y_pred[i]], float(probs[i, y_pred[i]]), np.array(images[i]), kept_maps[i])
+        return Case(
+            preds.dataset.relpath(preds.dataset.records[i]),
+            predictor.classes[y_true[i]],
+            predictor.classes[y_pred[i]],
+            float(probs[i, y_pred[i]]),
+            np.array(images[i]),
+            kept_maps[i],
+        )
 
     split = split or ("all" if is_external(predictor.run.card, preds.dataset.root) else "test")
     return SplitExplanations(
-        run=str(predictor.run.run_dir), classes=list(predictor.classes), method=explainer.method,
-        target_layer=explainer.layer_name, data={"path": str(preds.dataset.root), "split": split, "n_images": n},
-        mean_cam=mean_cam, mean_image=mean_image, counts=counts,
-        cases={predictor.classes[k]: {kind: [case(i) for i in idx] for kind, idx in by_kind.items()}
-               for k, by_kind in picked.items()},
+        run=str(predictor.run.run_dir),
+        classes=list(predictor.classes),
+        method=explainer.method,
+        target_layer=explainer.layer_name,
+        data={"path": str(preds.dataset.root), "split": split, "n_images": n},
+        mean_cam=mean_cam,
+        mean_image=mean_image,
+        counts=counts,
+        cases={
+            predictor.classes[k]: {kind: [case(i) for i in idx] for kind, idx in by_kind.items()}
+            for k, by_kind in picked.items()
+        },
         lung_vs_border=shares,
         lung_region="lung masks" if masks is not None else f"central box (LUNG_BOX {list(LUNG_BOX)})",
-        empty_maps=int(np.isnan(lung_share).sum()), images=images)
+        empty_maps=int(np.isnan(lung_share).sum()),
+        images=images,
+    )
 
 
 def _most_confident(y_true: np.ndarray, probs: np.ndarray, k: int) -> dict[int, dict[str, np.ndarray]]:
@@ -149,7 +174,7 @@ def _most_confident(y_true: np.ndarray, probs: np.ndarray, k: int) -> dict[int, 
 def _group_means(images: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     sums = np.zeros((n_groups, *images.shape[1:]))
     for start in range(0, len(images), CHUNK):
-        np.add.at(sums, groups[start:start + CHUNK], images[start:start + CHUNK] / 255.0)
+        np.add.at(sums, groups[start : start + CHUNK], images[start : start + CHUNK] / 255.0)
     return sums / np.maximum(np.bincount(groups, minlength=n_groups), 1)[:, None, None]
 
 
@@ -159,22 +184,31 @@ def write_summary(out_dir: str | Path, result: SplitExplanations, faithfulness: 
     Image paths in the JSON are relative to ``out_dir``.
     """
     out_dir = Path(out_dir)
-    caption = f"{result.method} on layer {result.target_layer}, map of the predicted class; " \
-              f"{result.data['split']} split of {result.data['path']}"
+    caption = (
+        f"{result.method} on layer {result.target_layer}, map of the predicted class; "
+        f"{result.data['split']} split of {result.data['path']}"
+    )
     images = {"mean_cam": save_png(out_dir / "mean_cam.png", _mean_figure(result, caption)).name}
     for name, by_kind in result.cases.items():
         png = save_png(out_dir / f"cases_{_safe(name)}.png", _cases_figure(name, by_kind, caption))
         images[f"cases_{name}"] = png.name
     summary = {
-        "format": SUMMARY_FORMAT, "notice": RESEARCH_NOTICE,
-        "run": result.run, "method": result.method, "target_layer": result.target_layer,
-        "explained_class": "predicted", "data": result.data,
+        "format": SUMMARY_FORMAT,
+        "notice": RESEARCH_NOTICE,
+        "run": result.run,
+        "method": result.method,
+        "target_layer": result.target_layer,
+        "explained_class": "predicted",
+        "data": result.data,
         "images": images,
-        "lung_vs_border": result.lung_vs_border, "lung_region": result.lung_region,
+        "lung_vs_border": result.lung_vs_border,
+        "lung_region": result.lung_region,
         "border_band": "outer 10% of each side (cxrkit.evaluation.audit.BORDER_BAND)",
         "empty_maps": result.empty_maps,
-        "cases": {name: {kind: [c.to_dict() for c in cases] for kind, cases in by_kind.items()}
-                  for name, by_kind in result.cases.items()},
+        "cases": {
+            name: {kind: [c.to_dict() for c in cases] for kind, cases in by_kind.items()}
+            for name, by_kind in result.cases.items()
+        },
     }
     if faithfulness is not None:
         summary["faithfulness"] = faithfulness
@@ -191,8 +225,9 @@ def _mean_figure(result: SplitExplanations, caption: str):
             if count == 0:
                 _blank(ax, f"{group}: {name}\nno images")
                 continue
-            heat = draw_overlay(ax, result.mean_image[group][k], result.mean_cam[group][k],
-                                f"{group}: {name} (n = {count})")
+            heat = draw_overlay(
+                ax, result.mean_image[group][k], result.mean_cam[group][k], f"{group}: {name} (n = {count})"
+            )
     annotate(fig, axes, heat, "mean map per true class (top) and per predicted class (bottom)", caption)
     return fig
 
@@ -209,8 +244,7 @@ def _cases_figure(name: str, by_kind: dict[str, list[Case]], caption: str):
                 _blank(ax, f"{kind}: none" if col == 0 else "")
                 continue
             c = cases[col]
-            heat = draw_overlay(ax, c.image / 255.0, c.cam,
-                                f"{kind}, p = {c.probability:.2f}\ntrue: {c.true_class}")
+            heat = draw_overlay(ax, c.image / 255.0, c.cam, f"{kind}, p = {c.probability:.2f}\ntrue: {c.true_class}")
     annotate(fig, axes, heat, f"predicted {name}: most confident correct (top) and wrong (bottom)", caption)
     return fig
 

@@ -13,9 +13,16 @@ import torch.
 
 from .defaults import BACKENDS, DEFAULT_THRESHOLD
 
-_LAZY = {"Predictor": "predictor", "Prediction": "predictor", "Predictions": "predictor",
-         "Failure": "predictor", "softmax": "predictor", "find_images": "files", "export_onnx": "export",
-         "ExportError": "export"}
+_LAZY = {
+    "Predictor": "predictor",
+    "Prediction": "predictor",
+    "Predictions": "predictor",
+    "Failure": "predictor",
+    "softmax": "predictor",
+    "find_images": "files",
+    "export_onnx": "export",
+    "ExportError": "export",
+}
 
 __all__ = ["BACKENDS", "DEFAULT_THRESHOLD", *_LAZY]
 
@@ -23,5 +30,6 @@ __all__ = ["BACKENDS", "DEFAULT_THRESHOLD", *_LAZY]
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
+
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

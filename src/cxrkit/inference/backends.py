@@ -113,8 +113,9 @@ def _onnx_session(run: LoadedRun):
     try:
         return onnx_session(path)
     except Exception as exc:  # onnxruntime raises its own untyped errors on truncated files
-        raise RunError(f"{path}: onnxruntime cannot load it ({type(exc).__name__}); the file is damaged; "
-                       f"{how}") from None
+        raise RunError(
+            f"{path}: onnxruntime cannot load it ({type(exc).__name__}); the file is damaged; {how}"
+        ) from None
 
 
 def onnx_session(path: str | Path, threads: int = 1):

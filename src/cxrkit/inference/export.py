@@ -39,8 +39,10 @@ def check_images(size: int, n: int = 4, seed: int = 0) -> np.ndarray:
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    out = [np.asarray(Image.fromarray(rng.random((8, 8), dtype=np.float32), mode="F")
-                      .resize((size, size), Image.BICUBIC)) for _ in range(n)]
+    out = [
+        np.asarray(Image.fromarray(rng.random((8, 8), dtype=np.float32), mode="F").resize((size, size), Image.BICUBIC))
+        for _ in range(n)
+    ]
     return np.clip(np.stack(out), 0, 1).astype(np.float32)
 
 
@@ -65,22 +67,40 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # exporter chatter about internal deprecations
-            torch.onnx.export(run.model.eval(), (dummy,), tmp, dynamo=True, external_data=False,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+            torch.onnx.export(
+                run.model.eval(),
+                (dummy,),
+                tmp,
+                dynamo=True,
+                external_data=False,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                verbose=False,
+            )
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     s = pre.input_size
     entry = {
-        "file": os.path.relpath(out.resolve(), run_dir.resolve()) if out.resolve().is_relative_to(run_dir.resolve())
+        "file": os.path.relpath(out.resolve(), run_dir.resolve())
+        if out.resolve().is_relative_to(run_dir.resolve())
         else str(out.resolve()),
-        "input": {"name": INPUT_NAME, "shape": ["batch", pre.channels, s, s], "dtype": "float32",
-                  "description": "gray image decoded to [0, 1], contrast-normalised and resized to "
-                                 f"{s}x{s} as in 'preprocessing', quantised to uint8, then "
-                                 "(x / 255 - mean) / std"},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(run.classes)], "classes": run.classes,
-                   "description": "logits; probabilities = softmax(logits / calibration.temperature)"},
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", pre.channels, s, s],
+            "dtype": "float32",
+            "description": "gray image decoded to [0, 1], contrast-normalised and resized to "
+            f"{s}x{s} as in 'preprocessing', quantised to uint8, then "
+            "(x / 255 - mean) / std",
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", len(run.classes)],
+            "classes": run.classes,
+            "description": "logits; probabilities = softmax(logits / calibration.temperature)",
+        },
         "preprocessing": pre.to_dict(),
         "opset": opset,
         "exporter": f"torch.onnx (dynamo) {torch.__version__}",
@@ -91,8 +111,10 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
     images = np.stack([pre.to_uint8(g) for g in check_images(s)])
     diff = max_prob_difference(torch_predictor, Predictor(run, backend="onnx"), images)
     if diff > PARITY_TOLERANCE:
-        raise ExportError(f"{out}: ONNX probabilities differ from PyTorch by {diff:.2e} "
-                          f"(> {PARITY_TOLERANCE:.0e}); the card was not updated")
+        raise ExportError(
+            f"{out}: ONNX probabilities differ from PyTorch by {diff:.2e} "
+            f"(> {PARITY_TOLERANCE:.0e}); the card was not updated"
+        )
     entry["check"] = {"images": len(images), "max_abs_prob_diff": diff}
     update_card(run_dir, "onnx", entry)
     return entry

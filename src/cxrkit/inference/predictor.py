@@ -78,8 +78,15 @@ class Predictor:
     to the torch backend; the resolved one is :attr:`precision`.
     """
 
-    def __init__(self, run: LoadedRun, device: str | torch.device = "cpu", batch_size: int = 32,
-                 backend: str = "torch", threshold: float = DEFAULT_THRESHOLD, precision: str = "32"):
+    def __init__(
+        self,
+        run: LoadedRun,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
+        backend: str = "torch",
+        threshold: float = DEFAULT_THRESHOLD,
+        precision: str = "32",
+    ):
         if backend not in BACKENDS:
             raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.run = run
@@ -94,10 +101,23 @@ class Predictor:
         self.streams = self.engine.streams  # batches in flight
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str | torch.device = "cpu", batch_size: int = 32,
-                 backend: str = "torch", threshold: float = DEFAULT_THRESHOLD, precision: str = "32") -> "Predictor":
-        return cls(load_run(run_dir, device, with_model=backend in NEEDS_TORCH_MODEL), device, batch_size, backend,
-                   threshold, precision)
+    def from_run(
+        cls,
+        run_dir: str | Path,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
+        backend: str = "torch",
+        threshold: float = DEFAULT_THRESHOLD,
+        precision: str = "32",
+    ) -> "Predictor":
+        return cls(
+            load_run(run_dir, device, with_model=backend in NEEDS_TORCH_MODEL),
+            device,
+            batch_size,
+            backend,
+            threshold,
+            precision,
+        )
 
     @property
     def model(self) -> torch.nn.Module:
@@ -127,8 +147,10 @@ class Predictor:
 
     def logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
         """Logits for preprocessed uint8 images (N, S, S), in batches."""
-        batches = [np.asarray(images[start:start + self.batch_size])[:, None]
-                   for start in range(0, len(images), self.batch_size)]
+        batches = [
+            np.asarray(images[start : start + self.batch_size])[:, None]
+            for start in range(0, len(images), self.batch_size)
+        ]
         with self._inference_pool() as pool:
             out = list(pool.map(self._forward, batches))
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
@@ -179,9 +201,14 @@ class Predictor:
             return _gray_array(item, name or "<array>")
         return read_gray(item, name=name)
 
-    def predict(self, inputs: ImageInput | Iterable[ImageInput], names: Iterable[str] | None = None,
-                threshold: float | None = None, progress: Callable[[int, int], None] | None = None,
-                workers: int | None = None) -> Predictions:
+    def predict(
+        self,
+        inputs: ImageInput | Iterable[ImageInput],
+        names: Iterable[str] | None = None,
+        threshold: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        workers: int | None = None,
+    ) -> Predictions:
         """Predict every input; unreadable ones land in ``errors`` and the rest go on.
 
         ``inputs``: one path/bytes/2-D array, a 3-D array (a stack), or an iterable of them.
@@ -208,8 +235,9 @@ class Predictor:
         with self._inference_pool() as pool:
             pending: deque = deque()
             for batch_names, images, failures in self._prepared_batches(items, names, workers):
-                results = pool.submit(self._outcomes_from_uint8, np.stack(images), batch_names,
-                                      threshold) if images else None
+                results = (
+                    pool.submit(self._outcomes_from_uint8, np.stack(images), batch_names, threshold) if images else None
+                )
                 pending.append((failures, len(batch_names), results))
                 if len(pending) > self.streams:
                     collect(*pending.popleft())
@@ -217,8 +245,9 @@ class Predictor:
                 collect(*pending.popleft())
         return out
 
-    def results_from_uint8(self, images: np.ndarray, names: list[str], threshold: float | None = None
-                           ) -> list[Prediction]:
+    def results_from_uint8(
+        self, images: np.ndarray, names: list[str], threshold: float | None = None
+    ) -> list[Prediction]:
         """Predictions for images already through :meth:`prepare`; :class:`NonFiniteOutput` if the
         model gave NaN/inf for any of them (a damaged model or an input it cannot handle)."""
         threshold = self.threshold if threshold is None else check_threshold(threshold)
@@ -228,16 +257,24 @@ class Predictor:
             raise NonFiniteOutput(f"{bad[0].name}: {bad[0].reason}")
         return outcomes  # type: ignore[return-value]
 
-    def _outcomes_from_uint8(self, images: np.ndarray, names: list[str], threshold: float
-                             ) -> list[Prediction | Failure]:
+    def _outcomes_from_uint8(
+        self, images: np.ndarray, names: list[str], threshold: float
+    ) -> list[Prediction | Failure]:
         out: list[Prediction | Failure] = []
         for name, probs in zip(names, self.proba_from_uint8(images)):
             if not np.isfinite(probs).all():
                 out.append(Failure(name, NON_FINITE))
                 continue
             top = int(probs.argmax())
-            out.append(Prediction(name, {c: float(p) for c, p in zip(self.classes, probs)}, self.classes[top],
-                                  float(probs[top]), bool(probs[top] < threshold)))
+            out.append(
+                Prediction(
+                    name,
+                    {c: float(p) for c, p in zip(self.classes, probs)},
+                    self.classes[top],
+                    float(probs[top]),
+                    bool(probs[top] < threshold),
+                )
+            )
         return out
 
     def try_decode(self, item: ImageInput, name: str) -> np.ndarray | Failure:
@@ -247,11 +284,12 @@ class Predictor:
     def _try_prepare(self, item: ImageInput, name: str) -> np.ndarray | Failure:
         return _failure_or(self.prepare, item, name)
 
-    def _prepared_batches(self, items: list, names: list[str], workers: int | None
-                          ) -> Iterator[tuple[list[str], list[np.ndarray], list[Failure]]]:
+    def _prepared_batches(
+        self, items: list, names: list[str], workers: int | None
+    ) -> Iterator[tuple[list[str], list[np.ndarray], list[Failure]]]:
         """(names, uint8 images, failures) per batch, decoded ahead of the batches in flight."""
         b = self.batch_size
-        chunks = [(names[s:s + b], items[s:s + b]) for s in range(0, len(items), b)]
+        chunks = [(names[s : s + b], items[s : s + b]) for s in range(0, len(items), b)]
         workers = min(4, os.cpu_count() or 1) if workers is None else workers
         if workers < 1 or len(items) <= 1:
             for n, x in chunks:
@@ -289,8 +327,7 @@ class _InCallingThread:
         return done
 
 
-def _failure_or(step: Callable[[ImageInput, str], np.ndarray], item: ImageInput, name: str
-                ) -> np.ndarray | Failure:
+def _failure_or(step: Callable[[ImageInput, str], np.ndarray], item: ImageInput, name: str) -> np.ndarray | Failure:
     """``step(item, name)``, or a :class:`Failure` saying why it could not read the input.
 
     Files come from users: a decoder bug on one odd file must not stop a batch or turn an

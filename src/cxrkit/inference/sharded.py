@@ -48,17 +48,22 @@ def launch(accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1
     from lightning.fabric import Fabric
 
     many = num_nodes > 1 or str(devices) not in ("1", "auto")
-    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-                    strategy="ddp" if many else "auto")
+    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp" if many else "auto")
     fabric.launch()
     return fabric
 
 
-def predict_sharded(predictor: Predictor, files: Sequence[Path], out: Path, fabric,
-                    chunk_size: int = DEFAULT_CHUNK, threshold: float | None = None,
-                    write: Callable[[Predictions], None] | None = None,
-                    progress: Callable[[int, int], None] | None = None,
-                    on_chunk: Callable[[int], None] | None = None) -> ShardedResult:
+def predict_sharded(
+    predictor: Predictor,
+    files: Sequence[Path],
+    out: Path,
+    fabric,
+    chunk_size: int = DEFAULT_CHUNK,
+    threshold: float | None = None,
+    write: Callable[[Predictions], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> ShardedResult:
     """Predict ``files`` with every process of ``fabric``; rank 0 merges (and calls ``write``).
 
     ``chunk_size`` is rounded up to whole batches, so every batch holds the same images as in
@@ -69,10 +74,15 @@ def predict_sharded(predictor: Predictor, files: Sequence[Path], out: Path, fabr
     size = -(-max(1, chunk_size) // predictor.batch_size) * predictor.batch_size
     n_chunks = -(-len(names) // size)
     folder = parts_dir(Path(out))
-    plan = {"model_id": predictor.model_id, "backend": predictor.backend, "precision": predictor.precision,
-            "threshold": predictor.threshold if threshold is None else threshold,
-            "chunk_size": size, "inputs": len(names),
-            "inputs_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
+    plan = {
+        "model_id": predictor.model_id,
+        "backend": predictor.backend,
+        "precision": predictor.precision,
+        "threshold": predictor.threshold if threshold is None else threshold,
+        "chunk_size": size,
+        "inputs": len(names),
+        "inputs_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
+    }
     if fabric.global_rank == 0 and not (folder / PLAN_FILE).is_file():
         atomic_write_json(folder / PLAN_FILE, plan)
     fabric.barrier()
@@ -80,14 +90,20 @@ def predict_sharded(predictor: Predictor, files: Sequence[Path], out: Path, fabr
 
     done = {i for i in range(n_chunks) if _chunk_path(folder, i).is_file()}
     todo = [i for i in range(n_chunks) if i not in done]
-    mine = todo[fabric.global_rank::fabric.world_size]
-    total = sum(len(names[i * size:(i + 1) * size]) for i in mine)
+    mine = todo[fabric.global_rank :: fabric.world_size]
+    total = sum(len(names[i * size : (i + 1) * size]) for i in mine)
     finished = 0
     for i in mine:
         part = slice(i * size, (i + 1) * size)
         preds = predictor.predict(list(files[part]), names=names[part], threshold=threshold)
-        atomic_write_json(_chunk_path(folder, i), {"chunk": i, "results": [r.to_dict() for r in preds.results],
-                                                   "errors": [e.to_dict() for e in preds.errors]})
+        atomic_write_json(
+            _chunk_path(folder, i),
+            {
+                "chunk": i,
+                "results": [r.to_dict() for r in preds.results],
+                "errors": [e.to_dict() for e in preds.errors],
+            },
+        )
         finished += len(names[part])
         if progress:
             progress(finished, total)
@@ -115,5 +131,7 @@ def _check_plan(folder: Path, plan: dict) -> None:
     found = json.loads((folder / PLAN_FILE).read_text())
     differ = [k for k in plan if found.get(k) != plan[k]]
     if differ:
-        raise ShardPlanError(f"{folder}: holds the parts of another prediction job (different "
-                             f"{', '.join(differ)}); remove that folder or choose another --out")
+        raise ShardPlanError(
+            f"{folder}: holds the parts of another prediction job (different "
+            f"{', '.join(differ)}); remove that folder or choose another --out"
+        )

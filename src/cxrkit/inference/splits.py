@@ -46,8 +46,13 @@ def is_external(card: ModelCard, data: str | Path) -> bool:
     return root != Path(card.data["path"]).resolve()
 
 
-def predict_split(predictor: Predictor, data: str | Path | None = None, split: str | None = None,
-                  workers: int = 2, cache_dir: str | Path | None = None) -> SplitPredictions:
+def predict_split(
+    predictor: Predictor,
+    data: str | Path | None = None,
+    split: str | None = None,
+    workers: int = 2,
+    cache_dir: str | Path | None = None,
+) -> SplitPredictions:
     """Logits of the model on ``split`` ("train", "val", "test" or "all") of ``data``.
 
     ``data`` defaults to the run's training data, read with the run's own split; other data
@@ -59,8 +64,10 @@ def predict_split(predictor: Predictor, data: str | Path | None = None, split: s
     external = is_external(card, data)
     split = split or ("all" if external else "test")
     if external and split != "all":
-        raise UsageError(f"{data} is not the data this model was trained on, so it has no "
-                         f"{split!r} split of this run; evaluate it whole with --split all")
+        raise UsageError(
+            f"{data} is not the data this model was trained on, so it has no "
+            f"{split!r} split of this run; evaluate it whole with --split all"
+        )
     split_file = None if split == "all" else RunDir(predictor.run.run_dir).split
     prep = prepare(data, predictor.classes, split_file=split_file, workers=workers, cache_dir=cache_dir)
     ds = prep.dataset if split == "all" else prep.split.subset(prep.dataset, split)
@@ -68,5 +75,6 @@ def predict_split(predictor: Predictor, data: str | Path | None = None, split: s
         raise UsageError(f"the {split} split of {data} is empty")
     images = cached_images(ds, predictor.preprocessing, cache_dir, workers=workers)
     missing = [c for c, n in prep.dataset.class_counts().items() if n == 0]
-    return SplitPredictions(ds, ds.labels, predictor.logits_from_uint8(images), predictor.classes,
-                            dict(prep.dataset.excluded), missing)
+    return SplitPredictions(
+        ds, ds.labels, predictor.logits_from_uint8(images), predictor.classes, dict(prep.dataset.excluded), missing
+    )

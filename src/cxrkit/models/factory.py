@@ -77,9 +77,7 @@ def create_model(
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         suggestion = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UsageError(
-            f"unknown model {name!r}{suggestion} (recommended: {', '.join(_RECOMMENDED)})"
-        )
+        raise UsageError(f"unknown model {name!r}{suggestion} (recommended: {', '.join(_RECOMMENDED)})")
     kwargs = dict(num_classes=num_classes, in_chans=in_chans)
     if drop_rate is not None:
         kwargs["drop_rate"] = drop_rate

@@ -22,16 +22,22 @@ def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def backbone_features(model: nn.Module, images: np.ndarray, preprocessing: Preprocessing, rows: np.ndarray,
-                      batch_size: int = 64, device: str | torch.device = "cpu",
-                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+def backbone_features(
+    model: nn.Module,
+    images: np.ndarray,
+    preprocessing: Preprocessing,
+    rows: np.ndarray,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Pooled features (len(rows), F) of the cached uint8 ``images[rows]``, model in eval mode."""
     was_training = model.training
     model.eval().to(device)
     out = []
     for start in range(0, len(rows), batch_size):
-        batch = torch.from_numpy(np.asarray(images[np.sort(rows[start:start + batch_size])]))
-        order = np.argsort(np.argsort(rows[start:start + batch_size]))  # memmap reads want sorted rows
+        batch = torch.from_numpy(np.asarray(images[np.sort(rows[start : start + batch_size])]))
+        order = np.argsort(np.argsort(rows[start : start + batch_size]))  # memmap reads want sorted rows
         x = preprocessing.normalise(batch[:, None].to(device)).contiguous(memory_format=torch.channels_last)
         out.append(pooled_features(model, x).float().cpu().numpy()[order])
         if progress:

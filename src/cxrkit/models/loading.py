@@ -38,14 +38,18 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_model
     if not with_model:
         return LoadedRun(run.root, None, card, list(card.classes), preprocessing_of(card))
     if not run.weights.is_file():
-        raise RunError(f"{run.root}: no {run.weights.name}; the run did not finish (resume it with "
-                       f"`cxr train --resume {run.root}`)")
+        raise RunError(
+            f"{run.root}: no {run.weights.name}; the run did not finish (resume it with "
+            f"`cxr train --resume {run.root}`)"
+        )
     model, _ = create_model(card.model.name, len(card.classes), in_chans=card.model.in_chans, pretrained=False)
     try:
         state = load_file(str(run.weights))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise RunError(f"{run.weights}: not readable safetensors ({exc}); the file is truncated or damaged "
-                       "(retrain, or restore it from a backup)") from None
+        raise RunError(
+            f"{run.weights}: not readable safetensors ({exc}); the file is truncated or damaged "
+            "(retrain, or restore it from a backup)"
+        ) from None
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, OSError) as exc:

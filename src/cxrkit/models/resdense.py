@@ -41,9 +41,7 @@ class ConvBnAct(nn.Sequential):
     ):
         super().__init__(
             OrderedDict(
-                conv=nn.Conv2d(
-                    in_chs, out_chs, kernel_size, stride, padding=kernel_size // 2, bias=False
-                ),
+                conv=nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding=kernel_size // 2, bias=False),
                 bn=nn.BatchNorm2d(out_chs),
                 act=act_layer(inplace=True) if act_layer else nn.Identity(),
             )
@@ -72,9 +70,7 @@ class ResDenseStage(nn.Module):
             self.downsample = nn.Identity()
         else:
             self.downsample = ConvBnAct(in_chs, width, 3, stride, act_layer)
-        self.units = nn.ModuleList(
-            ConvBnAct(width + k * growth, growth, 3, 1, act_layer) for k in range(depth)
-        )
+        self.units = nn.ModuleList(ConvBnAct(width + k * growth, growth, 3, 1, act_layer) for k in range(depth))
         self.transition = ConvBnAct(width + depth * growth, width, 1, 1, act_layer=None)
         # A fresh stage is the identity on its shortcut, which trains deep stacks from scratch.
         nn.init.zeros_(self.transition.bn.weight)
@@ -130,15 +126,11 @@ class ResDense(nn.Module):
         self.feature_info = [dict(num_chs=stem_width, reduction=4, module="stem.1")]
         stages = []
         in_chs, reduction = stem_width, 4
-        for index, (depth, width, growth) in enumerate(
-            zip(depths, widths, growth_rates, strict=True)
-        ):
+        for index, (depth, width, growth) in enumerate(zip(depths, widths, growth_rates, strict=True)):
             stride = 1 if index == 0 else 2
             reduction *= stride
             stages.append(ResDenseStage(in_chs, width, depth, growth, stride, act))
-            self.feature_info.append(
-                dict(num_chs=width, reduction=reduction, module=f"stages.{index}")
-            )
+            self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f"stages.{index}"))
             in_chs = width
         self.stages = nn.Sequential(*stages)
 
@@ -156,8 +148,12 @@ class ResDense(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         """timm's parameter groups: the stem, then one group per stage (per unit when not coarse),
         so ``--finetune last-N`` counts stages as blocks, as it does for timm's own models."""
-        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else [
-            (r"^stages\.(\d+)\.units\.(\d+)", None), (r"^stages\.(\d+)", (99999,))])
+        return dict(
+            stem=r"^stem",
+            blocks=r"^stages\.(\d+)"
+            if coarse
+            else [(r"^stages\.(\d+)\.units\.(\d+)", None), (r"^stages\.(\d+)", (99999,))],
+        )
 
     def get_classifier(self) -> nn.Module:
         return self.head.fc
@@ -194,21 +190,13 @@ def _cfg(**kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
-    {"resdense_tiny": _cfg(), "resdense_small": _cfg(), "resdense_base": _cfg()}
-)
+default_cfgs = generate_default_cfgs({"resdense_tiny": _cfg(), "resdense_small": _cfg(), "resdense_base": _cfg()})
 
 # Registered variants: about 0.34M, 1.1M and 3.7M parameters with a 3-class head.
 VARIANTS = {
-    "resdense_tiny": dict(
-        depths=(2, 2, 2, 2), widths=(32, 64, 96, 128), growth_rates=16, stem_width=24
-    ),
-    "resdense_small": dict(
-        depths=(2, 2, 3, 2), widths=(48, 96, 160, 256), growth_rates=32, stem_width=32
-    ),
-    "resdense_base": dict(
-        depths=(3, 3, 4, 3), widths=(64, 128, 256, 512), growth_rates=48, stem_width=32
-    ),
+    "resdense_tiny": dict(depths=(2, 2, 2, 2), widths=(32, 64, 96, 128), growth_rates=16, stem_width=24),
+    "resdense_small": dict(depths=(2, 2, 3, 2), widths=(48, 96, 160, 256), growth_rates=32, stem_width=32),
+    "resdense_base": dict(depths=(3, 3, 4, 3), widths=(64, 128, 256, 512), growth_rates=48, stem_width=32),
 }
 
 

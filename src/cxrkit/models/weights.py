@@ -118,9 +118,7 @@ def _from_timm_hub(name: str, model_kwargs: dict, hint: str) -> tuple[nn.Module,
     dropped = ()
     if model.num_classes != cfg.get("num_classes"):
         dropped = tuple(
-            key
-            for head in _module_names(model, "classifier")
-            for key in (f"{head}.weight", f"{head}.bias")
+            key for head in _module_names(model, "classifier") for key in (f"{head}.weight", f"{head}.bias")
         )
     tagged = ".".join(part for part in (cfg["architecture"], cfg.get("tag")) if part)
     return model, LoadedWeights(f"timm-hub:{tagged}", dropped)
@@ -153,8 +151,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             state = safetensors.torch.load_file(path, device="cpu")
         except Exception as err:  # SafetensorError, OSError, ...: truncated, empty or not safetensors
-            raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(err)}); "
-                               "check the file or export it again") from None
+            raise WeightsError(
+                f"{path}: not a readable safetensors file ({_first_line(err)}); check the file or export it again"
+            ) from None
     elif path.suffix in TORCH_SUFFIXES:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -166,34 +165,28 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 f"torch said: {_first_line(err)}"
             ) from None
         except Exception as err:  # EOFError on an empty file, RuntimeError on garbage, ...
-            raise WeightsError(f"{path}: not a readable PyTorch state dict ({type(err).__name__}: "
-                               f"{_first_line(err)}); save one with torch.save(model.state_dict(), ...) "
-                               "or use .safetensors") from None
+            raise WeightsError(
+                f"{path}: not a readable PyTorch state dict ({type(err).__name__}: "
+                f"{_first_line(err)}); save one with torch.save(model.state_dict(), ...) "
+                "or use .safetensors"
+            ) from None
     else:
-        raise WeightsError(
-            f"unsupported weights file {path.name!r}: use .safetensors or one of {TORCH_SUFFIXES}"
-        )
+        raise WeightsError(f"unsupported weights file {path.name!r}: use .safetensors or one of {TORCH_SUFFIXES}")
 
     while isinstance(state, Mapping) and (
         wrapper := next((key for key in _WRAPPER_KEYS if isinstance(state.get(key), Mapping)), None)
     ):
         state = state[wrapper]
-    if not isinstance(state, Mapping) or not all(
-        isinstance(value, torch.Tensor) for value in state.values()
-    ):
+    if not isinstance(state, Mapping) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors")
 
     state = dict(state)
-    while prefix := next(
-        (p for p in _PREFIXES if state and all(key.startswith(p) for key in state)), None
-    ):
+    while prefix := next((p for p in _PREFIXES if state and all(key.startswith(p) for key in state)), None):
         state = {key[len(prefix) :]: value for key, value in state.items()}
     return state
 
 
-def load_state_dict_into(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor]
-) -> tuple[str, ...]:
+def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
     """Load ``state_dict`` strictly, allowing only the two differences a fine-tune expects.
 
     The stem (``pretrained_cfg['first_conv']``) may have another number of input
@@ -216,8 +209,7 @@ def load_state_dict_into(
     dropped = tuple(
         key
         for key in state
-        if key.startswith(heads)
-        and (key not in expected or state[key].shape != expected[key].shape)
+        if key.startswith(heads) and (key not in expected or state[key].shape != expected[key].shape)
     )
     for key in dropped:
         del state[key]

@@ -25,5 +25,17 @@ from .card import (
 )
 from .layout import RunDir
 
-__all__ = ["CARD_FORMAT", "Calibration", "ModelCard", "ModelSpec", "PreprocessingSpec", "RunDir", "RunError",
-           "git_commit", "package_versions", "read_card", "update_card", "write_card"]
+__all__ = [
+    "CARD_FORMAT",
+    "Calibration",
+    "ModelCard",
+    "ModelSpec",
+    "PreprocessingSpec",
+    "RunDir",
+    "RunError",
+    "git_commit",
+    "package_versions",
+    "read_card",
+    "update_card",
+    "write_card",
+]

@@ -26,8 +26,18 @@ from ..errors import CxrkitError
 from .layout import CARD_FILE, MODEL_FILE, SPLIT_FILE, RunDir
 
 CARD_FORMAT = "cxrkit-model-card/1"
-VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "lightning", "torchmetrics", "numpy", "pillow",
-                      "pydicom", "safetensors", "onnxruntime")
+VERSIONED_PACKAGES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "lightning",
+    "torchmetrics",
+    "numpy",
+    "pillow",
+    "pydicom",
+    "safetensors",
+    "onnxruntime",
+)
 # A model input side beyond this is a broken card, not a model (100000 px took 21 GB and the
 # kernel killed the process); the largest timm CXR backbones use 512-1024.
 MAX_INPUT_SIZE = 4096
@@ -105,11 +115,21 @@ class ModelCard:
         return str(self.split.get("hash", "nosplit"))
 
     def to_dict(self) -> dict:
-        out: dict = {"format": self.format, "notice": self.notice, "created": self.created,
-                     "versions": self.versions, "git_commit": self.git_commit, "classes": list(self.classes),
-                     "preprocessing": self.preprocessing.to_dict(), "model": _flat(self.model),
-                     "weights_source": self.weights_source, "data": self.data, "split": self.split,
-                     "training": self.training, "val_metrics": self.val_metrics}
+        out: dict = {
+            "format": self.format,
+            "notice": self.notice,
+            "created": self.created,
+            "versions": self.versions,
+            "git_commit": self.git_commit,
+            "classes": list(self.classes),
+            "preprocessing": self.preprocessing.to_dict(),
+            "model": _flat(self.model),
+            "weights_source": self.weights_source,
+            "data": self.data,
+            "split": self.split,
+            "training": self.training,
+            "val_metrics": self.val_metrics,
+        }
         if self.calibration is not None:
             out["calibration"] = _flat(self.calibration)
         if self.onnx is not None:
@@ -128,12 +148,14 @@ class ModelCard:
                 raise RunError(f"{source}: no {key!r} section; the card is incomplete (retrain or restore it)")
         known = {f.name for f in dataclasses.fields(cls)}
         try:
-            card = cls(classes=d["classes"], preprocessing=_section(PreprocessingSpec, d["preprocessing"]),
-                       model=_section(ModelSpec, d["model"]),
-                       calibration=_section(Calibration, d["calibration"]) if d.get("calibration") else None,
-                       **{k: v for k, v in d.items() if k in known - {"classes", "preprocessing", "model",
-                                                                        "calibration"}},
-                       extra={k: v for k, v in d.items() if k not in known})
+            card = cls(
+                classes=d["classes"],
+                preprocessing=_section(PreprocessingSpec, d["preprocessing"]),
+                model=_section(ModelSpec, d["model"]),
+                calibration=_section(Calibration, d["calibration"]) if d.get("calibration") else None,
+                **{k: v for k, v in d.items() if k in known - {"classes", "preprocessing", "model", "calibration"}},
+                extra={k: v for k, v in d.items() if k not in known},
+            )
         except (TypeError, ValueError) as exc:
             raise RunError(f"{source}: malformed card ({exc})") from None
         card.validate(source)
@@ -141,6 +163,7 @@ class ModelCard:
 
     def validate(self, source: str = "model card") -> None:
         """Refuse cards that would give wrong answers (every check here was a real failure)."""
+
         def bad(what: str) -> RunError:
             return RunError(f"{source}: {what}; the run directory is damaged (retrain, or restore the card)")
 
@@ -193,8 +216,9 @@ def package_versions() -> dict[str, str]:
 def git_commit() -> str | None:
     """Commit of the cxrkit checkout in use, if it is a git checkout."""
     try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return res.stdout.strip() or None if res.returncode == 0 else None
@@ -239,6 +263,18 @@ def update_card(run_dir: str | Path, section: str, value) -> ModelCard:
     return card
 
 
-__all__ = ["CARD_FORMAT", "MODEL_FILE", "SPLIT_FILE", "Calibration", "ModelCard", "ModelSpec",
-           "PreprocessingSpec", "RunError", "git_commit", "package_versions", "read_card", "update_card",
-           "write_card"]
+__all__ = [
+    "CARD_FORMAT",
+    "MODEL_FILE",
+    "SPLIT_FILE",
+    "Calibration",
+    "ModelCard",
+    "ModelSpec",
+    "PreprocessingSpec",
+    "RunError",
+    "git_commit",
+    "package_versions",
+    "read_card",
+    "update_card",
+    "write_card",
+]

@@ -102,5 +102,8 @@ class RunDir:
 
     def has_started(self) -> bool:
         """Anything of a run is here (a new run must not overwrite it)."""
-        return self.card.exists() or self.weights.exists() or (
-            self.checkpoints.is_dir() and any(self.checkpoints.iterdir()))
+        return (
+            self.card.exists()
+            or self.weights.exists()
+            or (self.checkpoints.is_dir() and any(self.checkpoints.iterdir()))
+        )

@@ -44,59 +44,97 @@ class TrainConfig:
 
     data: str = _f(help="dataset folder or CSV manifest (see `cxr data inspect --help`)", group="data")
     out: str = _f(help="run directory to create", group="data")
-    classes: str | None = _f(None, "classes to keep, in order (default covid,viral_pneumonia,normal; 'all' "
-                                   "keeps every class found)", group="data")
-    allow_outside_paths: bool = _f(False, "read manifest rows whose path leaves the manifest's folder (../ or "
-                                          "absolute paths); without it they are skipped and listed", group="data")
+    classes: str | None = _f(
+        None,
+        "classes to keep, in order (default covid,viral_pneumonia,normal; 'all' keeps every class found)",
+        group="data",
+    )
+    allow_outside_paths: bool = _f(
+        False,
+        "read manifest rows whose path leaves the manifest's folder (../ or "
+        "absolute paths); without it they are skipped and listed",
+        group="data",
+    )
     model: str = _f(DEFAULT_MODEL, "timm model name or resdense_tiny/small/base", group="model")
-    pretrained: bool = _f(True, "auto: ImageNet weights (offline for tf_efficientnet_lite0/1/2, else timm's "
-                                "hub); none: from scratch", values={"auto": True, "none": False}, group="model")
+    pretrained: bool = _f(
+        True,
+        "auto: ImageNet weights (offline for tf_efficientnet_lite0/1/2, else timm's hub); none: from scratch",
+        values={"auto": True, "none": False},
+        group="model",
+    )
     weights: str | None = _f(None, "local .safetensors/.pt state dict to start from", group="model")
-    input_size: int | None = _f(None, "image side in px (default: the backbone's pretrained size)",
-                                group="model")
-    contrast: str = _f("percentile", "per-image contrast normalisation: percentile (1st-99th stretch) or none",
-                       choices=("percentile", "none"), group="model")
+    input_size: int | None = _f(None, "image side in px (default: the backbone's pretrained size)", group="model")
+    contrast: str = _f(
+        "percentile",
+        "per-image contrast normalisation: percentile (1st-99th stretch) or none",
+        choices=("percentile", "none"),
+        group="model",
+    )
     epochs: int = _f(12, "maximum epochs", group="recipe")
     batch_size: int = _f(32, "images per step", group="recipe")
     lr: float = _f(1e-3, "peak AdamW learning rate", group="recipe")
     weight_decay: float = _f(0.05, "AdamW weight decay", group="recipe")
     warmup_epochs: float = _f(1.0, "linear warm-up before the cosine decay, in epochs", group="recipe")
     label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy", group="recipe")
-    balance: str = _f("loss", "class imbalance: weighted loss, balanced sampler, or none",
-                      choices=("loss", "sampler", "none"), group="recipe")
+    balance: str = _f(
+        "loss",
+        "class imbalance: weighted loss, balanced sampler, or none",
+        choices=("loss", "sampler", "none"),
+        group="recipe",
+    )
     finetune: str = _f("full", "full, head (linear probe) or last-N (last N blocks + head)", group="recipe")
-    cache_features: bool = _f(False, "with --finetune head: compute the frozen backbone's features once and "
-                                     "train the head on them (seconds per epoch on a CPU; no augmentation)",
-                              group="recipe")
-    augment: bool = _f(True, "batch augmentation (rotation, scale, shift, brightness, contrast, gamma)",
-                       group="recipe")
+    cache_features: bool = _f(
+        False,
+        "with --finetune head: compute the frozen backbone's features once and "
+        "train the head on them (seconds per epoch on a CPU; no augmentation)",
+        group="recipe",
+    )
+    augment: bool = _f(True, "batch augmentation (rotation, scale, shift, brightness, contrast, gamma)", group="recipe")
     patience: int = _f(5, "early-stopping patience in epochs on val loss", group="recipe")
     seed: int = _f(0, "seed of the split and the training", group="split")
     split_file: str | None = _f(None, "reuse a saved split.csv instead of making a new split", group="split")
     fractions: tuple[float, float, float] = _f((0.7, 0.15, 0.15), "train,val,test shares", group="split")
-    dup_threshold: int = _f(36, "max differing bits (of 256) for two images to count as near-duplicates and "
-                                "stay in one split (-1 disables)", group="split")
-    split_by: str = _f("patient", "split protocol: patient (whole patients and near-duplicates), image (random per "
-                                  "image: leaky, the original 2020 protocol), source (--holdout-source to test)",
-                       choices=("patient", "image", "source"), group="split")
-    holdout_source: list[str] | None = _f(None, "with split_by source: subsource values (ieee8023) or column=value "
-                                                "rules ('label=normal population=adult') whose images all go to test",
-                                          group="split")
-    select: list[str] | None = _f(None, "rules for the images that enter at all, e.g. 'label=covid n=219' "
-                                        "(seeded draw) 'label=normal subsource=Kermany-train'", group="split")
+    dup_threshold: int = _f(
+        36,
+        "max differing bits (of 256) for two images to count as near-duplicates and stay in one split (-1 disables)",
+        group="split",
+    )
+    split_by: str = _f(
+        "patient",
+        "split protocol: patient (whole patients and near-duplicates), image (random per "
+        "image: leaky, the original 2020 protocol), source (--holdout-source to test)",
+        choices=("patient", "image", "source"),
+        group="split",
+    )
+    holdout_source: list[str] | None = _f(
+        None,
+        "with split_by source: subsource values (ieee8023) or column=value "
+        "rules ('label=normal population=adult') whose images all go to test",
+        group="split",
+    )
+    select: list[str] | None = _f(
+        None,
+        "rules for the images that enter at all, e.g. 'label=covid n=219' "
+        "(seeded draw) 'label=normal subsource=Kermany-train'",
+        group="split",
+    )
     accelerator: str = _f("auto", "auto, cpu or gpu", group="hardware")
     devices: str | int = _f("auto", "number of devices or auto", group="hardware")
     num_nodes: int = _f(1, "machines in a distributed run", group="hardware")
     strategy: str = _f("auto", "Lightning strategy: auto, ddp, ...", group="hardware")
-    precision: str | None = _f(None, "e.g. 32-true, bf16-mixed (default: bf16/16-mixed on GPU, 32 on CPU)",
-                               group="hardware")
+    precision: str | None = _f(
+        None, "e.g. 32-true, bf16-mixed (default: bf16/16-mixed on GPU, 32 on CPU)", group="hardware"
+    )
     channels_last: bool = _f(True, "channels_last memory format (1.7x faster on CPU here)", group="hardware")
-    workers: int = _f(help="processes that decode images (default: all cores)",
-                      factory=lambda: os.cpu_count() or 1, group="hardware")
-    cache_dir: str | None = _f(None, "where decoded images are cached (default ~/.cache/cxrkit or $CXR_CACHE)",
-                               group="hardware")
-    max_minutes: float | None = _f(None, "stop training after this many minutes (best val checkpoint kept)",
-                                   group="hardware")
+    workers: int = _f(
+        help="processes that decode images (default: all cores)", factory=lambda: os.cpu_count() or 1, group="hardware"
+    )
+    cache_dir: str | None = _f(
+        None, "where decoded images are cached (default ~/.cache/cxrkit or $CXR_CACHE)", group="hardware"
+    )
+    max_minutes: float | None = _f(
+        None, "stop training after this many minutes (best val checkpoint kept)", group="hardware"
+    )
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -120,8 +158,9 @@ def check_keys(d: dict, source: str) -> dict:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(d) - names
     if unknown:
-        raise UsageError(f"{source}: unknown config key(s) {', '.join(sorted(unknown))}; "
-                         f"known: {', '.join(sorted(names))}")
+        raise UsageError(
+            f"{source}: unknown config key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}"
+        )
     d = dict(d)
     if "fractions" in d:
         d["fractions"] = tuple(d["fractions"])
@@ -134,8 +173,7 @@ def parse_yaml(text: str, source: str) -> dict:
     except yaml.YAMLError as exc:
         raise UsageError(f"{source}: not valid YAML ({exc})") from None
     if not isinstance(d, dict):
-        raise UsageError(f"{source}: a config file must be a mapping of TrainConfig fields, "
-                         f"got {type(d).__name__}")
+        raise UsageError(f"{source}: a config file must be a mapping of TrainConfig fields, got {type(d).__name__}")
     return d
 
 
@@ -150,8 +188,9 @@ def read_config_file(spec: str | Path) -> dict:
     return check_keys(parse_yaml(path.read_text(), str(path)), str(path))
 
 
-def resolve_config(file_values: dict | None = None, flag_values: dict | None = None,
-                   base: dict | None = None) -> TrainConfig:
+def resolve_config(
+    file_values: dict | None = None, flag_values: dict | None = None, base: dict | None = None
+) -> TrainConfig:
     """Defaults < ``base`` (e.g. the demo's own defaults) < config file < flags."""
     merged = {**(base or {}), **(file_values or {}), **(flag_values or {})}
     missing = [n for n in ("data", "out") if not merged.get(n)]

@@ -48,7 +48,7 @@ class DistributedWeightedSampler(Sampler[int]):
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         draw = torch.multinomial(self.weights, len(self) * self.num_replicas, replacement=True, generator=g)
-        return iter(draw[self.rank::self.num_replicas].tolist())
+        return iter(draw[self.rank :: self.num_replicas].tolist())
 
     def __len__(self) -> int:
         return -(-len(self.weights) // self.num_replicas)
@@ -64,8 +64,17 @@ class CxrDataModule(L.LightningDataModule):
     the synced val metrics are those of the whole val set, each image counted once.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, train_idx, val_idx,
-                 batch_size: int = 32, balance: str = "loss", num_workers: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        train_idx,
+        val_idx,
+        batch_size: int = 32,
+        balance: str = "loss",
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
         super().__init__()
         if balance not in ("loss", "sampler", "none"):
             raise UsageError(f"balance must be loss, sampler or none, got {balance!r}")
@@ -79,9 +88,14 @@ class CxrDataModule(L.LightningDataModule):
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def _loader(self, ds, **kw) -> DataLoader:
-        return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers,
-                          pin_memory=torch.cuda.is_available(),
-                          persistent_workers=self.num_workers > 0, **kw)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            **kw,
+        )
 
     def _drop_last(self) -> bool:
         """Drop a ragged last batch (noisy BatchNorm statistics) unless the set is tiny."""

@@ -39,8 +39,13 @@ from .freeze import apply_finetune, parse_finetune
 from .module import CxrClassifier
 
 # Lightning chatter that says nothing about this run (tips, notes on our deliberate choices).
-_QUIET = (".*on_after_batch_transfer.*", ".*LeafSpec.*", ".*number of training batches.*",
-          ".*does not have many workers.*", ".*Checkpoint directory .* exists and is not empty.*")
+_QUIET = (
+    ".*on_after_batch_transfer.*",
+    ".*LeafSpec.*",
+    ".*number of training batches.*",
+    ".*does not have many workers.*",
+    ".*Checkpoint directory .* exists and is not empty.*",
+)
 
 
 def _quiet_lightning() -> None:
@@ -69,41 +74,60 @@ def _loggers(run_dir: Path):
     loggers = [CSVLogger(run_dir, name="logs")]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
-        loggers.append(TensorBoardLogger(run_dir, name="logs", version=loggers[0].version,
-                                         default_hp_metric=False))
+
+        loggers.append(TensorBoardLogger(run_dir, name="logs", version=loggers[0].version, default_hp_metric=False))
     except ModuleNotFoundError:  # tensorboard is optional
         pass
     return loggers
 
 
-def prepare_data(config: TrainConfig, split_file: str | Path | None = None,
-                 progress: Callable[[int, int], None] | None = None):
+def prepare_data(
+    config: TrainConfig, split_file: str | Path | None = None, progress: Callable[[int, int], None] | None = None
+):
     """``config``'s dataset, decoded and split by its protocol (or by ``split_file``)."""
-    return prepare(config.data, config.classes, split_file=split_file, seed=config.seed,
-                   fractions=config.fractions, max_distance=config.dup_threshold,
-                   workers=config.workers, progress=progress, cache_dir=config.cache_dir,
-                   allow_outside_paths=config.allow_outside_paths, split_by=config.split_by,
-                   holdout=config.holdout_source, select=config.select)
+    return prepare(
+        config.data,
+        config.classes,
+        split_file=split_file,
+        seed=config.seed,
+        fractions=config.fractions,
+        max_distance=config.dup_threshold,
+        workers=config.workers,
+        progress=progress,
+        cache_dir=config.cache_dir,
+        allow_outside_paths=config.allow_outside_paths,
+        split_by=config.split_by,
+        holdout=config.holdout_source,
+        select=config.select,
+    )
 
 
 def _check_start(config: TrainConfig, resume: bool) -> RunDir:
     if config.cache_features and parse_finetune(config.finetune) != 0:
-        raise UsageError("cache_features trains the head alone on frozen features: use it with "
-                         f"finetune='head' (got {config.finetune!r})")
+        raise UsageError(
+            "cache_features trains the head alone on frozen features: use it with "
+            f"finetune='head' (got {config.finetune!r})"
+        )
     run = RunDir(config.out)
     if resume and not run.last_checkpoint.is_file():
-        raise UsageError(f"{run.last_checkpoint}: nothing to resume in {run.root}"
-                         + (" (the run finished; its model is in place)" if run.is_finished() else ""))
+        raise UsageError(
+            f"{run.last_checkpoint}: nothing to resume in {run.root}"
+            + (" (the run finished; its model is in place)" if run.is_finished() else "")
+        )
     if resume:
         try:  # refuse an unreadable or unsafe checkpoint now, not as a traceback inside Lightning
             SafeCheckpointIO().load_checkpoint(run.last_checkpoint)
         except Exception as exc:
-            raise UsageError(f"{run.last_checkpoint}: not a checkpoint cxrkit can read safely "
-                             f"({type(exc).__name__}: {str(exc)[:200]}); nothing was changed. Start a new run with "
-                             "another --out") from None
+            raise UsageError(
+                f"{run.last_checkpoint}: not a checkpoint cxrkit can read safely "
+                f"({type(exc).__name__}: {str(exc)[:200]}); nothing was changed. Start a new run with "
+                "another --out"
+            ) from None
     if not resume and run.has_started():
-        raise UsageError(f"{run.root} already holds a run; continue it with --resume {run.root} "
-                         "or choose another --out (nothing was overwritten)")
+        raise UsageError(
+            f"{run.root} already holds a run; continue it with --resume {run.root} "
+            "or choose another --out (nothing was overwritten)"
+        )
     return run
 
 
@@ -116,11 +140,16 @@ class _Built:
 
 
 def _build_model(config: TrainConfig, n_classes: int) -> _Built:
-    model, info = create_model(config.model, n_classes, in_chans=1, pretrained=config.pretrained,
-                               weights=config.weights)
+    model, info = create_model(
+        config.model, n_classes, in_chans=1, pretrained=config.pretrained, weights=config.weights
+    )
     trainable = apply_finetune(model, config.finetune)
-    pre = Preprocessing(input_size=config.input_size or info.input_size[-1], mean=info.mean[0], std=info.std[0],
-                        contrast=config.contrast)
+    pre = Preprocessing(
+        input_size=config.input_size or info.input_size[-1],
+        mean=info.mean[0],
+        std=info.std[0],
+        contrast=config.contrast,
+    )
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return _Built(model, info, trainable, pre)
@@ -131,8 +160,7 @@ def _train_val_indices(ds: CxrDataset, split) -> tuple[np.ndarray, np.ndarray, n
     assignment = np.asarray(split.assignment)
     train_idx, val_idx = np.nonzero(assignment == "train")[0], np.nonzero(assignment == "val")[0]
     if len(train_idx) == 0 or len(val_idx) == 0:
-        raise UsageError(f"the split has {len(train_idx)} train and {len(val_idx)} val images; "
-                         "both must be non-empty")
+        raise UsageError(f"the split has {len(train_idx)} train and {len(val_idx)} val images; both must be non-empty")
     counts = np.bincount(ds.labels[train_idx], minlength=len(ds.classes))
     if (counts == 0).any():
         missing = [c for c, n in zip(ds.classes, counts) if n == 0]
@@ -140,77 +168,147 @@ def _train_val_indices(ds: CxrDataset, split) -> tuple[np.ndarray, np.ndarray, n
     return train_idx, val_idx, counts
 
 
-def _module_and_data(config: TrainConfig, built: _Built, ds: CxrDataset, images, train_idx, val_idx, counts,
-                     on_stage, data_progress):
+def _module_and_data(
+    config: TrainConfig, built: _Built, ds: CxrDataset, images, train_idx, val_idx, counts, on_stage, data_progress
+):
     labels = ds.labels
     class_weights = (counts.sum() / (len(counts) * counts)).tolist() if config.balance == "loss" else None
-    settings = dict(lr=config.lr, weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
-                    label_smoothing=config.label_smoothing, channels_last=config.channels_last)
+    settings = dict(
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_epochs=config.warmup_epochs,
+        label_smoothing=config.label_smoothing,
+        channels_last=config.channels_last,
+    )
     pre = built.pre
     if config.cache_features:
         on_stage(f"computing frozen {config.model} features of {len(train_idx) + len(val_idx)} images once")
         rows = np.concatenate([train_idx, val_idx])
         device = "cuda" if cuda_wanted(config.accelerator) else "cpu"
         features = backbone_features(built.model, images, pre, rows, device=device, progress=data_progress)
-        dm = CxrDataModule(features, labels[rows], np.arange(len(train_idx)), np.arange(len(train_idx), len(rows)),
-                           config.batch_size, balance=config.balance, seed=config.seed)
-        module = FeatureHeadClassifier(built.model.get_classifier(), list(ds.classes), pre.to_dict(), class_weights,
-                                       augment=False, **settings)
+        dm = CxrDataModule(
+            features,
+            labels[rows],
+            np.arange(len(train_idx)),
+            np.arange(len(train_idx), len(rows)),
+            config.batch_size,
+            balance=config.balance,
+            seed=config.seed,
+        )
+        module = FeatureHeadClassifier(
+            built.model.get_classifier(), list(ds.classes), pre.to_dict(), class_weights, augment=False, **settings
+        )
     else:
-        dm = CxrDataModule(images, labels, train_idx, val_idx, config.batch_size,
-                           balance=config.balance, seed=config.seed)
-        module = CxrClassifier(built.model, list(ds.classes), pre.to_dict(), class_weights, augment=config.augment,
-                               **settings)
+        dm = CxrDataModule(
+            images, labels, train_idx, val_idx, config.batch_size, balance=config.balance, seed=config.seed
+        )
+        module = CxrClassifier(
+            built.model, list(ds.classes), pre.to_dict(), class_weights, augment=config.augment, **settings
+        )
     return module, dm
 
 
 def _trainer(config: TrainConfig, run: RunDir, progress_bar: bool, callbacks) -> tuple[L.Trainer, ModelCheckpoint]:
-    best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val/loss", mode="min",
-                           save_last=True, save_top_k=1, enable_version_counter=False)
-    callbacks = [best, EarlyStopping("val/loss", patience=config.patience, mode="min"),
-                 LearningRateMonitor("epoch"), *callbacks]
+    best = ModelCheckpoint(
+        dirpath=run.checkpoints,
+        filename="best",
+        monitor="val/loss",
+        mode="min",
+        save_last=True,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    callbacks = [
+        best,
+        EarlyStopping("val/loss", patience=config.patience, mode="min"),
+        LearningRateMonitor("epoch"),
+        *callbacks,
+    ]
     if progress_bar:
         from lightning.pytorch.callbacks import RichProgressBar
+
         callbacks.append(RichProgressBar())
     trainer = L.Trainer(
-        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
-        num_nodes=config.num_nodes, strategy=config.strategy, precision=_precision(config),
-        callbacks=callbacks, logger=_loggers(run.root), plugins=[SafeCheckpointIO()],
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=_precision(config),
+        callbacks=callbacks,
+        logger=_loggers(run.root),
+        plugins=[SafeCheckpointIO()],
         use_distributed_sampler=False,  # CxrDataModule shards train and val itself
         deterministic="warn" if torch.cuda.is_available() else True,
-        enable_progress_bar=progress_bar, enable_model_summary=False, log_every_n_steps=10,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=10,
         max_time={"minutes": config.max_minutes} if config.max_minutes else None,
-        default_root_dir=run.root)
+        default_root_dir=run.root,
+    )
     return trainer, best
 
 
-def _card(config: TrainConfig, built: _Built, ds: CxrDataset, split, split_csv: str, trainer: L.Trainer,
-          best: ModelCheckpoint, best_path: Path, val: dict, n_train: int, fit_seconds: float,
-          start: float) -> ModelCard:
+def _card(
+    config: TrainConfig,
+    built: _Built,
+    ds: CxrDataset,
+    split,
+    split_csv: str,
+    trainer: L.Trainer,
+    best: ModelCheckpoint,
+    best_path: Path,
+    val: dict,
+    n_train: int,
+    fit_seconds: float,
+    start: float,
+) -> ModelCard:
     run = RunDir(config.out)
     return ModelCard(
         classes=list(ds.classes),
         preprocessing=PreprocessingSpec(**built.pre.to_dict()),
-        model=ModelSpec(name=config.model, in_chans=1, num_params=built.info.num_params,
-                        trainable_params=built.trainable, finetune=config.finetune,
-                        cache_features=config.cache_features),
+        model=ModelSpec(
+            name=config.model,
+            in_chans=1,
+            num_params=built.info.num_params,
+            trainable_params=built.trainable,
+            finetune=config.finetune,
+            cache_features=config.cache_features,
+        ),
         weights_source=built.info.weights_source,
-        data={"path": str(ds.root), "source": ds.source, "fingerprint": ds.fingerprint(),
-              "images": len(ds), "split_counts": split.counts(ds)},
-        split={"file": run.split.name, "hash": split_fingerprint(split_csv),
-               "seed": config.seed, "fractions": list(config.fractions)},
-        training={"epochs_run": trainer.current_epoch, "best_checkpoint": best_path.name,
-                  "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
-                  "fit_seconds": round(fit_seconds, 1),
-                  "wall_seconds": round(time.perf_counter() - start, 1),
-                  "train_images_per_epoch": int(n_train)},
-        val_metrics={k: round(float(v), 6) for k, v in val.items()})
+        data={
+            "path": str(ds.root),
+            "source": ds.source,
+            "fingerprint": ds.fingerprint(),
+            "images": len(ds),
+            "split_counts": split.counts(ds),
+        },
+        split={
+            "file": run.split.name,
+            "hash": split_fingerprint(split_csv),
+            "seed": config.seed,
+            "fractions": list(config.fractions),
+        },
+        training={
+            "epochs_run": trainer.current_epoch,
+            "best_checkpoint": best_path.name,
+            "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
+            "fit_seconds": round(fit_seconds, 1),
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "train_images_per_epoch": int(n_train),
+        },
+        val_metrics={k: round(float(v), 6) for k, v in val.items()},
+    )
 
 
-def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
-          on_stage: Callable[[str], None] = lambda msg: None,
-          data_progress: Callable[[int, int], None] | None = None,
-          callbacks: tuple[L.Callback, ...] = ()) -> TrainResult:
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    progress_bar: bool = True,
+    on_stage: Callable[[str], None] = lambda msg: None,
+    data_progress: Callable[[int, int], None] | None = None,
+    callbacks: tuple[L.Callback, ...] = (),
+) -> TrainResult:
     """Train a model as ``config`` says and write the run directory ``config.out``.
 
     With ``resume`` the run continues from ``checkpoints/last.ckpt`` of that directory,
@@ -239,8 +337,7 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
             atomic_write_text(run.config, config.to_yaml())
         on_stage(f"caching {len(ds)} images at {built.pre.input_size} px")
         images = cached_images(ds, built.pre, config.cache_dir, workers=config.workers, progress=data_progress)
-        module, dm = _module_and_data(config, built, ds, images, train_idx, val_idx, counts, on_stage,
-                                      data_progress)
+        module, dm = _module_and_data(config, built, ds, images, train_idx, val_idx, counts, on_stage, data_progress)
         trainer, best = _trainer(config, run, progress_bar, callbacks)
     except BaseException:
         if created:  # a failed start leaves nothing behind
@@ -258,7 +355,6 @@ def train(config: TrainConfig, resume: bool = False, progress_bar: bool = True,
     if trainer.global_rank != 0:
         return TrainResult(run.root, None, trainer)
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
-    card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds,
-                 start)
+    card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
     write_card(run.root, card)
     return TrainResult(run.root, card, trainer)

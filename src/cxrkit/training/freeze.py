@@ -41,7 +41,7 @@ def apply_finetune(model: nn.Module, spec: str) -> int:
         head = model.get_classifier() if hasattr(model, "get_classifier") else None
         head_params = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
         groups = [g for g in _ordered_groups(model) if not head_params.issuperset(id(p) for p in g)]
-        for group in groups[max(0, len(groups) - last_n):] if last_n else []:  # N > blocks: all of them
+        for group in groups[max(0, len(groups) - last_n) :] if last_n else []:  # N > blocks: all of them
             for p in group:
                 p.requires_grad = True
         for p in model.parameters():

@@ -28,10 +28,19 @@ class CxrClassifier(L.LightningModule):
     there is one. ``class_weights`` (inverse class frequency) counter class imbalance.
     """
 
-    def __init__(self, model: nn.Module, classes: list[str], preprocessing: dict,
-                 class_weights: list[float] | None = None, lr: float = 1e-3,
-                 weight_decay: float = 0.05, warmup_epochs: float = 1.0, label_smoothing: float = 0.1,
-                 augment: bool = True, channels_last: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        classes: list[str],
+        preprocessing: dict,
+        class_weights: list[float] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        warmup_epochs: float = 1.0,
+        label_smoothing: float = 0.1,
+        augment: bool = True,
+        channels_last: bool = True,
+    ):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
@@ -59,8 +68,9 @@ class CxrClassifier(L.LightningModule):
         return x, y
 
     def _loss(self, logits, y, reduction: str = "mean"):
-        return F.cross_entropy(logits, y, weight=self.class_weights, reduction=reduction,
-                               label_smoothing=self.hparams.label_smoothing)
+        return F.cross_entropy(
+            logits, y, weight=self.class_weights, reduction=reduction, label_smoothing=self.hparams.label_smoothing
+        )
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -95,8 +105,10 @@ class CxrClassifier(L.LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+        )
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         warmup = int(self.hparams.warmup_epochs * per_epoch)

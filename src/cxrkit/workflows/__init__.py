@@ -10,10 +10,19 @@ Scripts and tests call these; the CLI only parses arguments, calls one of them a
 Names load on first use (each pulls in torch).
 """
 
-_LAZY = {"run_demo": "demo", "DemoResult": "demo", "inspect_to_folder": "demo", "DEMO_DEFAULTS": "demo",
-         "evaluate_and_report": "evaluation", "Evaluated": "evaluation", "compare_runs": "evaluation",
-         "COMPARE_HEADER": "evaluation", "markdown_table": "evaluation",
-         "PROTOCOLS": "protocols", "run_protocols": "protocols"}
+_LAZY = {
+    "run_demo": "demo",
+    "DemoResult": "demo",
+    "inspect_to_folder": "demo",
+    "DEMO_DEFAULTS": "demo",
+    "evaluate_and_report": "evaluation",
+    "Evaluated": "evaluation",
+    "compare_runs": "evaluation",
+    "COMPARE_HEADER": "evaluation",
+    "markdown_table": "evaluation",
+    "PROTOCOLS": "protocols",
+    "run_protocols": "protocols",
+}
 
 __all__ = list(_LAZY)
 
@@ -21,5 +30,6 @@ __all__ = list(_LAZY)
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
+
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

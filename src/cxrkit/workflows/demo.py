@@ -41,9 +41,15 @@ def inspect_to_folder(config: TrainConfig, out: Path, by=None, progress=None) ->
     return report, prep
 
 
-def run_demo(config: TrainConfig, out: str | Path, by: list[str] | tuple = DEFAULT_BY, workers: int | None = None,
-             on_stage: Callable[[str], None] = lambda m: None,
-             progress: Callable[[int, int], None] | None = None, train_progress_bar: bool = True) -> DemoResult:
+def run_demo(
+    config: TrainConfig,
+    out: str | Path,
+    by: list[str] | tuple = DEFAULT_BY,
+    workers: int | None = None,
+    on_stage: Callable[[str], None] = lambda m: None,
+    progress: Callable[[int, int], None] | None = None,
+    train_progress_bar: bool = True,
+) -> DemoResult:
     """Inspect and split ``config.data`` into ``out``, train ``out/model``, evaluate it into ``out/report``.
 
     ``config.out`` and ``config.split_file`` are set here (``out/model``, ``out/split.csv``);
@@ -62,9 +68,24 @@ def run_demo(config: TrainConfig, out: str | Path, by: list[str] | tuple = DEFAU
     if run.is_finished():
         on_stage(f"reusing the finished run in {run.root} (choose another --out to train anew)")
     else:
-        train(config, resume=run.last_checkpoint.is_file(), on_stage=on_stage, data_progress=progress,
-              progress_bar=train_progress_bar)
+        train(
+            config,
+            resume=run.last_checkpoint.is_file(),
+            on_stage=on_stage,
+            data_progress=progress,
+            progress_bar=train_progress_bar,
+        )
     on_stage("3/3 evaluate, audit and explain on the test split")
-    evaluated = evaluate_and_report(run.root, None, "test", by, workers=workers or config.workers, audit=True,
-                                    explain=True, out=out / "report", on_stage=on_stage, progress=progress)
+    evaluated = evaluate_and_report(
+        run.root,
+        None,
+        "test",
+        by,
+        workers=workers or config.workers,
+        audit=True,
+        explain=True,
+        out=out / "report",
+        on_stage=on_stage,
+        progress=progress,
+    )
     return DemoResult(report, run.root, evaluated, (time.perf_counter() - start) / 60)

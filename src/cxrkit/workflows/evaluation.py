@@ -28,10 +28,19 @@ class Evaluated:
     files: dict  # name -> path written (metrics.json, report.html, figures)
 
 
-def evaluate_and_report(run_dir: str | Path, data=None, split: str | None = None, by: list[str] | None = None,
-                        resamples: int = 1000, workers: int = 2, audit: bool = False, explain: bool = False,
-                        out: str | Path | None = None, on_stage: Callable[[str], None] = lambda m: None,
-                        progress: Callable[[int, int], None] | None = None) -> Evaluated:
+def evaluate_and_report(
+    run_dir: str | Path,
+    data=None,
+    split: str | None = None,
+    by: list[str] | None = None,
+    resamples: int = 1000,
+    workers: int = 2,
+    audit: bool = False,
+    explain: bool = False,
+    out: str | Path | None = None,
+    on_stage: Callable[[str], None] = lambda m: None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluated:
     """Metrics with CIs (+ the shortcut audit, + Grad-CAM class summaries) into ``out``'s report.
 
     ``out`` defaults to ``RUN/evaluation``. With ``explain`` the summaries go to ``out/explain``
@@ -52,14 +61,24 @@ def evaluate_and_report(run_dir: str | Path, data=None, split: str | None = None
         on_stage("Grad-CAM over the split")
         result = explain_split(Explainer(predictor), data, split, workers, progress=progress)
         summary = write_summary(out / "explain", result)
-        ev["explain"] = {"images": {k: f"explain/{v}" for k, v in summary["images"].items()},
-                         "lung_vs_border": summary["lung_vs_border"]}
+        ev["explain"] = {
+            "images": {k: f"explain/{v}" for k, v in summary["images"].items()},
+            "lung_vs_border": summary["lung_vs_border"],
+        }
         figures = {name: (out / "explain" / file).read_bytes() for name, file in summary["images"].items()}
     return Evaluated(ev, write_report(out, ev, extra_images=figures))
 
 
-COMPARE_HEADER = ["run", "model", "split", "images", "accuracy [95% CI]", "macro-F1 [95% CI]",
-                  "sensitivity, first class [95% CI]", "ECE (calibrated)"]
+COMPARE_HEADER = [
+    "run",
+    "model",
+    "split",
+    "images",
+    "accuracy [95% CI]",
+    "macro-F1 [95% CI]",
+    "sensitivity, first class [95% CI]",
+    "ECE (calibrated)",
+]
 
 
 def compare_runs(run_dirs: list[str | Path]) -> list[list[str]]:
@@ -68,15 +87,24 @@ def compare_runs(run_dirs: list[str | Path]) -> list[list[str]]:
     for run_dir in run_dirs:
         path = RunDir(run_dir).metrics
         if not path.is_file():
-            raise UsageError(f"{run_dir}: no {path.relative_to(RunDir(run_dir).root)}; "
-                             f"run `cxr evaluate {run_dir}` first")
+            raise UsageError(
+                f"{run_dir}: no {path.relative_to(RunDir(run_dir).root)}; run `cxr evaluate {run_dir}` first"
+            )
         ev = json.loads(path.read_text())
         m = ev["overall"]["metrics"]
         first = ev["run"]["classes"][0]
-        rows.append([str(run_dir), ev["run"]["model"], ev["data"]["split"], str(ev["overall"]["n_images"]),
-                     format_ci("accuracy", m.get("accuracy")), format_ci("macro_f1", m.get("macro_f1")),
-                     format_ci(f"sensitivity/{first}", m.get(f"sensitivity/{first}")),
-                     f"{ev['calibration']['after']['ece']:.3f}"])
+        rows.append(
+            [
+                str(run_dir),
+                ev["run"]["model"],
+                ev["data"]["split"],
+                str(ev["overall"]["n_images"]),
+                format_ci("accuracy", m.get("accuracy")),
+                format_ci("macro_f1", m.get("macro_f1")),
+                format_ci(f"sensitivity/{first}", m.get(f"sensitivity/{first}")),
+                f"{ev['calibration']['after']['ece']:.3f}",
+            ]
+        )
     return rows
 
 

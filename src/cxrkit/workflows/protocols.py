@@ -36,18 +36,33 @@ class Protocol:
     overrides: dict = field(default_factory=dict)
 
 
-PROTOCOLS = {p.name: p for p in (
-    Protocol("patient", "patient-disjoint: whole patients and near-duplicates per split", {"split_by": "patient"}),
-    Protocol("image", "random image-level split (LEAKY; the original's protocol)", {"split_by": "image"}),
-    Protocol("lso-adult", "adult COVID vs adult normal; train on RadDB, test on the held-out "
-                          "ieee8023/Actualmed/Figure1 images",
-             {"classes": "covid,normal", "select": ["population=adult"], "split_by": "source",
-              "holdout_source": NON_RADDB}),
-    Protocol("lso-adult-normal", "trained without adult normals, scored on them (normals only in test)",
-             {"split_by": "source", "holdout_source": ["label=normal population=adult"]}),
-    Protocol("lso-pediatric-normal", "trained without pediatric normals, scored on them (normals only in test)",
-             {"split_by": "source", "holdout_source": ["label=normal population=pediatric"]}),
-)}
+PROTOCOLS = {
+    p.name: p
+    for p in (
+        Protocol("patient", "patient-disjoint: whole patients and near-duplicates per split", {"split_by": "patient"}),
+        Protocol("image", "random image-level split (LEAKY; the original's protocol)", {"split_by": "image"}),
+        Protocol(
+            "lso-adult",
+            "adult COVID vs adult normal; train on RadDB, test on the held-out ieee8023/Actualmed/Figure1 images",
+            {
+                "classes": "covid,normal",
+                "select": ["population=adult"],
+                "split_by": "source",
+                "holdout_source": NON_RADDB,
+            },
+        ),
+        Protocol(
+            "lso-adult-normal",
+            "trained without adult normals, scored on them (normals only in test)",
+            {"split_by": "source", "holdout_source": ["label=normal population=adult"]},
+        ),
+        Protocol(
+            "lso-pediatric-normal",
+            "trained without pediatric normals, scored on them (normals only in test)",
+            {"split_by": "source", "holdout_source": ["label=normal population=pediatric"]},
+        ),
+    )
+}
 
 
 def preset_protocol(name: str, preset: str, what: str) -> Protocol | None:
@@ -60,8 +75,11 @@ def preset_protocol(name: str, preset: str, what: str) -> Protocol | None:
     return Protocol(name, what, {k: values[k] for k in PROTOCOL_KEYS if k in values})
 
 
-_v1 = preset_protocol("v1-image", "seed-replication", "the original's v1 composition (219 random COVID + Kermany "
-                      "normals and viral), random image-level split (LEAKY)")
+_v1 = preset_protocol(
+    "v1-image",
+    "seed-replication",
+    "the original's v1 composition (219 random COVID + Kermany normals and viral), random image-level split (LEAKY)",
+)
 if _v1:
     PROTOCOLS[_v1.name] = _v1
 DEFAULT_PROTOCOLS = ("patient", "image", "lso-adult", "lso-adult-normal", "lso-pediatric-normal")
@@ -71,8 +89,9 @@ def parse_protocols(text: str | list[str]) -> list[Protocol]:
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
     unknown = [n for n in names if n not in PROTOCOLS]
     if unknown or not names:
-        raise UsageError(f"--protocols: unknown {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(PROTOCOLS)}")
+        raise UsageError(
+            f"--protocols: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(PROTOCOLS)}"
+        )
     return [PROTOCOLS[n] for n in dict.fromkeys(names)]
 
 
@@ -83,8 +102,10 @@ def protocol_config(protocol: Protocol, base: dict, data: str, out: Path):
     clash = sorted(k for k in base if k in PROTOCOL_KEYS)
     if clash:
         raise UsageError(f"{', '.join(clash)}: set by each protocol, not by the config; remove them from --config")
-    return TrainConfig.from_dict({**base, **protocol.overrides, "data": str(data),
-                                  "out": str(out / protocol.name / "run")}, f"protocol {protocol.name}")
+    return TrainConfig.from_dict(
+        {**base, **protocol.overrides, "data": str(data), "out": str(out / protocol.name / "run")},
+        f"protocol {protocol.name}",
+    )
 
 
 def _split_facts(config, workers: int) -> dict:
@@ -94,8 +115,9 @@ def _split_facts(config, workers: int) -> dict:
     from ..data.splits import split_checks
 
     run = Path(config.out)
-    prep = prepare(config.data, config.classes, split_file=run / "split.csv", workers=workers,
-                   cache_dir=config.cache_dir)
+    prep = prepare(
+        config.data, config.classes, split_file=run / "split.csv", workers=workers, cache_dir=config.cache_dir
+    )
     pairs = near_duplicate_pairs([i.phash for i in prep.infos], config.dup_threshold)
     checks = split_checks(prep.dataset, prep.split.assignment, pairs)
     counts = prep.split.counts(prep.dataset)
@@ -108,8 +130,9 @@ def _headline(metrics: dict, classes: list[str]) -> dict:
     return {"n_images": metrics["overall"]["n_images"], **{k: m.get(k) for k in keys}}
 
 
-def run_protocol(protocol: Protocol, config, external: str | None, resamples: int, workers: int,
-                 on_stage: Callable[[str], None]) -> dict:
+def run_protocol(
+    protocol: Protocol, config, external: str | None, resamples: int, workers: int, on_stage: Callable[[str], None]
+) -> dict:
     """Train (or resume) and evaluate one protocol; the row of the table."""
     from ..evaluation import evaluate_run
     from ..run import RunDir
@@ -128,29 +151,44 @@ def run_protocol(protocol: Protocol, config, external: str | None, resamples: in
     metrics = evaluate_run(run.root, n_resamples=resamples, workers=workers, cache_dir=config.cache_dir)
     atomic_write_json(run.root / "evaluation" / "metrics.json", metrics)
     classes = metrics["run"]["classes"]
-    row = {"protocol": protocol.name, "what": protocol.what, "classes": classes,
-           "split": {k: config.to_dict()[k] for k in PROTOCOL_KEYS if k != "split_file"},
-           "leaky": config.split_by == "image" or facts["leaked_test_images"] > 0, **facts,
-           "test": _headline(metrics, classes), "warnings": metrics["warnings"]}
+    row = {
+        "protocol": protocol.name,
+        "what": protocol.what,
+        "classes": classes,
+        "split": {k: config.to_dict()[k] for k in PROTOCOL_KEYS if k != "split_file"},
+        "leaky": config.split_by == "image" or facts["leaked_test_images"] > 0,
+        **facts,
+        "test": _headline(metrics, classes),
+        "warnings": metrics["warnings"],
+    }
     if facts["excluded_images"]:
         on_stage(f"{protocol.name}: scoring the {facts['excluded_images']} images the protocol left out")
-        left = evaluate_run(run.root, split=EXCLUDED, n_resamples=resamples, workers=workers,
-                            cache_dir=config.cache_dir)
+        left = evaluate_run(
+            run.root, split=EXCLUDED, n_resamples=resamples, workers=workers, cache_dir=config.cache_dir
+        )
         row["left_out"] = _headline(left, classes)
     if external:
         on_stage(f"{protocol.name}: scoring the external set {external}")
-        ext = evaluate_run(run.root, data=external, split="all", n_resamples=resamples, workers=workers,
-                           cache_dir=config.cache_dir)
+        ext = evaluate_run(
+            run.root, data=external, split="all", n_resamples=resamples, workers=workers, cache_dir=config.cache_dir
+        )
         row["external"] = {**_headline(ext, classes), "data": str(external), "warnings": ext["warnings"]}
     row["seconds"] = {"train": round(train_seconds, 1), "total": round(time.perf_counter() - start, 1)}
     row["config"] = config.to_dict()
     return row
 
 
-def run_protocols(data: str, out: str | Path, protocols: list[Protocol], base: dict | None = None,
-                  external: str | None = None, resamples: int = 1000, workers: int = 2,
-                  on_stage: Callable[[str], None] = lambda msg: None,
-                  on_protocol_done: Callable[[str, dict], None] = lambda name, row: None) -> dict:
+def run_protocols(
+    data: str,
+    out: str | Path,
+    protocols: list[Protocol],
+    base: dict | None = None,
+    external: str | None = None,
+    resamples: int = 1000,
+    workers: int = 2,
+    on_stage: Callable[[str], None] = lambda msg: None,
+    on_protocol_done: Callable[[str, dict], None] = lambda name, row: None,
+) -> dict:
     """Every protocol's row (reusing finished ones), then the table; returns ``protocols.json``'s dict."""
     out = Path(out)
     rows = []
@@ -162,16 +200,23 @@ def run_protocols(data: str, out: str | Path, protocols: list[Protocol], base: d
 
             row = json.loads(result_path.read_text())
             if row.get("config") != config.to_dict() or (external and row.get("external", {}).get("data") != external):
-                raise UsageError(f"{result_path} was made with another config or external set; "
-                                 f"delete {out / protocol.name} or choose another --out")
+                raise UsageError(
+                    f"{result_path} was made with another config or external set; "
+                    f"delete {out / protocol.name} or choose another --out"
+                )
             on_stage(f"{protocol.name}: finished before, reused")
         else:
             row = run_protocol(protocol, config, external, resamples, workers, on_stage)
             atomic_write_json(result_path, row)
         rows.append(row)
         on_protocol_done(protocol.name, row)
-    table = {"format": FORMAT, "notice": RESEARCH_NOTICE, "data": str(data), "external": external,
-             "rows": add_gaps(rows)}
+    table = {
+        "format": FORMAT,
+        "notice": RESEARCH_NOTICE,
+        "data": str(data),
+        "external": external,
+        "rows": add_gaps(rows),
+    }
     atomic_write_json(out / "protocols.json", table)
     atomic_write_text(out / "protocols.md", to_markdown(table))
     return table
@@ -191,8 +236,16 @@ def to_markdown(table: dict) -> str:
 
     rows = table["rows"]
     classes = list(dict.fromkeys(c for r in rows for c in r["classes"]))
-    head = ["protocol", "leaky?", "train/val/test", "leaked test imgs", "accuracy [95% CI]", "macro-F1",
-            *(f"sens. {c}" for c in classes), "gap to patient (pts)"]
+    head = [
+        "protocol",
+        "leaky?",
+        "train/val/test",
+        "leaked test imgs",
+        "accuracy [95% CI]",
+        "macro-F1",
+        *(f"sens. {c}" for c in classes),
+        "gap to patient (pts)",
+    ]
     if table.get("external"):
         head.append("external accuracy")
     head.append("wall")
@@ -200,32 +253,59 @@ def to_markdown(table: dict) -> str:
     for r in rows:
         t, imgs = r["test"], r["images"]
         gap = r["gap_to_patient_points"]
-        cells = [f"`{r['protocol']}`", "**LEAKY**" if r["leaky"] else "no",
-                 f"{imgs['train']}/{imgs['val']}/{imgs['test']}", str(r["leaked_test_images"]),
-                 format_ci("accuracy", t["accuracy"]), format_ci("macro_f1", t["macro_f1"]),
-                 *(format_ci("sensitivity", t.get(f"sensitivity/{c}")) if c in r["classes"] else "-"
-                   for c in classes),
-                 "-" if gap is None else f"{gap:+.1f}"]
+        cells = [
+            f"`{r['protocol']}`",
+            "**LEAKY**" if r["leaky"] else "no",
+            f"{imgs['train']}/{imgs['val']}/{imgs['test']}",
+            str(r["leaked_test_images"]),
+            format_ci("accuracy", t["accuracy"]),
+            format_ci("macro_f1", t["macro_f1"]),
+            *(format_ci("sensitivity", t.get(f"sensitivity/{c}")) if c in r["classes"] else "-" for c in classes),
+            "-" if gap is None else f"{gap:+.1f}",
+        ]
         if table.get("external"):
             cells.append(format_ci("accuracy", r.get("external", {}).get("accuracy")))
         cells.append(f"{r['seconds']['total'] / 60:.1f} min")
         lines.append("| " + " | ".join(cells) + " |")
     left = [r for r in rows if r.get("left_out")]
     if left:
-        lines += ["", "Scored on the images each protocol left out (same data, never trained on; e.g. the adult "
-                  "normals outside the v1 composition):", "",
-                  "| protocol | left-out images | accuracy [95% CI] | " + " | ".join(f"sens. {c}" for c in classes)
-                  + " |", "|" + " --- |" * (3 + len(classes))]
+        lines += [
+            "",
+            "Scored on the images each protocol left out (same data, never trained on; e.g. the adult "
+            "normals outside the v1 composition):",
+            "",
+            "| protocol | left-out images | accuracy [95% CI] | " + " | ".join(f"sens. {c}" for c in classes) + " |",
+            "|" + " --- |" * (3 + len(classes)),
+        ]
         for r in left:
             t = r["left_out"]
-            lines.append(f"| `{r['protocol']}` | {t['n_images']} | {format_ci('accuracy', t['accuracy'])} | "
-                         + " | ".join(format_ci("sensitivity", t.get(f"sensitivity/{c}")) if c in r["classes"]
-                                      else "-" for c in classes) + " |")
-    notes = [f"- `{r['protocol']}`: {r['what']}"
-             + (f"; no test images of {', '.join(r['test_missing_classes'])} (their sensitivity is n/a, "
-                "and accuracy is the sensitivity of the classes present)" if r["test_missing_classes"] else "")
-             for r in rows]
-    return "\n".join([f"Data: `{table['data']}`. {RESEARCH_NOTICE}", "", *lines, "", *notes,
-                      "- leaked test imgs: test images whose patient or near-duplicate is in train.",
-                      "- CIs: bootstrap over patients (images without an id count alone); checkpoints "
-                      "chosen on val loss; nothing chosen on a test split.", ""])
+            lines.append(
+                f"| `{r['protocol']}` | {t['n_images']} | {format_ci('accuracy', t['accuracy'])} | "
+                + " | ".join(
+                    format_ci("sensitivity", t.get(f"sensitivity/{c}")) if c in r["classes"] else "-" for c in classes
+                )
+                + " |"
+            )
+    notes = [
+        f"- `{r['protocol']}`: {r['what']}"
+        + (
+            f"; no test images of {', '.join(r['test_missing_classes'])} (their sensitivity is n/a, "
+            "and accuracy is the sensitivity of the classes present)"
+            if r["test_missing_classes"]
+            else ""
+        )
+        for r in rows
+    ]
+    return "\n".join(
+        [
+            f"Data: `{table['data']}`. {RESEARCH_NOTICE}",
+            "",
+            *lines,
+            "",
+            *notes,
+            "- leaked test imgs: test images whose patient or near-duplicate is in train.",
+            "- CIs: bootstrap over patients (images without an id count alone); checkpoints "
+            "chosen on val loss; nothing chosen on a test split.",
+            "",
+        ]
+    )
