@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -100,3 +101,23 @@ def test_explain_accepts_options_before_the_images(tiny_run, tmp_path, blob_data
     res = _cxr("explain", tiny_run.run_dir, "--out", tmp_path / "x", image)
     assert res.returncode == 0, res.stderr[-1500:]
     assert list((tmp_path / "x").glob("*.png"))
+
+
+def test_external_evaluation_counts_and_lists_unreadable_files(tiny_run, tmp_path, blob_dataset):
+    from cxrkit.evaluation.report import render_markdown
+    from cxrkit.workflows import evaluate_and_report
+
+    data = tmp_path / "ext"
+    shutil.copytree(blob_dataset, data)
+    (data / "covid" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (data / "normal" / "empty.png").write_bytes(b"")
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.run_dir, run)
+    result = evaluate_and_report(run, data, "all", resamples=20, workers=1, out=tmp_path / "ev")
+    ev = result.evaluation
+    assert {Path(s["path"]).name for s in ev["data"]["skipped"]} == {"broken.png", "empty.png"}
+    assert any("2 unreadable file(s) skipped" in w for w in ev["warnings"])
+    assert "unreadable" in render_markdown(ev)
+    assert "broken.png" in (tmp_path / "ev" / "report.html").read_text()
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert len(saved["data"]["skipped"]) == 2

@@ -83,6 +83,10 @@ def evaluate_run(
         warnings.append(f"model classes with no images in this data: {', '.join(preds.missing_classes)}")
     if preds.excluded:
         warnings.append("left out, not model classes: " + ", ".join(f"{k} ({v})" for k, v in preds.excluded.items()))
+    if preds.skipped:  # metrics over the rest must never hide that files were dropped
+        shown = "; ".join(f"{s['path']}: {s['reason']}" for s in preds.skipped[:5])
+        more = f" (+{len(preds.skipped) - 5} more in metrics.json)" if len(preds.skipped) > 5 else ""
+        warnings.append(f"{len(preds.skipped)} unreadable file(s) skipped, not in these metrics: {shown}{more}")
     subgroups = {
         c: subgroup_results(
             y, after, classes, [r.metadata.get(c, "") for r in preds.dataset.records], groups, n_resamples
@@ -108,6 +112,7 @@ def evaluate_run(
             "n_images": int(len(y)),
             "excluded": preds.excluded,
             "missing_classes": preds.missing_classes,
+            "skipped": preds.skipped,
             "external": is_external(card, preds.dataset.root),
         },
         "overall": summarize(y, after, classes, groups, n_resamples),

@@ -6,7 +6,7 @@ is external validation and is used whole.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class SplitPredictions:
     classes: list[str]
     excluded: dict
     missing_classes: list[str]
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}: unreadable, never predicted
 
     def probs(self, temperature: float = 1.0) -> np.ndarray:
         return softmax(self.logits, temperature)
@@ -75,6 +76,13 @@ def predict_split(
         raise UsageError(f"the {split} split of {data} is empty")
     images = cached_images(ds, predictor.preprocessing, cache_dir, workers=workers)
     missing = [c for c, n in prep.dataset.class_counts().items() if n == 0]
+    skipped = [{"path": str(s.path), "reason": s.reason} for s in prep.dataset.skipped]
     return SplitPredictions(
-        ds, ds.labels, predictor.logits_from_uint8(images), predictor.classes, dict(prep.dataset.excluded), missing
+        ds,
+        ds.labels,
+        predictor.logits_from_uint8(images),
+        predictor.classes,
+        dict(prep.dataset.excluded),
+        missing,
+        skipped,
     )
