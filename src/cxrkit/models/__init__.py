@@ -3,11 +3,11 @@
 Importing this package registers ``resdense_tiny/small/base`` in timm's registry.
 """
 
-from cxrkit.models import resdense  # noqa: F401  (registers the resdense_* names in timm)
-from cxrkit.models.factory import DEFAULT_MODEL, ModelInfo, create_model, list_models
-from cxrkit.models.features import backbone_features, pooled_features
-from cxrkit.models.loading import LoadedRun, load_run, preprocessing_of, save_weights
-from cxrkit.models.weights import (
+from . import resdense  # noqa: F401  (registers the resdense_* names in timm)
+from .factory import DEFAULT_MODEL, ModelInfo, create_model, list_models
+from .features import backbone_features, pooled_features
+from .loading import LoadedRun, load_run, preprocessing_of, save_weights
+from .weights import (
     LoadedWeights,
     WeightsError,
     create_with_weights,

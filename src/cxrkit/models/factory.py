@@ -14,9 +14,8 @@ from pathlib import Path
 import timm
 from torch import nn
 
-from cxrkit.models.weights import create_with_weights
-
 from ..errors import UsageError
+from .weights import create_with_weights
 
 __all__ = ["DEFAULT_MODEL", "ModelInfo", "create_model", "list_models"]
 

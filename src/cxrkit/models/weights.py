@@ -31,9 +31,8 @@ import torch
 from timm.models import adapt_input_conv, is_model_pretrained
 from torch import nn
 
-from cxrkit.models._lite_weights import LITE_PACKAGES, load_efficientnet_lite_imagenet
-
 from ..errors import CxrkitError, UsageError
+from ._lite_weights import LITE_PACKAGES, load_efficientnet_lite_imagenet
 
 __all__ = [
     "LoadedWeights",
