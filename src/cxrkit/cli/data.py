@@ -10,11 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import RESEARCH_NOTICE
-from .._io import atomic_write_json
 from ..data import write_split
 from ..data.duplicates import DEFAULT_MAX_DISTANCE
 from ..data.splits import SPLIT_BY, SPLITS
-from ..errors import UsageError
+from ._config_args import parse_fractions
 from ._console import console, progress_bar
 
 MAX_SKIPPED_SHOWN = 20
@@ -73,16 +72,6 @@ def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _fractions(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise UsageError(f"--fractions must be three numbers like 0.7,0.15,0.15, got {text!r}") from None
-    if len(parts) != 3:
-        raise UsageError(f"--fractions must be three numbers like 0.7,0.15,0.15, got {text!r}")
-    return parts  # type: ignore[return-value]
-
-
 def add_outside_paths_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allow-outside-paths",
@@ -101,7 +90,7 @@ def prepare_from_args(args: argparse.Namespace):
             args.classes,
             split_file=args.split_file,
             seed=args.seed,
-            fractions=_fractions(args.fractions),
+            fractions=parse_fractions(args.fractions),
             max_distance=args.dup_threshold,
             workers=args.workers,
             progress=update,
@@ -165,13 +154,9 @@ def register(subparsers) -> None:
 
 def inspect_to(data, out: Path, args: argparse.Namespace) -> dict:
     """Run the inspection for ``args`` and write inspect.json + split.csv under ``out``."""
-    prep = prepare_from_args(args)
-    from ..data import inspect_dataset
+    from ..workflows.inspect import write_inspection
 
-    report = inspect_dataset(prep.dataset, prep.infos, prep.split, args.by)
-    out.mkdir(parents=True, exist_ok=True)
-    write_split(out / "split.csv", prep.dataset, prep.split)
-    atomic_write_json(out / "inspect.json", report)
+    report = write_inspection(prepare_from_args(args), out, args.by)
     print_report(report)
     console.print(f"wrote [bold]{out / 'inspect.json'}[/] and [bold]{out / 'split.csv'}[/]")
     return report

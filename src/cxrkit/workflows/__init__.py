@@ -14,6 +14,7 @@ _LAZY = {
     "run_demo": "demo",
     "DemoResult": "demo",
     "inspect_to_folder": "demo",
+    "write_inspection": "inspect",
     "DEMO_DEFAULTS": "demo",
     "evaluate_and_report": "evaluation",
     "Evaluated": "evaluation",

@@ -12,14 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._io import atomic_write_json
-from ..data import write_split
-from ..data.inspect import inspect_dataset
 from ..run import RunDir
 from ..training import TrainConfig, train
 from ..training.config import DEMO_DEFAULTS  # noqa: F401  (re-exported: the demo's recipe)
 from ..training.fit import prepare_data
 from .evaluation import Evaluated, evaluate_and_report
+from .inspect import write_inspection
 
 DEFAULT_BY = ("population", "subsource")
 
@@ -35,10 +33,7 @@ class DemoResult:
 def inspect_to_folder(config: TrainConfig, out: Path, by=None, progress=None) -> tuple[dict, object]:
     """Decode and split ``config``'s data; write ``out/inspect.json`` and ``out/split.csv``."""
     prep = prepare_data(config, config.split_file, progress)
-    report = inspect_dataset(prep.dataset, prep.infos, prep.split, by)
-    write_split(out / "split.csv", prep.dataset, prep.split)
-    atomic_write_json(out / "inspect.json", report)
-    return report, prep
+    return write_inspection(prep, out, by), prep
 
 
 def run_demo(
