@@ -23,7 +23,7 @@ from typing import Any
 from .._io import atomic_write_json
 from .._meta import RESEARCH_NOTICE, __version__
 from ..errors import CxrkitError
-from .layout import CARD_FILE, MODEL_FILE, SPLIT_FILE, RunDir
+from .layout import CARD_FILE, RunDir
 
 CARD_FORMAT = "cxrkit-model-card/1"
 VERSIONED_PACKAGES = (
@@ -261,20 +261,3 @@ def update_card(run_dir: str | Path, section: str, value) -> ModelCard:
     card.validate(str(RunDir(run_dir).card))
     atomic_write_json(RunDir(run_dir).card, card.to_dict())
     return card
-
-
-__all__ = [
-    "CARD_FORMAT",
-    "MODEL_FILE",
-    "SPLIT_FILE",
-    "Calibration",
-    "ModelCard",
-    "ModelSpec",
-    "PreprocessingSpec",
-    "RunError",
-    "git_commit",
-    "package_versions",
-    "read_card",
-    "update_card",
-    "write_card",
-]
