@@ -34,6 +34,8 @@ def test_layer_contracts_are_kept():
         ("run/layout.py", "import cxrkit.cli.main"),  # bottom layer reaching the top
         ("inference/predictor.py", "from cxrkit.training import fit"),  # serving reaching training
         ("data/splits.py", "def _f():\n    from cxrkit.models import create_model"),  # a function-level import
+        ("lungs/roi.py", "from cxrkit.training import fit"),  # the lung ROI sits below training
+        ("models/factory.py", "from cxrkit.lungs import segmenter"),  # ... and above models
     ],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path, module, upward):
@@ -43,3 +45,13 @@ def test_an_upward_import_breaks_the_contract(tmp_path, module, upward):
     target.write_text(target.read_text() + f"\n\n{upward}\n")
     res = _lint(tmp_path / "src", tmp_path)
     assert res.returncode != 0 and "BROKEN" in res.stdout, res.stdout[-2000:]
+
+
+def test_lungs_sit_between_training_and_models():
+    """Training caches lung-cropped images and inference applies the same crop, so the lung
+    segmenter must be importable from both: its layer is below training and above models."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers")["layers"]
+    assert layers.index("training") + 1 == layers.index("lungs") == layers.index("models") - 1

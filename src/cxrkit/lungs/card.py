@@ -12,8 +12,8 @@ import io
 import json
 from pathlib import Path
 
-from .. import RESEARCH_NOTICE
 from .._io import atomic_write_bytes, atomic_write_json
+from .._meta import RESEARCH_NOTICE
 from ..errors import CxrkitError
 
 CARD = "lung_card.json"

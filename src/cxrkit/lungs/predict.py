@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from .. import RESEARCH_NOTICE
 from .._io import atomic_write_bytes, atomic_write_json
+from .._meta import RESEARCH_NOTICE
 from ..data import read_image
 from ..errors import CxrkitError
 from .roi import lung_roi_box

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .. import RESEARCH_NOTICE
 from .._io import atomic_write_text
+from .._meta import RESEARCH_NOTICE
 from ..data import read_image
 from ..errors import UsageError
 from . import card as cards
@@ -121,7 +121,7 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def dice_with_ci(seg: LungSegmenter, pairs: list[MaskPair], truths: list[np.ndarray], n_resamples: int = 2000) -> dict:
     """Per-image Dice at each image's own size; mean with a patient bootstrap 95% CI."""
-    from ..evaluation.bootstrap import bootstrap_ci
+    from .._bootstrap import bootstrap_ci
 
     preds = seg.predict_masks([read_image(p.image) for p in pairs])
     scores = np.array([dice(m, t) for m, t in zip(preds, truths)])
