@@ -70,6 +70,14 @@ class TrainConfig:
         choices=("percentile", "none"),
         group="model",
     )
+    roi: str = _f(
+        "none",
+        "region of interest: none (the whole film) or lungs (crop each image to its predicted lung box "
+        "grown by 0.05 of its size each side, before the resize; needs --lung-run)",
+        choices=("none", "lungs"),
+        group="model",
+    )
+    lung_run: str | None = _f(None, "lung segmentation run of `cxr lungs train` used by --roi lungs", group="model")
     epochs: int = _f(12, "maximum epochs", group="recipe")
     batch_size: int = _f(32, "images per step", group="recipe")
     lr: float = _f(1e-3, "peak AdamW learning rate", group="recipe")
