@@ -41,7 +41,8 @@ def test_flags_reach_the_config():
             "0.6,0.2,0.2",
             "--devices",
             "2",
-            "--no-augment",
+            "--augment",
+            "none",
             "--cache-features",
             "--finetune",
             "head",
@@ -53,7 +54,7 @@ def test_flags_reach_the_config():
         -1,
         False,
         False,
-        False,
+        "none",
         True,
     )
     assert cfg.fractions == (0.6, 0.2, 0.2) and cfg.devices == 2 and cfg.input_size == 96

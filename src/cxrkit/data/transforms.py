@@ -133,10 +133,12 @@ class BatchAugment(nn.Module):
         brightness: float = 0.1,
         contrast: float = 0.2,
         gamma: float = 0.2,
+        aspect: float = 0.0,
     ):
         super().__init__()
         self.rotation, self.scale, self.translate = rotation, scale, translate
         self.brightness, self.contrast, self.gamma = brightness, contrast, gamma
+        self.aspect = aspect  # x/y scale ratio jitter, log-uniform in [-aspect, aspect]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, dev = x.shape[0], x.device
@@ -146,9 +148,11 @@ class BatchAugment(nn.Module):
 
         angle = uniform(-self.rotation, self.rotation) * (math.pi / 180)
         s = 1.0 / uniform(*self.scale)
-        cos, sin = torch.cos(angle) * s, torch.sin(angle) * s
+        r = torch.exp(uniform(-self.aspect, self.aspect) / 2) if self.aspect else torch.ones(b, device=dev)
+        sx, sy = s * r, s / r
+        cos, sin = torch.cos(angle), torch.sin(angle)
         tx, ty = uniform(-self.translate, self.translate) * 2, uniform(-self.translate, self.translate) * 2
-        theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+        theta = torch.stack([torch.stack([cos * sx, -sin * sy, tx], 1), torch.stack([sin * sx, cos * sy, ty], 1)], 1)
         grid = affine_grid(theta.to(x.dtype), x.shape[-2], x.shape[-1])
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         gamma = torch.exp(uniform(-self.gamma, self.gamma)).view(b, 1, 1, 1)

@@ -97,7 +97,13 @@ class TrainConfig:
         "train the head on them (seconds per epoch on a CPU; no augmentation)",
         group="recipe",
     )
-    augment: bool = _f(True, "batch augmentation (rotation, scale, shift, brightness, contrast, gamma)", group="recipe")
+    augment: str = _f(
+        "basic",
+        "batch augmentation: basic (rotation, zoom, shift, brightness, contrast, gamma), robust (basic, "
+        "wider, plus blur/sharpen, down-up resampling, JPEG, noise: acquisition traces), none",
+        choices=("none", "basic", "robust"),
+        group="recipe",
+    )
     patience: int = _f(5, "early-stopping patience in epochs on val loss", group="recipe")
     seed: int = _f(0, "seed of the split and the training", group="split")
     split_file: str | None = _f(None, "reuse a saved split.csv instead of making a new split", group="split")
@@ -170,6 +176,8 @@ def check_keys(d: dict, source: str) -> dict:
             f"{source}: unknown config key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}"
         )
     d = dict(d)
+    if isinstance(d.get("augment"), bool):  # config.yaml before 0.2: augment: true/false
+        d["augment"] = "basic" if d["augment"] else "none"
     if "fractions" in d:
         d["fractions"] = tuple(d["fractions"])
     return d

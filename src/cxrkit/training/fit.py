@@ -23,12 +23,13 @@ from lightning.pytorch.loggers import CSVLogger
 
 from .._distributed import cuda_wanted, is_launch_rank_zero
 from .._io import atomic_write_text
-from ..data.cache import cached_images
+from ..data.cache import cached_images, roi_report
 from ..data.dataset import CxrDataset
 from ..data.prepare import prepare
 from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
+from ..lungs.preprocess import with_lung_roi
 from ..models import backbone_features, create_model, save_weights
 from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
 from .checkpoint_io import SafeCheckpointIO
@@ -196,7 +197,7 @@ def _module_and_data(
             seed=config.seed,
         )
         module = FeatureHeadClassifier(
-            built.model.get_classifier(), list(ds.classes), pre.to_dict(), class_weights, augment=False, **settings
+            built.model.get_classifier(), list(ds.classes), pre.to_dict(), class_weights, augment="none", **settings
         )
     else:
         dm = CxrDataModule(
@@ -335,6 +336,7 @@ def train(
             run.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.split, split_csv)
             atomic_write_text(run.config, config.to_yaml())
+        built.pre = with_lung_roi(built.pre, config.roi, config.lung_run)  # --roi lungs: crop before the resize
         on_stage(f"caching {len(ds)} images at {built.pre.input_size} px")
         images = cached_images(ds, built.pre, config.cache_dir, workers=config.workers, progress=data_progress)
         module, dm = _module_and_data(config, built, ds, images, train_idx, val_idx, counts, on_stage, data_progress)
@@ -356,5 +358,6 @@ def train(
         return TrainResult(run.root, None, trainer)
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
     card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
+    card.training.update(roi_report(ds, built.pre, config.cache_dir))  # lung-ROI fallbacks, if any
     write_card(run.root, card)
     return TrainResult(run.root, card, trainer)

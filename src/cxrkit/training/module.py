@@ -10,7 +10,8 @@ import torchmetrics
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.transforms import BatchAugment, Preprocessing
+from ..data.acquisition import make_augment
+from ..data.transforms import Preprocessing
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -38,14 +39,14 @@ class CxrClassifier(L.LightningModule):
         weight_decay: float = 0.05,
         warmup_epochs: float = 1.0,
         label_smoothing: float = 0.1,
-        augment: bool = True,
+        augment: str = "basic",
         channels_last: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.preprocessing = Preprocessing.from_dict(preprocessing)
-        self.augment = BatchAugment() if augment else None
+        self.augment = make_augment(augment)
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
         n = len(classes)

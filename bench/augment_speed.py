@@ -1,0 +1,46 @@
+"""Milliseconds per training batch of each augmentation (`augment: basic|robust`), model excluded.
+
+Usage: python bench/augment_speed.py [--size 224] [--batch 32] [--rounds 20]
+Writes bench/results/augment_speed.json. Compare with the lite0 training step (~1.1 s per batch
+of 32 at 224 px on the 2-core CPU; bench/train_throughput.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from cxrkit.data.acquisition import make_augment
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--out", default="bench/results/augment_speed.json")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    x = torch.rand(args.batch, 1, args.size, args.size)
+    result = {"size": args.size, "batch": args.batch, "threads": torch.get_num_threads(), "ms_per_batch": {}}
+    for name in ("basic", "robust"):
+        aug = make_augment(name)
+        for _ in range(3):
+            aug(x)
+        times = []
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            aug(x)
+            times.append((time.perf_counter() - t) * 1000)
+        result["ms_per_batch"][name] = {"median": round(statistics.median(times), 1), "max": round(max(times), 1)}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
