@@ -20,8 +20,8 @@ def register(subparsers) -> None:
         help="the same model under each evaluation protocol, in one table",
         description="Train the same config under several split protocols (patient-disjoint, the "
         "original's random image split, leave-source-out proxies), score each model on its "
-        "own test split (and on --external data), and write OUT/protocols.md and "
-        "protocols.json: accuracy, macro-F1, per-class sensitivity with 95%% CIs, the count "
+        "own test split (and on --external data), and write OUT/protocols.md, "
+        "protocols.json and report.html: accuracy, macro-F1, per-class sensitivity with 95%% CIs, the count "
         "of leaked test images, the gap to the patient-disjoint number. A rerun reuses "
         "finished protocols and resumes an interrupted one.",
         epilog=f"Protocols:\n{listing}\n\nExample:\n"
@@ -68,6 +68,6 @@ def run(args: argparse.Namespace) -> None:
     )
     console.print((Path(out) / "protocols.md").read_text())
     console.print(
-        f"wrote [bold]{Path(out) / 'protocols.md'}[/] and protocols.json "
+        f"wrote [bold]{Path(out) / 'protocols.md'}[/], protocols.json and report.html "
         f"({len(table['rows'])} protocols). [dim]{RESEARCH_NOTICE}[/]"
     )

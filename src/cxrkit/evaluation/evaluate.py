@@ -15,6 +15,7 @@ from ..inference.predictor import Predictor
 from ..inference.splits import SplitPredictions, is_external, predict_split
 from ..run import update_card
 from .calibration import calibration_summary, fit_temperature
+from .protocol import protocol_label, run_protocol
 from .subgroups import subgroup_results
 from .summaries import DEFAULT_RESAMPLES, roc_curves, summarize
 
@@ -78,7 +79,18 @@ def evaluate_run(
             f"no column(s) {', '.join(unknown)} in the data's metadata; available: "
             f"{', '.join(preds.dataset.metadata_columns) or 'none'}"
         )
+    card = predictor.run.card
+    external = is_external(card, preds.dataset.root)
+    split = split or ("all" if external else "test")
+    protocol = run_protocol(predictor.run.run_dir, card, external, workers, cache_dir)
     warnings = []
+    absent = [c for k, c in enumerate(classes) if not (y == k).any() and c not in preds.missing_classes]
+    if absent:  # e.g. leave-source-out: the held-out source has no covid images
+        where = protocol_label({**protocol, "leaky": False, "test_missing_classes": []}, split)
+        warnings.append(
+            f"no images of {', '.join(absent)} in the {where}: their sensitivity is n/a, "
+            "and accuracy is the sensitivity of the classes present"
+        )
     if preds.missing_classes:
         warnings.append(f"model classes with no images in this data: {', '.join(preds.missing_classes)}")
     if preds.excluded:
@@ -95,7 +107,6 @@ def evaluate_run(
     }
     for col, res in subgroups.items():
         warnings += [f"{col}={v}: {r['warning']}" for v, r in res.items() if r["warning"]]
-    card = predictor.run.card
     return {
         "format": EVALUATION_FORMAT,
         "notice": RESEARCH_NOTICE,
@@ -108,13 +119,14 @@ def evaluate_run(
         },
         "data": {
             "path": str(preds.dataset.root),
-            "split": split or ("all" if is_external(card, preds.dataset.root) else "test"),
+            "split": split,
             "n_images": int(len(y)),
             "excluded": preds.excluded,
             "missing_classes": preds.missing_classes,
             "skipped": preds.skipped,
-            "external": is_external(card, preds.dataset.root),
+            "external": external,
         },
+        "protocol": protocol,
         "overall": summarize(y, after, classes, groups, n_resamples),
         "roc": roc_curves(y, after, classes),
         "calibration": {

@@ -155,31 +155,48 @@ def reliability_png(calibration: dict) -> bytes:
     return _png(fig)
 
 
+def _ci_barh_png(
+    labels: list[str], cis: list[dict | None], warned: list[bool], xlabel: str, title: str, warned_label: str
+) -> bytes:
+    """One horizontal bar with its CI per label, top to bottom; hatched grey bars are ``warned``."""
+    fig = _figure(7, 1.2 + 0.45 * max(len(labels), 1))
+    ax = fig.subplots()
+    pos = np.arange(len(labels))
+    bars = _ci_bars(ax, pos, cis, 0.6, horizontal=True, color="tab:blue")
+    for bar, w in zip(bars, warned):
+        if w:
+            bar.set(**WARNED)
+    ax.set_yticks(pos, labels)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.05), xlabel=xlabel, title=title)
+    if any(warned):
+        ax.legend(handles=[Patch(label=warned_label, **WARNED)], loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return _png(fig)
+
+
 def subgroup_png(subgroups: dict, column: str, metric: str = "accuracy") -> bytes:
     """``metric`` with its CI per value of ``column``; hatched grey bars carry a warning."""
     values = list(subgroups)
-    fig = _figure(7, 1.2 + 0.45 * max(len(values), 1))
-    ax = fig.subplots()
-    pos = np.arange(len(values))
-    bars = _ci_bars(
-        ax, pos, [subgroups[v]["metrics"].get(metric) for v in values], 0.6, horizontal=True, color="tab:blue"
+    return _ci_barh_png(
+        [f"{_literal(v)} (n={subgroups[v]['n_images']})" for v in values],
+        [subgroups[v]["metrics"].get(metric) for v in values],
+        [bool(subgroups[v].get("warning")) for v in values],
+        f"{metric_label(metric)}, 95% CI",
+        f"{metric_label(metric)} by {_literal(column)}",
+        "warning:\nsee the table",
     )
-    for bar, v in zip(bars, values):
-        if subgroups[v].get("warning"):
-            bar.set(**WARNED)
-    ax.set_yticks(pos, [f"{_literal(v)} (n={subgroups[v]['n_images']})" for v in values])
-    ax.invert_yaxis()
-    ax.set(
-        xlim=(0, 1.05), xlabel=f"{metric_label(metric)}, 95% CI", title=f"{metric_label(metric)} by {_literal(column)}"
+
+
+def protocols_png(names: list[str], accuracy: list[dict | None], n_images: list[int], leaky: list[bool]) -> bytes:
+    """Test accuracy with its CI per protocol (``cxr protocols``); hatched grey bars are leaky protocols."""
+    return _ci_barh_png(
+        [f"{_literal(p)} (n={n})" for p, n in zip(names, n_images)],
+        accuracy,
+        leaky,
+        "accuracy on the protocol's own test split, 95% CI",
+        "The same recipe under each protocol",
+        "LEAKY: test images\nshare a patient or\nnear-duplicate\nwith train",
     )
-    if any(subgroups[v].get("warning") for v in values):
-        ax.legend(
-            handles=[Patch(label="warning:\nsee the table", **WARNED)],
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1),
-            fontsize=8,
-        )
-    return _png(fig)
 
 
 def metrics_bar_png(overall_metrics: dict, classes: list[str]) -> bytes:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .plots import confusion_png, is_defined, metric_label, metrics_bar_png, reliability_png, roc_png, subgroup_png
+from .protocol import protocol_label
 
 SUMMARY_RATES = ("sensitivity", "specificity", "auc")  # per-class rows of the terminal summary
 CALIBRATION_SCORES = ("ece", "nll", "brier")
@@ -27,6 +28,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-
 h1{font-size:1.6rem;margin:.6rem 0}h2{border-bottom:2px solid #e3e6ea;padding-bottom:.2rem;margin-top:2.2rem}
 .notice{background:#fff3cd;border:2px solid #c98a00;border-radius:6px;padding:.7rem 1rem;font-weight:600;
  margin:1rem 0}
+.leaky{color:#8a1c1c;font-weight:600}
 table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.92rem}
 th,td{border-bottom:1px solid #e3e6ea;padding:.3rem .8rem;text-align:left;vertical-align:top}
 th{background:#f5f6f8}tr.warn td{background:#fdecea}
@@ -131,6 +133,11 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(cell(c) for c in row) + " |" for row in [header, ["---"] * len(header), *rows]]
 
 
+def headline_protocol(ev: dict) -> str:
+    """What stands next to every headline number: the split protocol that produced it."""
+    return protocol_label(ev.get("protocol"), ev["data"]["split"]) or f"{ev['data']['split']} split"
+
+
 def render_markdown(ev: dict) -> str:
     """A short summary for the terminal: headline, per-class rates, calibration, subgroups, warnings."""
     run, data, overall, cal = ev["run"], ev["data"], ev["overall"], ev["calibration"]
@@ -141,8 +148,8 @@ def render_markdown(ev: dict) -> str:
         f"**{ev['notice']}**",
         "",
         f"**Accuracy {format_ci('accuracy', m.get('accuracy'))}**, "
-        f"**macro-F1 {format_ci('macro_f1', m.get('macro_f1'))}** "
-        f"({_ci_basis(overall['bootstrap'])})",
+        f"**macro-F1 {format_ci('macro_f1', m.get('macro_f1'))}** ({headline_protocol(ev)}; "
+        f"{_ci_basis(overall['bootstrap'])})",
         "",
     ]
     lines += _md_table(["", *run["classes"]], _class_rows(m, run["classes"], SUMMARY_RATES))
@@ -209,6 +216,7 @@ def _header(ev: dict) -> str:
         "weights": run.get("weights_source"),
         "data": data["path"],
         "split": data["split"],
+        "protocol": headline_protocol(ev),
         "images": data["n_images"],
         "external data": data["external"],
     }
@@ -221,9 +229,10 @@ def _header(ev: dict) -> str:
 
 def _headline(ev: dict) -> str:
     m, cal = ev["overall"]["metrics"], ev["calibration"]
+    where = headline_protocol(ev)
     cards = {
-        "Accuracy": format_ci("accuracy", m.get("accuracy")),
-        "Macro-F1": format_ci("macro_f1", m.get("macro_f1")),
+        f"Accuracy ({where})": format_ci("accuracy", m.get("accuracy")),
+        f"Macro-F1 ({where})": format_ci("macro_f1", m.get("macro_f1")),
         "ECE after calibration": f"{_number(cal['after']['ece'])} (before {_number(cal['before']['ece'])})",
         "Images": str(ev["overall"]["n_images"]),
     }
@@ -231,7 +240,12 @@ def _headline(ev: dict) -> str:
         f'<div class="card"><div class="label">{_e(k)}</div><div class="value">{_e(v)}</div></div>'
         for k, v in cards.items()
     )
-    return _section("Headline", f'<div class="cards">{body}</div>', _p(f"{_ci_basis(ev['overall']['bootstrap'])}."))
+    leaky = (ev.get("protocol") or {}).get("leaky")
+    return _section(
+        "Headline",
+        f'<div class="cards">{body}</div>',
+        _p(f"Numbers from the {where}. {_ci_basis(ev['overall']['bootstrap'])}.", "leaky" if leaky else ""),
+    )
 
 
 def _metrics(ev: dict, figures: dict) -> str:
@@ -333,16 +347,38 @@ def render_html(ev: dict, figures: dict[str, bytes], extra_images: dict[str, byt
         sections.append(_explanations(ev, extra_images))
     warnings = "".join(f"<li>{_e(w)}</li>" for w in ev["warnings"])
     sections.append(_section("Warnings", f'<ul class="warnings">{warnings}</ul>' if warnings else _p("None.")))
+    return html_page(
+        f"evaluation: {ev['run']['model']}", ev["notice"], _header(ev) + "".join(sections) + _how_to_read(ev)
+    )
+
+
+def html_page(title: str, notice: str, body: str) -> str:
+    """The self-contained page around a report's ``body`` (already escaped HTML), the notice first."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>cxrkit evaluation: {_e(ev['run']['model'])}</title><style>{CSS}</style></head><body>"
-        f'<div class="notice" role="note">{_e(ev["notice"])}</div>{_header(ev)}'
-        + "".join(sections)
-        + _how_to_read(ev)
-        + "</body></html>\n"
+        f"<title>cxrkit {_e(title)}</title><style>{CSS}</style></head><body>"
+        f'<div class="notice" role="note">{_e(notice)}</div>{body}</body></html>\n'
     )
+
+
+def tables_page(title: str, notice: str, intro: list[str], tables: list[dict], notes: list[str]) -> str:
+    """A page of plain tables (e.g. ``cxr protocols``): each ``{"title", "header", "rows"}``, optional
+    ``"text"`` (above it), ``"warn_rows"`` (highlighted), ``"figure"`` (PNG bytes) and ``"alt"``;
+    ``notes`` go to the footer."""
+    sections = [
+        _section(
+            t["title"],
+            _p(t.get("text", "")) if t.get("text") else "",
+            _table(t["header"], t["rows"], t.get("warn_rows", ())),
+            _img(t.get("figure"), t.get("alt", t["title"])),
+        )
+        for t in tables
+    ]
+    items = "".join(f"<li>{_e(n)}</li>" for n in notes)
+    footer = f"<footer><h2>How to read this</h2><ul>{items}</ul>{_p(notice)}</footer>"
+    return html_page(title, notice, f"<h1>{_e(title)}</h1>" + "".join(map(_p, intro)) + "".join(sections) + footer)
 
 
 def write_report(out_dir: str | Path, ev: dict, extra_images: dict[str, bytes] | None = None) -> dict[str, Path]:

@@ -70,7 +70,7 @@ def run_demo(
             data_progress=progress,
             progress_bar=train_progress_bar,
         )
-    on_stage("3/3 evaluate, audit and explain on the test split")
+    on_stage(f"3/3 evaluate, audit and explain on the test split of the {config.split_by} protocol")
     evaluated = evaluate_and_report(
         run.root,
         None,

@@ -5,7 +5,8 @@ image-level split (the protocol behind the original 98.75%) puts test images nex
 patients in train, and a model that learned "child vs adult" scores high on it. This workflow
 trains one config per protocol (:mod:`cxrkit.data.splits` does the splitting), evaluates each
 model on its own test split (and on ``external`` data when given), and writes
-``protocols.json`` + ``protocols.md``. Checkpoints are chosen on val loss only; nothing is
+``protocols.json`` + ``protocols.md`` + ``report.html`` (the same table, with a bar plot of the
+accuracies and their CIs). Checkpoints are chosen on val loss only; nothing is
 tuned on a test split. Each protocol lives in ``OUT/<name>/`` (``run/`` + ``result.json``),
 so a rerun reuses finished protocols and resumes an interrupted training.
 """
@@ -108,22 +109,6 @@ def protocol_config(protocol: Protocol, base: dict, data: str, out: Path):
     )
 
 
-def _split_facts(config, workers: int) -> dict:
-    """Counts, leaked test images and missing classes, recomputed from the run's saved split."""
-    from ..data.duplicates import near_duplicate_pairs
-    from ..data.prepare import prepare
-    from ..data.splits import split_checks
-
-    run = Path(config.out)
-    prep = prepare(
-        config.data, config.classes, split_file=run / "split.csv", workers=workers, cache_dir=config.cache_dir
-    )
-    pairs = near_duplicate_pairs([i.phash for i in prep.infos], config.dup_threshold)
-    checks = split_checks(prep.dataset, prep.split.assignment, pairs)
-    counts = prep.split.counts(prep.dataset)
-    return {**checks, "images": {s: sum(c.values()) for s, c in counts.items()}, "counts": counts}
-
-
 def _headline(metrics: dict, classes: list[str]) -> dict:
     m = metrics["overall"]["metrics"]
     keys = ["accuracy", "macro_f1", *(f"sensitivity/{c}" for c in classes)]
@@ -145,19 +130,19 @@ def run_protocol(
         train(config, resume=run.last_checkpoint.is_file(), progress_bar=False, on_stage=on_stage)
     train_seconds = time.perf_counter() - start
     on_stage(f"{protocol.name}: evaluating on its own test split")
-    facts = _split_facts(config, workers)
-    if facts["images"]["test"] == 0:
-        raise UsageError(f"protocol {protocol.name}: the test split is empty; nothing to score")
-    metrics = evaluate_run(run.root, n_resamples=resamples, workers=workers, cache_dir=config.cache_dir)
+    try:
+        metrics = evaluate_run(run.root, n_resamples=resamples, workers=workers, cache_dir=config.cache_dir)
+    except UsageError as exc:  # e.g. an empty test split
+        raise UsageError(f"protocol {protocol.name}: {exc}") from None
     atomic_write_json(run.root / "evaluation" / "metrics.json", metrics)
-    classes = metrics["run"]["classes"]
+    classes, facts = metrics["run"]["classes"], metrics["protocol"]
     row = {
         "protocol": protocol.name,
         "what": protocol.what,
         "classes": classes,
         "split": {k: config.to_dict()[k] for k in PROTOCOL_KEYS if k != "split_file"},
-        "leaky": config.split_by == "image" or facts["leaked_test_images"] > 0,
-        **facts,
+        "leaky": facts["leaky"],
+        **{k: facts[k] for k in ("leaked_test_images", "test_missing_classes", "excluded_images", "images", "counts")},
         "test": _headline(metrics, classes),
         "warnings": metrics["warnings"],
     }
@@ -219,6 +204,7 @@ def run_protocols(
     }
     atomic_write_json(out / "protocols.json", table)
     atomic_write_text(out / "protocols.md", to_markdown(table))
+    atomic_write_text(out / "report.html", to_html(table))
     return table
 
 
@@ -231,81 +217,138 @@ def add_gaps(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def to_markdown(table: dict) -> str:
+def format_ci(key: str, ci: dict | None) -> str:
+    """The report's CI text; imported on use, as ``cxr --help`` imports this module (evaluation loads torch)."""
     from ..evaluation.report import format_ci
 
-    rows = table["rows"]
-    classes = list(dict.fromkeys(c for r in rows for c in r["classes"]))
-    head = [
-        "protocol",
-        "leaky?",
-        "train/val/test",
-        "leaked test imgs",
-        "accuracy [95% CI]",
-        "macro-F1",
-        *(f"sens. {c}" for c in classes),
-        "gap to patient (pts)",
-    ]
-    if table.get("external"):
-        head.append("external accuracy")
-    head.append("wall")
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for r in rows:
-        t, imgs = r["test"], r["images"]
-        gap = r["gap_to_patient_points"]
-        cells = [
-            f"`{r['protocol']}`",
-            "**LEAKY**" if r["leaky"] else "no",
-            f"{imgs['train']}/{imgs['val']}/{imgs['test']}",
+    return format_ci(key, ci)
+
+
+def _classes(table: dict) -> list[str]:
+    return list(dict.fromkeys(c for r in table["rows"] for c in r["classes"]))
+
+
+def _sensitivities(row: dict, t: dict, classes: list[str]) -> list[str]:
+    return [format_ci("sensitivity", t.get(f"sensitivity/{c}")) if c in row["classes"] else "-" for c in classes]
+
+
+def main_table(table: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and one row of plain-text cells per protocol: what Markdown and HTML both show."""
+    classes, external = _classes(table), bool(table.get("external"))
+    head = ["protocol", "leaky?", "train/val/test", "leaked test imgs", "accuracy [95% CI]", "macro-F1"]
+    head += [*(f"sens. {c}" for c in classes), "gap to patient (pts)", *(["external accuracy"] * external), "wall"]
+    rows = []
+    for r in table["rows"]:
+        t, imgs, gap = r["test"], r["images"], r["gap_to_patient_points"]
+        cells = [r["protocol"], "LEAKY" if r["leaky"] else "no", f"{imgs['train']}/{imgs['val']}/{imgs['test']}"]
+        cells += [
             str(r["leaked_test_images"]),
             format_ci("accuracy", t["accuracy"]),
             format_ci("macro_f1", t["macro_f1"]),
-            *(format_ci("sensitivity", t.get(f"sensitivity/{c}")) if c in r["classes"] else "-" for c in classes),
-            "-" if gap is None else f"{gap:+.1f}",
         ]
-        if table.get("external"):
+        cells += [*_sensitivities(r, t, classes), "-" if gap is None else f"{gap:+.1f}"]
+        if external:
             cells.append(format_ci("accuracy", r.get("external", {}).get("accuracy")))
-        cells.append(f"{r['seconds']['total'] / 60:.1f} min")
-        lines.append("| " + " | ".join(cells) + " |")
-    left = [r for r in rows if r.get("left_out")]
-    if left:
-        lines += [
-            "",
-            "Scored on the images each protocol left out (same data, never trained on; e.g. the adult "
-            "normals outside the v1 composition):",
-            "",
-            "| protocol | left-out images | accuracy [95% CI] | " + " | ".join(f"sens. {c}" for c in classes) + " |",
-            "|" + " --- |" * (3 + len(classes)),
-        ]
-        for r in left:
-            t = r["left_out"]
-            lines.append(
-                f"| `{r['protocol']}` | {t['n_images']} | {format_ci('accuracy', t['accuracy'])} | "
-                + " | ".join(
-                    format_ci("sensitivity", t.get(f"sensitivity/{c}")) if c in r["classes"] else "-" for c in classes
-                )
-                + " |"
-            )
-    notes = [
-        f"- `{r['protocol']}`: {r['what']}"
-        + (
-            f"; no test images of {', '.join(r['test_missing_classes'])} (their sensitivity is n/a, "
-            "and accuracy is the sensitivity of the classes present)"
-            if r["test_missing_classes"]
-            else ""
-        )
-        for r in rows
+        rows.append([*cells, f"{r['seconds']['total'] / 60:.1f} min"])
+    return head, rows
+
+
+def left_out_table(table: dict) -> tuple[list[str], list[list[str]]]:
+    """The images each protocol left out, scored by its model (rows only for protocols that left some)."""
+    classes = _classes(table)
+    head = ["protocol", "left-out images", "accuracy [95% CI]", *(f"sens. {c}" for c in classes)]
+    rows = [
+        [r["protocol"], str(t["n_images"]), format_ci("accuracy", t["accuracy"]), *_sensitivities(r, t, classes)]
+        for r in table["rows"]
+        if (t := r.get("left_out"))
     ]
-    return "\n".join(
-        [
-            f"Data: `{table['data']}`. {RESEARCH_NOTICE}",
-            "",
-            *lines,
-            "",
-            *notes,
-            "- leaked test imgs: test images whose patient or near-duplicate is in train.",
-            "- CIs: bootstrap over patients (images without an id count alone); checkpoints "
-            "chosen on val loss; nothing chosen on a test split.",
-            "",
+    return head, rows
+
+
+LEFT_OUT_INTRO = (
+    "Scored on the images each protocol left out (same data, never trained on; e.g. the adult "
+    "normals outside the v1 composition):"
+)
+FOOTNOTES = (
+    "leaked test imgs: test images whose patient or near-duplicate is in train.",
+    "CIs: bootstrap over patients (images without an id count alone); checkpoints "
+    "chosen on val loss; nothing chosen on a test split.",
+)
+
+
+def protocol_notes(table: dict) -> list[tuple[str, str]]:
+    """(protocol, what it is; which classes its test split lacks)."""
+    return [
+        (
+            r["protocol"],
+            r["what"]
+            + (
+                f"; no test images of {', '.join(r['test_missing_classes'])} (their sensitivity is n/a, "
+                "and accuracy is the sensitivity of the classes present)"
+                if r["test_missing_classes"]
+                else ""
+            ),
+        )
+        for r in table["rows"]
+    ]
+
+
+def to_markdown(table: dict) -> str:
+    def md(head: list[str], rows: list[list[str]]) -> list[str]:
+        marked = [[f"`{r[0]}`", *("**LEAKY**" if c == "LEAKY" else c for c in r[1:])] for r in rows]
+        return [
+            "| " + " | ".join(head) + " |",
+            "|" + " --- |" * len(head),
+            *("| " + " | ".join(r) + " |" for r in marked),
         ]
+
+    lines = md(*main_table(table))
+    head, rows = left_out_table(table)
+    if rows:
+        lines += ["", LEFT_OUT_INTRO, "", *md(head, rows)]
+    notes = [f"- `{name}`: {text}" for name, text in protocol_notes(table)]
+    return "\n".join(
+        [f"Data: `{table['data']}`. {RESEARCH_NOTICE}", "", *lines, "", *notes, *(f"- {n}" for n in FOOTNOTES), ""]
     )
+
+
+def to_html(table: dict) -> str:
+    """``report.html`` of the protocols run: the tables of :func:`to_markdown` and the accuracy plot."""
+    from ..evaluation.plots import protocols_png
+    from ..evaluation.report import tables_page
+
+    rows = table["rows"]
+    head, cells = main_table(table)
+    figure = protocols_png(
+        [r["protocol"] for r in rows],
+        [r["test"]["accuracy"] for r in rows],
+        [r["images"]["test"] for r in rows],
+        [r["leaky"] for r in rows],
+    )
+    tables = [
+        {
+            "title": "Each protocol on its own test split",
+            "header": head,
+            "rows": cells,
+            "warn_rows": {i for i, r in enumerate(rows) if r["leaky"] or r["test_missing_classes"]},
+            "figure": figure,
+            "alt": "accuracy per protocol with 95% CIs; leaky protocols hatched",
+        }
+    ]
+    left_head, left_rows = left_out_table(table)
+    if left_rows:
+        tables.append(
+            {
+                "title": "The images each protocol left out",
+                "text": LEFT_OUT_INTRO,
+                "header": left_head,
+                "rows": left_rows,
+            }
+        )
+    total = sum(r["seconds"]["total"] for r in rows) / 60
+    intro = [f"Data: {table['data']}" + (f"; external: {table['external']}" if table.get("external") else "")]
+    intro += [
+        f"{len(rows)} protocols, {total:.1f} min wall in all. Highlighted rows are LEAKY or lack a class in test."
+    ]
+    notes = [f"{name}: {text}" for name, text in protocol_notes(table)] + list(FOOTNOTES)
+    return tables_page("Evaluation protocols side by side", RESEARCH_NOTICE, intro, tables, notes)
