@@ -204,7 +204,8 @@ def render(preds, fmt: str, predictor, threshold: float) -> str:
     if fmt == "json":
         return json.dumps(predictions_json(preds, predictor, threshold), indent=2) + "\n"
     if fmt == "csv":
-        return predictions_csv(preds, predictor.classes)
+        roi = getattr(predictor, "roi_fallback", None) if predictor.preprocessing.to_dict().get("roi") else None
+        return predictions_csv(preds, predictor.classes, roi_fallback=roi)
     buffer = Console(record=True, width=160, file=io.StringIO())
     _print_table(buffer, preds, predictor.classes, threshold)
     return buffer.export_text()

@@ -2,8 +2,9 @@
 
 Training reads every image once per epoch; decoding PNG/DICOM and resizing each time would
 make the CPU wait on data. The cache is one ``.npy`` (N, S, S) uint8 file, memory-mapped,
-named by a fingerprint of the files (path, size, mtime) and the preprocessing, so a changed
-file or setting makes a new cache and a stale one is never read.
+named by a fingerprint of the files (path, size, mtime) and the preprocessing (with a ROI step:
+its settings and the lung weights' sha256), so a changed file or setting makes a new cache and
+a stale one is never read. A ROI step's fallbacks go to ``<cache>.roi.json`` beside it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._io import build_lock
+from .._io import atomic_write_json, build_lock
 from .dataset import CxrDataset
 from .images import read_gray
 
@@ -66,8 +67,7 @@ def cached_images(
 ) -> np.ndarray:
     """Preprocessed uint8 images of ``dataset.records`` in order, as a read-only memmap."""
     paths = [r.path for r in dataset.records]
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = cache_dir / f"images-{cache_key(paths, spec)}-{len(paths)}x{spec.input_size}.npy"
+    target = _target(dataset, spec, cache_dir)
     if not target.exists():
         with build_lock(target):
             if not target.exists():  # another process may have built it while this one waited
@@ -75,12 +75,27 @@ def cached_images(
     return np.load(target, mmap_mode="r")
 
 
+def roi_report(dataset: CxrDataset, spec: Preprocessing, cache_dir: str | Path | None = None) -> dict:
+    """What a ROI step (``spec.to_uint8_many``, e.g. ``roi: lungs``) did to the cached images:
+    ``{"roi_images", "roi_fallbacks", "roi_fallback_examples"}``; ``{}`` without a ROI."""
+    path = _target(dataset, spec, cache_dir).with_suffix(".roi.json")
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _target(dataset: CxrDataset, spec: Preprocessing, cache_dir) -> Path:
+    paths = [r.path for r in dataset.records]
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    return cache_dir / f"images-{cache_key(paths, spec)}-{len(paths)}x{spec.input_size}.npy"
+
+
 def _build(target: Path, jobs: list[tuple[Path, Preprocessing]], size: int, workers: int, progress) -> None:
     """Write the cache to a temporary file beside ``target``, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(jobs), size, size))
-    if workers > 1 and len(jobs) > 64:
+    if jobs and hasattr(jobs[0][1], "to_uint8_many"):  # a ROI step: segment batches in this process
+        atomic_write_json(target.with_suffix(".roi.json"), _build_batched(arr, jobs, workers, progress))
+    elif workers > 1 and len(jobs) > 64:
         with ProcessPoolExecutor(workers) as pool:
             for i, img in enumerate(pool.map(_load, jobs, chunksize=16)):
                 arr[i] = img
@@ -94,3 +109,20 @@ def _build(target: Path, jobs: list[tuple[Path, Preprocessing]], size: int, work
     arr.flush()
     del arr
     os.replace(tmp, target)
+
+
+def _build_batched(arr: np.ndarray, jobs: list[tuple[Path, Preprocessing]], workers: int, progress) -> dict:
+    """Decode in threads, then ``spec.to_uint8_many`` per batch of 32 (the segmenter runs on
+    whole batches and is not pickled into worker processes); returns the fallback report."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec, fallbacks = jobs[0][1], []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for start in range(0, len(jobs), 32):
+            chunk = [p for p, _ in jobs[start : start + 32]]
+            pixels, reasons = spec.to_uint8_many(list(pool.map(read_gray, chunk)))
+            arr[start : start + len(chunk)] = pixels
+            fallbacks += [f"{p}: {r}" for p, r in zip(chunk, reasons) if r != "ok"]
+            if progress:
+                progress(start + len(chunk), len(jobs))
+    return {"roi_images": len(jobs), "roi_fallbacks": len(fallbacks), "roi_fallback_examples": fallbacks[:10]}

@@ -19,16 +19,35 @@ def predictions_json(preds: Predictions, predictor: Predictor, threshold: float)
         "classes": predictor.classes,
         "temperature": predictor.temperature,
         "threshold": threshold,
-        "results": [r.to_dict() for r in preds.results],
+        **_roi_section(predictor),
+        "results": [{**r.to_dict(), **_roi_flag(predictor, r.name)} for r in preds.results],
         "errors": [e.to_dict() for e in preds.errors],
     }
 
 
-def predictions_csv(preds: Predictions, classes: list[str]) -> str:
-    """One row per input: results first, then failed inputs with their reason in ``error``."""
+def _roi_section(predictor) -> dict:
+    """With ``roi: lungs``: the ROI settings (lung run and its weights' sha256)."""
+    pre = predictor.preprocessing.to_dict()
+    return {"roi": {k: pre[k] for k in ROI_KEYS}} if pre.get("roi", "none") != "none" else {}
+
+
+def _roi_flag(predictor, name: str) -> dict:
+    """``roi_fallback``: why this input got the whole film instead of its lungs (None: it got them)."""
+    if predictor.preprocessing.to_dict().get("roi", "none") == "none":
+        return {}
+    return {"roi_fallback": predictor.roi_fallback(name)}
+
+
+ROI_KEYS = ("roi", "roi_margin", "lung_run", "lung_run_sha256")
+
+
+def predictions_csv(preds: Predictions, classes: list[str], roi_fallback=None) -> str:
+    """One row per input: results first, then failed inputs with their reason in ``error``;
+    ``roi_fallback`` (``Predictor.roi_fallback`` of a ``roi: lungs`` run) adds that column."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["file", "predicted_class", "confidence", "uncertain", *(f"p_{c}" for c in classes), "error"])
+    roi = [] if roi_fallback is None else ["roi_fallback"]
+    writer.writerow(["file", "predicted_class", "confidence", "uncertain", *(f"p_{c}" for c in classes), "error", *roi])
     for r in preds.results:
         writer.writerow(
             [
@@ -38,8 +57,9 @@ def predictions_csv(preds: Predictions, classes: list[str]) -> str:
                 str(r.uncertain).lower(),
                 *(f"{r.probabilities[c]:.6f}" for c in classes),
                 "",
+                *([roi_fallback(r.name) or ""] if roi else []),
             ]
         )
     for e in preds.errors:
-        writer.writerow([e.name, "", "", "", *([""] * len(classes)), e.reason])
+        writer.writerow([e.name, "", "", "", *([""] * len(classes)), e.reason, *([""] if roi else [])])
     return buf.getvalue()

@@ -22,6 +22,8 @@ import torch
 from .._numeric import softmax
 from ..data.images import ImageReadError, as_float01, read_gray
 from ..errors import CxrkitError, UsageError
+from ..lungs.preprocess import LungRoiPreprocessing
+from ..lungs.preprocess import from_card as lung_roi_from_card
 from ..models import LoadedRun, load_run
 from .backends import BACKEND_CLASSES, NEEDS_TORCH_MODEL
 from .defaults import BACKENDS, DEFAULT_THRESHOLD, check_threshold
@@ -93,7 +95,8 @@ class Predictor:
         self.device = torch.device(device)
         self.engine = BACKEND_CLASSES[backend](run, self.device, precision)
         self.classes = run.classes
-        self.preprocessing = run.preprocessing
+        # roi: lungs puts the lung crop in front of the card's preprocessing (cxrkit.lungs.preprocess)
+        self.preprocessing = lung_roi_from_card(run.preprocessing, run.card.preprocessing.to_dict(), str(run.run_dir))
         self.batch_size = batch_size
         self.backend = backend
         self.threshold = check_threshold(threshold)
@@ -192,8 +195,17 @@ class Predictor:
         return as_float01(self._read(item, name))
 
     def prepare(self, item: ImageInput, name: str | None = None) -> np.ndarray:
-        """One input -> the model's (S, S) uint8 image (:meth:`decode`, then the run's preprocessing)."""
+        """One input -> the model's (S, S) uint8 image (:meth:`decode`, then the run's preprocessing;
+        with ``roi: lungs`` a fallback to the whole image is recorded under ``name``: :meth:`roi_fallback`)."""
+        if isinstance(self.preprocessing, LungRoiPreprocessing):
+            return self.preprocessing.to_uint8(self._read(item, name), name=name)
         return self.preprocessing.to_uint8(self._read(item, name))
+
+    def roi_fallback(self, name: str) -> str | None:
+        """Why input ``name`` got the whole image instead of its lung box; None when it got its
+        lungs or the run has no ROI."""
+        roi = self.preprocessing
+        return roi.fallback(name) if isinstance(roi, LungRoiPreprocessing) else None
 
     def _read(self, item: ImageInput, name: str | None) -> np.ndarray:
         """:meth:`decode` without the float conversion (8-bit files stay uint8: faster to preprocess)."""

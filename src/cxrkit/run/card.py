@@ -57,11 +57,22 @@ class PreprocessingSpec:
     std: float = 0.5
     contrast: str = "percentile"
     channels: int = 1
-    extra: dict = field(default_factory=dict)  # later options (e.g. a lung ROI), kept verbatim
+    # roi "lungs": crop to the predicted lung box (+ roi_margin) of the lung run whose
+    # model.safetensors has sha256 lung_run_sha256 (cxrkit.lungs.preprocess); absent = "none"
+    roi: str = "none"
+    roi_margin: float = 0.05
+    lung_run: str | None = None
+    lung_run_sha256: str | None = None
+    extra: dict = field(default_factory=dict)  # later options, kept verbatim
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
+        if self.roi == "none":  # cards without a ROI keep the layout cxrkit wrote before it
+            d = {k: v for k, v in d.items() if k not in _ROI_FIELDS}
         return {**d, **self.extra}
+
+
+_ROI_FIELDS = ("roi", "roi_margin", "lung_run", "lung_run_sha256")
 
 
 @dataclass
@@ -179,6 +190,8 @@ class ModelCard:
             raise bad(f"preprocessing mean/std must be finite with std > 0, got {p.mean!r}/{p.std!r}")
         if p.channels != 1:
             raise bad(f"preprocessing.channels must be 1 (gray), got {p.channels!r}")
+        if p.roi not in ("none", "lungs"):  # a missing lung_run is named when the ROI is built
+            raise bad(f"preprocessing.roi must be 'none' or 'lungs', got {p.roi!r}")
         if not isinstance(self.model.name, str) or not self.model.name:
             raise bad("model.name is missing")
         if self.calibration is not None:

@@ -1,0 +1,168 @@
+"""roi: lungs end to end on synthetic films: training's cache, the Predictor (torch and ONNX),
+serve, the card, and the fallback to the whole image when the segmentation fails."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrkit.lungs.card import LungRunError
+
+from .conftest import two_lobe
+
+CLASSES = ("covid", "viral_pneumonia", "normal")
+N_NOISE = 2  # films with no lungs at all: the segmenter must fail its quality check on them
+
+
+def write_lung_dataset(root, per_class: int = 8):
+    """Two-lobe films whose class is where a bright spot sits inside the lungs, plus noise films."""
+    for k, label in enumerate(CLASSES):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            img, mask = two_lobe(100 + 10 * k + i)
+            ys, xs = np.nonzero(mask)
+            spot = (ys.min() + (ys.max() - ys.min()) * (k + 1) // 4, xs.min() + (xs.max() - xs.min()) // 4)
+            img[spot[0] - 3 : spot[0] + 4, spot[1] - 3 : spot[1] + 4] = 250
+            Image.fromarray(img).save(root / label / f"{label}_{i}.png")
+    rng = np.random.default_rng(7)
+    for i in range(N_NOISE):
+        Image.fromarray(rng.integers(90, 110, (96, 96), dtype=np.uint8)).save(root / "normal" / f"noise_{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def roi_run(lung_run, tmp_path_factory, tiny_config):
+    from cxrkit.training import train
+
+    root = tmp_path_factory.mktemp("roi")
+    data = write_lung_dataset(root / "data")
+    config = tiny_config(
+        data, root / "run", root / "cache", input_size=32, epochs=1, roi="lungs", lung_run=str(lung_run[0])
+    )
+    return train(config, progress_bar=False), data, root / "cache"
+
+
+def test_card_records_the_roi_the_lung_weights_and_the_fallbacks(roi_run, lung_run):
+    from cxrkit.lungs.preprocess import weights_sha256
+    from cxrkit.run import read_card
+
+    result, data, _ = roi_run
+    card = read_card(result.run_dir)
+    p = card.preprocessing.to_dict()
+    assert p["roi"] == "lungs" and p["roi_margin"] == 0.05
+    assert p["lung_run"] == str(lung_run[0].resolve()) and p["lung_run_sha256"] == weights_sha256(lung_run[0])
+    assert card.training["roi_images"] == 3 * 8 + N_NOISE
+    assert card.training["roi_fallbacks"] == N_NOISE  # the noise films, and only they
+    examples = card.training["roi_fallback_examples"]
+    assert len(examples) == N_NOISE, examples
+    assert all("noise_" in e and ("no lung" in e or "one lung" in e) for e in examples), examples
+
+
+def test_training_cache_and_predictor_give_the_same_pixels(roi_run):
+    from cxrkit.data import load_dataset
+    from cxrkit.data.cache import cached_images
+    from cxrkit.inference import Predictor
+
+    result, data, cache = roi_run
+    predictor = Predictor.from_run(result.run_dir)
+    ds = load_dataset(data, classes=",".join(CLASSES))
+    before = sorted(cache.glob("images-*.npy"))
+    cached = cached_images(ds, predictor.preprocessing, cache)
+    assert sorted(cache.glob("images-*.npy")) == before  # the card's ROI finds training's own cache
+    prepared = np.stack([predictor.prepare(r.path) for r in ds.records])
+    np.testing.assert_array_equal(cached, prepared)
+    base = predictor.preprocessing.base
+    whole = np.stack([base.to_uint8(predictor._read(r.path, None)) for r in ds.records])
+    is_noise = np.array(["noise_" in r.path.name for r in ds.records])
+    np.testing.assert_array_equal(prepared[is_noise], whole[is_noise])  # fallback: the whole film
+    assert all((prepared[i] != whole[i]).mean() > 0.3 for i in np.flatnonzero(~is_noise))  # a real crop
+
+
+def test_roi_box_lies_inside_the_image_with_its_margin(roi_run):
+    from cxrkit.inference import Predictor
+
+    roi = Predictor.from_run(roi_run[0].run_dir).preprocessing
+    img, mask = two_lobe(3)
+    (box, reason), (none, why) = roi.boxes([img, np.full((96, 96), 100, np.uint8)])
+    assert reason == "ok" and none is None and why != "ok"
+    x0, y0, x1, y1 = box
+    ys, xs = np.nonzero(mask)
+    assert 0 <= x0 < xs.min() and xs.max() < x1 <= 96 and 0 <= y0 < ys.min() and ys.max() < y1 <= 96
+
+
+def test_predict_outputs_flag_the_fallback(roi_run):
+    from cxrkit.inference import Predictor
+    from cxrkit.inference.formats import predictions_csv, predictions_json
+
+    result, data, _ = roi_run
+    predictor = Predictor.from_run(result.run_dir)
+    files = [data / "covid" / "covid_0.png", data / "normal" / "noise_0.png"]
+    preds = predictor.predict(files, workers=2)
+    doc = predictions_json(preds, predictor, 0.5)
+    flags = [r["roi_fallback"] for r in doc["results"]]
+    assert flags[0] is None and "lung" in flags[1] and flags[1] == predictor.roi_fallback(str(files[1]))
+    assert doc["roi"]["roi"] == "lungs"
+    rows = predictions_csv(preds, predictor.classes, roi_fallback=predictor.roi_fallback).splitlines()
+    assert rows[0].endswith(",roi_fallback") and rows[1].endswith(",") and rows[2].endswith(flags[1])
+
+
+@pytest.mark.slow
+def test_onnx_backend_applies_the_same_roi(roi_run):
+    from cxrkit.inference import Predictor
+    from cxrkit.inference.export import export_onnx
+
+    result, data, _ = roi_run
+    export_onnx(result.run_dir)
+    files = sorted((data / "covid").glob("*.png"))[:4] + [data / "normal" / "noise_1.png"]
+    torch_p, onnx_p = Predictor.from_run(result.run_dir), Predictor.from_run(result.run_dir, backend="onnx")
+    np.testing.assert_array_equal(
+        np.stack([torch_p.prepare(f) for f in files]), np.stack([onnx_p.prepare(f) for f in files])
+    )
+    np.testing.assert_allclose(onnx_p.predict_proba(files), torch_p.predict_proba(files), atol=1e-4)
+
+
+def test_serve_applies_the_roi(roi_run):
+    from cxrkit.serve import create_app
+    from cxrkit.serve.client import upload
+    from cxrkit.serve.server import running
+
+    result, data, _ = roi_run
+    app = create_app(result.run_dir)
+    predictor = app.state.predictor
+    path = data / "viral_pneumonia" / "viral_pneumonia_2.png"
+    with running(app) as url:
+        served = upload(f"{url}/v1/predict", path.read_bytes(), path.name).json()["probabilities"]
+    with_roi = predictor.predict_proba([path])[0]
+    whole = predictor.proba_from_uint8(predictor.preprocessing.base.to_uint8(predictor._read(path, None))[None])[0]
+    assert list(served.values()) == pytest.approx(list(with_roi), abs=1e-6)
+    assert np.abs(with_roi - whole).max() > 1e-4  # the ROI changed the answer: the test can tell
+
+
+def test_roi_card_round_trips_and_old_cards_have_none(tmp_path):
+    from cxrkit.run import PreprocessingSpec
+    from cxrkit.run.card import _section
+
+    spec = PreprocessingSpec(input_size=32, roi="lungs", roi_margin=0.1, lung_run="/x/lungs", lung_run_sha256="ab")
+    back = _section(PreprocessingSpec, json.loads(json.dumps(spec.to_dict())))
+    assert back == spec
+    old = PreprocessingSpec(input_size=32)
+    assert "roi" not in old.to_dict() and _section(PreprocessingSpec, old.to_dict()).roi == "none"
+
+
+def test_changed_lung_weights_or_a_missing_lung_run_are_refused(roi_run, lung_run, tmp_path):
+    from cxrkit.data.transforms import Preprocessing
+    from cxrkit.errors import UsageError
+    from cxrkit.lungs.preprocess import from_card, with_lung_roi
+
+    base = Preprocessing(input_size=32)
+    spec = {"roi": "lungs", "lung_run": str(lung_run[0]), "lung_run_sha256": "0" * 64}
+    with pytest.raises(LungRunError, match="not the ones this model was trained with"):
+        from_card(base, spec)
+    with pytest.raises(LungRunError, match=r"model.safetensors: not found"):
+        from_card(base, {**spec, "lung_run": str(tmp_path)})
+    with pytest.raises(UsageError, match="--roi lungs needs --lung-run"):
+        with_lung_roi(base, "lungs", None)
+    assert from_card(base, {}) is base and with_lung_roi(base) is base  # old cards: no ROI
