@@ -61,6 +61,7 @@ def test_demo_runs_end_to_end_and_reuses_the_finished_run(blob_dataset, tmp_path
     main(args)
     html = (tmp_path / "demo/report/report.html").read_text()
     assert "mean_cam" in html or "Mean" in html  # the Grad-CAM summary is in the report
+    assert "Accuracy (patient-disjoint test split)" in html  # the protocol stands next to the headline
     assert (tmp_path / "demo/report/explain/summary.json").is_file()
     assert (tmp_path / "demo/model/model.safetensors").is_file()
     main(args)

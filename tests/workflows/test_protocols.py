@@ -8,7 +8,9 @@ import shutil
 
 import pytest
 
+from cxrkit import RESEARCH_NOTICE
 from cxrkit.errors import CxrkitError
+from cxrkit.evaluation.report import render_html, render_markdown
 from cxrkit.workflows.protocols import PROTOCOLS, Protocol, parse_protocols, protocol_config, run_protocols
 
 PER_CLASS = 18
@@ -124,6 +126,29 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
     md = (out / "protocols.md").read_text()
     assert "**LEAKY**" in md and "no test images of covid, viral_pneumonia" in md and "research" in md.lower()
     assert json.loads((out / "protocols.json").read_text())["rows"][0]["protocol"] == "patient"
+
+    # report.html: each protocol's row, the LEAKY label, the class a test split lacks, the notice
+    page = (out / "report.html").read_text()
+    assert all(f"<td>{name}</td>" in page for name in rows) and "<td>LEAKY</td>" in page
+    assert "no test images of covid, viral_pneumonia" in page and RESEARCH_NOTICE in page
+    # each run's metrics.json names its protocol, with the split's own leak count
+    ev = {n: json.loads((out / n / "run" / "evaluation" / "metrics.json").read_text()) for n in rows}
+    patient, image = ev["patient"]["protocol"], ev["image"]["protocol"]
+    assert (patient["split_by"], patient["leaky"], patient["leaked_test_images"]) == ("patient", False, 0)
+    assert (image["split_by"], image["leaky"]) == ("image", True)
+    saved = list(csv.DictReader(open(out / "image" / "run" / "split.csv")))  # recounted here from split.csv
+    train_patients = {r["patient_id"] for r in saved if r["split"] == "train"}
+    assert image["leaked_test_images"] == sum(r["split"] == "test" and r["patient_id"] in train_patients for r in saved)
+    assert image["leaked_test_images"] == rows["image"]["leaked_test_images"] > 0
+    assert ev["adult-normals"]["protocol"]["holdout_source"] == ["label=normal population=adult"]
+    assert "patient-disjoint test split" in render_html(ev["patient"], {})
+    n = image["leaked_test_images"]
+    assert f"(random image split: LEAKY, {n} test images share a patient or near-duplicate" in render_markdown(
+        ev["image"]
+    )
+    # what `cxr evaluate` prints for the run whose test split lacks two classes: one warning line
+    said = [line for line in render_markdown(ev["adult-normals"]).splitlines() if "no images of covid, viral" in line]
+    assert len(said) == 1 and "leave-source-out test split" in said[0], said
 
     # another recipe in the same folder is refused, not mixed into the table
     with pytest.raises(CxrkitError, match="another config"):
