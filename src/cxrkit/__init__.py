@@ -12,13 +12,22 @@ tune_allocator()  # before torch allocates anything: see cxrkit._speed (CXR_NO_M
 __all__ = ["RESEARCH_NOTICE", "__version__", "load"]
 
 
-def load(run_dir, backend: str = "torch", threshold: float | None = None, device: str = "cpu", precision: str = "32"):
+def load(
+    run_dir,
+    backend: str = "torch",
+    threshold: float | None = None,
+    device: str = "cpu",
+    precision: str = "32",
+    tta: str = "none",
+):
     """The run's :class:`~cxrkit.inference.Predictor`: ``cxrkit.load(run).predict(paths)``.
 
     Imports torch only when called, so ``import cxrkit`` stays light. ``threshold`` (default
     ``cxrkit.inference.DEFAULT_THRESHOLD``) flags predictions whose top probability is below it.
     ``precision`` "auto" runs bf16 where the device computes it natively (the CLI's default);
     the library's default "32" gives bit-for-bit the probabilities of earlier versions.
+    ``tta`` "standard" averages over 7 views (:mod:`cxrkit.inference.tta`). An ensemble
+    directory (``cxr ensemble create``) gives an :class:`~cxrkit.inference.ensemble.EnsemblePredictor`.
     """
     from .inference.defaults import DEFAULT_THRESHOLD
     from .inference.predictor import Predictor
@@ -29,4 +38,5 @@ def load(run_dir, backend: str = "torch", threshold: float | None = None, device
         backend=backend,
         precision=precision,
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        tta=tta,
     )

@@ -12,11 +12,12 @@ from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json, atomic_write_text
 from ..run import RunDir
 from ..run.layout import AUDIT_DIR, AUDIT_FILE, EVALUATION_DIR
-from ._console import console
+from ._console import CliError, console
+from .predict import add_tta_argument
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, help="run directory made by `cxr train`")
+def _common(p: argparse.ArgumentParser, run_help: str = "run directory made by `cxr train`", optional=False) -> None:
+    p.add_argument("run_dir", type=Path, nargs="?" if optional else None, help=run_help)
     p.add_argument(
         "--data",
         default=None,
@@ -42,10 +43,26 @@ def register(subparsers) -> None:
         "temperature scaling fitted on val and saved into the run; metrics per subgroup "
         "(--by). Writes metrics.json, PNG plots and a self-contained report.html.",
         epilog="Examples:\n  cxr evaluate runs/lite0 --by population subsource --audit\n"
-        "  cxr evaluate runs/lite0 --data /data/other_hospital   # external validation",
+        "  cxr evaluate runs/lite0 --data /data/other_hospital   # external validation\n"
+        "  cxr evaluate runs/lite0 --tta                         # test-time augmentation\n"
+        "  cxr evaluate --ensemble runs/a runs/b                 # writes and scores runs/ensemble-a+b",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(p)
+    _common(
+        p,
+        "run or ensemble directory; with --ensemble, where to write the ensemble (default beside the first member)",
+        optional=True,
+    )
+    add_tta_argument(p)
+    p.add_argument(
+        "--ensemble",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="score the ensemble of these runs (same classes and split.csv, else refused): written as an "
+        "ensemble directory (see `cxr ensemble create`), whose val-fitted temperature and evaluation stay there",
+    )
     p.add_argument(
         "--by",
         nargs="+",
@@ -88,8 +105,16 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from ..evaluation.report import render_markdown
     from ..workflows import evaluate_and_report
 
+    run_dir = args.run_dir
+    if args.ensemble:
+        from ..inference.ensemble import create_ensemble, default_ensemble_dir
+
+        run_dir = create_ensemble(run_dir or default_ensemble_dir(args.ensemble), args.ensemble)
+        console.print(f"[bold]»[/] ensemble of {len(args.ensemble)} runs: [bold]{run_dir}[/]")
+    elif run_dir is None:
+        raise CliError("say which run to evaluate: RUN_DIR, or --ensemble RUN_A RUN_B ...")
     result = evaluate_and_report(
-        args.run_dir,
+        run_dir,
         args.data,
         args.split,
         args.by,
@@ -98,6 +123,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         audit=args.audit,
         out=args.out,
         on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
+        tta=args.tta,
     )
     console.print(render_markdown(result.evaluation))
     console.print(f"wrote [bold]{result.files.get('report.html', args.out)}[/]")

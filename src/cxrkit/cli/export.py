@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..run import RunDir
 from ._console import CliError, console
 
 
@@ -20,7 +21,12 @@ def register(subparsers) -> None:
         "           cxr export runs/lite0 --onnx --int8   (also an int8 model, calibrated on train images)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run_dir", type=Path, help="run directory made by `cxr train`")
+    p.add_argument(
+        "run_dir",
+        type=Path,
+        help="run directory made by `cxr train`, or an ensemble directory (each member is exported and "
+        "the ensemble checked under onnx against torch)",
+    )
     p.add_argument("--onnx", action="store_true", help="export to ONNX (the only format so far)")
     p.add_argument("--out", type=Path, default=None, help="ONNX file to write (default RUN_DIR/model.onnx)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
@@ -40,6 +46,8 @@ def run(args: argparse.Namespace) -> None:
 
     if not args.onnx:
         raise CliError("say which format to export: --onnx")
+    if RunDir(args.run_dir).is_ensemble():
+        return _ensemble(args)
     console.print(f"[bold]»[/] exporting {args.run_dir} to ONNX")
     try:
         entry = export_onnx(args.run_dir, args.out, args.opset or ONNX_OPSET)
@@ -53,6 +61,27 @@ def run(args: argparse.Namespace) -> None:
     )
     if args.int8:
         _int8(args)
+
+
+def _ensemble(args: argparse.Namespace) -> None:
+    from ..inference.export import ONNX_OPSET, ExportError, export_ensemble_onnx
+
+    if args.out or args.int8:
+        raise CliError(
+            f"{args.run_dir} is an ensemble: each member writes its own model.onnx, so no --out; "
+            "--int8 is per run (export a member with --int8)"
+        )
+    console.print(f"[bold]»[/] exporting each member of the ensemble {args.run_dir} to ONNX")
+    try:
+        entry = export_ensemble_onnx(args.run_dir, args.opset or ONNX_OPSET)
+    except ExportError as exc:
+        raise CliError(str(exc)) from None
+    for m in entry["members"]:
+        console.print(f"wrote [bold]{m['run']}/{m['file']}[/]")
+    console.print(
+        f"ensemble under onnx vs torch: max |dp| = {entry['check']['max_abs_prob_diff']:.1e} on "
+        f"{entry['check']['images']} check images; ensemble card updated (onnx_ensemble)"
+    )
 
 
 def _int8(args: argparse.Namespace) -> None:

@@ -10,6 +10,7 @@ from .. import RESEARCH_NOTICE
 from ..errors import CxrkitError
 from ..inference.defaults import BACKENDS, DEFAULT_THRESHOLD
 from ._console import CliError, console, err_console
+from .predict import add_tta_argument
 
 MAX_CONNECTIONS = 64  # as cxrkit.serve.server.MAX_CONNECTIONS (not imported: `cxr --help` stays light)
 
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
         epilog="Example:  cxr serve runs/lite0 --port 8000   then open http://127.0.0.1:8000/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run_dir", type=Path, help="run directory made by `cxr train`")
+    p.add_argument("run_dir", type=Path, help="run directory made by `cxr train`, or an ensemble directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload in MB (default 20)")
@@ -67,6 +68,7 @@ def register(subparsers) -> None:
         help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})",
     )
     p.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (default) or onnx")
+    add_tta_argument(p)
     p.add_argument(
         "--docs",
         action="store_true",
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
             "address can use the model; the service has no authentication"
         )
     try:
-        predictor = Predictor.from_run(args.run_dir, backend=args.backend, threshold=args.threshold)
+        predictor = Predictor.from_run(args.run_dir, backend=args.backend, threshold=args.threshold, tta=args.tta)
     except CxrkitError:
         raise
     except Exception as exc:  # a broken run folder (truncated weights, odd card): one line, not a traceback

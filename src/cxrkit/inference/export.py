@@ -118,3 +118,34 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
     entry["check"] = {"images": len(images), "max_abs_prob_diff": diff}
     update_card(run_dir, "onnx", entry)
     return entry
+
+
+def export_ensemble_onnx(ens_dir: str | Path, opset: int = ONNX_OPSET) -> dict:
+    """Export every member of an ensemble directory, then check the ensemble as a whole.
+
+    Each member gets its own checked ``model.onnx`` (as ``cxr export MEMBER --onnx``), so members
+    with different preprocessing export too and ``--backend onnx`` averages them exactly as the
+    torch backend does; the ensemble under onnx must match it within ``PARITY_TOLERANCE``. The
+    card's ``onnx_ensemble`` section lists the members' files and the check.
+    """
+    from .ensemble import load_ensemble, member_paths
+
+    members = member_paths(ens_dir)
+    files = [{"run": str(m), "file": export_onnx(m, None, opset)["file"]} for m in members]
+    as_torch, as_onnx = load_ensemble(ens_dir), load_ensemble(ens_dir, backend="onnx")
+    pre = as_torch.preprocessing
+    images = np.stack([pre.to_uint8(g) for g in check_images(pre.input_size)])
+    diff = max_prob_difference(as_torch, as_onnx, images)
+    if diff > PARITY_TOLERANCE:
+        raise ExportError(
+            f"{ens_dir}: the ensemble's ONNX probabilities differ from PyTorch by {diff:.2e} "
+            f"(> {PARITY_TOLERANCE:.0e}); its card was not updated"
+        )
+    entry = {
+        "members": files,
+        "opset": opset,
+        "combine": "mean of member softmax(logits / member temperature), then the ensemble's temperature",
+        "check": {"images": len(images), "max_abs_prob_diff": diff},
+    }
+    update_card(ens_dir, "onnx_ensemble", entry)
+    return entry

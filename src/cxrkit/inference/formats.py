@@ -7,6 +7,7 @@ import io
 
 from .._meta import RESEARCH_NOTICE
 from .predictor import Predictions, Predictor
+from .tta import describe
 
 
 def predictions_json(preds: Predictions, predictor: Predictor, threshold: float) -> dict:
@@ -18,6 +19,8 @@ def predictions_json(preds: Predictions, predictor: Predictor, threshold: float)
         "precision": predictor.precision,
         "classes": predictor.classes,
         "temperature": predictor.temperature,
+        **describe(predictor.tta),
+        "ensemble_members": getattr(predictor, "member_ids", None),
         "threshold": threshold,
         **_roi_section(predictor),
         "results": [{**r.to_dict(), **_roi_flag(predictor, r.name)} for r in preds.results],

@@ -25,8 +25,10 @@ from ..errors import CxrkitError, UsageError
 from ..lungs.preprocess import LungRoiPreprocessing
 from ..lungs.preprocess import from_card as lung_roi_from_card
 from ..models import LoadedRun, load_run
+from ..run import RunDir
 from .backends import BACKEND_CLASSES, NEEDS_TORCH_MODEL
 from .defaults import BACKENDS, DEFAULT_THRESHOLD, check_threshold
+from .tta import average_views, check_tta
 
 ImageInput = str | Path | np.ndarray | bytes
 
@@ -77,7 +79,10 @@ class Predictor:
     ``lock`` is held while the PyTorch model runs: code that hooks the model (CAMs) holds it
     too, so a concurrent forward pass can never leak into another request's activations.
     ``precision`` ("32", "bf16" or "auto": bf16 where the device computes it natively) applies
-    to the torch backend; the resolved one is :attr:`precision`.
+    to the torch backend; the resolved one is :attr:`precision`. ``tta`` "standard" averages
+    the probabilities over :mod:`cxrkit.inference.tta`'s views (7 forward passes per image).
+    A run directory made by ``cxr ensemble create`` loads as an
+    :class:`~cxrkit.inference.ensemble.EnsemblePredictor` through :meth:`from_run`.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class Predictor:
         backend: str = "torch",
         threshold: float = DEFAULT_THRESHOLD,
         precision: str = "32",
+        tta: str = "none",
     ):
         if backend not in BACKENDS:
             raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -102,6 +108,7 @@ class Predictor:
         self.threshold = check_threshold(threshold)
         self.lock = self.engine.lock
         self.streams = self.engine.streams  # batches in flight
+        self.tta = check_tta(tta)
 
     @classmethod
     def from_run(
@@ -112,7 +119,12 @@ class Predictor:
         backend: str = "torch",
         threshold: float = DEFAULT_THRESHOLD,
         precision: str = "32",
+        tta: str = "none",
     ) -> "Predictor":
+        if RunDir(run_dir).is_ensemble():
+            from .ensemble import load_ensemble
+
+            return load_ensemble(run_dir, device, batch_size, backend, threshold, precision, tta)
         return cls(
             load_run(run_dir, device, with_model=backend in NEEDS_TORCH_MODEL),
             device,
@@ -120,6 +132,7 @@ class Predictor:
             backend,
             threshold,
             precision,
+            tta,
         )
 
     @property
@@ -176,8 +189,14 @@ class Predictor:
         return self.engine.forward(batch)
 
     def proba_from_uint8(self, images: np.ndarray, temperature: float | None = None) -> np.ndarray:
-        logits = self.logits_from_uint8(images)
-        return softmax(logits, self.temperature if temperature is None else temperature)
+        """Probabilities (after the temperature), averaged over the TTA views when ``tta`` is on."""
+        t = self.temperature if temperature is None else temperature
+        return average_views(lambda v: softmax(self.logits_from_uint8(v), t), images, self.tta)
+
+    def blank_input(self, value: int = 128) -> np.ndarray:
+        """One uniform model input (1, S, S) uint8: a health probe that needs no decoder."""
+        s = self.preprocessing.input_size
+        return np.full((1, s, s), value, np.uint8)
 
     def predict_proba(self, images: Iterable[str | Path | np.ndarray]) -> np.ndarray:
         """Probabilities for image files or decoded gray arrays in [0, 1]."""

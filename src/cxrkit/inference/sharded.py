@@ -78,6 +78,7 @@ def predict_sharded(
         "model_id": predictor.model_id,
         "backend": predictor.backend,
         "precision": predictor.precision,
+        "tta": predictor.tta,
         "threshold": predictor.threshold if threshold is None else threshold,
         "chunk_size": size,
         "inputs": len(names),

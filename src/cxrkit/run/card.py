@@ -122,6 +122,11 @@ class ModelCard:
         return self.calibration.temperature if self.calibration else 1.0
 
     @property
+    def is_ensemble(self) -> bool:
+        """The card of an ensemble directory (members in ensemble.json, no weights of its own)."""
+        return "ensemble" in self.extra
+
+    @property
     def split_hash(self) -> str:
         return str(self.split.get("hash", "nosplit"))
 

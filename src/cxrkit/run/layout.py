@@ -17,6 +17,9 @@ and how to feed it; nothing outside the folder is needed to load it.
       evaluation/          metrics.json, plots, report.html (`cxr evaluate`)
       audit/               audit.json (`cxr audit`)
       explain/             CAM overlays and summaries (`cxr explain --summary`)
+
+An ensemble directory (`cxr ensemble create`) has no weights: ``ensemble.json`` lists the
+member runs, ``model_card.json`` is marked ``ensemble`` and ``split.csv`` is the members' one.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ METRICS_FILE = "metrics.json"
 AUDIT_DIR = "audit"
 AUDIT_FILE = "audit.json"
 EXPLAIN_DIR = "explain"
+ENSEMBLE_FILE = "ensemble.json"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ class RunDir:
         return self.root / ONNX_FILE
 
     @property
+    def ensemble(self) -> Path:
+        return self.root / ENSEMBLE_FILE
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / CHECKPOINT_DIR
 
@@ -95,6 +103,10 @@ class RunDir:
     @property
     def explain(self) -> Path:
         return self.root / EXPLAIN_DIR
+
+    def is_ensemble(self) -> bool:
+        """An ensemble directory: members in ensemble.json, no weights of its own."""
+        return self.ensemble.is_file()
 
     def is_finished(self) -> bool:
         """A card and weights exist: training finished and wrote its results."""

@@ -26,6 +26,7 @@ from .. import RESEARCH_NOTICE, __version__
 from ..errors import CxrkitError, UsageError
 from ..explain.cam_png import CamOverlays
 from ..inference.defaults import check_threshold
+from ..inference.ensemble import EnsemblePredictor
 from ..inference.predictor import Predictor
 from . import responses
 from .images import decode_upload, shrink
@@ -83,6 +84,7 @@ class Health(BaseModel):
     classes: list[str]
     backend: str
     input_size: int
+    tta: str = "none"
     threshold: float
     max_upload_bytes: int
     max_pixels: int
@@ -110,7 +112,8 @@ def create_app(
     if max_upload_bytes is not None:
         limits = replace(limits, max_upload_bytes=int(max_upload_bytes))
     gate = Gate(limits)
-    cams = CamOverlays(predictor, cam_method)
+    # an ensemble has no one network to hook: /v1/explain names a member to serve instead
+    cams = None if isinstance(predictor, EnsemblePredictor) else CamOverlays(predictor, cam_method)
     app = FastAPI(
         title="cxrkit",
         version=__version__,
@@ -156,6 +159,8 @@ def create_app(
         return prediction(name, decoded(name, data)[1])
 
     def explain_work(name: str, data: bytes, target: str | None, format: str):
+        if cams is None:
+            raise HttpError(422, str(predictor.no_network_error()))
         gray, image = decoded(name, data)
         doc = prediction(name, image)
         exp = cams.explain(image[None], None if target is None else predictor.classes.index(target))
@@ -197,6 +202,7 @@ def create_app(
             "classes": predictor.classes,
             "backend": predictor.backend,
             "input_size": predictor.preprocessing.input_size,
+            "tta": predictor.tta,
             "threshold": threshold,
             "max_upload_bytes": limits.max_upload_bytes,
             "max_pixels": limits.max_pixels,
@@ -269,7 +275,7 @@ def check_predictor(predictor: Predictor) -> None:
             "refit it with `cxr evaluate` or remove it from model_card.json"
         )
     try:
-        probs = predictor.proba_from_uint8(np.full((1, size, size), 128, np.uint8))
+        probs = predictor.proba_from_uint8(predictor.blank_input(128))
     except Exception as exc:
         raise UsageError(f"{where}: a test prediction on a gray image failed ({type(exc).__name__}: {exc})") from None
     if not np.isfinite(probs).all():

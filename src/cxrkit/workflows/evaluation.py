@@ -17,8 +17,10 @@ from ..evaluation.evaluate import evaluate_run
 from ..evaluation.report import format_ci, headline_protocol, write_report
 from ..explain.cams import Explainer
 from ..explain.summary import explain_split, write_summary
+from ..inference.ensemble import with_tta
 from ..inference.predictor import Predictor
 from ..inference.splits import predict_split
+from ..inference.tta import describe
 from ..run import RunDir
 
 
@@ -40,19 +42,23 @@ def evaluate_and_report(
     out: str | Path | None = None,
     on_stage: Callable[[str], None] = lambda m: None,
     progress: Callable[[int, int], None] | None = None,
+    tta: str = "none",
 ) -> Evaluated:
     """Metrics with CIs (+ the shortcut audit, + Grad-CAM class summaries) into ``out``'s report.
 
     ``out`` defaults to ``RUN/evaluation``. With ``explain`` the summaries go to ``out/explain``
-    and their figures into ``report.html``.
+    and their figures into ``report.html``. ``tta`` "standard": test-time augmentation
+    (:mod:`cxrkit.inference.tta`), recorded in metrics.json; an ensemble directory is evaluated
+    like a run (:mod:`cxrkit.inference.ensemble`).
     """
     run = RunDir(run_dir)
     out = Path(out) if out else run.evaluation
-    predictor = Predictor.from_run(run.root)
+    predictor = Predictor.from_run(run.root, tta=tta)
     on_stage(f"predicting the {split or 'default'} split of {data or 'the training data'}")
-    preds = predict_split(predictor, data, split, workers)
+    preds = with_tta(predictor, predict_split(predictor, data, split, workers), workers)
     on_stage(f"metrics with {resamples} bootstrap resamples")
     ev = evaluate_run(run.root, data, split, by, resamples, workers, predictor=predictor, preds=preds)
+    ev.update(describe(tta), ensemble_members=getattr(predictor, "member_ids", None))
     if audit:
         on_stage("shortcut audit")
         ev["audit"] = audit_run(predictor, columns=by or None, workers=workers, preds=preds)

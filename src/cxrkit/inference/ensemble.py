@@ -1,0 +1,289 @@
+"""Ensembles of run directories: one Predictor over several trained runs.
+
+Why: runs that differ in seed or recipe make partly independent mistakes off-distribution;
+the mean of their probabilities is the cheapest robustness there is (M forward passes).
+
+Rule: member probabilities, each after the member's own temperature (and TTA when asked), are
+averaged; the ensemble's own temperature (1.0 until ``cxr evaluate ENS`` fits one on val and
+saves it in the ensemble's card) is applied to the log of that mean. Members must have the same
+classes in the same order and the same split hash (the same split.csv): an ensemble is chosen
+on one val split, and no member may have trained on another member's test images.
+
+An ensemble directory (``cxr ensemble create --out ENS RUN_A RUN_B``)::
+
+    ENS/
+      ensemble.json     {"format", "classes", "members": [{"path", "split_hash", "model"}]}
+      model_card.json   classes, data and split of the members; "ensemble" marks it
+      split.csv         the members' split (identical by hash), so evaluate reads it like a run's
+
+Members with different preprocessing are fed from one decode: :class:`PackedInput` puts each
+member's prepared image end to end in one uint8 vector per image.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_write_json
+from .._numeric import softmax
+from ..data.cache import cached_images
+from ..errors import CxrkitError, UsageError
+from ..models import LoadedRun, load_run
+from ..run import ModelCard, ModelSpec, RunDir, read_card, write_card
+from .defaults import DEFAULT_THRESHOLD
+from .predictor import Predictor
+from .splits import SplitPredictions
+from .tta import views
+
+ENSEMBLE_FORMAT = "cxrkit-ensemble/1"
+_TINY = 1e-30  # floor of the mean probability before its log (float64): softmax(log p) == p
+
+
+class EnsembleError(CxrkitError, ValueError):
+    """Runs that cannot be combined, or an ensemble directory that no longer matches its members."""
+
+
+def check_members(cards: list[tuple[Path, ModelCard]]) -> None:
+    """Refuse members that would be averaged wrongly or chosen on different splits."""
+    if not cards:
+        raise EnsembleError("an ensemble needs at least one member run")
+    path0, card0 = cards[0]
+    for path, card in cards:
+        if card.is_ensemble:
+            raise EnsembleError(f"{path} is itself an ensemble; list its members instead")
+        if card.classes != card0.classes:
+            raise EnsembleError(
+                f"{path} has classes {card.classes}, {path0} has {card0.classes}: members must have "
+                "the same classes in the same order"
+            )
+        if card.split_hash != card0.split_hash:
+            raise EnsembleError(
+                f"{path} was trained on split {card.split_hash[:12]}, {path0} on {card0.split_hash[:12]}: "
+                "ensemble members must share one split.csv (same split hash), or the ensemble's test "
+                "images may be another member's training images; retrain with the same --split-file"
+            )
+
+
+def ensemble_card(cards: list[tuple[Path, ModelCard]]) -> ModelCard:
+    """The card of an ensemble: classes, data, split and (nominal) preprocessing of the first member."""
+    c0 = cards[0][1]
+    names = ", ".join(sorted({c.model.name for _, c in cards}))
+    return ModelCard(
+        classes=list(c0.classes),
+        preprocessing=copy.deepcopy(c0.preprocessing),
+        model=ModelSpec(name=f"ensemble of {len(cards)} ({names})", in_chans=c0.model.in_chans),
+        data=dict(c0.data),
+        split=dict(c0.split),
+        training={"members": [str(p) for p, _ in cards]},
+        extra={"ensemble": {"file": RunDir(".").ensemble.name, "members": len(cards)}},
+    )
+
+
+def create_ensemble(out: str | Path, members: list[str | Path]) -> Path:
+    """Write the ensemble directory ``out`` (see the module docstring); returns it.
+
+    Member paths are stored relative to ``out`` (moving the parent folder keeps it working). An
+    existing ensemble with the same members is kept as it is (its fitted temperature too).
+    """
+    out = Path(out)
+    cards = [(Path(m), read_card(m)) for m in members]
+    check_members(cards)
+    for path, _ in cards:
+        if not RunDir(path).weights.is_file():
+            raise EnsembleError(f"{path}: no {RunDir(path).weights.name}; only finished runs can be members")
+    entries = [
+        {"path": os.path.relpath(p.resolve(), out.resolve()), "split_hash": c.split_hash, "model": c.model.name}
+        for p, c in cards
+    ]
+    spec = {"format": ENSEMBLE_FORMAT, "classes": list(cards[0][1].classes), "members": entries}
+    run = RunDir(out)
+    if run.ensemble.is_file() and json.loads(run.ensemble.read_text())["members"] == entries:
+        return out
+    if out.exists() and any(out.iterdir()):
+        raise EnsembleError(f"{out} exists and is not this ensemble; choose another --out or remove it")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(RunDir(cards[0][0]).split, run.split)
+    write_card(out, ensemble_card(cards))
+    atomic_write_json(run.ensemble, spec)  # last: its presence marks a complete ensemble directory
+    return out
+
+
+def default_ensemble_dir(members: list[str | Path]) -> Path:
+    """``ensemble-A+B`` beside the first member (``cxr evaluate --ensemble A B``)."""
+    return Path(members[0]).parent / ("ensemble-" + "+".join(Path(m).name for m in members))
+
+
+def member_paths(ens_dir: str | Path) -> list[Path]:
+    """The members of an ensemble directory, checked against what ``ensemble.json`` recorded."""
+    run = RunDir(ens_dir)
+    try:
+        spec = json.loads(run.ensemble.read_text(encoding="utf-8"))
+        entries = spec["members"]
+        assert spec["format"] == ENSEMBLE_FORMAT and entries
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
+        raise EnsembleError(f"{run.ensemble}: not a readable {ENSEMBLE_FORMAT} file ({exc}); recreate it") from None
+    paths = []
+    for e in entries:
+        path = Path(os.path.normpath(run.root / e["path"]))  # an absolute path stays absolute
+        card = read_card(path)
+        if card.split_hash != e["split_hash"] or card.classes != spec["classes"]:
+            raise EnsembleError(
+                f"{run.ensemble}: member {path} changed since the ensemble was made (split or classes); "
+                f"recreate it with `cxr ensemble create --out {run.root} ...`"
+            )
+        paths.append(path)
+    return paths
+
+
+@dataclass(frozen=True)
+class PackedInput:
+    """The ensemble's 'preprocessing' when members differ: each member's uint8 image, flattened,
+    end to end in one vector, so one decode feeds every member through the Predictor's batching."""
+
+    specs: tuple
+
+    @property
+    def input_size(self) -> int:
+        return max(s.input_size for s in self.specs)
+
+    @property
+    def length(self) -> int:
+        return sum(s.input_size**2 for s in self.specs)
+
+    def to_uint8(self, gray: np.ndarray) -> np.ndarray:
+        return np.concatenate([s.to_uint8(gray).ravel() for s in self.specs])
+
+    def unpack(self, batch: np.ndarray) -> list[np.ndarray]:
+        out, start = [], 0
+        for s in self.specs:
+            n = s.input_size
+            out.append(np.ascontiguousarray(batch[:, start : start + n * n]).reshape(-1, n, n))
+            start += n * n
+        return out
+
+
+class EnsemblePredictor(Predictor):
+    """:class:`Predictor`'s public face over member Predictors (see the module docstring).
+
+    ``predict``, ``results_from_uint8``, ``prepare``, ``decode`` are the Predictor's own; only
+    the arithmetic (``logits_from_uint8``/``proba_from_uint8``) and the inputs differ.
+    """
+
+    def __init__(self, members: list[Predictor], run: LoadedRun, threshold: float = DEFAULT_THRESHOLD):
+        self.members = members
+        self.run = run
+        self.device = members[0].device
+        self.engine = None
+        self.classes = list(run.card.classes)
+        specs = [m.preprocessing for m in members]
+        self.shared = all(s == specs[0] for s in specs)
+        self.preprocessing = specs[0] if self.shared else PackedInput(tuple(specs))
+        self.batch_size = members[0].batch_size
+        self.backend = members[0].backend
+        self.threshold = threshold
+        self.lock = threading.RLock()
+        self.streams = 1  # members run their own batches in flight
+        self.tta = members[0].tta
+
+    @classmethod
+    def from_run(
+        cls,
+        run_dir,
+        device="cpu",
+        batch_size=32,
+        backend="torch",
+        threshold=DEFAULT_THRESHOLD,
+        precision="32",
+        tta="none",
+    ):
+        return load_ensemble(run_dir, device, batch_size, backend, threshold, precision, tta)
+
+    @classmethod
+    def from_members(cls, run_dirs: list[str | Path], **kw) -> EnsemblePredictor:
+        """An ensemble of run directories without an ensemble directory (``cxr predict A B ...``)."""
+        cards = [(Path(p), read_card(p)) for p in run_dirs]
+        check_members(cards)
+        card = ensemble_card(cards)
+        name = Path("ensemble(" + "+".join(p.name for p, _ in cards) + ")")
+        pre = load_run(cards[0][0], with_model=False).preprocessing
+        return cls([Predictor.from_run(p, **kw) for p, _ in cards], LoadedRun(name, None, card, card.classes, pre))
+
+    def no_network_error(self) -> UsageError:
+        return UsageError(
+            f"{self.run.run_dir} is an ensemble of {len(self.members)} runs and has no single network "
+            "to explain or probe (Grad-CAM, audit); use one member, e.g. "
+            f"`cxr explain {self.members[0].run.run_dir} ...`"
+        )
+
+    @property
+    def model(self):
+        raise self.no_network_error()
+
+    def model_input(self, batch):
+        return self.model
+
+    @property
+    def precision(self) -> str:
+        return self.members[0].precision
+
+    @property
+    def precision_note(self) -> str:
+        return self.members[0].precision_note
+
+    @property
+    def member_ids(self) -> list[str]:
+        return [m.model_id for m in self.members]
+
+    def member_inputs(self, images: np.ndarray) -> list[np.ndarray]:
+        images = np.asarray(images)
+        return [images] * len(self.members) if self.shared else self.preprocessing.unpack(images)
+
+    def logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
+        """log of the mean member probability (each member's temperature and TTA applied)."""
+        inputs = self.member_inputs(images)
+        mean = np.mean([m.proba_from_uint8(x) for m, x in zip(self.members, inputs)], axis=0, dtype=np.float64)
+        return np.log(np.maximum(mean, _TINY)).astype(np.float32)
+
+    def proba_from_uint8(self, images: np.ndarray, temperature: float | None = None) -> np.ndarray:
+        t = self.temperature if temperature is None else temperature
+        return softmax(self.logits_from_uint8(images), t)
+
+    def blank_input(self, value: int = 128) -> np.ndarray:
+        return super().blank_input(value) if self.shared else np.full((1, self.preprocessing.length), value, np.uint8)
+
+
+def load_ensemble(
+    ens_dir, device="cpu", batch_size=32, backend="torch", threshold=DEFAULT_THRESHOLD, precision="32", tta="none"
+) -> EnsemblePredictor:
+    """The :class:`EnsemblePredictor` of an ensemble directory (members checked, see :func:`member_paths`)."""
+    kw = dict(device=device, batch_size=batch_size, backend=backend, threshold=threshold, precision=precision)
+    members = [Predictor.from_run(p, tta=tta, **kw) for p in member_paths(ens_dir)]
+    return EnsemblePredictor(members, load_run(ens_dir, with_model=False), threshold)
+
+
+@dataclass
+class ViewSplitPredictions(SplitPredictions):
+    """Split predictions under TTA: ``probs(T)`` is the mean over views of softmax(logits_v / T)."""
+
+    view_logits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))  # (V, N, K)
+
+    def probs(self, temperature: float = 1.0) -> np.ndarray:
+        return softmax(self.view_logits, temperature).mean(0)
+
+
+def with_tta(predictor: Predictor, preds: SplitPredictions, workers: int = 2, cache_dir=None) -> SplitPredictions:
+    """``preds`` of a single run re-scored under the predictor's TTA (logits of every view kept,
+    so evaluation's before/after-temperature probabilities both average over the views)."""
+    if predictor.tta == "none" or isinstance(predictor, EnsemblePredictor):
+        return preds  # an ensemble's members already apply TTA inside logits_from_uint8
+    images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
+    view_logits = np.stack([predictor.logits_from_uint8(v) for v in views(np.asarray(images), predictor.tta)])
+    return ViewSplitPredictions(**vars(preds), view_logits=view_logits)
