@@ -7,42 +7,10 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from cxrkit.lungs.card import LungRunError
 
-from .conftest import two_lobe
-
-CLASSES = ("covid", "viral_pneumonia", "normal")
-N_NOISE = 2  # films with no lungs at all: the segmenter must fail its quality check on them
-
-
-def write_lung_dataset(root, per_class: int = 8):
-    """Two-lobe films whose class is where a bright spot sits inside the lungs, plus noise films."""
-    for k, label in enumerate(CLASSES):
-        (root / label).mkdir(parents=True)
-        for i in range(per_class):
-            img, mask = two_lobe(100 + 10 * k + i)
-            ys, xs = np.nonzero(mask)
-            spot = (ys.min() + (ys.max() - ys.min()) * (k + 1) // 4, xs.min() + (xs.max() - xs.min()) // 4)
-            img[spot[0] - 3 : spot[0] + 4, spot[1] - 3 : spot[1] + 4] = 250
-            Image.fromarray(img).save(root / label / f"{label}_{i}.png")
-    rng = np.random.default_rng(7)
-    for i in range(N_NOISE):
-        Image.fromarray(rng.integers(90, 110, (96, 96), dtype=np.uint8)).save(root / "normal" / f"noise_{i}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def roi_run(lung_run, tmp_path_factory, tiny_config):
-    from cxrkit.training import train
-
-    root = tmp_path_factory.mktemp("roi")
-    data = write_lung_dataset(root / "data")
-    config = tiny_config(
-        data, root / "run", root / "cache", input_size=32, epochs=1, roi="lungs", lung_run=str(lung_run[0])
-    )
-    return train(config, progress_bar=False), data, root / "cache"
+from .conftest import CLASSES, N_NOISE, two_lobe
 
 
 def test_card_records_the_roi_the_lung_weights_and_the_fallbacks(roi_run, lung_run):

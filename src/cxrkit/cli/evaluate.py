@@ -31,6 +31,13 @@ def _common(p: argparse.ArgumentParser, run_help: str = "run directory made by `
         help="which images (default: test for the training data, all for other data)",
     )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument(
+        "--lung-run",
+        type=Path,
+        default=None,
+        help="run of `cxr lungs train` whose masks define the lung field of the audit and CAM shares "
+        "(default: the classifier's own with roi: lungs, else the fixed central box)",
+    )
 
 
 def register(subparsers) -> None:
@@ -121,6 +128,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         args.resamples,
         args.workers,
         audit=args.audit,
+        lung_run=args.lung_run,
         out=args.out,
         on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
         tta=args.tta,
@@ -133,7 +141,9 @@ def run_audit(args: argparse.Namespace) -> None:
     from ..evaluation.audit import audit_run
     from ..inference.predictor import Predictor
 
-    result = audit_run(Predictor.from_run(args.run_dir), args.data, args.split, args.by, args.workers)
+    result = audit_run(
+        Predictor.from_run(args.run_dir), args.data, args.split, args.by, args.workers, lung_run=args.lung_run
+    )
     out = args.out or RunDir(args.run_dir).audit
     atomic_write_json(out / AUDIT_FILE, {"notice": RESEARCH_NOTICE, **result})
     t = Table(title="occlusion")

@@ -90,6 +90,13 @@ def register(subparsers) -> None:
     )
     split.add_argument("--cases", type=int, default=4, help="most confident correct/wrong cases shown per class")
     split.add_argument(
+        "--lung-run",
+        type=Path,
+        default=None,
+        help="run of `cxr lungs train` whose masks define the lung field of the audit and CAM shares "
+        "(default: the classifier's own with roi: lungs, else the fixed central box)",
+    )
+    split.add_argument(
         "--faithfulness",
         nargs="*",
         default=None,
@@ -166,7 +173,9 @@ def _summary(args: argparse.Namespace, explainer, out: Path) -> None:
     from ..explain.summary import explain_split, write_summary
 
     with progress_bar("explaining the split") as update:
-        result = explain_split(explainer, args.data, args.split, args.workers, cases=args.cases, progress=update)
+        result = explain_split(
+            explainer, args.data, args.split, args.workers, cases=args.cases, progress=update, lung_run=args.lung_run
+        )
     faithfulness = None
     if args.faithfulness is not None:
         with progress_bar("faithfulness (ROAD)") as update:

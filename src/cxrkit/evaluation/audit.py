@@ -10,9 +10,11 @@ Measured, not asserted (DeGrave et al. 2021; Roberts et al. 2021):
 2. **Adult-only view.** Metrics restricted to adults (``population`` values starting with
    "adult"): with pediatric pneumonia and adult COVID, this removes the age shortcut.
 3. **Occlusion.** Balanced accuracy when the central lung field is hidden, when only it is
-   kept, and when a border band (text, arrows, markers) is blanked. Lung masks are used
-   when the data has them; otherwise the documented boxes below. Hidden pixels are set to
-   the image's mean intensity, so no new edge or colour is introduced.
+   kept, and when a border band (text, arrows, markers) is blanked. The lung field is the
+   predicted lung mask of every image when a lung run is given (``--lung-run``, or the
+   classifier's own with ``roi: lungs``; :mod:`cxrkit.lungs.evidence`), else the data's masks
+   when every image has one, else the documented fixed box; ``lung_region`` names which.
+   Hidden pixels are set to the image's mean intensity, so no new edge or colour is introduced.
 4. **Verdict** written from these numbers by :func:`verdict` (rules in its docstring).
 """
 
@@ -30,6 +32,7 @@ from ..data.prepare import prepare
 from ..data.regions import BORDER_BAND, LUNG_BOX, border_mask, lung_box_mask, lung_masks, occlude
 from ..inference.predictor import Predictor
 from ..inference.splits import SplitPredictions, is_external, predict_split
+from ..lungs.evidence import lung_run_of, region_masks
 from ..models import backbone_features
 
 MIN_PER_VALUE = 10  # attribute values with fewer train images are left out of a probe
@@ -94,10 +97,12 @@ def _scores(predictor: Predictor, images: np.ndarray, y: np.ndarray) -> dict:
     return {"accuracy": float((pred == y).mean()), "balanced_accuracy": float(balanced_accuracy_score(y, pred))}
 
 
-def occlusion_tests(predictor: Predictor, images: np.ndarray, y: np.ndarray, masks: np.ndarray | None) -> list[dict]:
+def occlusion_tests(
+    predictor: Predictor, images: np.ndarray, y: np.ndarray, masks: np.ndarray | None, region: str | None = None
+) -> list[dict]:
     size = images.shape[-1]
     lungs = masks if masks is not None else lung_box_mask(size)
-    region = "lung masks" if masks is not None else "central box (documented LUNG_BOX)"
+    region = region or ("lung masks" if masks is not None else "central box (fixed LUNG_BOX)")
     conditions = [
         ("original", images),
         ("lungs hidden", occlude(images, lungs)),
@@ -195,8 +200,10 @@ def audit_run(
     workers: int = 2,
     cache_dir=None,
     preds: SplitPredictions | None = None,
+    lung_run=None,
 ) -> dict:
-    """All audit measurements for the evaluated images, plus the verdict."""
+    """All audit measurements for the evaluated images, plus the verdict; ``lung_run``: a run of
+    ``cxr lungs train`` whose masks define the lung field (default: the classifier's own ROI run)."""
     preds = preds or predict_split(predictor, data, split, workers, cache_dir)
     size = predictor.preprocessing.input_size
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
@@ -223,13 +230,17 @@ def audit_run(
             predictor, cached_images(train_ds, predictor.preprocessing, cache_dir, workers=workers)
         )
         probes = confound_probes(f_train, train_ds, penultimate_features(predictor, images), preds.dataset, columns)
-    occlusion = occlusion_tests(predictor, images, preds.y_true, lung_masks(preds.dataset, size))
+    lung_run = lung_run_of(predictor, lung_run)
+    own = None if getattr(predictor.preprocessing, "roi", "none") != "none" else lung_masks(preds.dataset, size)
+    masks, region = region_masks(images, lung_run, own)
+    occlusion = occlusion_tests(predictor, images, preds.y_true, masks, region["region"])
     adults = adult_only(preds, predictor.temperature)
     return {
         "probes": probes,
         "occlusion": occlusion,
         "adult_only": adults,
         "lung_box": list(LUNG_BOX),
+        "lung_region": region,
         "border_band": BORDER_BAND,
         "verdict": verdict(occlusion, probes, adults, len(predictor.classes)),
     }

@@ -307,6 +307,7 @@ def _explanations(ev: dict, extra_images: dict[str, bytes]) -> str:
     if lung_vs_border:
         parts += [
             "<h3>Share of attribution: lungs vs image border</h3>",
+            *([_p(f"Lung field: {ev['explain']['lung_region']}")] if ev["explain"].get("lung_region") else []),
             _records_table([{"class": c, **v} for c, v in lung_vs_border.items()]),
         ]
     return _section("Explanations", *parts)

@@ -7,9 +7,11 @@ For the predicted class of every image of a split (maps on the common S x S mode
   (wrong = predicted that class, truly another), with their overlays;
 * the share of map energy inside the lung field and inside the border band (text, markers,
   collimation), per true class: each image's map sum in the region over its total, averaged
-  over images. The lung field is the dataset's lung masks when every image has one, else the
-  documented central box of cxrkit.data.regions (LUNG_BOX); pixels of the border band
-  count as border only, so the two shares of an image add up to at most 1.
+  over images. The lung field is each image's predicted lung mask when a lung run is given
+  (``--lung-run``, or the classifier's own with ``roi: lungs``; :mod:`cxrkit.lungs.evidence`),
+  else the dataset's lung masks when every image has one, else the documented fixed central
+  box of cxrkit.data.regions (LUNG_BOX); ``lung_region`` names which. Pixels of the border
+  band count as border only, so the two shares of an image add up to at most 1.
 
 :func:`write_summary` writes the PNGs and ``summary.json``, whose ``images`` and
 ``lung_vs_border`` entries are what the evaluation report embeds.
@@ -28,8 +30,9 @@ from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json
 from .._numeric import softmax
 from ..data.cache import cached_images
-from ..data.regions import LUNG_BOX, border_mask, lung_box_mask, lung_masks
+from ..data.regions import border_mask, lung_masks
 from ..inference.splits import is_external, predict_split
+from ..lungs.evidence import lung_run_of, region_masks
 from .cams import Explainer
 from .overlay import annotate, draw_overlay, panel_grid, save_png
 
@@ -88,8 +91,10 @@ def explain_split(
     cache_dir=None,
     cases: int = CASES_PER_CLASS,
     progress: Callable[[int, int], None] | None = None,
+    lung_run=None,
 ) -> SplitExplanations:
-    """Explain every image of ``split`` of ``data`` (defaults as in ``cxr evaluate``)."""
+    """Explain every image of ``split`` of ``data`` (defaults as in ``cxr evaluate``); ``lung_run``
+    as in :func:`cxrkit.evaluation.audit.audit_run`."""
     predictor = explainer.predictor
     preds = predict_split(predictor, data, split, workers, cache_dir)
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
@@ -100,7 +105,8 @@ def explain_split(
     picked = _most_confident(y_true, probs, cases)
     wanted = {i for by_kind in picked.values() for idx in by_kind.values() for i in idx}
 
-    masks = lung_masks(preds.dataset, size)
+    own = None if getattr(predictor.preprocessing, "roi", "none") != "none" else lung_masks(preds.dataset, size)
+    masks, region = region_masks(images, lung_run_of(predictor, lung_run), own)
     border = border_mask(size)
     sums = {"true": np.zeros((n_classes, size, size)), "predicted": np.zeros((n_classes, size, size))}
     lung_share, border_share = np.full(n, np.nan), np.full(n, np.nan)
@@ -111,7 +117,7 @@ def explain_split(
         cams = explainer.explain(images[start:stop], y_pred[start:stop], report).maps[:, 0]
         np.add.at(sums["true"], y_true[start:stop], cams)
         np.add.at(sums["predicted"], y_pred[start:stop], cams)
-        lung = (masks[start:stop] if masks is not None else lung_box_mask(size)) & ~border
+        lung = masks[start:stop] & ~border
         energy = cams.sum(axis=(1, 2))
         nonzero = energy > 0
         lung_share[start:stop][nonzero] = (cams * lung).sum(axis=(1, 2))[nonzero] / energy[nonzero]
@@ -153,7 +159,7 @@ def explain_split(
             for k, by_kind in picked.items()
         },
         lung_vs_border=shares,
-        lung_region="lung masks" if masks is not None else f"central box (LUNG_BOX {list(LUNG_BOX)})",
+        lung_region=region["region"],
         empty_maps=int(np.isnan(lung_share).sum()),
         images=images,
     )

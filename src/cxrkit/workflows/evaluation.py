@@ -41,6 +41,7 @@ def evaluate_and_report(
     explain: bool = False,
     out: str | Path | None = None,
     on_stage: Callable[[str], None] = lambda m: None,
+    lung_run=None,
     progress: Callable[[int, int], None] | None = None,
     tta: str = "none",
 ) -> Evaluated:
@@ -61,15 +62,16 @@ def evaluate_and_report(
     ev.update(describe(tta), ensemble_members=getattr(predictor, "member_ids", None))
     if audit:
         on_stage("shortcut audit")
-        ev["audit"] = audit_run(predictor, columns=by or None, workers=workers, preds=preds)
+        ev["audit"] = audit_run(predictor, columns=by or None, workers=workers, preds=preds, lung_run=lung_run)
     figures = {}
     if explain:
         on_stage("Grad-CAM over the split")
-        result = explain_split(Explainer(predictor), data, split, workers, progress=progress)
+        result = explain_split(Explainer(predictor), data, split, workers, progress=progress, lung_run=lung_run)
         summary = write_summary(out / "explain", result)
         ev["explain"] = {
             "images": {k: f"explain/{v}" for k, v in summary["images"].items()},
             "lung_vs_border": summary["lung_vs_border"],
+            "lung_region": summary["lung_region"],
         }
         figures = {name: (out / "explain" / file).read_bytes() for name, file in summary["images"].items()}
     return Evaluated(ev, write_report(out, ev, extra_images=figures))
