@@ -134,3 +134,18 @@ def test_changed_lung_weights_or_a_missing_lung_run_are_refused(roi_run, lung_ru
     with pytest.raises(UsageError, match="--roi lungs needs --lung-run"):
         with_lung_roi(base, "lungs", None)
     assert from_card(base, {}) is base and with_lung_roi(base) is base  # old cards: no ROI
+
+
+def test_cam_overlays_are_drawn_on_the_lung_crop_the_maps_cover(roi_run, tiny_run):
+    from cxrkit.inference import Predictor
+    from cxrkit.lungs.preprocess import model_view
+
+    result, data, _ = roi_run
+    predictor = Predictor.from_run(result.run_dir)
+    film = predictor.decode(data / "covid" / "covid_1.png")
+    ((box, reason),) = predictor.preprocessing.boxes([film])
+    x0, y0, x1, y1 = box
+    np.testing.assert_array_equal(model_view(predictor.preprocessing, film), film[y0:y1, x0:x1])
+    assert reason == "ok" and (y1 - y0, x1 - x0) != film.shape
+    plain = Predictor.from_run(tiny_run.run_dir)
+    assert model_view(plain.preprocessing, film) is film

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..inference.files import find_images
 from ..inference.predictor import Failure
+from ..lungs.preprocess import model_view
 from .cams import Explainer
 from .overlay import overlay_figure, save_map, save_png
 
@@ -52,7 +53,12 @@ def explain_files(
             for i, (f, gray) in enumerate(decoded):
                 stem = _unique_stem(f.stem, used)
                 fig = overlay_figure(
-                    gray, exp.maps[i], exp.classes[i], exp.probabilities[i], predictor.classes, caption
+                    model_view(predictor.preprocessing, gray),  # roi: lungs: the maps cover the lung crop
+                    exp.maps[i],
+                    exp.classes[i],
+                    exp.probabilities[i],
+                    predictor.classes,
+                    caption,
                 )
                 png = save_png(out_dir / f"{stem}.png", fig)
                 out.written.append((f, png, save_map(out_dir / f"{stem}.npy", exp.maps[i])))

@@ -126,10 +126,21 @@ class LungRoiPreprocessing:
                         self.fallbacks.popitem(last=False)
         return pixels[0]
 
+    def view(self, gray: np.ndarray) -> np.ndarray:
+        """The part of ``gray`` the model sees (its lung crop, or the whole film on a fallback)."""
+        ((box, _),) = self.boxes([gray])
+        return _crop(gray, box)
+
     def fallback(self, name: str) -> str | None:
         """Why input ``name`` got the whole image instead of its lungs (None: it got its lungs)."""
         with self._lock:
             return self.fallbacks.get(name)
+
+
+def model_view(preprocessing, gray: np.ndarray) -> np.ndarray:
+    """What a CAM overlay is drawn on: the film as the model saw it (its maps cover the model
+    input), i.e. the lung crop with ``roi: lungs`` and the whole film otherwise."""
+    return preprocessing.view(gray) if isinstance(preprocessing, LungRoiPreprocessing) else gray
 
 
 def _crop(gray: np.ndarray, box: Box | None) -> np.ndarray:

@@ -267,11 +267,13 @@ class PacsJob:
 
     def _overlay(self, ex, i: int, item: tuple, numbers: dict[str, int]):
         from ..explain import overlay_figure
+        from ..lungs.preprocess import model_view
 
         inst, header, gray = item
         caption = f"{self._explainer.method} on layer {self._explainer.layer_name}; model {self.naming.model_id}"
+        view = model_view(self.predictor.preprocessing, gray)  # roi: lungs: the maps cover the lung crop
         fig = overlay_figure(
-            gray, ex.maps[i], ex.classes[i], ex.probabilities[i], list(self.predictor.classes), caption
+            view, ex.maps[i], ex.classes[i], ex.probabilities[i], list(self.predictor.classes), caption
         )
         return overlay_image(figure_rgb(fig), header, self.naming, numbers[inst.sop])
 
