@@ -6,11 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UsageError
+from .classes import normalise_label, parse_classes
 from .dataset import CxrDataset
 from .duplicates import DEFAULT_MAX_DISTANCE
 from .scan import ImageInfo, scan_dataset
 from .sources import load_dataset
-from .splits import DEFAULT_FRACTIONS, Split, make_split, read_split
+from .splits import DEFAULT_FRACTIONS, Split, make_split, read_split, split_with_auxiliary
 
 
 @dataclass
@@ -35,6 +37,7 @@ def prepare(
     split_by: str = "patient",
     holdout: list[str] | None = None,
     select: list[str] | None = None,
+    aux_classes: list[str] | None = None,
 ) -> Prepared:
     """Load ``data``, decode every image once (bad files go to ``skipped``) and split it.
 
@@ -42,20 +45,26 @@ def prepare(
     split is applied instead of making a new one. The scan is
     kept in ``cache_dir`` (default: :func:`~cxrkit.data.cache.default_cache_dir`).
     ``allow_outside_paths`` lets manifest rows point outside the manifest's folder.
+    ``aux_classes`` are loaded after ``classes`` and split by :func:`.splits.split_with_auxiliary`.
     """
+    aux = tuple(normalise_label(c) for c in aux_classes) if aux_classes else ()
+    if aux:
+        if isinstance(classes, str) and classes.strip().lower() == "all":
+            raise UsageError("aux_classes needs an explicit class list, not classes='all'")
+        main = parse_classes(classes)
+        clash = sorted(set(main) & set(aux))
+        if clash:
+            raise UsageError(f"{', '.join(clash)}: listed both as a class and as an auxiliary class")
+        classes = [*main, *aux]
     dataset = load_dataset(data, classes, allow_outside_paths=allow_outside_paths)
     dataset, infos = scan_dataset(dataset, workers=workers, progress=progress, cache_dir=cache_dir)
     if split_file is not None:
         split = read_split(split_file, dataset)
     else:
-        split = make_split(
-            dataset,
-            [i.phash for i in infos],
-            fractions,
-            seed,
-            max_distance,
-            by=split_by,
-            holdout=holdout,
-            select=select,
-        )
+        protocol = dict(fractions=fractions, seed=seed, max_distance=max_distance, by=split_by, holdout=holdout)
+        hashes = [i.phash for i in infos]
+        if aux:
+            split = split_with_auxiliary(dataset, aux, hashes, select=select, **protocol)
+        else:
+            split = make_split(dataset, hashes, select=select, **protocol)
     return Prepared(dataset, infos, split)

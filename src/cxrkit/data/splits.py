@@ -375,3 +375,46 @@ def read_split(path: str | Path, dataset: CxrDataset) -> Split:
             "counts": dict(Counter(assignment)),
         },
     )
+
+
+def split_with_auxiliary(
+    dataset: CxrDataset, aux_classes: tuple[str, ...], hashes: list[str] | None = None, **protocol
+) -> Split:
+    """Split with auxiliary classes: trained on as extra outputs, never evaluated.
+
+    The main classes are split exactly as :func:`make_split` splits them without the auxiliary
+    images (same seed, same protocol: runs with and without auxiliary classes share their val
+    and test images, so they compare image for image). Auxiliary images obey the same
+    ``select`` rules and join train, unless their patient has a main-class image in val or test
+    or they match a ``holdout`` rule: those are ``excluded`` (nothing of a val/test patient is
+    trained on). Near-duplicates across labels were removed in the data itself, so patient ids
+    are the link that matters here.
+    """
+    aux = set(aux_classes)
+    is_aux = np.array([r.label in aux for r in dataset.records], bool)
+    main = dataset.select(~is_aux)
+    main_split = make_split(main, [h for h, a in zip(hashes, is_aux) if not a] if hashes else None, **protocol)
+    aux_ds = dataset.select(is_aux)
+    keep = select_mask(aux_ds, protocol.get("select"), protocol.get("seed", 0))
+    rules = [r for r, _ in _rules(protocol.get("holdout"), "holdout_source")] if protocol.get("holdout") else []
+    held_patients = {
+        r.patient_id for r, s in zip(main.records, main_split.assignment) if r.patient_id and s in ("val", "test")
+    }
+    main_it, aux_it = iter(zip(main_split.assignment, main_split.group)), iter(zip(aux_ds.records, keep))
+    assignment, group = [], []
+    next_group = max(main_split.group, default=-1) + 1
+    for a in is_aux:
+        if not a:
+            s, g = next(main_it)
+            assignment.append(s)
+            group.append(g)
+            continue
+        rec, k = next(aux_it)
+        linked = rec.patient_id in held_patients or any(rule_matches(rec, r) for r in rules)
+        assignment.append("train" if k and not linked else EXCLUDED)
+        group.append(next_group)
+        next_group += 1
+    taken = sum(1 for s, a in zip(assignment, is_aux) if a and s == "train")
+    stats = dict(main_split.stats)
+    stats["auxiliary"] = {"classes": list(aux_classes), "train": taken, "excluded": int(is_aux.sum()) - taken}
+    return Split(assignment, group, stats)

@@ -49,6 +49,12 @@ class TrainConfig:
         "classes to keep, in order (default covid,viral_pneumonia,normal; 'all' keeps every class found)",
         group="data",
     )
+    aux_classes: list[str] | None = _f(
+        None,
+        "auxiliary classes trained as extra outputs and dropped at prediction (probabilities "
+        "renormalised over --classes), e.g. bacterial_pneumonia; their images only join train",
+        group="data",
+    )
     allow_outside_paths: bool = _f(
         False,
         "read manifest rows whose path leaves the manifest's folder (../ or "
@@ -86,10 +92,18 @@ class TrainConfig:
     label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy", group="recipe")
     balance: str = _f(
         "loss",
-        "class imbalance: weighted loss, balanced sampler, or none",
-        choices=("loss", "sampler", "none"),
+        "class imbalance: weighted loss, balanced sampler, group (sampler that also balances "
+        "population groups within each class, e.g. adult vs pediatric normals), or none",
+        choices=("loss", "sampler", "group", "none"),
         group="recipe",
     )
+    debias: list[str] | None = _f(
+        None,
+        "metadata columns (population, subsource) that an adversarial head must not read from the "
+        "features, given the class (gradient reversal); needs a manifest with those columns",
+        group="recipe",
+    )
+    debias_weight: float = _f(0.3, "weight of the adversarial heads' loss (with --debias)", group="recipe")
     finetune: str = _f("full", "full, head (linear probe) or last-N (last N blocks + head)", group="recipe")
     cache_features: bool = _f(
         False,

@@ -13,21 +13,31 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
 
+from ..data.groups import balanced_weights
 from ..errors import UsageError
+
+BALANCE = ("loss", "sampler", "group", "none")
 
 
 class CachedImages(Dataset):
-    """``(uint8 tensor (1, S, S), label)`` pairs from a preprocessed image array."""
+    """``(uint8 tensor (1, S, S), label)`` pairs from a preprocessed image array.
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray):
-        self.images, self.labels, self.indices = images, labels, np.asarray(indices)
+    With ``groups`` ((N, K) int codes, -1 unknown; :mod:`cxrkit.data.groups`) each item also
+    carries its K group codes, for the de-confounding heads.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, groups: np.ndarray | None = None):
+        self.images, self.labels, self.indices, self.groups = images, labels, np.asarray(indices), groups
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
         j = self.indices[i]
-        return torch.from_numpy(np.array(self.images[j]))[None], int(self.labels[j])
+        x = torch.from_numpy(np.array(self.images[j]))[None]
+        if self.groups is None:
+            return x, int(self.labels[j])
+        return x, int(self.labels[j]), torch.from_numpy(self.groups[j])
 
 
 class DistributedWeightedSampler(Sampler[int]):
@@ -57,9 +67,11 @@ class DistributedWeightedSampler(Sampler[int]):
 class CxrDataModule(L.LightningDataModule):
     """Train/val loaders over one cached image array and the split's index sets.
 
-    ``balance="sampler"`` draws classes equally often; with ``"loss"`` (default) the loss is
-    weighted instead and batches follow the data. In a distributed run (the Trainer must have
-    ``use_distributed_sampler=False``: the samplers here are the distributed ones) each process
+    ``balance="sampler"`` draws classes equally often; ``"group"`` also draws the groups of
+    ``balance_groups`` (e.g. adult and pediatric normals) equally often within each class;
+    with ``"loss"`` (default) the loss is weighted instead and batches follow the data.
+    In a distributed run (the Trainer must have ``use_distributed_sampler=False``: the
+    samplers here are the distributed ones) each process
     trains on its share of every epoch and validates on a disjoint, unpadded share of val, so
     the synced val metrics are those of the whole val set, each image counted once.
     """
@@ -74,11 +86,16 @@ class CxrDataModule(L.LightningDataModule):
         balance: str = "loss",
         num_workers: int = 0,
         seed: int = 0,
+        groups: np.ndarray | None = None,
+        balance_groups: np.ndarray | None = None,
     ):
         super().__init__()
-        if balance not in ("loss", "sampler", "none"):
-            raise UsageError(f"balance must be loss, sampler or none, got {balance!r}")
-        self.train_set = CachedImages(images, labels, train_idx)
+        if balance not in BALANCE:
+            raise UsageError(f"balance must be one of {', '.join(BALANCE)}, got {balance!r}")
+        if balance == "group" and balance_groups is None:
+            raise UsageError("balance 'group' needs group codes of every image (a manifest with a population column)")
+        self.balance_groups = balance_groups
+        self.train_set = CachedImages(images, labels, train_idx, groups)
         self.val_set = CachedImages(images, labels, val_idx)
         self.batch_size, self.balance, self.num_workers, self.seed = batch_size, balance, num_workers, seed
 
@@ -103,9 +120,12 @@ class CxrDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self._world()
-        if self.balance == "sampler":
+        if self.balance in ("sampler", "group"):
             y = self.train_set.labels[self.train_set.indices]
-            weights = 1.0 / np.bincount(y)[y]
+            if self.balance == "group":
+                weights = balanced_weights(y, self.balance_groups[self.train_set.indices])
+            else:
+                weights = 1.0 / np.bincount(y)[y]
             if world > 1:
                 sampler = DistributedWeightedSampler(weights, world, rank, self.seed)
             else:

@@ -25,12 +25,13 @@ from .._distributed import cuda_wanted, is_launch_rank_zero
 from .._io import atomic_write_text
 from ..data.cache import cached_images, roi_report
 from ..data.dataset import CxrDataset
+from ..data.groups import group_codes
 from ..data.prepare import prepare
 from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
 from ..lungs.preprocess import with_lung_roi
-from ..models import backbone_features, create_model, save_weights
+from ..models import backbone_features, create_model, keep_outputs, save_weights
 from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
 from .checkpoint_io import SafeCheckpointIO
 from .config import TrainConfig
@@ -100,10 +101,13 @@ def prepare_data(
         split_by=config.split_by,
         holdout=config.holdout_source,
         select=config.select,
+        aux_classes=config.aux_classes,
     )
 
 
 def _check_start(config: TrainConfig, resume: bool) -> RunDir:
+    if config.debias and config.cache_features:
+        raise UsageError("debias trains the backbone's features; it cannot be combined with cache_features")
     if config.cache_features and parse_finetune(config.finetune) != 0:
         raise UsageError(
             "cache_features trains the head alone on frozen features: use it with "
@@ -169,6 +173,14 @@ def _train_val_indices(ds: CxrDataset, split) -> tuple[np.ndarray, np.ndarray, n
     return train_idx, val_idx, counts
 
 
+def _group_codes(config: TrainConfig, ds: CxrDataset) -> tuple[np.ndarray | None, dict[str, int]]:
+    """(N, K) group codes of the ``debias`` columns and {column: number of groups}; (None, {}) without."""
+    if not config.debias:
+        return None, {}
+    codes = {col: group_codes(ds, col) for col in config.debias}
+    return np.stack([c for c, _ in codes.values()], 1), {col: len(values) for col, (_, values) in codes.items()}
+
+
 def _module_and_data(
     config: TrainConfig, built: _Built, ds: CxrDataset, images, train_idx, val_idx, counts, on_stage, data_progress
 ):
@@ -181,6 +193,8 @@ def _module_and_data(
         label_smoothing=config.label_smoothing,
         channels_last=config.channels_last,
     )
+    if config.aux_classes:
+        settings["n_report"] = len(ds.classes) - len(config.aux_classes)
     pre = built.pre
     if config.cache_features:
         on_stage(f"computing frozen {config.model} features of {len(train_idx) + len(val_idx)} images once")
@@ -200,11 +214,27 @@ def _module_and_data(
             built.model.get_classifier(), list(ds.classes), pre.to_dict(), class_weights, augment="none", **settings
         )
     else:
+        groups, debias = _group_codes(config, ds)
         dm = CxrDataModule(
-            images, labels, train_idx, val_idx, config.batch_size, balance=config.balance, seed=config.seed
+            images,
+            labels,
+            train_idx,
+            val_idx,
+            config.batch_size,
+            balance=config.balance,
+            seed=config.seed,
+            groups=groups,
+            balance_groups=group_codes(ds, "population")[0] if config.balance == "group" else None,
         )
         module = CxrClassifier(
-            built.model, list(ds.classes), pre.to_dict(), class_weights, augment=config.augment, **settings
+            built.model,
+            list(ds.classes),
+            pre.to_dict(),
+            class_weights,
+            augment=config.augment,
+            debias=debias,
+            debias_weight=config.debias_weight,
+            **settings,
         )
     return module, dm
 
@@ -266,7 +296,7 @@ def _card(
 ) -> ModelCard:
     run = RunDir(config.out)
     return ModelCard(
-        classes=list(ds.classes),
+        classes=list(ds.classes[: len(ds.classes) - len(config.aux_classes or [])]),
         preprocessing=PreprocessingSpec(**built.pre.to_dict()),
         model=ModelSpec(
             name=config.model,
@@ -275,6 +305,9 @@ def _card(
             trainable_params=built.trainable,
             finetune=config.finetune,
             cache_features=config.cache_features,
+            extra={"aux_classes": list(config.aux_classes), "aux_rule": "renormalised over the classes"}
+            if config.aux_classes
+            else {},
         ),
         weights_source=built.info.weights_source,
         data={
@@ -356,6 +389,8 @@ def train(
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]  # metrics of the saved model
     if trainer.global_rank != 0:
         return TrainResult(run.root, None, trainer)
+    if config.aux_classes:  # saved as an ordinary run of the reported classes
+        keep_outputs(built.model, len(ds.classes) - len(config.aux_classes))
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
     card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
     card.training.update(roi_report(ds, built.pre, config.cache_dir))  # lung-ROI fallbacks, if any

@@ -14,6 +14,19 @@ from ..data.acquisition import make_augment
 from ..data.transforms import Preprocessing
 
 
+class _GradReverse(torch.autograd.Function):
+    """Identity forward; gradient times ``-scale`` backward (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x, scale: float):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.scale * grad, None
+
+
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     """LR factor: linear warm-up to 1, then cosine decay to 0 at ``total_steps``."""
     if step < warmup_steps:
@@ -41,6 +54,9 @@ class CxrClassifier(L.LightningModule):
         label_smoothing: float = 0.1,
         augment: str = "basic",
         channels_last: bool = True,
+        n_report: int | None = None,
+        debias: dict[str, int] | None = None,
+        debias_weight: float = 0.3,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
@@ -49,7 +65,18 @@ class CxrClassifier(L.LightningModule):
         self.augment = make_augment(augment)
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
-        n = len(classes)
+        # with auxiliary classes (trained on, never reported) val images are of the first
+        # n_report classes and are scored on those logits: the renormalised softmax
+        n = self.n_report = n_report or len(classes)
+        # de-confounding: one adversary per column (e.g. population) reads the pooled features
+        # through a gradient reversal, with the class as a second input, so the backbone is
+        # pushed to drop what tells groups apart *within* a class, not the disease itself
+        self.adversaries = nn.ModuleDict(
+            {
+                col: nn.Sequential(nn.Linear(model.num_features + len(classes), 128), nn.ReLU(), nn.Linear(128, k))
+                for col, k in (debias or {}).items()
+            }
+        )
         self.val_loss = torchmetrics.MeanMetric()  # summed over batches and processes
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(n, average="micro")
         self.val_f1 = torchmetrics.classification.MulticlassF1Score(n, average="macro")
@@ -59,30 +86,54 @@ class CxrClassifier(L.LightningModule):
         return self.model(x)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, y = batch
+        x, y, *groups = batch
         x = x.float().div_(255.0)
         if self.training and self.augment is not None:
             x = self.augment(x)
         x = self.preprocessing.normalise(x)
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+        return (x, y, *groups)
 
     def _loss(self, logits, y, reduction: str = "mean"):
+        weight = None if self.class_weights is None else self.class_weights[: logits.shape[1]]
         return F.cross_entropy(
-            logits, y, weight=self.class_weights, reduction=reduction, label_smoothing=self.hparams.label_smoothing
+            logits, y, weight=weight, reduction=reduction, label_smoothing=self.hparams.label_smoothing
         )
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        logits = self(x)
-        loss = self._loss(logits, y)
+        x, y, *groups = batch
+        if not (groups and len(self.adversaries)):
+            loss = self._loss(self(x), y)
+        else:
+            loss = self._debiased_loss(x, y, groups[0])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
+    def _debiased_loss(self, x, y, groups):
+        """Class loss + ``debias_weight`` x the adversaries' losses through the gradient reversal.
+
+        The reversal's scale ramps 0 -> 1 over training (DANN's schedule) so the features first
+        learn the classes, then lose the groups.
+        """
+        pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        loss = self._loss(self.model.get_classifier()(pooled), y)
+        progress = self.global_step / max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1.0
+        scale = 2.0 / (1.0 + math.exp(-10 * progress)) - 1.0
+        z = torch.cat([_GradReverse.apply(pooled, scale), F.one_hot(y, len(self.hparams.classes)).to(pooled.dtype)], 1)
+        for k, (col, head) in enumerate(self.adversaries.items()):
+            g = groups[:, k]
+            if (g >= 0).any():
+                out = head(z)
+                loss = loss + self.hparams.debias_weight * F.cross_entropy(out, g, ignore_index=-1)
+                known = g >= 0
+                acc = (out.argmax(1)[known] == g[known]).float().mean()
+                self.log(f"train/adversary_{col}_acc", acc, on_step=False, on_epoch=True, batch_size=int(known.sum()))
+        return loss
+
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        logits = self(x)
+        x, y, *_ = batch
+        logits = self(x)[:, : self.n_report]
         # the loss of the whole val set as F.cross_entropy's "mean" would give it (a sum over
         # images divided by the sum of their class weights), whatever the batches or processes
         per_image = self._loss(logits, y, reduction="none")
@@ -103,7 +154,7 @@ class CxrClassifier(L.LightningModule):
             m.reset()
 
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = [p for p in (*self.model.parameters(), *self.adversaries.parameters()) if p.requires_grad]
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
         opt = torch.optim.AdamW(
