@@ -49,3 +49,18 @@ def test_reliability_bins_and_brier():
 def test_fitting_on_nothing_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         fit_temperature(np.zeros((0, 3)), np.zeros(0, int))
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_val_fitted_sharpening_is_refused_unless_allowed(tiny_run, tmp_path, monkeypatch, allow):
+    import shutil
+
+    import cxrkit
+    from cxrkit.evaluation import evaluate as evaluate_module
+
+    run = shutil.copytree(tiny_run.run_dir, tmp_path / "run")
+    monkeypatch.setattr(evaluate_module, "fit_temperature", lambda logits, y: 0.5)
+    monkeypatch.setattr(evaluate_module, "MIN_CALIBRATION_IMAGES", 1)
+    cal = evaluate_module.calibrate_run(cxrkit.load(run), workers=1, allow_sharpening=allow)
+    assert cal["val_optimum"] == 0.5
+    assert cal["temperature"] == (0.5 if allow else 1.0)
