@@ -121,6 +121,10 @@ def test_members_with_different_preprocessing_decode_once_prepare_each(members, 
     got = ensemble.predict([path]).results[0].probabilities
     parts = [Predictor.from_run(m).predict([path]).results[0].probabilities for m in (members[0], small)]
     assert got == pytest.approx({c: (parts[0][c] + parts[1][c]) / 2 for c in got}, abs=1e-6)
+    from cxrkit.inference.splits import predict_split
+
+    with pytest.raises(cxrkit.errors.UsageError, match="differ in preprocessing"):
+        predict_split(Predictor.from_run(create_ensemble(tmp_path / "e", [members[0], small])), None, "val", 1)
 
 
 def _cli(args) -> int:

@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> None:
     args.runs, args.inputs = split_runs(args.run_dir, args.inputs)
     if not args.inputs:
         raise CliError(f"no images given after the run directories {', '.join(map(str, args.runs))}")
+    if args.cam and (len(args.runs) > 1 or RunDir(args.run_dir).is_ensemble()):
+        raise CliError("--cam explains one network; an ensemble has several: run --cam with one member run")
     fmt = output_format(args.format, args.out)
     sharded = _sharded(args)
     if sharded and (not args.out or args.cam):

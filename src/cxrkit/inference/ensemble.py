@@ -161,6 +161,16 @@ class PackedInput:
     def to_uint8(self, gray: np.ndarray) -> np.ndarray:
         return np.concatenate([s.to_uint8(gray).ravel() for s in self.specs])
 
+    def to_dict(self) -> dict:
+        """Asked for by what stores images under one preprocessing (the split cache of evaluate
+        and audit): refused, as those paths would feed every member the first one's pixels."""
+        sizes = ", ".join(str(s.input_size) for s in self.specs)
+        raise UsageError(
+            f"the ensemble's members differ in preprocessing (input sizes {sizes}, or contrast): "
+            "evaluating it over a split is not supported yet; evaluate each member, or ensemble "
+            "members that share preprocessing"
+        )
+
     def unpack(self, batch: np.ndarray) -> list[np.ndarray]:
         out, start = [], 0
         for s in self.specs:
