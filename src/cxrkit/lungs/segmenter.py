@@ -101,13 +101,25 @@ class LungSegmenter:
         x = torch.from_numpy(small).to(self.device, torch.float32).div_(255)[:, None]
         return self.model(to_input(x, self.size).contiguous(memory_format=torch.channels_last)).float()
 
+    def _onnx_logits(self, chunk: list[np.ndarray]) -> np.ndarray:
+        """:meth:`_net_logits` for the onnxruntime network in numpy only: the torch ops around a
+        session run cost 50-70 ms per image on this loaded 2-core CPU (their thread pool competes
+        with onnxruntime's), the session itself 5 ms (``bench/lungs_roi_speed.py``)."""
+        side = (self.size, self.size)
+        x = np.stack([np.asarray(Image.fromarray(im).resize(side, Image.BILINEAR)) for im in chunk])
+        x = x[:, None].astype(np.float32) / 255
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
+        std = np.maximum(x.std(axis=(1, 2, 3), keepdims=True, ddof=1), 1e-3)
+        return self.model.sess.run(None, {"x": ((x - mean) / std).astype(np.float32)})[0]
+
     @torch.inference_mode()
     def net_masks(self, images, batch_size: int = 32) -> np.ndarray:
         """(N, size, size) bool masks at the network's resolution, for boxes and quality: skips
         the upsampling to each image's size, which cost as much as the network on 256x324 films."""
         cut = math.log(self.threshold / (1 - self.threshold))
+        net = self._onnx_logits if hasattr(self.model, "sess") else lambda c: self._net_logits(c).cpu().numpy()
         out = [
-            (self._net_logits([as_uint8(im) for im in images[s : s + batch_size]])[:, 0] >= cut).cpu().numpy()
+            net([as_uint8(im) for im in images[s : s + batch_size]])[:, 0] >= cut
             for s in range(0, len(images), batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.size, self.size), bool)
