@@ -71,3 +71,19 @@ def test_aspect_jitter_stretches_one_axis():
     assert not torch.allclose(y, x, atol=1e-3)
     torch.manual_seed(1)
     assert torch.allclose(BatchAugment(aspect=0.0, **still)(x), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["equalize", "clahe"])
+def test_equalising_contrast_modes_flatten_the_histogram_the_same_for_any_bit_depth(mode):
+    from cxrkit.data.transforms import Preprocessing
+
+    rng = np.random.default_rng(0)
+    gray = np.clip(rng.normal(90, 12, (300, 260)), 0, 255).astype(np.uint8)  # low-contrast film
+    pre = Preprocessing(input_size=64, contrast=mode)
+    out = pre.to_uint8(gray)
+    assert out.shape == (64, 64) and out.dtype == np.uint8
+    base = Preprocessing(input_size=64).to_uint8(gray)
+    # flatter histogram than the stretch alone: more of the 0..255 range in use
+    assert np.percentile(out, 90) - np.percentile(out, 10) > np.percentile(base, 90) - np.percentile(base, 10)
+    # a 16-bit copy of the same picture gives the same pixels (stretch first, then equalise)
+    assert np.abs(pre.to_uint8(gray.astype(np.uint16) * 257).astype(int) - out).max() <= 1

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from ..errors import UsageError
 
-CONTRAST_MODES = ("percentile", "none")
+CONTRAST_MODES = ("percentile", "none", "equalize", "clahe")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class Preprocessing:
 
     ``contrast="percentile"`` stretches the 1st..99th intensity percentiles to [0, 1]: sources
     differ in exposure and windowing, and a model should not learn the source from them.
+    ``"equalize"`` (global histogram equalisation) and ``"clahe"`` (contrast-limited adaptive
+    equalisation, clip 2.0 on an 8x8 tile grid) go further: after the stretch and the resize,
+    so the tiles cover the same anatomy whatever the source's resolution (resolution is itself
+    a trace of the source).
     Images are resized to a square without cropping (most public CXRs are already square).
     """
 
@@ -61,7 +65,7 @@ class Preprocessing:
         forms, and an 8-bit image costs a fraction of a millisecond before the resize.
         """
         levels, top = _levels(gray)
-        if self.contrast == "percentile":
+        if self.contrast != "none":
             lo, hi = _histogram_percentiles(levels, top + 1, (0.01, 0.99))
         else:
             lo, hi = 0, top
@@ -69,7 +73,12 @@ class Preprocessing:
         lut = np.clip((ramp - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(ramp)
         stretched = np.take(np.rint(lut * 255.0).astype(np.uint8), levels)
         size = (self.input_size, self.input_size)
-        return np.array(Image.fromarray(stretched).resize(size, Image.BILINEAR))  # writable
+        out = np.array(Image.fromarray(stretched).resize(size, Image.BILINEAR))  # writable
+        if self.contrast == "equalize":
+            return equalize(out)
+        if self.contrast == "clahe":
+            return clahe(out)
+        return out
 
     def normalise(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float batch (B, 1, H, W) -> the model's input."""
@@ -80,6 +89,23 @@ class Preprocessing:
     def __call__(self, gray: np.ndarray) -> torch.Tensor:
         """One decoded image -> a (1, 1, S, S) normalised tensor."""
         return self.normalise(torch.from_numpy(self.to_uint8(gray))[None, None])
+
+
+def equalize(image: np.ndarray) -> np.ndarray:
+    """Global histogram equalisation of a uint8 image (a lookup table from its CDF)."""
+    cdf = np.bincount(image.ravel(), minlength=256).cumsum()
+    first = cdf[np.nonzero(cdf)[0][0]]
+    if cdf[-1] == first:  # a flat image stays as it is
+        return image.copy()
+    lut = np.clip(np.rint((cdf - first) * 255.0 / (cdf[-1] - first)), 0, 255).astype(np.uint8)
+    return lut[image]
+
+
+def clahe(image: np.ndarray, clip: float = 2.0, tiles: int = 8) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation (OpenCV's, as radiology papers use it)."""
+    import cv2  # opencv comes with grad-cam; imported here to keep `import cxrkit.data` light
+
+    return cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(np.ascontiguousarray(image))
 
 
 def _levels(gray: np.ndarray) -> tuple[np.ndarray, int]:

@@ -72,8 +72,9 @@ class TrainConfig:
     input_size: int | None = _f(None, "image side in px (default: the backbone's pretrained size)", group="model")
     contrast: str = _f(
         "percentile",
-        "per-image contrast normalisation: percentile (1st-99th stretch) or none",
-        choices=("percentile", "none"),
+        "per-image contrast normalisation: percentile (1st-99th stretch), equalize (stretch + "
+        "histogram equalisation), clahe (stretch + adaptive equalisation) or none",
+        choices=("percentile", "equalize", "clahe", "none"),
         group="model",
     )
     roi: str = _f(

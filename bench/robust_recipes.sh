@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Issue 16's method table: each recipe variant trained under the patient-disjoint protocol and
+# the leave-source-out proxy (lso-adult), then audited (within-class probes) on its patient run.
+# Reduced, equal budget for every variant (this 2-core CPU is shared): tf_efficientnet_lite0,
+# ImageNet weights, full fine-tune, 128 px, 5 epochs, patience 3; checkpoints on val loss.
+# Variants are read from a queue file, one per line: NAME FLAGS... (lines may be appended while
+# it runs; a finished variant is reused). Nothing is chosen on a test split: the table
+# (bench/robust_table.py) ranks on val and lso-adult.
+# One torch thread per variant (run two queues side by side on 2 cores): on a shared CPU,
+# two-thread OpenMP steps spent most of their CPU time waiting for each other.
+# Usage: bench/robust_recipes.sh QUEUE_FILE [DATA] [OUT]
+set -uo pipefail
+QUEUE=$1
+DATA=${2:-../shared/data/cxr}
+OUT=${3:-runs/r16}
+CXR=${CXR:-.venv/bin/cxr}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+BASE=(--model tf_efficientnet_lite0 --input-size 128 --epochs 5 --patience 3 --workers 1)
+mkdir -p "$OUT"
+done_list=" "
+while true; do
+    next=""
+    while read -r name flags; do
+        [[ -z "$name" || "$name" == \#* ]] && continue
+        [[ "$done_list" == *" $name "* ]] && continue
+        next="$name"; nflags="$flags"; break
+    done < "$QUEUE"
+    [[ -z "$next" ]] && break
+    t0=$SECONDS
+    # shellcheck disable=SC2086
+    $CXR protocols --data "$DATA" --out "$OUT/$next" --protocols patient,lso-adult "${BASE[@]}" $nflags \
+        > "$OUT/$next.log" 2>&1
+    rc=$?
+    if [[ $rc -eq 0 && ! -f "$OUT/$next/patient/run/audit/audit.json" ]]; then
+        $CXR evaluate "$OUT/$next/patient/run" --audit --workers 1 >> "$OUT/$next.log" 2>&1
+    fi
+    echo "$next rc=$rc $((SECONDS - t0)) s" >> "$OUT/wall.txt"
+    done_list="$done_list$next "
+done

@@ -1,0 +1,110 @@
+"""One row per recipe variant of bench/robust_recipes.sh: the table issue 16 chooses by.
+
+Columns, in the order they are used to choose:
+  val acc / macro-F1 (patient protocol's val split: what training selected its checkpoint on),
+  lso-adult: balanced accuracy of adult COVID vs adult normal on the held-out sources
+  (ieee8023, Actualmed, Figure1; trained on RadDB only), its sensitivities and ECE,
+  probe: balanced accuracy of a linear probe telling pediatric from adult normals from the
+  patient run's features (chance 0.5; the audit's within-normal population probe),
+  then, reported and never chosen on: the patient-disjoint test accuracy [95% CI] and its
+  adult-only COVID-vs-normal balanced accuracy, and the training minutes of both runs.
+
+Usage: python bench/robust_table.py [RUNS=runs/r16] [OUT=bench/results/robust_recipes]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cxrkit import RESEARCH_NOTICE
+from cxrkit._io import atomic_write_json, atomic_write_text
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _pct(m) -> str:
+    if not m or m.get("value") is None:
+        return "-"
+    return f"{100 * m['value']:.1f} [{100 * m['lo']:.1f}, {100 * m['hi']:.1f}]"
+
+
+def row(variant: Path) -> dict | None:
+    patient = _load(variant / "patient" / "result.json")
+    lso = _load(variant / "lso-adult" / "result.json")
+    if patient is None:
+        return None
+    card = _load(variant / "patient" / "run" / "model_card.json") or {}
+    audit = _load(variant / "patient" / "run" / "audit" / "audit.json") or {}
+    probe = next(
+        (
+            p["balanced_accuracy"]
+            for p in audit.get("probes", [])
+            if p["attribute"] == "population" and p["scope"] == "within normal"
+        ),
+        None,
+    )
+    out = {
+        "variant": variant.name,
+        "flags": " ".join(
+            f"{k}={v}"
+            for k, v in patient["config"].items()
+            if k in ("augment", "aux_classes", "debias", "debias_weight", "balance", "contrast", "roi") and v
+        ),
+        "val_acc": card.get("val_metrics", {}).get("val/acc"),
+        "val_macro_f1": card.get("val_metrics", {}).get("val/macro_f1"),
+        "probe_within_normals": probe,
+        "patient_test": patient["test"],
+        "adult_only": audit.get("adult_only"),
+        "minutes": round((patient["seconds"]["train"] + (lso["seconds"]["train"] if lso else 0)) / 60, 1),
+    }
+    if lso:
+        sens = [lso["test"].get(f"sensitivity/{c}") for c in ("covid", "normal")]
+        metrics = _load(variant / "lso-adult" / "run" / "evaluation" / "metrics.json") or {}
+        cal = metrics.get("calibration", {})
+        out["lso"] = {
+            "balanced_accuracy": sum(s["value"] for s in sens) / 2 if all(sens) else None,
+            "sensitivity/covid": sens[0],
+            "sensitivity/normal": sens[1],
+            "ece_after": (cal.get("after") or {}).get("ece"),
+            "temperature": cal.get("temperature"),
+        }
+    return out
+
+
+def to_markdown(rows: list[dict]) -> str:
+    head = (
+        "| variant | flags | val acc | val macro-F1 | lso-adult bal. acc | lso sens. covid | lso sens. normal "
+        "| lso ECE | probe ped/adult normals | patient test acc [95% CI] | adult-only bal. acc | train min |"
+    )
+    lines = [head, "|" + " --- |" * 12]
+    for r in rows:
+        lso = r.get("lso") or {}
+
+        def f(x, pct=True):
+            return "-" if x is None else (f"{100 * x:.1f}" if pct else f"{x:.3f}")
+
+        lines.append(
+            f"| `{r['variant']}` | {r['flags']} | {f(r['val_acc'])} | {f(r['val_macro_f1'])} "
+            f"| {f(lso.get('balanced_accuracy'))} | {_pct(lso.get('sensitivity/covid'))} "
+            f"| {_pct(lso.get('sensitivity/normal'))} | {f(lso.get('ece_after'), False)} "
+            f"| {f(r['probe_within_normals'], False)} | {_pct(r['patient_test'].get('accuracy'))} "
+            f"| {f((r['adult_only'] or {}).get('balanced_accuracy'))} | {r['minutes']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/r16")
+    dest = Path(sys.argv[2] if len(sys.argv) > 2 else "bench/results/robust_recipes")
+    rows = [r for v in sorted(p for p in runs.iterdir() if p.is_dir()) if (r := row(v))]
+    atomic_write_json(dest.with_suffix(".json"), {"notice": RESEARCH_NOTICE, "rows": rows})
+    atomic_write_text(dest.with_suffix(".md"), f"{RESEARCH_NOTICE}\n\n{to_markdown(rows)}")
+    print(to_markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
