@@ -11,10 +11,10 @@ backends, and are deterministic (no randomness: the same image gets the same ans
 x0.85 and x1.15 around each image's mean. Probabilities, each after the run's temperature, are
 averaged over the views (:func:`average_views`).
 
-Cost: one forward pass per view, so 7x the model time. Measured with
-``nice -n 10 .venv/bin/python bench/tta_ensemble_speed.py`` (lite0-sized model, 224 px, this
-shared 2-core CPU; bench/results/tta_ensemble_speed.md): see that file for img/s of plain,
-``--tta standard`` and a 2-member ensemble.
+Cost: one forward pass per view. Measured with ``nice -n 10 .venv/bin/python
+bench/tta_ensemble_speed.py`` (32 images, 3 rounds; tf_efficientnet_lite0 at 224 px, random
+weights, torch fp32, this shared 2-core CPU at load ~5): plain 11.0 img/s, ``standard`` 1.5
+img/s, i.e. 6.9x the time (building the views included); bench/results/tta_ensemble_speed.md.
 """
 
 from __future__ import annotations
