@@ -212,7 +212,7 @@ def quantize_run(
         },
         "candidates": {f: {**checks[f], "ms_per_batch32": round(timing[f] * 1e3, 1)} for f in formats},
         "fp32_ms_per_batch32": round(timing["fp32"] * 1e3, 1),
-        "preprocessing": predictor.preprocessing.to_dict(),
+        "preprocessing": predictor.run.preprocessing.to_dict(),  # without a lung ROI: the backend compares this
         "weights_sha256": file_sha256(RunDir(run_dir).weights),
         "fp32_onnx_sha256": file_sha256(src),
     }
