@@ -95,7 +95,7 @@ def add_config_arguments(
         elif f.name == "fractions":
             group.add_argument(flag, type=parse_fractions, metavar="TRAIN,VAL,TEST", **kw)
         elif tp is list:
-            group.add_argument(flag, nargs="+", metavar=f.name.upper().rstrip("S"), **kw)
+            group.add_argument(flag, nargs="+", metavar=f.metadata.get("metavar", f.name.upper().rstrip("S")), **kw)
         elif isinstance(tp, tuple):  # str | int: devices
             group.add_argument(flag, type=_parse_devices, **kw)
         else:

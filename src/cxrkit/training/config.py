@@ -54,6 +54,7 @@ class TrainConfig:
         "auxiliary classes trained as extra outputs and dropped at prediction (probabilities "
         "renormalised over --classes), e.g. bacterial_pneumonia; their images only join train",
         group="data",
+        metavar="CLASS",
     )
     allow_outside_paths: bool = _f(
         False,
@@ -103,6 +104,7 @@ class TrainConfig:
         "metadata columns (population, subsource) that an adversarial head must not read from the "
         "features, given the class (gradient reversal); needs a manifest with those columns",
         group="recipe",
+        metavar="COLUMN",
     )
     debias_weight: float = _f(0.3, "weight of the adversarial heads' loss (with --debias)", group="recipe")
     finetune: str = _f("full", "full, head (linear probe) or last-N (last N blocks + head)", group="recipe")
