@@ -28,6 +28,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..data.cache import cached_images
 from ..data.dataset import CxrDataset
+from ..data.groups import group_value
 from ..data.prepare import prepare
 from ..data.regions import BORDER_BAND, LUNG_BOX, border_mask, lung_box_mask, lung_masks, occlude
 from ..inference.predictor import Predictor
@@ -66,8 +67,10 @@ def confound_probes(f_train, train_ds: CxrDataset, f_eval, eval_ds: CxrDataset, 
     )
     results = []
     for col in columns:
-        a_tr = np.array([r.metadata.get(col, "") for r in train_ds.records])
-        a_ev = np.array([r.metadata.get(col, "") for r in eval_ds.records])
+        # grouped as the de-confounding heads see them: "adult (assumed)" is adult, and
+        # "ieee8023:COVID-19" is the source ieee8023 (cxrkit.data.groups)
+        a_tr = np.array([group_value(col, r.metadata.get(col, "")) or "unknown" for r in train_ds.records])
+        a_ev = np.array([group_value(col, r.metadata.get(col, "")) or "unknown" for r in eval_ds.records])
         scopes = [("all classes", np.ones(len(a_tr), bool), unseen)]
         scopes += [(f"within {c}", y_tr == k, unseen & (y_ev == k)) for k, c in enumerate(train_ds.classes)]
         for scope, m_tr, m_ev in scopes:
