@@ -102,5 +102,8 @@ def test_evaluate_with_tta_keeps_the_runs_temperature_and_records_it(tiny_run, t
     saved = json.loads((tmp_path / "tta" / "metrics.json").read_text())
     assert saved["tta"] == "standard" and saved["tta_views"] == list(VIEWS)
     assert plain["tta"] == "none"
+    from cxrkit._precision import resolve_precision
+
+    assert plain["precision"] == resolve_precision("auto")[0]  # what ran, recorded
     assert saved["overall"]["n_images"] == plain["overall"]["n_images"]
     assert tta["calibration"]["after"] != plain["calibration"]["after"]  # scored on the averaged views

@@ -28,6 +28,7 @@ def test_health(served, http):
     assert h["status"] == "ok" and h["classes"] == CLASSES and h["backend"] == "torch"
     assert h["model_id"] == app.state.predictor.model_id and h["notice"] == RESEARCH_NOTICE
     assert h["max_upload_bytes"] == http.SMALL_LIMIT
+    assert h["precision"] == "32"  # resolved, recorded
 
 
 def test_predict(served, blob_png, blob_dataset, http):

@@ -13,7 +13,7 @@ from .._io import atomic_write_json, atomic_write_text
 from ..run import RunDir
 from ..run.layout import AUDIT_DIR, AUDIT_FILE, EVALUATION_DIR
 from ._console import CliError, console
-from .predict import add_tta_argument
+from .predict import add_precision_argument, add_tta_argument
 
 
 def _common(p: argparse.ArgumentParser, run_help: str = "run directory made by `cxr train`", optional=False) -> None:
@@ -61,6 +61,7 @@ def register(subparsers) -> None:
         optional=True,
     )
     add_tta_argument(p)
+    add_precision_argument(p)
     p.add_argument(
         "--ensemble",
         nargs="+",
@@ -132,6 +133,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         out=args.out,
         on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
         tta=args.tta,
+        precision=args.precision,
     )
     console.print(render_markdown(result.evaluation))
     console.print(f"wrote [bold]{result.files.get('report.html', args.out)}[/]")

@@ -62,13 +62,7 @@ def register(subparsers) -> None:
         default="torch",
         help="torch (default) or onnx (onnxruntime; needs `cxr export RUN_DIR --onnx` first)",
     )
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="torch backend arithmetic: auto (bf16 where the CPU/GPU computes it natively, "
-        "~1.7x faster on AVX-512 BF16 CPUs; else fp32), 32 or bf16 (default auto)",
-    )
+    add_precision_argument(p)
     p.add_argument(
         "--threshold",
         type=float,
@@ -100,6 +94,16 @@ def register(subparsers) -> None:
         "--chunk-size", type=int, default=512, help="images per saved chunk, rounded up to whole batches (default 512)"
     )
     p.set_defaults(func=run)
+
+
+def add_precision_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="torch backend arithmetic: auto (bf16 where the CPU/GPU computes it natively, "
+        "~1.7x faster on AVX-512 BF16 CPUs; else fp32), 32 or bf16 (default auto)",
+    )
 
 
 def add_tta_argument(p: argparse.ArgumentParser) -> None:

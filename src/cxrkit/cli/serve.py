@@ -10,7 +10,7 @@ from .. import RESEARCH_NOTICE
 from ..errors import CxrkitError
 from ..inference.defaults import BACKENDS, DEFAULT_THRESHOLD
 from ._console import CliError, console, err_console
-from .predict import add_tta_argument
+from .predict import add_precision_argument, add_tta_argument
 
 MAX_CONNECTIONS = 64  # as cxrkit.serve.server.MAX_CONNECTIONS (not imported: `cxr --help` stays light)
 
@@ -69,6 +69,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (default) or onnx")
     add_tta_argument(p)
+    add_precision_argument(p)
     p.add_argument(
         "--docs",
         action="store_true",
@@ -101,11 +102,15 @@ def run(args: argparse.Namespace) -> None:
             "address can use the model; the service has no authentication"
         )
     try:
-        predictor = Predictor.from_run(args.run_dir, backend=args.backend, threshold=args.threshold, tta=args.tta)
+        predictor = Predictor.from_run(
+            args.run_dir, backend=args.backend, threshold=args.threshold, tta=args.tta, precision=args.precision
+        )
     except CxrkitError:
         raise
     except Exception as exc:  # a broken run folder (truncated weights, odd card): one line, not a traceback
         raise CliError(f"{args.run_dir}: cannot load the run ({type(exc).__name__}: {exc})") from None
+    if predictor.precision_note:
+        err_console.print(f"note: {predictor.precision_note}")
     limits = Limits(
         max_upload_bytes=int(args.max_upload_mb * 1e6),
         max_pixels=int(args.max_megapixels * 1e6),

@@ -85,6 +85,7 @@ class Health(BaseModel):
     backend: str
     input_size: int
     tta: str = "none"
+    precision: str = "32"  # resolved: "32" or "bf16"
     threshold: float
     max_upload_bytes: int
     max_pixels: int
@@ -203,6 +204,7 @@ def create_app(
             "backend": predictor.backend,
             "input_size": predictor.preprocessing.input_size,
             "tta": predictor.tta,
+            "precision": predictor.precision,
             "threshold": threshold,
             "max_upload_bytes": limits.max_upload_bytes,
             "max_pixels": limits.max_pixels,

@@ -44,6 +44,7 @@ def evaluate_and_report(
     lung_run=None,
     progress: Callable[[int, int], None] | None = None,
     tta: str = "none",
+    precision: str = "auto",
 ) -> Evaluated:
     """Metrics with CIs (+ the shortcut audit, + Grad-CAM class summaries) into ``out``'s report.
 
@@ -54,12 +55,14 @@ def evaluate_and_report(
     """
     run = RunDir(run_dir)
     out = Path(out) if out else run.evaluation
-    predictor = Predictor.from_run(run.root, tta=tta)
+    predictor = Predictor.from_run(run.root, tta=tta, precision=precision)
+    if predictor.precision_note:
+        on_stage(f"note: {predictor.precision_note}")
     on_stage(f"predicting the {split or 'default'} split of {data or 'the training data'}")
     preds = with_tta(predictor, predict_split(predictor, data, split, workers), workers)
     on_stage(f"metrics with {resamples} bootstrap resamples")
     ev = evaluate_run(run.root, data, split, by, resamples, workers, predictor=predictor, preds=preds)
-    ev.update(describe(tta), ensemble_members=getattr(predictor, "member_ids", None))
+    ev.update(describe(tta), ensemble_members=getattr(predictor, "member_ids", None), precision=predictor.precision)
     if audit:
         on_stage("shortcut audit")
         ev["audit"] = audit_run(predictor, columns=by or None, workers=workers, preds=preds, lung_run=lung_run)
