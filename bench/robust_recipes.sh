@@ -2,9 +2,11 @@
 # Issue 16's method table: each recipe variant trained under the patient-disjoint protocol and
 # the leave-source-out proxy (lso-adult), then audited (within-class probes) on its patient run.
 # Reduced, equal budget for every variant (this 2-core CPU is shared): tf_efficientnet_lite0,
-# ImageNet weights, full fine-tune, 128 px, 5 epochs, patience 3; checkpoints on val loss.
-# Variants are read from a queue file, one per line: NAME FLAGS... (lines may be appended while
-# it runs; a finished variant is reused). Nothing is chosen on a test split: the table
+# ImageNet weights, full fine-tune, 96 px, 4 epochs (warm-up 0.5), patience 2; checkpoints on val loss.
+# Variants are read from a queue file, one per line: NAME [protocols=P,Q] FLAGS... (lines may be
+# appended while it runs; a finished variant is reused). Default protocols: patient,lso-adult;
+# variants that lso-adult cannot see (auxiliary classes, de-confounding: its training set is one
+# source and one population) run under patient only. Nothing is chosen on a test split: the table
 # (bench/robust_table.py) ranks on val and lso-adult.
 # One torch thread per variant (run two queues side by side on 2 cores): on a shared CPU,
 # two-thread OpenMP steps spent most of their CPU time waiting for each other.
@@ -15,7 +17,7 @@ DATA=${2:-../shared/data/cxr}
 OUT=${3:-runs/r16}
 CXR=${CXR:-.venv/bin/cxr}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-BASE=(--model tf_efficientnet_lite0 --input-size 128 --epochs 5 --patience 3 --workers 1)
+BASE=(--model tf_efficientnet_lite0 --input-size 96 --epochs 4 --warmup-epochs 0.5 --patience 2 --workers 1)
 mkdir -p "$OUT"
 done_list=" "
 while true; do
@@ -27,8 +29,12 @@ while true; do
     done < "$QUEUE"
     [[ -z "$next" ]] && break
     t0=$SECONDS
+    protocols=patient,lso-adult
+    if [[ "$nflags" == protocols=* ]]; then
+        protocols=${nflags%% *}; protocols=${protocols#protocols=}; nflags=${nflags#* }
+    fi
     # shellcheck disable=SC2086
-    $CXR protocols --data "$DATA" --out "$OUT/$next" --protocols patient,lso-adult "${BASE[@]}" $nflags \
+    $CXR protocols --data "$DATA" --out "$OUT/$next" --protocols "$protocols" "${BASE[@]}" $nflags \
         > "$OUT/$next.log" 2>&1
     rc=$?
     if [[ $rc -eq 0 && ! -f "$OUT/$next/patient/run/audit/audit.json" ]]; then
