@@ -25,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cxrkit.training.rundir import LoadedRun
 
 from cxrkit._io import atomic_write_json
 from cxrkit._speed import reexec_with_tcmalloc
 from cxrkit.data.transforms import Preprocessing
 from cxrkit.explain.cams import Explainer
 from cxrkit.inference.predictor import Predictor
-from cxrkit.models import create_model
+from cxrkit.models import LoadedRun, create_model
+from cxrkit.run import ModelCard, ModelSpec, PreprocessingSpec
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = ("tf_efficientnet_lite0", "resdense_small")
@@ -43,7 +43,9 @@ CLASSES = ["covid", "viral_pneumonia", "normal"]
 
 def predictor_for(model_name: str) -> Predictor:
     model, _ = create_model(model_name, len(CLASSES), in_chans=1, pretrained=False)
-    return Predictor(LoadedRun(Path(model_name), model, {}, CLASSES, Preprocessing(input_size=SIZE)))
+    pre = Preprocessing(input_size=SIZE)
+    card = ModelCard(list(CLASSES), PreprocessingSpec(**pre.to_dict()), ModelSpec(name=model_name))
+    return Predictor(LoadedRun(Path(model_name), model, card, list(CLASSES), pre))
 
 
 def maps_per_second(explainer: Explainer, images: np.ndarray, repeats: int) -> float:

@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
-from cxrkit.training.rundir import read_card, save_weights, write_card
 from PIL import Image
 
 from cxrkit._io import atomic_write_json
@@ -53,7 +52,8 @@ from cxrkit.data.transforms import Preprocessing
 from cxrkit.inference.backends import onnx_input, onnx_session
 from cxrkit.inference.export import export_onnx
 from cxrkit.inference.predictor import Predictor
-from cxrkit.models import create_model
+from cxrkit.models import create_model, save_weights
+from cxrkit.run import ModelCard, ModelSpec, PreprocessingSpec, read_card, write_card
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr"
@@ -68,13 +68,13 @@ def make_run(root: Path, model: str, size: int) -> Path:
     save_weights(run, net)
     write_card(
         run,
-        {
-            "classes": ["covid", "viral_pneumonia", "normal"],
-            "preprocessing": Preprocessing(input_size=size).to_dict(),
-            "model": {"name": model, "in_chans": 1, "num_params": info.num_params},
-            "weights_source": "random init (benchmark)",
-            "split": {"hash": "benchmark"},
-        },
+        ModelCard(
+            classes=["covid", "viral_pneumonia", "normal"],
+            preprocessing=PreprocessingSpec(**Preprocessing(input_size=size).to_dict()),
+            model=ModelSpec(name=model, in_chans=1, num_params=info.num_params),
+            weights_source="random init (benchmark)",
+            split={"hash": "benchmark"},
+        ),
     )
     return run
 
@@ -172,7 +172,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or make_run(Path(tmp), args.model, args.input_size)
         t = time.perf_counter()
-        if "onnx" not in read_card(run):
+        if read_card(run).onnx is None:
             export_onnx(run)  # RUN_DIR/model.onnx, recorded in the card
         export_s = time.perf_counter() - t
         files = pick_images(args.data, args.images)
@@ -212,8 +212,8 @@ def main(argv=None) -> None:
     ratio = statistics.median(ratios)
     med = {k: statistics.median(v) for k, v in {**model, **{f"e2e_{k}": v for k, v in e2e.items()}}.items()}
     result = {
-        "model": card["model"]["name"],
-        "input_size": card["preprocessing"]["input_size"],
+        "model": card.model.name,
+        "input_size": card.preprocessing.input_size,
         "run": str(args.run) if args.run else "untrained, temporary run dir",
         "batch": args.batch,
         "images": len(files),
