@@ -55,6 +55,19 @@ def test_trained_run_reports_only_the_kept_classes(blob_writer, tiny_config, tmp
     card = read_card(result.run_dir)
     assert card.classes == ["covid", "viral_pneumonia", "normal"]
     assert card.model.extra["aux_classes"] == ["bacterial_pneumonia"]
+    assert card.model.extra["aux_train_images"] == {"bacterial_pneumonia": 16}
     predictor = cxrkit.load(result.run_dir)
     probs = predictor.predict_proba([data / "normal" / "normal_000.png", data / "bacterial_pneumonia" / "b_000.png"])
     assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_an_auxiliary_class_without_images_is_allowed(blob_dataset, tiny_config, tmp_path):
+    from cxrkit.run import read_card
+    from cxrkit.training import train
+
+    # the blob data has no bacterial pneumonia: the extra output trains to "never" and is dropped
+    config = tiny_config(blob_dataset, tmp_path / "run", tmp_path / "cache", aux_classes=["bacteria"], epochs=1)
+    card = read_card(train(config, progress_bar=False).run_dir)
+    assert card.classes == ["covid", "viral_pneumonia", "normal"]
+    assert card.model.extra["aux_train_images"] == {"bacterial_pneumonia": 0}

@@ -160,15 +160,19 @@ def _build_model(config: TrainConfig, n_classes: int) -> _Built:
     return _Built(model, info, trainable, pre)
 
 
-def _train_val_indices(ds: CxrDataset, split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train and val rows, and train class counts; refuses splits that cannot train."""
+def _train_val_indices(ds: CxrDataset, split, n_aux: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train and val rows, and train class counts; refuses splits that cannot train.
+
+    The last ``n_aux`` classes are auxiliary: one without training images (e.g. a protocol
+    whose selection leaves none) is allowed; its output learns only "never" and is dropped.
+    """
     assignment = np.asarray(split.assignment)
     train_idx, val_idx = np.nonzero(assignment == "train")[0], np.nonzero(assignment == "val")[0]
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise UsageError(f"the split has {len(train_idx)} train and {len(val_idx)} val images; both must be non-empty")
     counts = np.bincount(ds.labels[train_idx], minlength=len(ds.classes))
-    if (counts == 0).any():
-        missing = [c for c, n in zip(ds.classes, counts) if n == 0]
+    if (counts[: len(counts) - n_aux] == 0).any():
+        missing = [c for c, n in zip(ds.classes[: len(counts) - n_aux], counts) if n == 0]
         raise UsageError(f"no training images for class(es) {', '.join(missing)}")
     return train_idx, val_idx, counts
 
@@ -185,7 +189,9 @@ def _module_and_data(
     config: TrainConfig, built: _Built, ds: CxrDataset, images, train_idx, val_idx, counts, on_stage, data_progress
 ):
     labels = ds.labels
-    class_weights = (counts.sum() / (len(counts) * counts)).tolist() if config.balance == "loss" else None
+    present = counts > 0  # an auxiliary class may have no training images: weight 0, never a target
+    weights = np.where(present, counts.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
+    class_weights = weights.tolist() if config.balance == "loss" else None
     settings = dict(
         lr=config.lr,
         weight_decay=config.weight_decay,
@@ -305,7 +311,13 @@ def _card(
             trainable_params=built.trainable,
             finetune=config.finetune,
             cache_features=config.cache_features,
-            extra={"aux_classes": list(config.aux_classes), "aux_rule": "renormalised over the classes"}
+            extra={
+                "aux_classes": list(ds.classes[len(ds.classes) - len(config.aux_classes) :]),
+                "aux_rule": "renormalised over the classes",
+                "aux_train_images": {
+                    c: split.counts(ds)["train"][c] for c in ds.classes[len(ds.classes) - len(config.aux_classes) :]
+                },
+            }
             if config.aux_classes
             else {},
         ),
@@ -361,7 +373,7 @@ def train(
         split_file = run.split if resume or not writer else config.split_file
         prep = prepare_data(config, split_file, data_progress)
         ds, split = prep.dataset, prep.split
-        train_idx, val_idx, counts = _train_val_indices(ds, split)
+        train_idx, val_idx, counts = _train_val_indices(ds, split, len(config.aux_classes or []))
         on_stage(f"building {config.model}")
         built = _build_model(config, len(ds.classes))
         split_csv = split_to_csv(ds, split)
