@@ -38,7 +38,7 @@ def row(variant: Path) -> dict | None:
     if patient is None:
         return None
     card = _load(variant / "patient" / "run" / "model_card.json") or {}
-    audit = _load(variant / "patient" / "run" / "audit" / "audit.json") or {}
+    audit = (_load(variant / "patient" / "run" / "evaluation" / "metrics.json") or {}).get("audit") or {}
     probe = next(
         (
             p["balanced_accuracy"]
@@ -52,7 +52,9 @@ def row(variant: Path) -> dict | None:
         "flags": " ".join(
             f"{k}={v}"
             for k, v in patient["config"].items()
-            if k in ("augment", "aux_classes", "debias", "debias_weight", "balance", "contrast", "roi") and v
+            if k in ("augment", "aux_classes", "debias", "balance", "contrast", "roi", "seed")
+            and v
+            and (k, v) not in (("balance", "loss"), ("contrast", "percentile"), ("roi", "none"))
         ),
         "val_acc": card.get("val_metrics", {}).get("val/acc"),
         "val_macro_f1": card.get("val_metrics", {}).get("val/macro_f1"),
@@ -72,7 +74,42 @@ def row(variant: Path) -> dict | None:
             "ece_after": (cal.get("after") or {}).get("ece"),
             "temperature": cal.get("temperature"),
         }
+    tta = {}
+    for key, path in (
+        ("val_plain", variant / "patient" / "plain_val" / "metrics.json"),
+        ("val_tta", variant / "patient" / "tta_val" / "metrics.json"),
+        ("lso_tta", variant / "lso-adult" / "tta" / "metrics.json"),
+    ):
+        m = _load(path)
+        if m:
+            mm = m["overall"]["metrics"]
+            sens = [mm[k]["value"] for k in mm if k.startswith("sensitivity/")]
+            tta[key] = {"accuracy": mm["accuracy"]["value"], "balanced_accuracy": sum(sens) / len(sens)}
+    if tta:
+        out["tta"] = tta
     return out
+
+
+def tta_markdown(rows: list[dict]) -> str:
+    """Plain vs ``--tta`` (cxr evaluate RUN [--split val] --tta --out DIR) where it was run."""
+    lines = [
+        "| variant | val acc plain | val acc --tta | lso-adult bal. acc plain | lso-adult bal. acc --tta |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        t = r.get("tta")
+        if not t:
+            continue
+
+        def f(x):
+            return "-" if x is None else f"{100 * x:.1f}"
+
+        lines.append(
+            f"| `{r['variant']}` | {f(t.get('val_plain', {}).get('accuracy'))} "
+            f"| {f(t.get('val_tta', {}).get('accuracy'))} | {f((r.get('lso') or {}).get('balanced_accuracy'))} "
+            f"| {f(t.get('lso_tta', {}).get('balanced_accuracy'))} |"
+        )
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -102,8 +139,11 @@ def main() -> None:
     dest = Path(sys.argv[2] if len(sys.argv) > 2 else "bench/results/robust_recipes")
     rows = [r for v in sorted(p for p in runs.iterdir() if p.is_dir()) if (r := row(v))]
     atomic_write_json(dest.with_suffix(".json"), {"notice": RESEARCH_NOTICE, "rows": rows})
-    atomic_write_text(dest.with_suffix(".md"), f"{RESEARCH_NOTICE}\n\n{to_markdown(rows)}")
-    print(to_markdown(rows))
+    text = f"{RESEARCH_NOTICE}\n\n{to_markdown(rows)}"
+    if tta_markdown(rows):
+        text += f"\nTest-time augmentation (7 views, `cxrkit.inference.tta`):\n\n{tta_markdown(rows)}"
+    atomic_write_text(dest.with_suffix(".md"), text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ class TrainConfig:
         group="recipe",
     )
     augment: str = _f(
-        "basic",
+        "robust",
         "batch augmentation: basic (rotation, zoom, shift, brightness, contrast, gamma), robust (basic, "
         "wider, plus blur/sharpen, down-up resampling, JPEG, noise: acquisition traces), none",
         choices=("none", "basic", "robust"),
