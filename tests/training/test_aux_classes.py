@@ -49,7 +49,9 @@ def test_trained_run_reports_only_the_kept_classes(blob_writer, tiny_config, tmp
 
     data = _with_aux(blob_writer, tmp_path / "d")
     result = train(
-        tiny_config(data, tmp_path / "run", tmp_path / "cache", aux_classes=["bacterial_pneumonia"], epochs=2),
+        tiny_config(
+            data, tmp_path / "run", tmp_path / "cache", aux_classes=["bacterial_pneumonia"], epochs=2, augment="robust"
+        ),
         progress_bar=False,
     )
     card = read_card(result.run_dir)
