@@ -400,20 +400,13 @@ def split_with_auxiliary(
     held_patients = {
         r.patient_id for r, s in zip(main.records, main_split.assignment) if r.patient_id and s in ("val", "test")
     }
-    main_it, aux_it = iter(zip(main_split.assignment, main_split.group)), iter(zip(aux_ds.records, keep))
-    assignment, group = [], []
-    next_group = max(main_split.group, default=-1) + 1
-    for a in is_aux:
-        if not a:
-            s, g = next(main_it)
-            assignment.append(s)
-            group.append(g)
-            continue
-        rec, k = next(aux_it)
+    assignment, group = [EXCLUDED] * len(dataset), [-1] * len(dataset)
+    for i, s, g in zip(np.nonzero(~is_aux)[0], main_split.assignment, main_split.group):
+        assignment[i], group[i] = s, g
+    first_group = max(main_split.group, default=-1) + 1
+    for k, (i, rec, selected) in enumerate(zip(np.nonzero(is_aux)[0], aux_ds.records, keep)):
         linked = rec.patient_id in held_patients or any(rule_matches(rec, r) for r in rules)
-        assignment.append("train" if k and not linked else EXCLUDED)
-        group.append(next_group)
-        next_group += 1
+        assignment[i], group[i] = ("train" if selected and not linked else EXCLUDED), first_group + k
     taken = sum(1 for s, a in zip(assignment, is_aux) if a and s == "train")
     stats = dict(main_split.stats)
     stats["auxiliary"] = {"classes": list(aux_classes), "train": taken, "excluded": int(is_aux.sum()) - taken}
