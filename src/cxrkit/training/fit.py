@@ -200,7 +200,7 @@ def _module_and_data(
         channels_last=config.channels_last,
     )
     if config.aux_classes:
-        settings["n_report"] = len(ds.classes) - len(config.aux_classes)
+        settings["n_report"] = _n_reported(config, ds)
     pre = built.pre
     if config.cache_features:
         on_stage(f"computing frozen {config.model} features of {len(train_idx) + len(val_idx)} images once")
@@ -286,6 +286,24 @@ def _trainer(config: TrainConfig, run: RunDir, progress_bar: bool, callbacks) ->
     return trainer, best
 
 
+def _n_reported(config: TrainConfig, ds: CxrDataset) -> int:
+    """How many of ``ds.classes`` the run reports: all but the trailing auxiliary classes."""
+    return len(ds.classes) - len(config.aux_classes or [])
+
+
+def _aux_card(config: TrainConfig, ds: CxrDataset, split) -> dict:
+    """The model card's record of the auxiliary classes (empty without them)."""
+    if not config.aux_classes:
+        return {}
+    train = split.counts(ds)["train"]
+    aux = ds.classes[_n_reported(config, ds) :]
+    return {
+        "aux_classes": list(aux),
+        "aux_rule": "renormalised over the classes",
+        "aux_train_images": {c: train[c] for c in aux},
+    }
+
+
 def _card(
     config: TrainConfig,
     built: _Built,
@@ -302,7 +320,7 @@ def _card(
 ) -> ModelCard:
     run = RunDir(config.out)
     return ModelCard(
-        classes=list(ds.classes[: len(ds.classes) - len(config.aux_classes or [])]),
+        classes=list(ds.classes[: _n_reported(config, ds)]),
         preprocessing=PreprocessingSpec(**built.pre.to_dict()),
         model=ModelSpec(
             name=config.model,
@@ -311,15 +329,7 @@ def _card(
             trainable_params=built.trainable,
             finetune=config.finetune,
             cache_features=config.cache_features,
-            extra={
-                "aux_classes": list(ds.classes[len(ds.classes) - len(config.aux_classes) :]),
-                "aux_rule": "renormalised over the classes",
-                "aux_train_images": {
-                    c: split.counts(ds)["train"][c] for c in ds.classes[len(ds.classes) - len(config.aux_classes) :]
-                },
-            }
-            if config.aux_classes
-            else {},
+            extra=_aux_card(config, ds, split),
         ),
         weights_source=built.info.weights_source,
         data={
@@ -402,7 +412,7 @@ def train(
     if trainer.global_rank != 0:
         return TrainResult(run.root, None, trainer)
     if config.aux_classes:  # saved as an ordinary run of the reported classes
-        keep_outputs(built.model, len(ds.classes) - len(config.aux_classes))
+        keep_outputs(built.model, _n_reported(config, ds))
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
     card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
     card.training.update(roi_report(ds, built.pre, config.cache_dir))  # lung-ROI fallbacks, if any
