@@ -4,6 +4,7 @@ serve, the card, and the fallback to the whole image when the segmentation fails
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import numpy as np
 import pytest
@@ -101,8 +102,15 @@ def test_serve_applies_the_roi(roi_run):
     app = create_app(result.run_dir)
     predictor = app.state.predictor
     path = data / "viral_pneumonia" / "viral_pneumonia_2.png"
+    noise = data / "normal" / "noise_0.png"
     with running(app) as url:
-        served = upload(f"{url}/v1/predict", path.read_bytes(), path.name).json()["probabilities"]
+        doc = upload(f"{url}/v1/predict", path.read_bytes(), path.name).json()
+        fell_back = upload(f"{url}/v1/predict", noise.read_bytes(), noise.name).json()
+        with urllib.request.urlopen(f"{url}/healthz", timeout=30) as r:
+            health = json.loads(r.read())
+    served = doc["probabilities"]
+    assert doc["roi_fallback"] is None and "lung" in fell_back["roi_fallback"]  # the noise film: no lungs
+    assert health["roi"] == "lungs"
     with_roi = predictor.predict_proba([path])[0]
     whole = predictor.proba_from_uint8(predictor.preprocessing.base.to_uint8(predictor._read(path, None))[None])[0]
     assert list(served.values()) == pytest.approx(list(with_roi), abs=1e-6)
@@ -113,7 +121,9 @@ def test_roi_card_round_trips_and_old_cards_have_none(tmp_path):
     from cxrkit.run import PreprocessingSpec
     from cxrkit.run.card import _section
 
-    spec = PreprocessingSpec(input_size=32, roi="lungs", roi_margin=0.1, lung_run="/x/lungs", lung_run_sha256="ab")
+    spec = PreprocessingSpec(
+        input_size=32, roi="lungs", roi_margin=0.1, roi_blank=True, lung_run="/x/lungs", lung_run_sha256="ab"
+    )
     back = _section(PreprocessingSpec, json.loads(json.dumps(spec.to_dict())))
     assert back == spec
     old = PreprocessingSpec(input_size=32)
@@ -133,6 +143,8 @@ def test_changed_lung_weights_or_a_missing_lung_run_are_refused(roi_run, lung_ru
         from_card(base, {**spec, "lung_run": str(tmp_path)})
     with pytest.raises(UsageError, match="--roi lungs needs --lung-run"):
         with_lung_roi(base, "lungs", None)
+    with pytest.raises(UsageError, match="--roi-blank .* needs --roi lungs"):
+        with_lung_roi(base, "none", blank=True)
     assert from_card(base, {}) is base and with_lung_roi(base) is base  # old cards: no ROI
 
 
@@ -149,3 +161,24 @@ def test_cam_overlays_are_drawn_on_the_lung_crop_the_maps_cover(roi_run, tiny_ru
     assert reason == "ok" and (y1 - y0, x1 - x0) != film.shape
     plain = Predictor.from_run(tiny_run.run_dir)
     assert model_view(plain.preprocessing, film) is film
+
+
+def test_roi_blank_blacks_out_all_but_the_predicted_lungs(roi_run):
+    from cxrkit.inference import Predictor
+    from cxrkit.lungs.preprocess import film_mask, from_card
+
+    result, data, _ = roi_run
+    crop = Predictor.from_run(result.run_dir).preprocessing
+    blank = from_card(crop.base, {**crop.to_dict(), "roi_blank": True})
+    assert blank.to_dict()["roi_blank"] is True and crop.to_dict()["roi_blank"] is False
+    img, _ = two_lobe(5)
+    (box, reason, net_mask), = blank._found([img])
+    assert reason == "ok"
+    x0, y0, x1, y1 = box
+    inside = film_mask(net_mask, img.shape)[y0:y1, x0:x1]
+    view = blank.view(img)
+    assert 0.1 < inside.mean() < 0.9  # the crop holds lung and, between and around the lobes, other pixels
+    assert (view[~inside] == 0).all() and (view[inside] == crop.view(img)[inside]).all()
+    assert (blank.to_uint8(img) != crop.to_uint8(img)).mean() > 0.05
+    films = [np.full((96, 96), 100, np.uint8)]  # no lungs: the fallback film is not blanked
+    np.testing.assert_array_equal(blank.to_uint8_many(films)[0], crop.to_uint8_many(films)[0])

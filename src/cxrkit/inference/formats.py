@@ -6,6 +6,7 @@ import csv
 import io
 
 from .._meta import RESEARCH_NOTICE
+from ..run.card import ROI_FIELDS
 from .predictor import Predictions, Predictor
 from .tta import describe
 
@@ -31,7 +32,7 @@ def predictions_json(preds: Predictions, predictor: Predictor, threshold: float)
 def _roi_section(predictor) -> dict:
     """With ``roi: lungs``: the ROI settings (lung run and its weights' sha256)."""
     pre = predictor.preprocessing.to_dict()
-    return {"roi": {k: pre[k] for k in ROI_KEYS}} if pre.get("roi", "none") != "none" else {}
+    return {"roi": {k: pre[k] for k in ROI_FIELDS if k in pre}} if pre.get("roi", "none") != "none" else {}
 
 
 def _roi_flag(predictor, name: str) -> dict:
@@ -41,7 +42,6 @@ def _roi_flag(predictor, name: str) -> dict:
     return {"roi_fallback": predictor.roi_fallback(name)}
 
 
-ROI_KEYS = ("roi", "roi_margin", "lung_run", "lung_run_sha256")
 
 
 def predictions_csv(preds: Predictions, classes: list[str], roi_fallback=None) -> str:

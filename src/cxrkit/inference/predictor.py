@@ -220,6 +220,15 @@ class Predictor:
             return self.preprocessing.to_uint8(self._read(item, name), name=name)
         return self.preprocessing.to_uint8(self._read(item, name))
 
+    def prepare_with_roi(self, item: ImageInput, name: str | None = None) -> tuple[np.ndarray, str | None]:
+        """:meth:`prepare` and why this input got the whole film instead of its lungs (None: it got
+        them, or the run has no ROI), returned rather than recorded: a server answering two
+        uploads of the same name at once cannot mix them up."""
+        if isinstance(self.preprocessing, LungRoiPreprocessing):
+            pixels, (reason,) = self.preprocessing.to_uint8_many([self._read(item, name)])
+            return pixels[0], None if reason == "ok" else reason
+        return self.prepare(item, name), None
+
     def roi_fallback(self, name: str) -> str | None:
         """Why input ``name`` got the whole image instead of its lung box; None when it got its
         lungs or the run has no ROI."""

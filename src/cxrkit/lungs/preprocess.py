@@ -15,6 +15,8 @@ took 9.4 ms at batch 32 but 40-430 ms at batch 1-8: batching would save under a 
 Boxes are found on the network-resolution mask and scaled to the image (``scale_box``); a
 mask that fails :func:`~cxrkit.lungs.quality.quality` gives the whole image (the fallback),
 recorded per input name (:attr:`fallbacks`) and counted in the card's training section.
+``roi_blank`` also sets the pixels outside the predicted mask (upsampled to the film) to black
+before the resize, so the model sees nothing but lung; a fallback film is not blanked.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..data.transforms import Preprocessing
 from ..errors import UsageError
 from . import card as cards
 from .quality import quality
-from .roi import Box, lung_roi_box, scale_box
+from .roi import Box, crop_to_roi, lung_roi_box, scale_box
 
 ROI_MODES = ("none", "lungs")
 DEFAULT_MARGIN = 0.05  # of the box's width/height, each side: keeps costophrenic angles a tight mask clips
@@ -50,10 +52,13 @@ class LungRoiPreprocessing:
 
     roi = "lungs"
 
-    def __init__(self, base: Preprocessing, lung_run: str | Path, margin: float = DEFAULT_MARGIN, sha256=None):
+    def __init__(
+        self, base: Preprocessing, lung_run: str | Path, margin: float = DEFAULT_MARGIN, sha256=None, blank=False
+    ):
         if not 0 <= margin <= 1:
             raise UsageError(f"roi_margin must be within 0..1 (a fraction of the lung box), got {margin}")
         self.base, self.margin, self.lung_run = base, float(margin), str(Path(lung_run).resolve())
+        self.blank = bool(blank)
         actual = weights_sha256(self.lung_run)
         if sha256 and sha256 != actual:
             raise cards.LungRunError(
@@ -82,6 +87,7 @@ class LungRoiPreprocessing:
             **self.base.to_dict(),
             "roi": "lungs",
             "roi_margin": self.margin,
+            "roi_blank": self.blank,
             "lung_run": self.lung_run,
             "lung_run_sha256": self.lung_run_sha256,
         }
@@ -98,21 +104,31 @@ class LungRoiPreprocessing:
 
     def boxes(self, grays: list[np.ndarray]) -> list[tuple[Box | None, str]]:
         """(box in image pixels or None for the whole image, quality reason) per gray image."""
+        return [(box, reason) for box, reason, _ in self._found(grays)]
+
+    def _found(self, grays: list[np.ndarray]):
+        """(box or None, quality reason, network-resolution mask) per gray image."""
         seg = self.segmenter
         out = []
         for gray in grays:  # one at a time: see the module doc
             mask = seg.net_masks([gray])[0]
             ok, reason = quality(mask, seg.fraction_range)
             box = lung_roi_box(mask, self.margin) if ok else None
-            out.append((scale_box(box, mask.shape, gray.shape[:2]) if box else None, reason))
+            out.append((scale_box(box, mask.shape, gray.shape[:2]) if box else None, reason, mask))
         return out
+
+    def _view(self, gray: np.ndarray, box: Box | None, mask: np.ndarray) -> np.ndarray:
+        """The crop (blanked outside the lungs with ``roi_blank``; a fallback stays whole)."""
+        if not (self.blank and box is not None):
+            return crop_to_roi(gray, box)
+        return crop_to_roi(gray, box, film_mask(mask, gray.shape[:2]), blank_outside=True)
 
     def to_uint8_many(self, grays: list[np.ndarray]) -> tuple[np.ndarray, list[str]]:
         """(N, S, S) uint8 model pixels and each image's ROI outcome ("ok" or why it fell back)."""
-        found = self.boxes(grays)
-        pixels = [self.base.to_uint8(_crop(g, box)) for g, (box, _) in zip(grays, found)]
+        found = self._found(grays)
+        pixels = [self.base.to_uint8(self._view(g, box, m)) for g, (box, _, m) in zip(grays, found)]
         size = self.base.input_size
-        return (np.stack(pixels) if pixels else np.zeros((0, size, size), np.uint8)), [r for _, r in found]
+        return (np.stack(pixels) if pixels else np.zeros((0, size, size), np.uint8)), [r for _, r, _ in found]
 
     def to_uint8(self, gray: np.ndarray, name: str | None = None) -> np.ndarray:
         """One image; a fallback is recorded under ``name`` (see :meth:`fallback`)."""
@@ -128,8 +144,8 @@ class LungRoiPreprocessing:
 
     def view(self, gray: np.ndarray) -> np.ndarray:
         """The part of ``gray`` the model sees (its lung crop, or the whole film on a fallback)."""
-        ((box, _),) = self.boxes([gray])
-        return _crop(gray, box)
+        ((box, _, mask),) = self._found([gray])
+        return self._view(gray, box, mask)
 
     def fallback(self, name: str) -> str | None:
         """Why input ``name`` got the whole image instead of its lungs (None: it got its lungs)."""
@@ -143,22 +159,27 @@ def model_view(preprocessing, gray: np.ndarray) -> np.ndarray:
     return preprocessing.view(gray) if isinstance(preprocessing, LungRoiPreprocessing) else gray
 
 
-def _crop(gray: np.ndarray, box: Box | None) -> np.ndarray:
-    if box is None:
-        return gray
-    x0, y0, x1, y1 = box
-    return gray[y0:y1, x0:x1]
+def film_mask(net_mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A network-resolution lung mask at the film's (H, W): bilinear upsampling, threshold 0.5."""
+    import cv2
+
+    up = cv2.resize(net_mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return up >= 0.5
 
 
-def with_lung_roi(base: Preprocessing, roi: str = "none", lung_run=None, margin: float = DEFAULT_MARGIN):
+def with_lung_roi(
+    base: Preprocessing, roi: str = "none", lung_run=None, margin: float = DEFAULT_MARGIN, blank: bool = False
+):
     """``base`` itself for ``roi="none"``, else the lung crop in front of it (``cxr train --roi``)."""
     if roi not in ROI_MODES:
         raise UsageError(f"--roi must be one of {', '.join(ROI_MODES)}, got {roi!r}")
     if roi == "none":
+        if blank:
+            raise UsageError("--roi-blank blanks outside the predicted lungs: it needs --roi lungs")
         return base
     if not lung_run:
         raise UsageError("--roi lungs needs --lung-run RUN (a run of `cxr lungs train`, e.g. runs/lungs)")
-    return LungRoiPreprocessing(base, lung_run, margin)
+    return LungRoiPreprocessing(base, lung_run, margin, blank=blank)
 
 
 def from_card(base: Preprocessing, spec: dict, source: str = "model card"):
@@ -169,5 +190,9 @@ def from_card(base: Preprocessing, spec: dict, source: str = "model card"):
     if roi != "lungs" or not spec.get("lung_run"):
         raise UsageError(f"{source}: preprocessing.roi {roi!r} needs roi 'lungs' and a lung_run; the card is damaged")
     return LungRoiPreprocessing(
-        base, spec["lung_run"], spec.get("roi_margin", DEFAULT_MARGIN), spec.get("lung_run_sha256")
+        base,
+        spec["lung_run"],
+        spec.get("roi_margin", DEFAULT_MARGIN),
+        spec.get("lung_run_sha256"),
+        blank=bool(spec.get("roi_blank", False)),
     )

@@ -58,9 +58,11 @@ class PreprocessingSpec:
     contrast: str = "percentile"
     channels: int = 1
     # roi "lungs": crop to the predicted lung box (+ roi_margin) of the lung run whose
-    # model.safetensors has sha256 lung_run_sha256 (cxrkit.lungs.preprocess); absent = "none"
+    # model.safetensors has sha256 lung_run_sha256 (cxrkit.lungs.preprocess); absent = "none";
+    # roi_blank: pixels outside the predicted lung mask are set to black before the resize
     roi: str = "none"
     roi_margin: float = 0.05
+    roi_blank: bool = False
     lung_run: str | None = None
     lung_run_sha256: str | None = None
     extra: dict = field(default_factory=dict)  # later options, kept verbatim
@@ -68,11 +70,11 @@ class PreprocessingSpec:
     def to_dict(self) -> dict:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
         if self.roi == "none":  # cards without a ROI keep the layout cxrkit wrote before it
-            d = {k: v for k, v in d.items() if k not in _ROI_FIELDS}
+            d = {k: v for k, v in d.items() if k not in ROI_FIELDS}
         return {**d, **self.extra}
 
 
-_ROI_FIELDS = ("roi", "roi_margin", "lung_run", "lung_run_sha256")
+ROI_FIELDS = ("roi", "roi_margin", "roi_blank", "lung_run", "lung_run_sha256")
 
 
 @dataclass

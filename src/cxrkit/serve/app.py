@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .. import RESEARCH_NOTICE, __version__
 from ..errors import CxrkitError, UsageError
@@ -65,6 +65,11 @@ class PredictResponse(BaseModel):
     predicted_class: str
     confidence: float
     uncertain: bool
+    roi_fallback: str | None = Field(
+        None,
+        description="runs with roi lungs: why this image got the whole film instead of its lung crop "
+        "(null: it got its lungs, or the run has no ROI; see roi in /healthz)",
+    )
     threshold: float
     model_id: str
     notice: str
@@ -86,6 +91,7 @@ class Health(BaseModel):
     input_size: int
     tta: str = "none"
     precision: str = "32"  # resolved: "32" or "bf16"
+    roi: str = "none"  # "lungs": each image is cropped to its predicted lung box first
     threshold: float
     max_upload_bytes: int
     max_pixels: int
@@ -135,12 +141,15 @@ def create_app(
         name, data = await read_upload(request, limits.max_upload_bytes, limits.body_timeout_s)
         return await gate.run(_model_errors, work, name, data, *args)
 
-    def decoded(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
-        """(gray image at most work_side, model input) of one upload."""
-        gray = decode_upload(predictor, data, name, limits)
-        return gray, predictor.prepare(gray, name)
+    has_roi = predictor.preprocessing.to_dict().get("roi", "none") != "none"
 
-    def prediction(name: str, image: np.ndarray) -> dict:
+    def decoded(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(gray image at most work_side, model input, ``roi_fallback`` with ``roi: lungs``) of one upload."""
+        gray = decode_upload(predictor, data, name, limits)
+        image, fallback = predictor.prepare_with_roi(gray, name)
+        return gray, image, ({"roi_fallback": fallback} if has_roi else {})
+
+    def prediction(name: str, image: np.ndarray, roi: dict) -> dict:
         result = predictor.results_from_uint8(image[None], [name], threshold)[0]
         if not all(math.isfinite(p) for p in (*result.probabilities.values(), result.confidence)):
             raise HttpError(
@@ -151,19 +160,21 @@ def create_app(
             )
         return {
             **{k: v for k, v in result.to_dict().items() if k != "name"},
+            **roi,
             "threshold": threshold,
             "model_id": predictor.model_id,
             "notice": RESEARCH_NOTICE,
         }
 
     def predict_work(name: str, data: bytes) -> dict:
-        return prediction(name, decoded(name, data)[1])
+        _, image, roi = decoded(name, data)
+        return prediction(name, image, roi)
 
     def explain_work(name: str, data: bytes, target: str | None, format: str):
         if cams is None:
             raise HttpError(422, str(predictor.no_network_error()))
-        gray, image = decoded(name, data)
-        doc = prediction(name, image)
+        gray, image, roi = decoded(name, data)
+        doc = prediction(name, image, roi)
         exp = cams.explain(image[None], None if target is None else predictor.classes.index(target))
         if not (np.isfinite(exp.maps).all() and np.isfinite(exp.probabilities).all()):
             raise HttpError(
@@ -205,6 +216,7 @@ def create_app(
             "input_size": predictor.preprocessing.input_size,
             "tta": predictor.tta,
             "precision": predictor.precision,
+            "roi": predictor.preprocessing.to_dict().get("roi", "none"),
             "threshold": threshold,
             "max_upload_bytes": limits.max_upload_bytes,
             "max_pixels": limits.max_pixels,

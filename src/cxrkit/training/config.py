@@ -86,6 +86,12 @@ class TrainConfig:
         group="model",
     )
     lung_run: str | None = _f(None, "lung segmentation run of `cxr lungs train` used by --roi lungs", group="model")
+    roi_blank: bool = _f(
+        False,
+        "with --roi lungs, also set the pixels outside the predicted lung mask to black (the model sees "
+        "only lung; films that fall back to the whole image are not blanked)",
+        group="model",
+    )
     epochs: int = _f(12, "maximum epochs", group="recipe")
     batch_size: int = _f(32, "images per step", group="recipe")
     lr: float = _f(1e-3, "peak AdamW learning rate", group="recipe")
