@@ -26,6 +26,8 @@ def load(
     ``cxrkit.inference.DEFAULT_THRESHOLD``) flags predictions whose top probability is below it.
     ``precision`` "auto" runs bf16 where the device computes it natively (the CLI's default);
     the library's default "32" gives bit-for-bit the probabilities of earlier versions.
+    ``backend`` "auto" (the CLI's default) runs the fastest export the run has that passed parity
+    (int8 ONNX, then fp32 ONNX, then torch: :func:`cxrkit.inference.backends.choose_backend`).
     ``tta`` "standard" averages over 7 views (:mod:`cxrkit.inference.tta`). An ensemble
     directory (``cxr ensemble create``) gives an :class:`~cxrkit.inference.ensemble.EnsemblePredictor`.
     """

@@ -11,7 +11,10 @@ from cxrkit.inference.backends import BACKEND_CLASSES, OnnxBackend, TorchBackend
 
 
 def test_backends_are_registered_by_name():
-    assert BACKEND_CLASSES == {"torch": TorchBackend, "onnx": OnnxBackend}
+    from cxrkit.inference.defaults import BACKENDS
+
+    assert BACKEND_CLASSES["torch"] is TorchBackend and BACKEND_CLASSES["onnx"] is OnnxBackend
+    assert set(BACKENDS) == {"auto", *BACKEND_CLASSES}  # auto chooses among them (test_parity.py)
 
 
 def test_onnx_backend_never_builds_the_torch_model(onnx_run, monkeypatch, synth_array):

@@ -172,7 +172,7 @@ def test_roi_blank_blacks_out_all_but_the_predicted_lungs(roi_run):
     blank = from_card(crop.base, {**crop.to_dict(), "roi_blank": True})
     assert blank.to_dict()["roi_blank"] is True and crop.to_dict()["roi_blank"] is False
     img, _ = two_lobe(5)
-    (box, reason, net_mask), = blank._found([img])
+    ((box, reason, net_mask),) = blank._found([img])
     assert reason == "ok"
     x0, y0, x1, y1 = box
     inside = film_mask(net_mask, img.shape)[y0:y1, x0:x1]

@@ -101,3 +101,38 @@ def test_stale_int8_model_is_refused(int8_run, tmp_path):
     (run / INT8_FILE).unlink()
     with pytest.raises(RunError, match="missing"):
         OnnxInt8Backend(cxrkit.load(run, backend="onnx").run)
+
+
+def _set_int8_timing(run, int8_ms: float, fp32_ms: float) -> None:
+    card = json.loads((run / "model_card.json").read_text())
+    entry = card[CARD_SECTION]
+    entry["candidates"][entry["format"]]["ms_per_batch32"], entry["fp32_ms_per_batch32"] = int8_ms, fp32_ms
+    (run / "model_card.json").write_text(json.dumps(card))
+
+
+def test_auto_backend_takes_the_fastest_export_that_passed_parity(tiny_run, int8_run, tmp_path, fresh_images):
+    bare = cxrkit.load(tiny_run.run_dir, backend="auto")  # no export yet: torch, and says why
+    assert bare.backend == "torch" and "no ONNX export" in bare.backend_note
+    run = shutil.copytree(int8_run, tmp_path / "run")
+    _set_int8_timing(run, 10.0, 20.0)
+    fast = cxrkit.load(run, backend="auto")
+    assert fast.backend == "onnx-int8" and fast.engine.model is None  # the torch weights are not even read
+    np.testing.assert_allclose(fast.proba_from_uint8(fresh_images[:8]), int8_proba(run, fresh_images[:8]), atol=1e-6)
+    _set_int8_timing(run, 30.0, 20.0)  # int8 measured slower at export (a CPU without VNNI): fp32 ONNX
+    slow = cxrkit.load(run, backend="auto")
+    assert slow.backend == "onnx" and "not faster" in slow.backend_note
+    card = json.loads((run / "model_card.json").read_text())
+    card[CARD_SECTION]["weights_sha256"] = card["onnx"]["weights_sha256"] = "0" * 64  # both stale
+    (run / "model_card.json").write_text(json.dumps(card))
+    stale = cxrkit.load(run, backend="auto")
+    assert stale.backend == "torch" and "other weights" in stale.backend_note
+
+
+def test_cam_overlays_of_an_onnx_predictor_use_the_torch_network(int8_run, tmp_path):
+    from cxrkit.explain.cam_png import CamOverlays
+
+    predictor = cxrkit.load(int8_run, backend="onnx")
+    cams = CamOverlays(predictor)
+    assert cams.predictor.backend == "torch" and cams.predictor.run.run_dir == predictor.run.run_dir
+    image = predictor.blank_input()
+    assert np.isfinite(cams.explain(image).maps).all()

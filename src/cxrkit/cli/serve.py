@@ -67,7 +67,13 @@ def register(subparsers) -> None:
         default=DEFAULT_THRESHOLD,
         help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})",
     )
-    p.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (default) or onnx")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto (default): the run's int8 ONNX export, else its fp32 one, else torch (see `cxr predict -h`); "
+        "/v1/explain always runs the torch network",
+    )
     add_tta_argument(p)
     add_precision_argument(p)
     p.add_argument(
@@ -109,8 +115,9 @@ def run(args: argparse.Namespace) -> None:
         raise
     except Exception as exc:  # a broken run folder (truncated weights, odd card): one line, not a traceback
         raise CliError(f"{args.run_dir}: cannot load the run ({type(exc).__name__}: {exc})") from None
-    if predictor.precision_note:
-        err_console.print(f"note: {predictor.precision_note}")
+    for note in (predictor.backend_note, predictor.precision_note):
+        if note:
+            err_console.print(f"note: {note}")
     limits = Limits(
         max_upload_bytes=int(args.max_upload_mb * 1e6),
         max_pixels=int(args.max_megapixels * 1e6),

@@ -67,8 +67,50 @@ class OnnxBackend:
         return self.session.run(None, {self.input_name: onnx_input(self.preprocessing, batch)})[0]
 
 
-BACKEND_CLASSES = {"torch": TorchBackend, "onnx": OnnxBackend}
+def _int8_backend(run: LoadedRun, device=None, precision: str = "32"):
+    from .quantize import OnnxInt8Backend  # quantize imports this module
+
+    return OnnxInt8Backend(run, device, precision)
+
+
+BACKEND_CLASSES = {"torch": TorchBackend, "onnx": OnnxBackend, "onnx-int8": _int8_backend}
 NEEDS_TORCH_MODEL = {"torch"}
+
+
+def choose_backend(run: LoadedRun) -> tuple[str, str]:
+    """``backend="auto"``: (name, why) of the fastest backend the run is ready for.
+
+    Order: the int8 export (``cxr export --onnx --int8``; it exists only if it passed the parity
+    gate) when its own timing at export beat the fp32 export's, then the fp32 ONNX export, then
+    torch. Exports made from other weights or preprocessing are skipped, and the reason is
+    given. Why ONNX before torch: lite0 at 224 px on this 2-core CPU, end to end from PNGs,
+    onnxruntime 97 img/s vs torch 56 (``bench/infer_speed.py``, 2026-12-02). On a CPU with
+    native bf16 (AVX512-BF16/AMX), torch bf16 may be faster: name ``--backend torch`` there.
+    """
+    skipped = []
+    int8 = run.card.extra.get("onnx_int8") or {}
+    if int8:
+        ms = (int8.get("candidates", {}).get(int8.get("format"), {}) or {}).get("ms_per_batch32")
+        fp32_ms = int8.get("fp32_ms_per_batch32")
+        if ms is not None and fp32_ms is not None and ms >= fp32_ms:
+            skipped.append(f"int8 export not faster than fp32 at export ({ms} vs {fp32_ms} ms per batch of 32)")
+        else:
+            try:
+                _int8_backend(run)
+                return "onnx-int8", "auto: int8 ONNX export (passed parity with fp32 at export)"
+            except RunError as exc:
+                skipped.append(str(exc))
+    if run.card.onnx:
+        try:
+            _onnx_session(run)
+            return "onnx", "auto: fp32 ONNX export" + (f" ({'; '.join(skipped)})" if skipped else "")
+        except RunError as exc:
+            skipped.append(str(exc))
+    why = (
+        "; ".join(skipped)
+        or f"no ONNX export (`cxr export {run.run_dir} --onnx` makes one: 1.7x faster end to end on 2 CPU cores)"
+    )
+    return "torch", f"auto: torch ({why})"
 
 
 def onnx_input(preprocessing, batch: np.ndarray) -> np.ndarray:

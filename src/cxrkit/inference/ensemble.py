@@ -198,7 +198,9 @@ class EnsemblePredictor(Predictor):
         self.shared = all(s == specs[0] for s in specs)
         self.preprocessing = specs[0] if self.shared else PackedInput(tuple(specs))
         self.batch_size = members[0].batch_size
-        self.backend = members[0].backend
+        self.backend = "+".join(dict.fromkeys(m.backend for m in members))  # auto may choose per member
+        notes = dict.fromkeys(m.backend_note for m in members if m.backend_note)
+        self.backend_note = "; ".join(notes)
         self.threshold = threshold
         self.lock = threading.RLock()
         self.streams = 1  # members run their own batches in flight

@@ -42,8 +42,6 @@ def _roi_flag(predictor, name: str) -> dict:
     return {"roi_fallback": predictor.roi_fallback(name)}
 
 
-
-
 def predictions_csv(preds: Predictions, classes: list[str], roi_fallback=None) -> str:
     """One row per input: results first, then failed inputs with their reason in ``error``;
     ``roi_fallback`` (``Predictor.roi_fallback`` of a ``roi: lungs`` run) adds that column."""

@@ -25,8 +25,8 @@ from ..errors import CxrkitError, UsageError
 from ..lungs.preprocess import LungRoiPreprocessing
 from ..lungs.preprocess import from_card as lung_roi_from_card
 from ..models import LoadedRun, load_run
-from ..run import RunDir
-from .backends import BACKEND_CLASSES, NEEDS_TORCH_MODEL
+from ..run import RunDir, RunError
+from .backends import BACKEND_CLASSES, NEEDS_TORCH_MODEL, choose_backend
 from .defaults import BACKENDS, DEFAULT_THRESHOLD, check_threshold
 from .tta import average_views, check_tta
 
@@ -97,6 +97,11 @@ class Predictor:
     ):
         if backend not in BACKENDS:
             raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.backend_note = ""
+        if backend == "auto":
+            backend, self.backend_note = choose_backend(run)
+            if backend == "torch" and run.model is None:
+                raise RunError(f"{run.run_dir}: {self.backend_note}, but the run was loaded without its weights")
         self.run = run
         self.device = torch.device(device)
         self.engine = BACKEND_CLASSES[backend](run, self.device, precision)
@@ -125,8 +130,14 @@ class Predictor:
             from .ensemble import load_ensemble
 
             return load_ensemble(run_dir, device, batch_size, backend, threshold, precision, tta)
+        if backend == "auto":  # the model's weights are read only when torch is the choice
+            run = load_run(run_dir, device, with_model=False)
+            if choose_backend(run)[0] in NEEDS_TORCH_MODEL:
+                run = load_run(run_dir, device, with_model=True)
+        else:
+            run = load_run(run_dir, device, with_model=backend in NEEDS_TORCH_MODEL)
         return cls(
-            load_run(run_dir, device, with_model=backend in NEEDS_TORCH_MODEL),
+            run,
             device,
             batch_size,
             backend,

@@ -391,7 +391,9 @@ def train(
             run.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.split, split_csv)
             atomic_write_text(run.config, config.to_yaml())
-        built.pre = with_lung_roi(built.pre, config.roi, config.lung_run, blank=config.roi_blank)  # crop before the resize
+        built.pre = with_lung_roi(
+            built.pre, config.roi, config.lung_run, blank=config.roi_blank
+        )  # crop before the resize
         on_stage(f"caching {len(ds)} images at {built.pre.input_size} px")
         images = cached_images(ds, built.pre, config.cache_dir, workers=config.workers, progress=data_progress)
         module, dm = _module_and_data(config, built, ds, images, train_idx, val_idx, counts, on_stage, data_progress)
