@@ -39,11 +39,17 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 
 
 def load_note() -> str:
+    """The load average, which says how far the figures can be trusted on a shared machine."""
     one, five, _ = os.getloadavg()
-    return (
-        f"load average at the end {one:.2f} (1 min) / {five:.2f} (5 min) on {os.cpu_count()} cores; "
-        "the machine was shared with other jobs"
-    )
+    return f"load average at the end {one:.2f} (1 min) / {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def command_line() -> str:
+    """How this bench was started, for its results file."""
+    import shlex
+    import sys
+
+    return " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
 
 
 def split_files(run_dir: str | Path, split: str) -> tuple[list[str], list[str]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import load_note, markdown_table, rotations, spread  # noqa: E402
+from _common import command_line, load_note, markdown_table, rotations, spread  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cxr"
 OUT = Path(__file__).resolve().parent / "results" / "lungs_roi_speed"
@@ -132,8 +133,7 @@ def main() -> None:
     table = markdown_table(["roi", "ms / image (predict)", "images/s", "load s", "ROI fallbacks"], rows)
     text = (
         f"# roi: lungs, end-to-end prediction time\n\n"
-        f"`nice -n 10 .venv/bin/python bench/lungs_roi_speed.py --lung-run {args.lung_run}"
-        f"{f' --run {args.run}' if args.run else ''} --n {args.n} --rounds {args.rounds}`\n\n"
+        f"`{command_line()}` (niceness {os.nice(0)})\n\n"
         f"{len(files)} PNGs of ../shared/data/cxr (every class), `Predictor.predict` with decoding threads, "
         f"torch backend, precision auto; classifier: {args.run or 'untrained tf_efficientnet_lite0, 224 px'}; "
         f"median (min-max) of {args.rounds} interleaved rounds.\n\n{table}\n\n"

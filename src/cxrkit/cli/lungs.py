@@ -34,7 +34,12 @@ def register(subparsers) -> None:
         help="where a manifest's 'file' paths live when not beside the CSV (default: ../cxr of the CSV)",
     )
     t.add_argument("--arch", default="unet_small", choices=("unet_small", "lite0_unet"))
-    t.add_argument("--size", type=int, default=256, help="network input size in px (default 256)")
+    t.add_argument(
+        "--size",
+        type=int,
+        default=128,
+        help="network input size in px, a multiple of 32 (default 128: val Dice as at 192 px, 2.2x less work)",
+    )
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--lr", type=float, default=3e-3)
