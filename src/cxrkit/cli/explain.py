@@ -12,6 +12,7 @@ from rich.table import Table
 from .. import RESEARCH_NOTICE
 from ..explain.defaults import DEFAULT_METHOD, METHOD_CLASSES, SLOW_METHODS
 from ._console import CliError, console, err_console, progress_bar
+from .predict import add_precision_argument
 
 EXPLAIN_DIR = "explain"
 MAX_ERRORS_SHOWN = 50
@@ -78,6 +79,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--batch-size", type=int, default=16, help="images per CAM pass (default 16)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    add_precision_argument(p)
     p.add_argument("--out", type=Path, default=None, help=f"output folder (default RUN_DIR/{EXPLAIN_DIR})")
     split = p.add_argument_group("dataset summary")
     split.add_argument("--summary", action="store_true", help="summarise a dataset split instead of files")
@@ -128,12 +130,15 @@ def run(args: argparse.Namespace) -> None:
     if unknown:
         raise CliError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_CLASSES)}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    predictor = Predictor.from_run(args.run_dir, device)
+    predictor = Predictor.from_run(args.run_dir, device, precision=args.precision)
+    if predictor.precision_note:
+        console.print(f"note: {predictor.precision_note}")
     explainer = Explainer(
         predictor, args.method, args.target_layer, args.aug_smooth, args.eigen_smooth, args.batch_size
     )
     out = args.out or args.run_dir / EXPLAIN_DIR
-    console.print(f"[bold]»[/] {args.method} on layer {explainer.layer_name} ({device})")
+    arithmetic = "bf16" if predictor.precision == "bf16" else "fp32"
+    console.print(f"[bold]»[/] {args.method} on layer {explainer.layer_name} ({device}, {arithmetic})")
     if args.summary:
         _summary(args, explainer, out)
     else:

@@ -11,6 +11,11 @@ convnext) and on resdense. Left out: ``fullgrad``. grad-cam's FullGrad ignores t
 layer and collects bias layers by exact type (nn.Conv2d, nn.BatchNorm2d); timm's
 EfficientNet and DenseNet use BatchNormAct2d and bias-free convs, so on our default model it
 finds no layer at all and silently degrades to |input x gradient|.
+
+With a bf16 predictor (``precision`` "bf16", what ``auto`` gives on CPUs with native bf16) the
+forward and backward passes run under bf16 autocast, and a hook casts the target layer's output
+to fp32 so grad-cam's numpy code gets fp32 activations and gradients. How close those maps are
+to fp32 ones is measured (``bench/cam_precision.py``, ``tests/explain/test_cam_precision.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from .._precision import autocast
 from ..errors import UsageError
 from ..inference.predictor import Predictor
 from .defaults import DEFAULT_METHOD, METHOD_CLASSES
@@ -147,6 +153,9 @@ class Explainer:
             stack.enter_context(self.predictor.lock)
             if cls in _PER_CHANNEL:
                 stack.enter_context(contextlib.redirect_stderr(stack.enter_context(open(os.devnull, "w"))))
+            if self.predictor.precision == "bf16":  # registered before grad-cam's hooks, so they see fp32
+                stack.callback(self.layer.register_forward_hook(_as_float32).remove)
+                stack.enter_context(autocast("bf16", self.predictor.device.type))
             if cls is AblationCAM:  # a fresh ablation layer: grad-cam's default one is shared and keeps activations
                 cam = AblationCAM(model, [self.layer], ablation_layer=AblationLayer(), batch_size=CHANNEL_BATCH)
             else:
@@ -158,3 +167,8 @@ class Explainer:
                 yield cam
             except IndexError as exc:  # grad-cam's __exit__ would swallow it and leave blank maps
                 raise RuntimeError(f"{self.method} failed on layer {self.layer_name}: {exc}") from exc
+
+
+def _as_float32(module, inputs, output):
+    """Forward hook: the target layer's output in fp32 (grad-cam turns it into numpy)."""
+    return output.float() if torch.is_tensor(output) and output.dtype != torch.float32 else None
