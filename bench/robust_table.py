@@ -52,9 +52,11 @@ def row(variant: Path) -> dict | None:
         "flags": " ".join(
             f"{k}={v}"
             for k, v in patient["config"].items()
-            if k in ("augment", "aux_classes", "debias", "balance", "contrast", "roi", "seed")
+            if k
+            in ("augment", "aux_classes", "debias", "debias_weight", "balance", "contrast", "roi", "roi_blank", "seed")
             and v
             and (k, v) not in (("balance", "loss"), ("contrast", "percentile"), ("roi", "none"))
+            and (k != "debias_weight" or patient["config"].get("debias"))
         ),
         "val_acc": card.get("val_metrics", {}).get("val/acc"),
         "val_macro_f1": card.get("val_metrics", {}).get("val/macro_f1"),
