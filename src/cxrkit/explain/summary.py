@@ -92,11 +92,14 @@ def explain_split(
     cases: int = CASES_PER_CLASS,
     progress: Callable[[int, int], None] | None = None,
     lung_run=None,
+    preds=None,
 ) -> SplitExplanations:
     """Explain every image of ``split`` of ``data`` (defaults as in ``cxr evaluate``); ``lung_run``
-    as in :func:`cxrkit.evaluation.audit.audit_run`."""
+    as in :func:`cxrkit.evaluation.audit.audit_run`. ``preds``: that split's predictions when the
+    caller has them (``cxr evaluate --explain`` / the demo predicted it already)."""
     predictor = explainer.predictor
-    preds = predict_split(predictor, data, split, workers, cache_dir)
+    if preds is None:
+        preds = predict_split(predictor, data, split, workers, cache_dir)
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
     n, size, n_classes = len(images), predictor.preprocessing.input_size, len(predictor.classes)
     y_true = preds.y_true

@@ -69,7 +69,15 @@ def evaluate_and_report(
     figures = {}
     if explain:
         on_stage("Grad-CAM over the split")
-        result = explain_split(Explainer(predictor), data, split, workers, progress=progress, lung_run=lung_run)
+        result = explain_split(
+            Explainer(predictor),
+            data,
+            split,
+            workers,
+            progress=progress,
+            lung_run=lung_run,
+            preds=preds if tta == "none" else None,
+        )
         summary = write_summary(out / "explain", result)
         ev["explain"] = {
             "images": {k: f"explain/{v}" for k, v in summary["images"].items()},
