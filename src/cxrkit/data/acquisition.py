@@ -90,8 +90,10 @@ def jpeg_compress(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
 def blur(x: torch.Tensor) -> torch.Tensor:
     """A Gaussian-like blur (sigma ~1.2 px): two 3x3 box filters (edges averaged over the image only).
 
-    Box filters are pooling ops: cheaper on a CPU than a 1-channel convolution with a Gaussian
-    kernel of the same width, which oneDNN does not vectorise well.
+    Box filters are pooling ops: cheaper on a CPU than a 2-D 1-channel convolution with a
+    Gaussian kernel of the same width, which oneDNN does not vectorise well. kornia's separable
+    7x7 Gaussian was 1.4x faster still (``bench/results/kornia_compare.md``), but this blur is
+    under 0.5% of a training step, so the recipe the method table measured was kept.
     """
     for _ in range(2):
         x = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
