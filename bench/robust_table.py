@@ -114,6 +114,59 @@ def tta_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
+def ensemble_row(ens: Path) -> dict | None:
+    """An ensemble scored by ``cxr evaluate ENS/patient --ensemble ... --split val`` and
+    ``cxr evaluate ENS/lso --ensemble ...`` (members: the variants' patient and lso-adult runs)."""
+    val, lso = (
+        _load(ens / "patient" / "evaluation" / "metrics.json"),
+        _load(ens / "lso" / "evaluation" / "metrics.json"),
+    )
+    if not val:
+        return None
+    vm = val["overall"]["metrics"]
+    out = {
+        "ensemble": ens.name,
+        "members": [
+            Path(m["path"]).parent.parent.name
+            for m in (_load(ens / "patient" / "ensemble.json") or {}).get("members", [])
+        ],
+        "val_acc": vm["accuracy"]["value"],
+        "val_macro_f1": vm["macro_f1"]["value"],
+    }
+    if lso:
+        lm = lso["overall"]["metrics"]
+        sens = [lm.get(f"sensitivity/{c}") for c in ("covid", "normal")]
+        out["lso"] = {
+            "balanced_accuracy": sum(x["value"] for x in sens) / 2 if all(sens) else None,
+            "sensitivity/covid": sens[0],
+            "sensitivity/normal": sens[1],
+            "ece_after": ((lso.get("calibration") or {}).get("after") or {}).get("ece"),
+        }
+    return out
+
+
+def ensembles_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    lines = [
+        "| ensemble | members | val acc | val macro-F1 | lso-adult bal. acc | lso sens. covid "
+        "| lso sens. normal | lso ECE |",
+        "|" + " --- |" * 8,
+    ]
+    for r in rows:
+        lso = r.get("lso") or {}
+
+        def f(x, pct=True):
+            return "-" if x is None else (f"{100 * x:.1f}" if pct else f"{x:.3f}")
+
+        lines.append(
+            f"| `{r['ensemble']}` | {' + '.join(r['members'])} | {f(r['val_acc'])} | {f(r['val_macro_f1'])} "
+            f"| {f(lso.get('balanced_accuracy'))} | {_pct(lso.get('sensitivity/covid'))} "
+            f"| {_pct(lso.get('sensitivity/normal'))} | {f(lso.get('ece_after'), False)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(rows: list[dict]) -> str:
     head = (
         "| variant | flags | val acc | val macro-F1 | lso-adult bal. acc | lso sens. covid | lso sens. normal "
@@ -139,11 +192,18 @@ def to_markdown(rows: list[dict]) -> str:
 def main() -> None:
     runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/r16")
     dest = Path(sys.argv[2] if len(sys.argv) > 2 else "bench/results/robust_recipes")
-    rows = [r for v in sorted(p for p in runs.iterdir() if p.is_dir()) if (r := row(v))]
-    atomic_write_json(dest.with_suffix(".json"), {"notice": RESEARCH_NOTICE, "rows": rows})
+    dirs = sorted(p for p in runs.iterdir() if p.is_dir())
+    rows = [r for v in dirs if not v.name.startswith("ens_") and (r := row(v))]
+    ensembles = [r for v in dirs if v.name.startswith("ens_") and (r := ensemble_row(v))]
+    atomic_write_json(dest.with_suffix(".json"), {"notice": RESEARCH_NOTICE, "rows": rows, "ensembles": ensembles})
     text = f"{RESEARCH_NOTICE}\n\n{to_markdown(rows)}"
     if tta_markdown(rows):
         text += f"\nTest-time augmentation (7 views, `cxrkit.inference.tta`):\n\n{tta_markdown(rows)}"
+    if ensembles:
+        text += (
+            "\nEnsembles of variants trained on the same split (`cxr evaluate --ensemble`; probabilities "
+            f"averaged, each after its run's temperature; val and lso-adult only):\n\n{ensembles_markdown(ensembles)}"
+        )
     atomic_write_text(dest.with_suffix(".md"), text)
     print(text)
 

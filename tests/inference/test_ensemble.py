@@ -123,8 +123,14 @@ def test_members_with_different_preprocessing_decode_once_prepare_each(members, 
     assert got == pytest.approx({c: (parts[0][c] + parts[1][c]) / 2 for c in got}, abs=1e-6)
     from cxrkit.inference.splits import predict_split
 
-    with pytest.raises(cxrkit.errors.UsageError, match="differ in preprocessing"):
-        predict_split(Predictor.from_run(create_ensemble(tmp_path / "e", [members[0], small])), None, "val", 1)
+    ens = Predictor.from_run(create_ensemble(tmp_path / "e", [members[0], small]))
+    scored = predict_split(ens, None, "val", 1)  # each member on its own cached pixels
+    by_member = [predict_split(Predictor.from_run(m), None, "val", 1) for m in (members[0], small)]
+    mean = np.mean([b.probs(Predictor.from_run(m).temperature) for b, m in zip(by_member, (members[0], small))], 0)
+    np.testing.assert_allclose(scored.probs(), mean, atol=1e-5)
+    assert [r.path for r in scored.dataset.records] == [r.path for r in by_member[0].dataset.records]
+    with pytest.raises(cxrkit.errors.UsageError, match="differ in preprocessing.*audit each member"):
+        ens.preprocessing.to_dict()  # what the audit's and CAM summary's one-input caches ask for
 
 
 def _cli(args) -> int:

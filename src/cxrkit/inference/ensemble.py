@@ -163,13 +163,14 @@ class PackedInput:
         return np.concatenate([s.to_uint8(gray).ravel() for s in self.specs])
 
     def to_dict(self) -> dict:
-        """Asked for by what stores images under one preprocessing (the split cache of evaluate
-        and audit): refused, as those paths would feed every member the first one's pixels."""
+        """Asked for by what stores images under one preprocessing (the audit's and the CAM
+        summary's split cache): refused, as those paths would feed every member the first one's
+        pixels. Scoring a split (``predict_split``) reads each member's own cache instead."""
         sizes = ", ".join(str(s.input_size) for s in self.specs)
         raise UsageError(
-            f"the ensemble's members differ in preprocessing (input sizes {sizes}, or contrast): "
-            "evaluating it over a split is not supported yet; evaluate each member, or ensemble "
-            "members that share preprocessing"
+            f"the ensemble's members differ in preprocessing (input sizes {sizes}, contrast or ROI): "
+            "its metrics work (cxr evaluate), but the audit and CAM summaries need one model input; "
+            "audit each member, or ensemble members that share preprocessing"
         )
 
     def unpack(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -261,7 +262,11 @@ class EnsemblePredictor(Predictor):
 
     def logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
         """log of the mean member probability (each member's temperature and TTA applied)."""
-        inputs = self.member_inputs(images)
+        return self.logits_from_member_uint8(self.member_inputs(images))
+
+    def logits_from_member_uint8(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """:meth:`logits_from_uint8` from each member's own model pixels (one array per member, in
+        member order): how a split is scored when members differ in preprocessing."""
         mean = np.mean([m.proba_from_uint8(x) for m, x in zip(self.members, inputs)], axis=0, dtype=np.float64)
         return np.log(np.maximum(mean, _TINY)).astype(np.float32)
 

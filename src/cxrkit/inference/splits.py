@@ -74,13 +74,18 @@ def predict_split(
     ds = prep.dataset if split == "all" else prep.split.subset(prep.dataset, split)
     if len(ds) == 0:
         raise UsageError(f"the {split} split of {data} is empty")
-    images = cached_images(ds, predictor.preprocessing, cache_dir, workers=workers)
+    specs = getattr(predictor.preprocessing, "specs", None)  # an ensemble whose members differ
+    if specs is None:
+        logits = predictor.logits_from_uint8(cached_images(ds, predictor.preprocessing, cache_dir, workers=workers))
+    else:  # each member on its own cached pixels
+        per_member = [cached_images(ds, spec, cache_dir, workers=workers) for spec in specs]
+        logits = predictor.logits_from_member_uint8(per_member)
     missing = [c for c, n in prep.dataset.class_counts().items() if n == 0]
     skipped = [{"path": str(s.path), "reason": s.reason} for s in prep.dataset.skipped]
     return SplitPredictions(
         ds,
         ds.labels,
-        predictor.logits_from_uint8(images),
+        logits,
         predictor.classes,
         dict(prep.dataset.excluded),
         missing,
