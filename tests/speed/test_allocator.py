@@ -36,7 +36,18 @@ def reports(*args: str, env: dict | None = None, launcher: tuple[str, ...] = (sy
         [*launcher, str(WORKER), *args], env=env or clean_env(), capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return [obj for line in proc.stdout.splitlines() if line.startswith("{") for obj in _objects(line)]
+
+
+def _objects(line: str) -> list[dict]:
+    """The JSON objects on one line: two DDP ranks printing at once can share a line."""
+    decoder, out, i = json.JSONDecoder(), [], 0
+    while i < len(line):
+        obj, i = decoder.raw_decode(line, i)
+        out.append(obj)
+        while i < len(line) and line[i] != "{":
+            i += 1
+    return out
 
 
 def in_force(report: dict) -> bool:
