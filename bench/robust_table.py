@@ -102,10 +102,6 @@ def tta_markdown(rows: list[dict]) -> str:
         t = r.get("tta")
         if not t:
             continue
-
-        def f(x):
-            return "-" if x is None else f"{100 * x:.1f}"
-
         lines.append(
             f"| `{r['variant']}` | {f(t.get('val_plain', {}).get('accuracy'))} "
             f"| {f(t.get('val_tta', {}).get('accuracy'))} | {f((r.get('lso') or {}).get('balanced_accuracy'))} "
@@ -145,6 +141,19 @@ def ensemble_row(ens: Path) -> dict | None:
     return out
 
 
+def f(x, pct: bool = True) -> str:
+    """A table cell: a share as a percentage with one decimal (or a raw value with three), '-' if absent."""
+    return "-" if x is None else (f"{100 * x:.1f}" if pct else f"{x:.3f}")
+
+
+def _lso_cells(lso: dict) -> str:
+    """The lso-adult columns both tables share: balanced accuracy, both sensitivities, ECE."""
+    return (
+        f"| {f(lso.get('balanced_accuracy'))} | {_pct(lso.get('sensitivity/covid'))} "
+        f"| {_pct(lso.get('sensitivity/normal'))} | {f(lso.get('ece_after'), False)} "
+    )
+
+
 def ensembles_markdown(rows: list[dict]) -> str:
     if not rows:
         return ""
@@ -156,13 +165,9 @@ def ensembles_markdown(rows: list[dict]) -> str:
     for r in rows:
         lso = r.get("lso") or {}
 
-        def f(x, pct=True):
-            return "-" if x is None else (f"{100 * x:.1f}" if pct else f"{x:.3f}")
-
         lines.append(
             f"| `{r['ensemble']}` | {' + '.join(r['members'])} | {f(r['val_acc'])} | {f(r['val_macro_f1'])} "
-            f"| {f(lso.get('balanced_accuracy'))} | {_pct(lso.get('sensitivity/covid'))} "
-            f"| {_pct(lso.get('sensitivity/normal'))} | {f(lso.get('ece_after'), False)} |"
+            f"{_lso_cells(lso)}|"
         )
     return "\n".join(lines) + "\n"
 
@@ -176,13 +181,9 @@ def to_markdown(rows: list[dict]) -> str:
     for r in rows:
         lso = r.get("lso") or {}
 
-        def f(x, pct=True):
-            return "-" if x is None else (f"{100 * x:.1f}" if pct else f"{x:.3f}")
-
         lines.append(
             f"| `{r['variant']}` | {r['flags']} | {f(r['val_acc'])} | {f(r['val_macro_f1'])} "
-            f"| {f(lso.get('balanced_accuracy'))} | {_pct(lso.get('sensitivity/covid'))} "
-            f"| {_pct(lso.get('sensitivity/normal'))} | {f(lso.get('ece_after'), False)} "
+            f"{_lso_cells(lso)}"
             f"| {f(r['probe_within_normals'], False)} | {_pct(r['patient_test'].get('accuracy'))} "
             f"| {f((r['adult_only'] or {}).get('balanced_accuracy'))} | {r['minutes']} |"
         )
