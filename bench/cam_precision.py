@@ -29,18 +29,9 @@ from _common import command_line, load_note, markdown_table, split_files  # noqa
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def agreement(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per map pair: Pearson correlation and peak distance in pixels."""
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    za = (a - a.mean(1, keepdims=True)) / (a.std(1, keepdims=True) + 1e-8)
-    zb = (b - b.mean(1, keepdims=True)) / (b.std(1, keepdims=True) + 1e-8)
-    side = int(round(np.sqrt(a.shape[1])))
-    pa, pb = np.unravel_index(a.argmax(1), (side, side)), np.unravel_index(b.argmax(1), (side, side))
-    return (za * zb).mean(1), np.hypot(pa[0] - pb[0], pa[1] - pb[1])
-
-
 def main() -> None:
     from cxrkit.explain.cams import Explainer
+    from cxrkit.explain.faithfulness import map_agreement
     from cxrkit.inference.predictor import Predictor
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,7 +50,7 @@ def main() -> None:
         t1 = time.perf_counter()
         ebf = Explainer(pbf, method).explain(images, target=e32.classes[:, 0])  # the same class's map
         t2 = time.perf_counter()
-        corr, peak = agreement(e32.maps[:, 0], ebf.maps[:, 0])
+        corr, peak = map_agreement(e32.maps[:, 0], ebf.maps[:, 0])
         same = float((e32.predicted == ebf.predicted).mean())  # top-1 agreement of the two predictors
         out["methods"][method] = {
             "corr_median": float(np.median(corr)),

@@ -9,26 +9,17 @@ import pytest
 from .conftest import hook_count
 
 
-def cam_agreement(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per map: Pearson correlation, and the distance between the two peaks in pixels."""
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    za = (a - a.mean(1, keepdims=True)) / (a.std(1, keepdims=True) + 1e-8)
-    zb = (b - b.mean(1, keepdims=True)) / (b.std(1, keepdims=True) + 1e-8)
-    side = int(round(np.sqrt(a.shape[1])))
-    pa, pb = np.unravel_index(a.argmax(1), (side, side)), np.unravel_index(b.argmax(1), (side, side))
-    return (za * zb).mean(1), np.hypot(pa[0] - pb[0], pa[1] - pb[1])
-
-
 @pytest.mark.parametrize("method", ["gradcam", "layercam"])
 def test_bf16_maps_match_fp32(tiny_run, blob_images, method):
     from cxrkit.explain.cams import Explainer
+    from cxrkit.explain.faithfulness import map_agreement
     from cxrkit.inference.predictor import Predictor
 
     images, _ = blob_images
     fp32 = Explainer(Predictor.from_run(tiny_run.run_dir, precision="32"), method).explain(images)
     bf16_predictor = Predictor.from_run(tiny_run.run_dir, precision="bf16")
     bf16 = Explainer(bf16_predictor, method).explain(images)
-    corr, peak = cam_agreement(fp32.maps[:, 0], bf16.maps[:, 0])
+    corr, peak = map_agreement(fp32.maps[:, 0], bf16.maps[:, 0])
     assert (fp32.classes == bf16.classes).all()
     assert np.median(corr) > 0.95 and corr.min() > 0.8, corr
     assert np.median(peak) <= 2 and (peak <= 0.1 * images.shape[-1]).mean() >= 0.9, peak

@@ -126,3 +126,14 @@ def compare_methods(
         "methods": results,
         "random_maps": floor,
     }
+
+
+def map_agreement(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How alike two sets of (N, S, S) maps are, per pair: the Pearson correlation, and the
+    distance in pixels between their peaks (bf16 vs fp32 CAMs: ``bench/cam_precision.py``)."""
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    za = (a - a.mean(1, keepdims=True)) / (a.std(1, keepdims=True) + 1e-8)
+    zb = (b - b.mean(1, keepdims=True)) / (b.std(1, keepdims=True) + 1e-8)
+    side = int(round(np.sqrt(a.shape[1])))
+    pa, pb = np.unravel_index(a.argmax(1), (side, side)), np.unravel_index(b.argmax(1), (side, side))
+    return (za * zb).mean(1), np.hypot(pa[0] - pb[0], pa[1] - pb[1])
