@@ -130,21 +130,17 @@ class Predictor:
             from .ensemble import load_ensemble
 
             return load_ensemble(run_dir, device, batch_size, backend, threshold, precision, tta)
-        if backend == "auto":  # the model's weights are read only when torch is the choice
+        note = ""
+        if backend == "auto":  # chosen once here; the model's weights are read only when torch is the choice
             run = load_run(run_dir, device, with_model=False)
-            if choose_backend(run)[0] in NEEDS_TORCH_MODEL:
+            backend, note = choose_backend(run)
+            if backend in NEEDS_TORCH_MODEL:
                 run = load_run(run_dir, device, with_model=True)
         else:
             run = load_run(run_dir, device, with_model=backend in NEEDS_TORCH_MODEL)
-        return cls(
-            run,
-            device,
-            batch_size,
-            backend,
-            threshold,
-            precision,
-            tta,
-        )
+        predictor = cls(run, device, batch_size, backend, threshold, precision, tta)
+        predictor.backend_note = note
+        return predictor
 
     @property
     def model(self) -> torch.nn.Module:
