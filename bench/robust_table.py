@@ -10,6 +10,7 @@ Columns, in the order they are used to choose:
   adult-only COVID-vs-normal balanced accuracy, and the training minutes of both runs.
 
 Usage: python bench/robust_table.py [RUNS=runs/r16] [OUT=bench/results/robust_recipes]
+(rows already in OUT.json whose run directories are gone are kept; see keep_earlier)
 """
 
 from __future__ import annotations
@@ -190,12 +191,26 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def keep_earlier(table: Path, rows: list[dict], ensembles: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Add the earlier table's rows whose run directories are not in RUNS (runs are deleted to
+    free disk; their measured rows stay): a variant or ensemble found again replaces its old row."""
+    earlier = _load(table) or {}
+    names = {r["variant"] for r in rows}
+    rows = sorted(rows + [r for r in earlier.get("rows", []) if r["variant"] not in names], key=lambda r: r["variant"])
+    names = {r["ensemble"] for r in ensembles}
+    ensembles = sorted(
+        ensembles + [r for r in earlier.get("ensembles", []) if r["ensemble"] not in names], key=lambda r: r["ensemble"]
+    )
+    return rows, ensembles
+
+
 def main() -> None:
     runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/r16")
     dest = Path(sys.argv[2] if len(sys.argv) > 2 else "bench/results/robust_recipes")
     dirs = sorted(p for p in runs.iterdir() if p.is_dir())
     rows = [r for v in dirs if not v.name.startswith("ens_") and (r := row(v))]
     ensembles = [r for v in dirs if v.name.startswith("ens_") and (r := ensemble_row(v))]
+    rows, ensembles = keep_earlier(dest.with_suffix(".json"), rows, ensembles)
     atomic_write_json(dest.with_suffix(".json"), {"notice": RESEARCH_NOTICE, "rows": rows, "ensembles": ensembles})
     text = f"{RESEARCH_NOTICE}\n\n{to_markdown(rows)}"
     if tta_markdown(rows):
