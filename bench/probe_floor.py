@@ -9,7 +9,8 @@ run's train split, scored on its val split) on
 * ``run``: the trained run's pooled features (what the audit reads, here on val);
 * ``imagenet``: the same backbone with its ImageNet weights, never trained on chest X-rays;
 * ``random``: the same backbone with random weights;
-* ``pixels``: the preprocessed image itself, block-averaged to 12 x 12 (144 numbers).
+* ``pixels``: the preprocessed image itself, block-averaged to 12 x 12 (144 numbers; the audit's
+  own pixel baseline, ``cxrkit.evaluation.audit.pixel_features``).
 
 If ``pixels`` and ``imagenet`` already tell children from adults, a probe on any useful
 feature set will too: the probe then measures that a child's film looks like a child's film,
@@ -30,17 +31,10 @@ import torch
 import cxrkit
 from cxrkit.data.cache import cached_images
 from cxrkit.data.prepare import prepare
-from cxrkit.evaluation.audit import confound_probes
+from cxrkit.evaluation.audit import confound_probes, pixel_features
 from cxrkit.models import backbone_features, create_model
 
 RUO = "For research use only. Not for diagnosis or clinical decisions."
-
-
-def block_mean(images: np.ndarray, side: int = 12) -> np.ndarray:
-    """(N, S, S) uint8 -> (N, side * side) float32 means over equal blocks (S cut to a multiple)."""
-    n, s = images.shape[0], images.shape[1] // side * side
-    x = np.asarray(images[:, :s, :s], np.float32).reshape(n, side, s // side, side, s // side)
-    return x.mean(axis=(2, 4)).reshape(n, side * side)
 
 
 def main() -> None:
@@ -65,7 +59,7 @@ def main() -> None:
         "run": net_features(predictor.model),
         "imagenet": net_features(create_model(name, n_cls, pretrained=True)[0]),
         "random": net_features(create_model(name, n_cls, pretrained=False)[0]),
-        "pixels": (block_mean(im_tr), block_mean(im_va)),
+        "pixels": (pixel_features(im_tr), pixel_features(im_va)),
     }
     rows = []
     for feature_set, (f_tr, f_va) in sets.items():

@@ -115,7 +115,21 @@ def test_audit_finds_the_decision_in_the_lung_field(run_copy, blob_manifest):
     n_train = sum(read_card(run_copy).data["split_counts"]["train"].values())
     assert probe["n_eval"] == 72 - n_train
     assert probe["balanced_accuracy"] < 0.75
+    assert probe["pixel_balanced_accuracy"] < 0.75  # the pixel baseline is probed on the same images
     assert result["adult_only"]["n_images"] == 36
+
+
+def test_pixel_features_are_block_means():
+    from cxrkit.evaluation.audit import pixel_features
+
+    images = np.zeros((2, 25, 25), np.uint8)  # 25 is cut to 24: blocks of 2 x 2
+    images[0, :2, :2] = 200
+    images[1, 22:24, 22:24] = 100
+    images[:, 24, :] = 255  # the cut-off row never counts
+    f = pixel_features(images)
+    assert f.shape == (2, 144)
+    assert f[0, 0] == 200 and f[0, 1:].max() == 0
+    assert f[1, 143] == 100 and f[1, :143].max() == 0
 
 
 def _occ(original, hidden, kept, border):
@@ -151,3 +165,10 @@ def test_verdict_rules():
     text = verdict(_occ(0.95, 0.40, 0.94, 0.94), probes, adults, 3)
     assert "as well as the class" in text and "encode it beyond the disease" in text
     assert "normal sensitivity 0.720" in text and "age split" in text
+    assert "films themselves differ" not in text
+    probes[1]["pixel_balanced_accuracy"] = 0.97
+    assert "(the 12 x 12 block-averaged image alone: 0.970, so the films themselves differ)" in verdict(
+        _occ(0.95, 0.40, 0.94, 0.94), probes, adults, 3
+    )
+    probes[1]["pixel_balanced_accuracy"] = 0.6
+    assert "films themselves differ" not in verdict(_occ(0.95, 0.40, 0.94, 0.94), probes, adults, 3)
