@@ -16,6 +16,7 @@ import pytest
 import cxrkit
 from cxrkit._precision import autocast
 from cxrkit.inference import quantize
+from cxrkit.inference.backends import _session
 from cxrkit.inference.quantize import CARD_SECTION, INT8_FILE, OnnxInt8Backend, QuantizationError, parity
 from cxrkit.run import RunError
 
@@ -119,8 +120,11 @@ def test_auto_backend_takes_the_fastest_export_that_passed_parity(tiny_run, int8
     assert fast.backend == "onnx-int8" and fast.engine.model is None  # the torch weights are not even read
     np.testing.assert_allclose(fast.proba_from_uint8(fresh_images[:8]), int8_proba(run, fresh_images[:8]), atol=1e-6)
     _set_int8_timing(run, 30.0, 20.0)  # int8 measured slower at export (a CPU without VNNI): fp32 ONNX
+    _session.cache_clear()
     slow = cxrkit.load(run, backend="auto")
     assert slow.backend == "onnx" and "not faster" in slow.backend_note
+    assert _session.cache_info().misses == 1  # checked by auto, reused by the backend: loaded once
+    assert cxrkit.load(run, backend="onnx").engine.session is slow.engine.session
     card = json.loads((run / "model_card.json").read_text())
     card[CARD_SECTION]["weights_sha256"] = card["onnx"]["weights_sha256"] = "0" * 64  # both stale
     (run / "model_card.json").write_text(json.dumps(card))

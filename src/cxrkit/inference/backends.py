@@ -130,9 +130,22 @@ def _normalise_table(preprocessing) -> np.ndarray:
     return np.asarray(preprocessing.normalise(levels), np.float32)
 
 
+def _identity(path: str | Path) -> tuple[str, int, int]:
+    """A file's resolved path, mtime and size: the key of the caches below (a rewritten file is a new key)."""
+    st = os.stat(path)
+    return str(Path(path).resolve()), st.st_mtime_ns, st.st_size
+
+
 def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, computed once per file version: ``backend="auto"`` checks the export's
+    weights hash, then the chosen backend checks it again (12 MB for lite0, ~30 ms each)."""
+    return _sha256(_identity(path))
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(identity: tuple[str, int, int]) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(identity[0], "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -163,10 +176,19 @@ def _onnx_session(run: LoadedRun):
 def onnx_session(path: str | Path, threads: int = 1):
     """An onnxruntime CPU session running each pass on ``threads`` threads (the Predictor runs
     one single-threaded pass per core), whose idle threads sleep instead of spinning: spinning
-    threads would take the cores from the decode threads (and from torch) between runs."""
+    threads would take the cores from the decode threads (and from torch) between runs.
+
+    Sessions are shared per file version (``run()`` is thread-safe): ``backend="auto"`` opens the
+    export to check that it loads, and the backend it picks then reuses that session instead of
+    loading and optimising the graph a second time."""
+    return _session(_identity(path), threads)
+
+
+@functools.lru_cache(maxsize=8)
+def _session(identity: tuple[str, int, int], threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(identity[0], options, providers=["CPUExecutionProvider"])
