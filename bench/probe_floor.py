@@ -22,19 +22,18 @@ not that the classifier uses it. Val only; no test split is read.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import cxrkit
+from cxrkit import RESEARCH_NOTICE
+from cxrkit._io import atomic_write_json, atomic_write_text
 from cxrkit.data.cache import cached_images
 from cxrkit.data.prepare import prepare
 from cxrkit.evaluation.audit import confound_probes, pixel_features
 from cxrkit.models import backbone_features, create_model
-
-RUO = "For research use only. Not for diagnosis or clinical decisions."
 
 
 def main() -> None:
@@ -67,10 +66,10 @@ def main() -> None:
             rows.append({"features": feature_set, "dim": int(f_tr.shape[1]), **p})
     result = {"run": str(args.run), "split": "val", "input_size": spec.input_size, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_json(args.out.with_suffix(".json"), result)
 
     lines = [
-        RUO,
+        RESEARCH_NOTICE,
         "",
         f"`.venv/bin/python bench/probe_floor.py --run {args.run}`: probes fitted on the run's train split, "
         f"scored on its val split, {spec.input_size} px.",
@@ -83,7 +82,7 @@ def main() -> None:
             f"| {r['features']} | {r['dim']} | {r['attribute']} | {r['scope']} | {r['n_eval']} | "
             f"{r['balanced_accuracy']:.3f} | {r['chance']:.2f} | {r['class_balanced_accuracy']:.3f} |"
         )
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
