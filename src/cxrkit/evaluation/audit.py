@@ -200,7 +200,8 @@ def verdict(occlusion: list[dict], probes: list[dict], adults: dict | None, n_cl
                 f"{p['scope'].capitalize()}, the features tell '{p['attribute']}' apart with balanced "
                 f"accuracy {p['balanced_accuracy']:.3f}: they encode it beyond the disease"
                 + (
-                    f" (the 12 x 12 block-averaged image alone: {pixels:.3f}, so the films themselves differ)."
+                    f" (the {PIXEL_SIDE} x {PIXEL_SIDE} block-averaged image alone: {pixels:.3f}, "
+                    "so the films themselves differ)."
                     if pixels is not None and pixels >= 0.75
                     else "."
                 )
