@@ -195,13 +195,12 @@ def keep_earlier(table: Path, rows: list[dict], ensembles: list[dict]) -> tuple[
     """Add the earlier table's rows whose run directories are not in RUNS (runs are deleted to
     free disk; their measured rows stay): a variant or ensemble found again replaces its old row."""
     earlier = _load(table) or {}
-    names = {r["variant"] for r in rows}
-    rows = sorted(rows + [r for r in earlier.get("rows", []) if r["variant"] not in names], key=lambda r: r["variant"])
-    names = {r["ensemble"] for r in ensembles}
-    ensembles = sorted(
-        ensembles + [r for r in earlier.get("ensembles", []) if r["ensemble"] not in names], key=lambda r: r["ensemble"]
-    )
-    return rows, ensembles
+    return _merge(rows, earlier.get("rows", []), "variant"), _merge(ensembles, earlier.get("ensembles", []), "ensemble")
+
+
+def _merge(new: list[dict], old: list[dict], key: str) -> list[dict]:
+    names = {r[key] for r in new}
+    return sorted(new + [r for r in old if r[key] not in names], key=lambda r: r[key])
 
 
 def main() -> None:
