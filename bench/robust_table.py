@@ -33,6 +33,37 @@ def _pct(m) -> str:
     return f"{100 * m['value']:.1f} [{100 * m['lo']:.1f}, {100 * m['hi']:.1f}]"
 
 
+# What the flags column shows: recipe keys whose value differs from robust_recipes.sh's base
+# (96 px, 4 epochs, full fine-tune at lr 1e-3) or from the config's defaults.
+FLAG_KEYS = ("augment", "aux_classes", "debias", "debias_weight", "balance", "contrast", "roi", "roi_blank", "seed")
+FLAG_KEYS += ("finetune", "input_size", "epochs", "lr", "weights")
+FLAG_BASE = {
+    "balance": "loss",
+    "contrast": "percentile",
+    "roi": "none",
+    "finetune": "full",
+    "input_size": 96,
+    "epochs": 4,
+    "lr": 0.001,
+}
+
+
+def flags(config: dict) -> str:
+    """``key=value`` for each recipe key set away from the bench base (weights: the run they came from;
+    a linear probe on cached features sees no augmentation, whatever ``augment`` says)."""
+    out = []
+    for k in FLAG_KEYS:
+        v = config.get(k)
+        if not v or FLAG_BASE.get(k) == v or (k == "debias_weight" and not config.get("debias")):
+            continue
+        if k == "augment" and config.get("cache_features"):
+            v = "none (cached features)"
+        if k == "weights":
+            v = "/".join(Path(v).parts[-4:-2])  # runs/r16/head96/patient/run/model.safetensors -> head96/patient
+        out.append(f"{k}={v}")
+    return " ".join(out)
+
+
 def row(variant: Path) -> dict | None:
     patient = _load(variant / "patient" / "result.json")
     lso = _load(variant / "lso-adult" / "result.json")
@@ -50,15 +81,7 @@ def row(variant: Path) -> dict | None:
     )
     out = {
         "variant": variant.name,
-        "flags": " ".join(
-            f"{k}={v}"
-            for k, v in patient["config"].items()
-            if k
-            in ("augment", "aux_classes", "debias", "debias_weight", "balance", "contrast", "roi", "roi_blank", "seed")
-            and v
-            and (k, v) not in (("balance", "loss"), ("contrast", "percentile"), ("roi", "none"))
-            and (k != "debias_weight" or patient["config"].get("debias"))
-        ),
+        "flags": flags(patient["config"]),
         "val_acc": card.get("val_metrics", {}).get("val/acc"),
         "val_macro_f1": card.get("val_metrics", {}).get("val/macro_f1"),
         "probe_within_normals": probe,
