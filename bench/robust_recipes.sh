@@ -37,7 +37,8 @@ while true; do
     $CXR protocols --data "$DATA" --out "$OUT/$next" --protocols "$protocols" "${BASE[@]}" $nflags \
         > "$OUT/$next.log" 2>&1
     rc=$?
-    if [[ $rc -eq 0 && ! -f "$OUT/$next/patient/run/audit/audit.json" ]]; then
+    # The audit lands in the patient run's evaluation/metrics.json (key "audit"); skip it when there.
+    if [[ $rc -eq 0 ]] && ! grep -q '"audit"' "$OUT/$next/patient/run/evaluation/metrics.json" 2>/dev/null; then
         $CXR evaluate "$OUT/$next/patient/run" --audit --workers 1 >> "$OUT/$next.log" 2>&1
     fi
     echo "$next rc=$rc $((SECONDS - t0)) s" >> "$OUT/wall.txt"
