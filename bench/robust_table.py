@@ -214,6 +214,39 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def recipe_key(flags_text: str) -> tuple[str, ...]:
+    """The recipe of a row, seed left out (tokens sorted: rows written before the flags column
+    was reordered list the same keys in another order)."""
+    return tuple(sorted(t for t in flags_text.split() if not t.startswith("seed=")))
+
+
+def _spread(values: list) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "-"
+    mean = sum(vals) / len(vals)
+    return f"{100 * mean:.1f} ({100 * min(vals):.1f}-{100 * max(vals):.1f})" if len(vals) > 1 else f"{100 * mean:.1f}"
+
+
+def seeds_markdown(rows: list[dict]) -> str:
+    """Recipes run on two or more seeds (other splits): mean (min-max) of val and lso-adult, so a
+    difference between recipes can be read against the spread of one recipe over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(recipe_key(r["flags"]), []).append(r)
+    lines = [
+        "| recipe | runs | val acc mean (min-max) | lso-adult bal. acc mean (min-max) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, group in sorted(groups.items(), key=lambda kv: kv[0]):
+        if len(group) < 2:
+            continue
+        lso = [(r.get("lso") or {}).get("balanced_accuracy") for r in group]
+        names = ", ".join(f"`{r['variant']}`" for r in group)
+        lines.append(f"| {' '.join(key)} | {names} | {_spread([r['val_acc'] for r in group])} | {_spread(lso)} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def keep_earlier(table: Path, rows: list[dict], ensembles: list[dict]) -> tuple[list[dict], list[dict]]:
     """Add the earlier table's rows whose run directories are not in RUNS (runs are deleted to
     free disk; their measured rows stay): a variant or ensemble found again replaces its old row."""
@@ -235,6 +268,8 @@ def main() -> None:
     rows, ensembles = keep_earlier(dest.with_suffix(".json"), rows, ensembles)
     atomic_write_json(dest.with_suffix(".json"), {"notice": RESEARCH_NOTICE, "rows": rows, "ensembles": ensembles})
     text = f"{RESEARCH_NOTICE}\n\n{to_markdown(rows)}"
+    if seeds_markdown(rows):
+        text += f"\nRecipes over seeds (each seed its own split):\n\n{seeds_markdown(rows)}"
     if tta_markdown(rows):
         text += f"\nTest-time augmentation (7 views, `cxrkit.inference.tta`):\n\n{tta_markdown(rows)}"
     if ensembles:
