@@ -67,8 +67,10 @@ def flags(config: dict) -> str:
 def row(variant: Path) -> dict | None:
     patient = _load(variant / "patient" / "result.json")
     lso = _load(variant / "lso-adult" / "result.json")
-    if patient is None:
+    if patient is None and lso is None:
         return None
+    if patient is None:  # a variant run under lso-adult only (protocols=lso-adult): no val, probe or test
+        patient = {"config": lso["config"], "test": {}, "seconds": {"train": 0}}
     card = _load(variant / "patient" / "run" / "model_card.json") or {}
     audit = (_load(variant / "patient" / "run" / "evaluation" / "metrics.json") or {}).get("audit") or {}
     probe = next(
