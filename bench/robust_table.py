@@ -102,26 +102,32 @@ def row(variant: Path) -> dict | None:
             "ece_after": (cal.get("after") or {}).get("ece"),
             "temperature": cal.get("temperature"),
         }
-    tta = {}
-    for key, path in (
-        ("val_plain", variant / "patient" / "plain_val" / "metrics.json"),
-        ("val_tta", variant / "patient" / "tta_val" / "metrics.json"),
-        ("lso_tta", variant / "lso-adult" / "tta" / "metrics.json"),
-    ):
-        m = _load(path)
-        if m:
-            mm = m["overall"]["metrics"]
-            sens = [mm[k]["value"] for k in mm if k.startswith("sensitivity/")]
-            tta[key] = {"accuracy": mm["accuracy"]["value"], "balanced_accuracy": sum(sens) / len(sens)}
+    tta = _tta(
+        val_plain=variant / "patient" / "plain_val",
+        val_tta=variant / "patient" / "tta_val",
+        lso_tta=variant / "lso-adult" / "tta",
+    )
     if tta:
         out["tta"] = tta
     return out
 
 
+def _tta(**dirs: Path) -> dict:
+    """Accuracy and balanced accuracy of each ``cxr evaluate ... --tta --out DIR`` that was run."""
+    tta = {}
+    for key, folder in dirs.items():
+        m = _load(folder / "metrics.json")
+        if m:
+            mm = m["overall"]["metrics"]
+            sens = [mm[k]["value"] for k in mm if k.startswith("sensitivity/")]
+            tta[key] = {"accuracy": mm["accuracy"]["value"], "balanced_accuracy": sum(sens) / len(sens)}
+    return tta
+
+
 def tta_markdown(rows: list[dict]) -> str:
     """Plain vs ``--tta`` (cxr evaluate RUN [--split val] --tta --out DIR) where it was run."""
     lines = [
-        "| variant | val acc plain | val acc --tta | lso-adult bal. acc plain | lso-adult bal. acc --tta |",
+        "| variant or ensemble | val acc plain | val acc --tta | lso-adult bal. acc plain | lso-adult bal. acc --tta |",
         "| --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -129,7 +135,7 @@ def tta_markdown(rows: list[dict]) -> str:
         if not t:
             continue
         lines.append(
-            f"| `{r['variant']}` | {f(t.get('val_plain', {}).get('accuracy'))} "
+            f"| `{r.get('variant') or r['ensemble']}` | {f(t.get('val_plain', {}).get('accuracy'))} "
             f"| {f(t.get('val_tta', {}).get('accuracy'))} | {f((r.get('lso') or {}).get('balanced_accuracy'))} "
             f"| {f(t.get('lso_tta', {}).get('balanced_accuracy'))} |"
         )
@@ -164,6 +170,9 @@ def ensemble_row(ens: Path) -> dict | None:
             "sensitivity/normal": sens[1],
             "ece_after": ((lso.get("calibration") or {}).get("after") or {}).get("ece"),
         }
+    tta = _tta(val_tta=ens / "patient" / "tta_val", lso_tta=ens / "lso" / "tta")
+    if tta:
+        out["tta"] = {"val_plain": {"accuracy": out["val_acc"]}, **tta}
     return out
 
 
@@ -272,8 +281,8 @@ def main() -> None:
     text = f"{RESEARCH_NOTICE}\n\n{to_markdown(rows)}"
     if seeds_markdown(rows):
         text += f"\nRecipes over seeds (each seed its own split):\n\n{seeds_markdown(rows)}"
-    if tta_markdown(rows):
-        text += f"\nTest-time augmentation (7 views, `cxrkit.inference.tta`):\n\n{tta_markdown(rows)}"
+    if tta_markdown(rows + ensembles):
+        text += f"\nTest-time augmentation (7 views, `cxrkit.inference.tta`):\n\n{tta_markdown(rows + ensembles)}"
     if ensembles:
         text += (
             "\nEnsembles of variants trained on the same split (`cxr evaluate --ensemble`; probabilities "
