@@ -267,7 +267,17 @@ def keep_earlier(table: Path, rows: list[dict], ensembles: list[dict]) -> tuple[
 
 def _merge(new: list[dict], old: list[dict], key: str) -> list[dict]:
     names = {r[key] for r in new}
+    earlier = {r[key]: r for r in old}
+    for r in new:  # a run retrained to the same numbers keeps the --tta scores of its deleted twin
+        was = earlier.get(r[key])
+        if was and "tta" in was and "tta" not in r and _same_scores(r, was):
+            r["tta"] = was["tta"]
     return sorted(new + [r for r in old if r[key] not in names], key=lambda r: r[key])
+
+
+def _same_scores(a: dict, b: dict) -> bool:
+    lso = [(x.get("lso") or {}).get("balanced_accuracy") for x in (a, b)]
+    return a.get("val_acc") == b.get("val_acc") and lso[0] == lso[1]
 
 
 def main() -> None:
@@ -280,7 +290,10 @@ def main() -> None:
     atomic_write_json(dest.with_suffix(".json"), {"notice": RESEARCH_NOTICE, "rows": rows, "ensembles": ensembles})
     text = f"{RESEARCH_NOTICE}\n\n{to_markdown(rows)}"
     if seeds_markdown(rows):
-        text += f"\nRecipes over seeds (each seed its own split):\n\n{seeds_markdown(rows)}"
+        text += (
+            "\nRecipes over seeds (each seed its own split; a `_rerun` is seed 0 again, with the lung model "
+            f"retrained since):\n\n{seeds_markdown(rows)}"
+        )
     if tta_markdown(rows + ensembles):
         text += f"\nTest-time augmentation (7 views, `cxrkit.inference.tta`):\n\n{tta_markdown(rows + ensembles)}"
     if ensembles:
