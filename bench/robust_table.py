@@ -289,13 +289,13 @@ def main() -> None:
     rows, ensembles = keep_earlier(dest.with_suffix(".json"), rows, ensembles)
     atomic_write_json(dest.with_suffix(".json"), {"notice": RESEARCH_NOTICE, "rows": rows, "ensembles": ensembles})
     text = f"{RESEARCH_NOTICE}\n\n{to_markdown(rows)}"
-    if seeds_markdown(rows):
+    if seeds := seeds_markdown(rows):
         text += (
             "\nRecipes over seeds (each seed its own split; a `_rerun` is seed 0 again, with the lung model "
-            f"retrained since):\n\n{seeds_markdown(rows)}"
+            f"retrained since):\n\n{seeds}"
         )
-    if tta_markdown(rows + ensembles):
-        text += f"\nTest-time augmentation (7 views, `cxrkit.inference.tta`):\n\n{tta_markdown(rows + ensembles)}"
+    if tta := tta_markdown(rows + ensembles):
+        text += f"\nTest-time augmentation (7 views, `cxrkit.inference.tta`):\n\n{tta}"
     if ensembles:
         text += (
             "\nEnsembles of variants trained on the same split (`cxr evaluate --ensemble`; probabilities "
