@@ -92,16 +92,9 @@ def row(variant: Path) -> dict | None:
         "minutes": round((patient["seconds"]["train"] + (lso["seconds"]["train"] if lso else 0)) / 60, 1),
     }
     if lso:
-        sens = [lso["test"].get(f"sensitivity/{c}") for c in ("covid", "normal")]
         metrics = _load(variant / "lso-adult" / "run" / "evaluation" / "metrics.json") or {}
         cal = metrics.get("calibration", {})
-        out["lso"] = {
-            "balanced_accuracy": sum(s["value"] for s in sens) / 2 if all(sens) else None,
-            "sensitivity/covid": sens[0],
-            "sensitivity/normal": sens[1],
-            "ece_after": (cal.get("after") or {}).get("ece"),
-            "temperature": cal.get("temperature"),
-        }
+        out["lso"] = {**_lso_summary(lso["test"], cal), "temperature": cal.get("temperature")}
     tta = _tta(
         val_plain=variant / "patient" / "plain_val",
         val_tta=variant / "patient" / "tta_val",
@@ -110,6 +103,18 @@ def row(variant: Path) -> dict | None:
     if tta:
         out["tta"] = tta
     return out
+
+
+def _lso_summary(metrics: dict, calibration: dict | None) -> dict:
+    """The lso-adult cells of a variant or an ensemble from its metrics (sensitivity/covid and
+    /normal, each value + CI) and its calibration: balanced accuracy is their mean."""
+    sens = [metrics.get(f"sensitivity/{c}") for c in ("covid", "normal")]
+    return {
+        "balanced_accuracy": sum(x["value"] for x in sens) / 2 if all(sens) else None,
+        "sensitivity/covid": sens[0],
+        "sensitivity/normal": sens[1],
+        "ece_after": ((calibration or {}).get("after") or {}).get("ece"),
+    }
 
 
 def _tta(**dirs: Path) -> dict:
@@ -162,14 +167,7 @@ def ensemble_row(ens: Path) -> dict | None:
         "val_macro_f1": vm["macro_f1"]["value"],
     }
     if lso:
-        lm = lso["overall"]["metrics"]
-        sens = [lm.get(f"sensitivity/{c}") for c in ("covid", "normal")]
-        out["lso"] = {
-            "balanced_accuracy": sum(x["value"] for x in sens) / 2 if all(sens) else None,
-            "sensitivity/covid": sens[0],
-            "sensitivity/normal": sens[1],
-            "ece_after": ((lso.get("calibration") or {}).get("after") or {}).get("ece"),
-        }
+        out["lso"] = _lso_summary(lso["overall"]["metrics"], lso.get("calibration"))
     tta = _tta(val_tta=ens / "patient" / "tta_val", lso_tta=ens / "lso" / "tta")
     if tta:
         out["tta"] = {"val_plain": {"accuracy": out["val_acc"]}, **tta}
