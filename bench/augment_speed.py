@@ -1,4 +1,4 @@
-"""Milliseconds per training batch of each augmentation (`augment: basic|robust`), model excluded.
+"""Milliseconds per training batch of each augmentation (`augment: ...` but none), model excluded.
 
 Usage: python bench/augment_speed.py [--size 224] [--batch 32] [--rounds 20]
 Writes bench/results/augment_speed.json. Compare with the lite0 training step (~1.1 s per batch
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from cxrkit.data.acquisition import make_augment
+from cxrkit.data.acquisition import AUGMENTS, make_augment
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.rand(args.batch, 1, args.size, args.size)
     result = {"size": args.size, "batch": args.batch, "threads": torch.get_num_threads(), "ms_per_batch": {}}
-    for name in ("basic", "robust"):
+    for name in AUGMENTS[1:]:
         aug = make_augment(name)
         for _ in range(3):
             aug(x)

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UsageError
+from .style import StyleMix
 from .transforms import BatchAugment
 
 # JPEG's standard luminance quantisation table (ITU T.81, Annex K), quality 50.
@@ -148,7 +149,7 @@ class AcquisitionAugment(nn.Module):
         return x.clamp(0, 1)
 
 
-AUGMENTS = ("none", "basic", "robust")
+AUGMENTS = ("none", "basic", "robust", "robust-fourier", "robust-histogram")
 
 
 def make_augment(name: str) -> nn.Module | None:
@@ -157,13 +158,17 @@ def make_augment(name: str) -> nn.Module | None:
     - ``basic``: BatchAugment's defaults (rotation 10 deg, zoom 0.9-1.1, shift 6%, brightness,
       contrast and gamma jitter), the recipe until 0.1;
     - ``robust``: wider geometry (zoom 0.8-1.15, aspect +-10%, shift 8%: children's films are
-      framed differently), stronger gamma/contrast (+-0.35), then :class:`AcquisitionAugment`.
+      framed differently), stronger gamma/contrast (+-0.35), then :class:`AcquisitionAugment`;
+    - ``robust-fourier`` / ``robust-histogram``: robust with :class:`~cxrkit.data.style.StyleMix`
+      between the geometry and the traces (half the images take another image's amplitude
+      spectrum or grey-level histogram).
     """
     if name == "none":
         return None
     if name == "basic":
         return BatchAugment()
-    if name == "robust":
+    if name in AUGMENTS[2:]:
         geometry = BatchAugment(scale=(0.8, 1.15), translate=0.08, contrast=0.35, gamma=0.35, aspect=0.2)
-        return nn.Sequential(geometry, AcquisitionAugment())
+        style = [StyleMix(name.split("-")[1])] if "-" in name else []
+        return nn.Sequential(geometry, *style, AcquisitionAugment())
     raise UsageError(f"augment must be one of {', '.join(AUGMENTS)}, got {name!r}")

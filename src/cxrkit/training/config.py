@@ -123,8 +123,10 @@ class TrainConfig:
     augment: str = _f(
         "robust",
         "batch augmentation: basic (rotation, zoom, shift, brightness, contrast, gamma), robust (basic, "
-        "wider, plus blur/sharpen, down-up resampling, JPEG, noise: acquisition traces), none",
-        choices=("none", "basic", "robust"),
+        "wider, plus blur/sharpen, down-up resampling, JPEG, noise: acquisition traces), robust-fourier / "
+        "robust-histogram (robust, and half the images take another image's amplitude spectrum or "
+        "grey-level histogram), none",
+        choices=("none", "basic", "robust", "robust-fourier", "robust-histogram"),
         group="recipe",
     )
     patience: int = _f(5, "early-stopping patience in epochs on val loss", group="recipe")
