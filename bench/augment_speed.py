@@ -1,4 +1,4 @@
-"""Milliseconds per training batch of each augmentation (`augment: ...` but none), model excluded.
+"""Milliseconds per training batch of each augmentation recipe but `none`, model excluded.
 
 Usage: python bench/augment_speed.py [--size 224] [--batch 32] [--rounds 20]
 Writes bench/results/augment_speed.json. Compare with the lite0 training step (~1.1 s per batch

@@ -87,3 +87,14 @@ def test_equalising_contrast_modes_flatten_the_histogram_the_same_for_any_bit_de
     assert np.percentile(out, 90) - np.percentile(out, 10) > np.percentile(base, 90) - np.percentile(base, 10)
     # a 16-bit copy of the same picture gives the same pixels (stretch first, then equalise)
     assert np.abs(pre.to_uint8(gray.astype(np.uint16) * 257).astype(int) - out).max() <= 1
+
+
+def test_train_config_offers_exactly_the_augments_make_augment_builds():
+    # config.py keeps its own list (no torch import, so --help stays instant); this keeps the two in step
+    import dataclasses
+
+    from cxrkit.data.acquisition import AUGMENTS
+    from cxrkit.training.config import TrainConfig
+
+    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == "augment")
+    assert tuple(field.metadata["choices"]) == AUGMENTS
