@@ -92,12 +92,24 @@ def test_dicom_input(tiny_run, make_dicom, synth_array, capsys):
 def test_onnx_backend_agrees_with_torch(onnx_run, scans, capsys):
     docs = {}
     for backend in ("torch", "onnx"):
-        _, out, _ = run_cli(["predict", str(onnx_run), str(scans), "--format", "json", "--backend", backend], capsys)
+        argv = ["predict", str(onnx_run), str(scans), "--format", "json", "--backend", backend, "--precision", "32"]
+        _, out, _ = run_cli(argv, capsys)  # fp32 torch: --precision auto is bf16 on AVX-512 BF16 CPUs
         docs[backend] = json.loads(out)
     assert docs["onnx"]["backend"] == "onnx"
     for a, b in zip(docs["torch"]["results"], docs["onnx"]["results"]):
         assert a["name"] == b["name"] and a["predicted_class"] == b["predicted_class"]
         assert max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in CLASSES) <= 1e-4
+
+
+def test_precision_flag_is_recorded_and_bf16_stays_near_fp32(tiny_run, scans, capsys):
+    docs = {}
+    for precision in ("32", "bf16"):
+        argv = ["predict", str(tiny_run.run_dir), str(scans), "--format", "json", "--precision", precision]
+        docs[precision] = json.loads(run_cli(argv, capsys)[1])
+        assert docs[precision]["precision"] == precision
+    for a, b in zip(docs["32"]["results"], docs["bf16"]["results"], strict=True):
+        assert a["name"] == b["name"]
+        assert max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in CLASSES) < 0.05  # bf16: 8-bit mantissa
 
 
 def test_cam_writes_overlays(tiny_run, scans, tmp_path, capsys):

@@ -106,6 +106,8 @@ def test_cli_two_processes_give_the_single_process_file(tiny_run, inputs, single
             "4",
             "--chunk-size",
             "8",
+            "--precision",
+            "32",  # single_csv is fp32; auto would be bf16 on AVX-512 BF16 CPUs
         ],
         env=multiprocess_env,
         capture_output=True,

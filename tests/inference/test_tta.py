@@ -81,7 +81,7 @@ def test_onnx_backend_with_tta_matches_torch(onnx_run, batch):
 
 def test_cli_predict_records_tta(tiny_run, blob_dataset, capsys):
     files = [str(p) for p in sorted(blob_dataset.glob("normal/*.png"))[:2]]
-    main(["predict", str(tiny_run.run_dir), *files, "--format", "json", "--tta"])
+    main(["predict", str(tiny_run.run_dir), *files, "--format", "json", "--tta", "--precision", "32"])
     doc = json.loads(capsys.readouterr().out)
     assert doc["tta"] == "standard" and doc["tta_views"] == list(VIEWS) and doc["ensemble_members"] is None
     expected = Predictor.from_run(tiny_run.run_dir, tta="standard").predict(files).results

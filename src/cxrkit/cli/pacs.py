@@ -12,6 +12,7 @@ from .. import RESEARCH_NOTICE
 from ..errors import UsageError
 from ..inference.defaults import DEFAULT_THRESHOLD
 from ._console import console, err_console
+from .predict import add_precision_argument
 
 LOGIN = (
     "Credentials never go on the command line: set CXR_PACS_TOKEN (bearer) or CXR_PACS_USER and "
@@ -86,6 +87,7 @@ def _common(p) -> None:
         default=DEFAULT_THRESHOLD,
         help=f"flag predictions whose top probability is below this (default {DEFAULT_THRESHOLD})",
     )
+    add_precision_argument(p)
     p.add_argument("--state", type=Path, help="job state file (UIDs only; default under the cxrkit cache)")
     p.add_argument("--out", type=Path, help="write the job summary (UIDs and reasons) as JSON here")
 
@@ -117,7 +119,9 @@ def make_job(args: argparse.Namespace, after_study=None):
     if args.insecure:
         _log("warning: --insecure: TLS certificates are not verified")
     cfg = PacsConfig(args.url, args.credentials, verify, args.timeout, args.attempts)
-    predictor = cxrkit.load(args.run_dir, threshold=args.threshold)
+    predictor = cxrkit.load(args.run_dir, threshold=args.threshold, precision=args.precision)
+    if predictor.precision_note:
+        _log(f"note: {predictor.precision_note}")
     job = PacsJob(predictor, cfg.connect(), cam=args.cam, reprocess=args.reprocess, log=_log, after_study=after_study)
     job.state = JobState(args.state or default_state_path(cfg.base, job.naming.key), job.naming.key)
     return job
