@@ -171,6 +171,16 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
     assert row["left_out"]["sensitivity/normal"]["value"] == row["left_out"]["accuracy"]["value"]
     assert "left out" in (tmp_path / "e" / "protocols.md").read_text()
 
+    # `cxr evaluate --split excluded` scores the same left-out images (e.g. of an ensemble of such runs)
+    from cxrkit.cli.main import main
+
+    run_dir = tmp_path / "e" / PEDIATRIC_ONLY.name / "run"
+    argv = ["evaluate", str(run_dir), "--split", "excluded", "--out", str(tmp_path / "x"), "--resamples", "50"]
+    main([*argv, "--workers", "1", "--precision", "32"])
+    left = json.loads((tmp_path / "x" / "metrics.json").read_text())["overall"]
+    assert left["n_images"] == ADULT_NORMALS
+    assert left["metrics"]["accuracy"]["value"] == pytest.approx(row["left_out"]["accuracy"]["value"])
+
 
 def test_cli_flags_come_from_trainconfig_but_not_the_split():
     from cxrkit.cli.main import build_parser

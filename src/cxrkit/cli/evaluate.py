@@ -27,8 +27,9 @@ def _common(p: argparse.ArgumentParser, run_help: str = "run directory made by `
     p.add_argument(
         "--split",
         default=None,
-        choices=["train", "val", "test", "all"],
-        help="which images (default: test for the training data, all for other data)",
+        choices=["train", "val", "test", "all", "excluded"],
+        help="which images (default: test for the training data, all for other data); excluded: those a "
+        "protocol left out of every split (e.g. lso-adult's pediatric normals), scored as `cxr protocols` does",
     )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument(
