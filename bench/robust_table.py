@@ -5,9 +5,9 @@ Columns, in the order they are used to choose:
   lso-adult: balanced accuracy of adult COVID vs adult normal on the held-out sources
   (ieee8023, Actualmed, Figure1; trained on RadDB only), its sensitivities and ECE,
   lso left-out: the same lso-adult model on the images that protocol leaves out of every split
-  (1,340 pediatric normals of the Guangzhou set and 111 ieee8023 COVID films without an adult
-  age): balanced accuracy of COVID vs normal on a population and sources it never saw, five
-  times the images of lso-adult's test (whose 28 normals give CIs of +-20 points),
+  (1,457: 1,340 pediatric normals of the Guangzhou set, 5 normals and 110 COVID films of
+  unknown age, 2 others): balanced accuracy of COVID vs normal on a population it never saw;
+  CIs about +-2.5 points on the normals and +-8 on COVID, against +-20 on lso-adult's 28 normals,
   probe: balanced accuracy of a linear probe telling pediatric from adult normals from the
   patient run's features (chance 0.5; the audit's within-normal population probe),
   then, reported and never chosen on: the patient-disjoint test accuracy [95% CI] and its
