@@ -310,14 +310,15 @@ def main() -> None:
     if seeds := seeds_markdown(rows):
         text += (
             "\nRecipes over seeds (each seed its own split; a `_rerun` is seed 0 again, with the lung model "
-            f"retrained since):\n\n{seeds}"
+            f"retrained since; `_b`: retrained on an AVX-512 host, lung model retrained again):\n\n{seeds}"
         )
     if tta := tta_markdown(rows + ensembles):
         text += f"\nTest-time augmentation (7 views, `cxrkit.inference.tta`):\n\n{tta}"
     if ensembles:
         text += (
             "\nEnsembles of variants trained on the same split (`cxr evaluate --ensemble`; probabilities "
-            f"averaged, each after its run's temperature; val and lso-adult only):\n\n{ensembles_markdown(ensembles)}"
+            "averaged, each after its run's temperature; val, lso-adult and its left-out images):\n\n"
+            f"{ensembles_markdown(ensembles)}"
         )
     atomic_write_text(dest.with_suffix(".md"), text)
     print(text)
