@@ -221,11 +221,22 @@ def ensembles_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def adult_covid_normal(adult_only: dict | None) -> float | None:
+    """Balanced accuracy of COVID vs normal among the patient test split's adults: the mean of the
+    two sensitivities. Not the audit's ``balanced_accuracy``, which averages every class present:
+    the test splits of seeds 1 and 2 hold 3 adult viral pneumonia films (SARS), whose 0% took a
+    third off that mean (e.g. robust_s1_b: 56.4 of it vs 84.6 for COVID vs normal)."""
+    sens = (adult_only or {}).get("sensitivity") or {}
+    if sens.get("covid") is None or sens.get("normal") is None:
+        return None
+    return (sens["covid"] + sens["normal"]) / 2
+
+
 def to_markdown(rows: list[dict]) -> str:
     head = (
         "| variant | flags | val acc | val macro-F1 | lso-adult bal. acc | lso sens. covid | lso sens. normal "
-        "| lso ECE | lso left-out bal. acc | probe ped/adult normals | patient test acc [95% CI] | adult-only bal. acc "
-        "| train min |"
+        "| lso ECE | lso left-out bal. acc | probe ped/adult normals | patient test acc [95% CI] "
+        "| adult-only covid/normal | train min |"
     )
     lines = [head, "|" + " --- |" * 13]
     for r in rows:
@@ -233,7 +244,7 @@ def to_markdown(rows: list[dict]) -> str:
             f"| `{r['variant']}` | {r['flags']} | {f(r['val_acc'])} | {f(r['val_macro_f1'])} "
             f"{_lso_cells(r)}"
             f"| {f(r['probe_within_normals'], False)} | {_pct(r['patient_test'].get('accuracy'))} "
-            f"| {f((r['adult_only'] or {}).get('balanced_accuracy'))} | {r['minutes']} |"
+            f"| {f(adult_covid_normal(r['adult_only']))} | {r['minutes']} |"
         )
     return "\n".join(lines) + "\n"
 
