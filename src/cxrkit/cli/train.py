@@ -20,7 +20,7 @@ def add_config_file_argument(p: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE",
         default=None,
-        help="YAML file of TrainConfig fields, or a preset name from configs/ (default, fast, ...); "
+        help="YAML file of TrainConfig fields, or a preset shipped in cxrkit/configs/ (default, fast, ...); "
         "flags given on the command line win over it",
     )
 
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
         "resolved config), split.csv, model.safetensors, model_card.json, checkpoints/ and logs/.",
         epilog="Examples:\n"
         "  cxr train --data ../shared/data/cxr --out runs/lite0\n"
-        "  cxr train --config fast --data DATA --out runs/quick                # a preset from configs/\n"
+        "  cxr train --config fast --data DATA --out runs/quick                # a preset shipped with cxrkit\n"
         "  cxr train --config my.yaml --epochs 3 --out runs/x                  # flags win over the file\n"
         "  cxr train --data DATA --model resdense_small --pretrained none --epochs 30 --out runs/rd\n"
         "  cxr train --data DATA --finetune head --cache-features --epochs 30 --out runs/fast  # in seconds\n"

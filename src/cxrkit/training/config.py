@@ -5,7 +5,7 @@ their flags from these fields (:mod:`cxrkit.cli._config_args`), so a default is 
 here. Kept free of heavy imports so ``--help`` shows instantly.
 
 Resolution order (as with timm / Lightning): dataclass default < ``--config FILE.yaml`` (or a
-preset name from ``configs/``) < command-line flags. The resolved config is what lands in the
+preset name from ``cxrkit/configs/``) < command-line flags. The resolved config is what lands in the
 run directory.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -23,8 +24,10 @@ from ..errors import UsageError
 # Same as cxrkit.models.DEFAULT_MODEL (a test checks); repeated so this module stays light.
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 CONFIG_FILE = "config.yaml"
-# Presets shipped with the repository: `--config fast` means configs/fast.yaml.
-PRESET_DIR = Path(__file__).resolve().parents[3] / "configs"
+# Presets ship inside the package (cxrkit/configs/*.yaml, declared as package data), so
+# `--config fast` works from a source checkout and from an installed wheel alike; a path
+# relative to the checkout would exist only in the first.
+PRESET_DIR = Path(str(resources.files("cxrkit") / "configs"))
 # What `cxr demo` changes from TrainConfig's defaults: the whole demo fits in ~30 minutes on a
 # 2-core laptop CPU (see README, "Benchmarks").
 DEMO_DEFAULTS = {"epochs": 8, "max_minutes": 18.0}
@@ -219,7 +222,7 @@ def parse_yaml(text: str, source: str) -> dict:
 
 
 def read_config_file(spec: str | Path) -> dict:
-    """The fields set by ``--config``: a YAML path, or a preset name from ``configs/`` (e.g. ``fast``)."""
+    """The fields set by ``--config``: a YAML path, or a preset name from ``cxrkit/configs/`` (e.g. ``fast``)."""
     path = Path(spec)
     if not path.is_file() and not path.suffix and (PRESET_DIR / f"{spec}.yaml").is_file():
         path = PRESET_DIR / f"{spec}.yaml"

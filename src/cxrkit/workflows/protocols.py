@@ -67,7 +67,7 @@ PROTOCOLS = {
 
 
 def preset_protocol(name: str, preset: str, what: str) -> Protocol | None:
-    """A protocol whose split keys come from a config preset (None when configs/ is not shipped)."""
+    """A protocol whose split keys come from a config preset (None when that preset is missing)."""
     from ..training.config import PRESET_DIR, read_config_file
 
     if not (PRESET_DIR / f"{preset}.yaml").is_file():
