@@ -1,16 +1,32 @@
-"""Helpers shared by the benches: interleaved rounds, min/median/max, a markdown table, a run's files.
+"""Helpers shared by the benches: interleaved rounds, min/median/max, a markdown table, a run's files,
+and :func:`save_result`, the one way a bench writes its results file.
 
 This 2-core host is shared and its speed drifts by 2x within minutes, so every bench runs
 its variants in interleaved rounds (A B C, B C A, ...) and reports per-round ratios.
+
+A number without its machine cannot be compared with the next one, so every results file
+carries ``meta`` (:func:`run_meta`): the command, commit, date, CPU model and flags, thread
+count and load. ``bench/render_results.py`` turns the files into the documentation's result
+pages; nothing is pasted by hand.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import platform
 import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# The CPU features that decide which kernels run (and so the speed and even the rounding).
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 def rotations(names: Sequence[str], rounds: int) -> list[list[str]]:
@@ -61,3 +77,86 @@ def split_files(run_dir: str | Path, split: str) -> tuple[list[str], list[str]]:
     with open(run_dir / "split.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == split]
     return [str(root / r["file"]) for r in rows], [r["label"] for r in rows]
+
+
+def _cpu() -> tuple[str, list[str]]:
+    """(model name, the flags of CPU_FLAGS it has) from /proc/cpuinfo; platform's answer elsewhere."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown", []
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "unknown")
+    flags_line = next((ln.split(":", 1)[1] for ln in info.splitlines() if ln.startswith("flags")), "")
+    have = set(flags_line.split())
+    return model, [f for f in CPU_FLAGS if f in have]
+
+
+def _commit() -> str:
+    """The checkout's commit, with ``+dirty`` when tracked files differ from it; "unknown" outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=root, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def run_meta() -> dict:
+    """Where and how a result was measured: what every results file records under ``meta``."""
+    model, flags = _cpu()
+    torch = sys.modules.get("torch")  # only when the bench imported it: reading it must not cost an import
+    one, five, fifteen = os.getloadavg()
+    return {
+        "recorded": True,
+        "command": command_line(),
+        "commit": _commit(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu_model": model,
+        "cpu_flags": flags,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_average": [round(one, 2), round(five, 2), round(fifteen, 2)],
+        "niceness": os.nice(0),
+        "python": platform.python_version(),
+        "torch": getattr(torch, "__version__", None),
+    }
+
+
+def save_result(
+    path: str | Path,
+    data: dict | None = None,
+    *,
+    title: str | None = None,
+    tables: Sequence[dict] = (),
+    markdown: str | None = None,
+) -> Path:
+    """Write one results file (``PATH`` with the suffix ``.json``) atomically, with :func:`run_meta`.
+
+    ``data`` keeps the bench's own fields at the top level (scripts such as ``train_table.py``
+    read them); ``title``, ``tables`` (each ``{"title", "columns", "rows"}``), ``markdown`` (text
+    shown under the tables) and ``meta`` are what ``render_results.py`` shows.
+    Without ``title``, a ``markdown`` that starts with ``# heading`` gives it. Returns the path.
+    """
+    path = Path(path).with_suffix(".json")
+    if title is None and markdown and markdown.startswith("# "):  # a page written with its own heading
+        title, _, markdown = markdown.partition("\n")
+        title, markdown = title[2:].strip(), markdown.strip("\n") + "\n"
+    if not title:
+        raise ValueError(f"{path.name}: a result needs a title")
+    for table in tables:
+        if set(table) - {"title", "columns", "rows"} or any(len(r) != len(table["columns"]) for r in table["rows"]):
+            raise ValueError(f"{path.name}: a table needs title, columns and rows of len(columns) cells")
+    doc = {**(data or {}), "title": title, "meta": run_meta()}
+    if tables:
+        doc["tables"] = [dict(t) for t in tables]
+    if markdown is not None:
+        doc["markdown"] = markdown
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(doc, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path

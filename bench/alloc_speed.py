@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import load_note, markdown_table, rotations, split_files, spread, stats  # noqa: E402
+from _common import load_note, markdown_table, rotations, save_result, split_files, spread, stats  # noqa: E402
 from train_accuracy import model_only_throughput  # noqa: E402  (the same model-only training measure)
 
 RESULTS = Path(__file__).parent / "results"
@@ -119,9 +119,6 @@ def main(argv=None) -> None:
         "images": args.images,
         "note": load_note(),
     }
-    path = RESULTS / "alloc_speed.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(summary, indent=1))
     rows = [
         [v, summary["variants"][v]["allocator"]]
         + [
@@ -130,7 +127,14 @@ def main(argv=None) -> None:
         ]
         for v in VARIANTS
     ]
-    print(markdown_table(["variant", "state"] + [f"{m} img/s (ratio to tcmalloc)" for m in measures], rows))
+    columns = ["variant", "state"] + [f"{m} img/s (ratio to tcmalloc)" for m in measures]
+    path = save_result(
+        RESULTS / "alloc_speed.json",
+        summary,
+        title="Allocator: glibc default vs `import cxrkit`'s mallopt vs tcmalloc",
+        tables=[{"title": "img/s, median (min-max) of the rounds", "columns": columns, "rows": rows}],
+    )
+    print(markdown_table(columns, rows))
     print(summary["note"])
     print(f"wrote {path}")
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from cxrkit.data.acquisition import AUGMENTS, make_augment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_result  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +42,7 @@ def main() -> None:
             aug(x)
             times.append((time.perf_counter() - t) * 1000)
         result["ms_per_batch"][name] = {"median": round(statistics.median(times), 1), "max": round(max(times), 1)}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result, title="Augmentation cost per batch (basic / robust / style mixing)")
     print(json.dumps(result, indent=2))
 
 

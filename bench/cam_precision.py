@@ -16,7 +16,6 @@ Writes bench/results/cam_precision.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, load_note, markdown_table, split_files  # noqa: E402
+from _common import command_line, load_note, markdown_table, save_result, split_files  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -85,9 +84,9 @@ def main() -> None:
         ],
         rows,
     )
-    print(f"`{command_line()}`\n\n{len(images)} val images of {args.run} at {side} px\n\n{table}\n\n{load_note()}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cam_precision.json").write_text(json.dumps(out, indent=1))
+    text = f"{len(images)} val images of {args.run} at {side} px\n\n{table}\n\n{load_note()}"
+    print(f"`{command_line()}`\n\n{text}")
+    save_result(RESULTS / "cam_precision.json", out, title="Grad-CAM in bf16 vs fp32", markdown=text)
 
 
 if __name__ == "__main__":

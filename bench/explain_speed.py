@@ -26,13 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxrkit._io import atomic_write_json
 from cxrkit._speed import reexec_with_tcmalloc
 from cxrkit.data.transforms import Preprocessing
 from cxrkit.explain.cams import Explainer
 from cxrkit.inference.predictor import Predictor
 from cxrkit.models import LoadedRun, create_model
 from cxrkit.run import ModelCard, ModelSpec, PreprocessingSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = ("tf_efficientnet_lite0", "resdense_small")
@@ -100,7 +102,7 @@ def main() -> None:
         "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", ""),
         "results": rows,
     }
-    path = atomic_write_json(RESULTS / "explain_speed.json", result)
+    path = save_result(RESULTS / "explain_speed.json", result, title="Grad-CAM speed")
     print(f"wrote {path}")
 
 

@@ -45,7 +45,6 @@ import onnxruntime
 import torch
 from PIL import Image
 
-from cxrkit._io import atomic_write_json
 from cxrkit._speed import reexec_with_tcmalloc
 from cxrkit.data.images import read_gray
 from cxrkit.data.transforms import Preprocessing
@@ -54,6 +53,9 @@ from cxrkit.inference.export import export_onnx
 from cxrkit.inference.predictor import Predictor
 from cxrkit.models import create_model, save_weights
 from cxrkit.run import ModelCard, ModelSpec, PreprocessingSpec, read_card, write_card
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr"
@@ -240,7 +242,7 @@ def main(argv=None) -> None:
             "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", ""),
         },
     }
-    atomic_write_json(args.out, result)
+    save_result(args.out, result, title=f"Inference speed: torch vs onnxruntime ({args.model}, {args.input_size} px)")
     print(
         f"{result['model']} @ {result['input_size']} px, batch {args.batch}, {len(files)} PNG files, "
         f"{os.cpu_count()} CPUs, medians of {args.rounds} interleaved rounds"

@@ -20,7 +20,6 @@ bench/results/kornia_compare.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, load_note, markdown_table  # noqa: E402
+from _common import command_line, load_note, markdown_table, save_result  # noqa: E402
 
 
 def main() -> None:
@@ -89,13 +88,18 @@ def main() -> None:
         for name, ts in by.items():
             rows.append([group, name, f"{statistics.median(ts):.1f}", f"{min(ts):.1f}-{max(ts):.1f}"])
     table = markdown_table(["op", "implementation", "ms / batch (median)", "range"], rows)
-    print(
-        f"`{command_line()}`\n\nkornia {kornia.__version__}, torch {torch.__version__}, {args.threads} thread(s), "
+    text = (
+        f"kornia {kornia.__version__}, torch {torch.__version__}, {args.threads} thread(s), "
         f"batch {args.batch} x 1 x {args.size} x {args.size}, {args.rounds} interleaved rounds\n\n"
         f"{table}\n\n{load_note()}"
     )
-    out = Path(__file__).resolve().parent / "results" / "kornia_compare.json"
-    out.write_text(json.dumps({"kornia": kornia.__version__, "threads": args.threads, "ms": times}, indent=1))
+    print(f"`{command_line()}`\n\n{text}")
+    save_result(
+        Path(__file__).resolve().parent / "results" / "kornia_compare.json",
+        {"kornia": kornia.__version__, "threads": args.threads, "ms": times},
+        title="kornia vs cxrkit's own batched augmentation ops",
+        markdown=text,
+    )
 
 
 if __name__ == "__main__":

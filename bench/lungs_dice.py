@@ -9,7 +9,7 @@
 
     .venv/bin/python bench/lungs_dice.py --run RUN_DIR [--per-group 0] [--sheet /tmp/lungs_contact.png]
 
-Writes bench/results/lungs_dice.md (numbers only, no images).
+Writes bench/results/lungs_dice.json (numbers only, no images).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from cxrkit.data import read_image
 from cxrkit.lungs import LungSegmenter, MaskPair, read_mask
 from cxrkit.lungs.predict import overlay_rgb
 from cxrkit.lungs.train import dice_with_ci
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CXR = REPO / ".." / "shared" / "data" / "cxr"
@@ -89,7 +92,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--per-group", type=int, default=0, help="images per population x label (0: all)")
     ap.add_argument("--sheet", type=Path, default=Path("/tmp/lungs_contact.png"))
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lungs_dice.md")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lungs_dice.json")
     args = ap.parse_args()
     seg = LungSegmenter.from_run(args.run)
     card = seg.card
@@ -129,7 +132,7 @@ def main() -> None:
         "(outside the repository: real images).",
     ]
     text = "\n".join(lines) + "\n"
-    args.out.write_text(text)
+    save_result(args.out, {}, markdown=text)
     print(text)
 
 

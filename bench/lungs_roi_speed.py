@@ -10,14 +10,13 @@ a batch ahead of the model, as ``cxr predict`` does), the two variants interleav
 
     nice -n 10 .venv/bin/python bench/lungs_roi_speed.py --lung-run runs/lungs [--run RUN] [--n 128] [--rounds 3]
 
-Writes bench/results/lungs_roi_speed.md (and .json) with the load average: this 2-core host is
+Writes bench/results/lungs_roi_speed.json (and .json) with the load average: this 2-core host is
 shared, so read the per-round ratios, not the absolute numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, load_note, markdown_table, rotations, spread  # noqa: E402
+from _common import command_line, load_note, markdown_table, rotations, save_result, spread  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cxr"
 OUT = Path(__file__).resolve().parent / "results" / "lungs_roi_speed"
@@ -144,11 +143,7 @@ def main() -> None:
         f"{spread([x['roi'] for x in steps], '{:.1f}')} ms with it (segmentation, box, crop).\n\n"
         f"{load_note()}.\n"
     )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.with_suffix(".md").write_text(text)
-    OUT.with_suffix(".json").write_text(
-        json.dumps({"rounds": rounds, "ratio": ratio, "steps_ms": steps, "files": len(files)}, indent=1)
-    )
+    save_result(OUT, {"rounds": rounds, "ratio": ratio, "steps_ms": steps, "files": len(files)}, markdown=text)
     print(text)
 
 

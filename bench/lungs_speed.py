@@ -13,7 +13,7 @@ Measures, in interleaved rounds (median of ``--rounds``), images/s at batch 32 o
     .venv/bin/python bench/lungs_speed.py [--run RUN_DIR] [--rounds 3]
 
 Random weights unless ``--run`` (speed does not depend on the weights). Writes
-bench/results/lungs_speed.md with the load average, which matters on a shared machine.
+bench/results/lungs_speed.json with the load average, which matters on a shared machine.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ from cxrkit.data import read_image
 from cxrkit.lungs.model import build
 from cxrkit.lungs.onnx import export_onnx, session
 from cxrkit.lungs.segmenter import LungSegmenter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_result  # noqa: E402
 
 BATCH = 32
 SIZE = 256  # set from the run's card with --run
@@ -75,7 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=None, help="a lung run (default: random unet_small weights)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lungs_speed.md")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lungs_speed.json")
     args = ap.parse_args()
     global SIZE
     torch.manual_seed(0)
@@ -120,8 +123,7 @@ def main() -> None:
     for name, vals in times.items():
         lines.append(f"| {name} | {statistics.median(vals):.1f} | {', '.join(f'{v:.1f}' for v in vals)} |")
     text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    save_result(args.out, {"images_per_s": times}, markdown=text)
     print(text)
 
 

@@ -16,7 +16,7 @@ process and with one Predictor (``cxrkit.load``):
 
 Without ``--run`` it trains resdense_tiny for one epoch at 64 px on synthetic blobs (the model
 cost is then small, so the numbers show the DICOMweb and DICOM overheads). Writes
-bench/results/pacs_throughput.md.
+bench/results/pacs_throughput.json.
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ from cxrkit.pacs.config import PacsConfig  # noqa: E402
 from cxrkit.pacs.job import PacsJob  # noqa: E402
 from cxrkit.pacs.orthanc import LocalOrthanc  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "results" / "pacs_throughput.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_result  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "pacs_throughput.json"
 
 
 def synthetic_study(seed: int, size: int):
@@ -149,8 +152,7 @@ def main() -> None:
         f"PACS path / file path: {t_pacs / t_files:.1f}x the time per study. Load average at the end: "
         f"{os.getloadavg()[0]:.1f} (the machine is shared: compare rows of one run, not runs).",
     ]
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text("\n".join(text) + "\n")
+    save_result(OUT, {"paths": [list(r) for r in rows]}, markdown="\n".join(text) + "\n")
     print("\n".join(text))
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import load_note, markdown_table, rotations, split_files, spread, stats  # noqa: E402
+from _common import load_note, markdown_table, rotations, save_result, split_files, spread, stats  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 GOAL_AGREEMENT = 0.995
@@ -178,21 +178,21 @@ def main(argv=None) -> None:
         "goal_top1_agreement": GOAL_AGREEMENT,
         "note": load_note(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "precision_parity.json"
-    path.write_text(json.dumps(result, indent=1))
-    print(
-        markdown_table(
-            ["variant", "images"] + keys + ["inside fp32 CI", "top-1 agreement", "max |dp|", "mean |dp|"], rows
-        )
-    )
-    print()
-    print(
-        markdown_table(
-            ["variant", "img/s median (min-max)", "ratio to torch fp32"],
-            [[k, spread(speed[k]), spread(ratios[k], "{:.2f}")] for k in engines],
-        )
-    )
+    tables = [
+        {
+            "title": "Agreement with fp32 on the test images",
+            "columns": ["variant", "images"] + keys + ["inside fp32 CI", "top-1 agreement", "max |dp|", "mean |dp|"],
+            "rows": rows,
+        },
+        {
+            "title": "Model-only speed",
+            "columns": ["variant", "img/s median (min-max)", "ratio to torch fp32"],
+            "rows": [[k, spread(speed[k]), spread(ratios[k], "{:.2f}")] for k in engines],
+        },
+    ]
+    path = save_result(RESULTS / "precision_parity.json", result, title="bf16 and int8 inference", tables=tables)
+    for table in tables:
+        print(markdown_table(table["columns"], table["rows"]), end="\n\n")
     print(result["note"])
     print(f"wrote {path}")
 

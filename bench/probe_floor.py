@@ -22,6 +22,7 @@ not that the classifier uses it. Val only; no test split is read.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +30,19 @@ import torch
 
 import cxrkit
 from cxrkit import RESEARCH_NOTICE
-from cxrkit._io import atomic_write_json, atomic_write_text
 from cxrkit.data.cache import cached_images
 from cxrkit.data.prepare import prepare
 from cxrkit.evaluation.audit import confound_probes, pixel_features
 from cxrkit.models import backbone_features, create_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_result  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="a patient-protocol run directory")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/probe_floor"), help="writes OUT.json, OUT.md")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/probe_floor"), help="writes OUT.json")
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -65,8 +68,6 @@ def main() -> None:
         for p in confound_probes(f_tr, train, f_va, val, ["population", "subsource"]):
             rows.append({"features": feature_set, "dim": int(f_tr.shape[1]), **p})
     result = {"run": str(args.run), "split": "val", "input_size": spec.input_size, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out.with_suffix(".json"), result)
 
     lines = [
         RESEARCH_NOTICE,
@@ -82,7 +83,8 @@ def main() -> None:
             f"| {r['features']} | {r['dim']} | {r['attribute']} | {r['scope']} | {r['n_eval']} | "
             f"{r['balanced_accuracy']:.3f} | {r['chance']:.2f} | {r['class_balanced_accuracy']:.3f} |"
         )
-    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    title = f"Probe floor: what the films themselves tell ({args.run})"
+    save_result(args.out, result, title=title, markdown="\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

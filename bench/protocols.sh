@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The same recipe under each evaluation protocol (cxr protocols), for the default model and the
-# from-scratch resdense_small, then one table in bench/results/protocols.{md,json}.
+# from-scratch resdense_small, then one table in bench/results/protocols.json.
 # Reduced recipe, because this 2-core CPU is shared with other jobs (load average 14-18 when this
 # was run, about an eighth of a core for each of our processes):
 #   tf_efficientnet_lite0: ImageNet weights frozen, linear head on features computed once per
@@ -29,12 +29,13 @@ run resdense_small "$RD_PROTOCOLS" --model resdense_small --pretrained none --in
     --warmup-epochs 0.5 --lr 0.002 --batch-size 32 --max-minutes 5 &
 wait
 # One table of both models from every finished protocol's result.json (a cut-short run still
-# gives the rows it finished): bench/results/protocols.json and protocols.md.
+# gives the rows it finished): bench/results/protocols.json (docs/results/protocols.md: bench/render_results.py).
 "$PY" - "$OUT" bench/results/protocols "tf_efficientnet_lite0:$PROTOCOLS" "resdense_small:$RD_PROTOCOLS" <<'PYEOF'
 import json, sys
 from pathlib import Path
 from cxrkit import RESEARCH_NOTICE
-from cxrkit._io import atomic_write_json, atomic_write_text
+sys.path.insert(0, "bench")
+from _common import save_result
 from cxrkit.workflows.protocols import add_gaps, to_markdown
 out, dest = Path(sys.argv[1]), Path(sys.argv[2])
 tables = {}
@@ -45,7 +46,7 @@ for spec in sys.argv[3:]:
     if rows:
         tables[model] = {"data": rows[0]["config"]["data"], "external": None, "rows": add_gaps(rows)}
 wall = (out / "wall.txt").read_text() if (out / "wall.txt").is_file() else ""
-atomic_write_json(dest.with_suffix(".json"), {"command": "nice -n 10 bench/protocols.sh", "notice": RESEARCH_NOTICE,
-                                              "wall": wall, "models": tables})
-atomic_write_text(dest.with_suffix(".md"), "\n".join(f"## {m}\n\n{to_markdown(t)}" for m, t in tables.items()))
+save_result(dest, {"command": "nice -n 10 bench/protocols.sh", "notice": RESEARCH_NOTICE, "wall": wall, "models": tables},
+            title="The same model under each evaluation protocol",
+            markdown="\n".join(f"## {m}\n\n{to_markdown(t)}" for m, t in tables.items()))
 PYEOF

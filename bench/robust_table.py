@@ -24,7 +24,9 @@ import sys
 from pathlib import Path
 
 from cxrkit import RESEARCH_NOTICE
-from cxrkit._io import atomic_write_json, atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_result  # noqa: E402
 
 
 def _load(path: Path):
@@ -316,7 +318,6 @@ def main() -> None:
     rows = [r for v in dirs if not v.name.startswith("ens_") and (r := row(v))]
     ensembles = [r for v in dirs if v.name.startswith("ens_") and (r := ensemble_row(v))]
     rows, ensembles = keep_earlier(dest.with_suffix(".json"), rows, ensembles)
-    atomic_write_json(dest.with_suffix(".json"), {"notice": RESEARCH_NOTICE, "rows": rows, "ensembles": ensembles})
     text = f"{RESEARCH_NOTICE}\n\n{to_markdown(rows)}"
     if seeds := seeds_markdown(rows):
         text += (
@@ -331,7 +332,12 @@ def main() -> None:
             "averaged, each after its run's temperature; val, lso-adult and its left-out images):\n\n"
             f"{ensembles_markdown(ensembles)}"
         )
-    atomic_write_text(dest.with_suffix(".md"), text)
+    save_result(
+        dest,
+        {"notice": RESEARCH_NOTICE, "rows": rows, "ensembles": ensembles},
+        title="Recipes against source shortcuts (issue 16): variants, seeds, TTA, ensembles",
+        markdown=text,
+    )
     print(text)
 
 

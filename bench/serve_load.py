@@ -15,7 +15,7 @@ The server's RSS (``/proc/PID/status``) is sampled every 50 ms. Without RUN_DIR 
 runs/demo when it exists, else trains a throwaway run of the default architecture
 (tf_efficientnet_lite0, 224 px, 1 epoch from scratch on synthetic blobs) and says so: its
 speed and memory are the default model's, its predictions mean nothing. Writes a markdown
-table to ``--out`` (default bench/results/serve_load.md).
+table to ``--out`` (default bench/results/serve_load.json).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cxrkit._io import atomic_write_text  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import save_result  # noqa: E402
+
 from cxrkit.serve.client import request, upload  # noqa: E402
 
 
@@ -185,7 +187,7 @@ def main() -> None:
         default=ROOT / "src",
         help="serve from this src folder, e.g. an older commit's (git archive COMMIT src | tar -x -C DIR)",
     )
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve_load.md")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve_load.json")
     args = ap.parse_args()
     run_dir = args.run_dir or default_run(Path(tempfile.mkdtemp(prefix="serve-load-")))
     files, big = workload(), huge_jpeg()
@@ -255,7 +257,7 @@ def write_table(
         f"Server threads: {threads[0]} at start, {threads[1]} at the end.",
         "",
     ]
-    atomic_write_text(out, "\n".join(lines))
+    save_result(out, {"phases": rows}, markdown="\n".join(lines))
     print("\n".join(lines))
 
 

@@ -22,13 +22,15 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from cxrkit._io import atomic_write_json
 from cxrkit._speed import reexec_with_tcmalloc
 from cxrkit.evaluation import summarize
 from cxrkit.inference import Predictor
 from cxrkit.inference.splits import predict_split
 from cxrkit.models import create_model
 from cxrkit.training import TrainConfig, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -132,7 +134,11 @@ def main(argv=None) -> None:
         },
     }
     RESULTS.mkdir(exist_ok=True)
-    path = atomic_write_json(RESULTS / f"train_{args.model}{args.tag}.json", report)
+    path = save_result(
+        RESULTS / f"train_{args.model}{args.tag}.json",
+        report,
+        title=f"Training {args.model} on the patient-disjoint split",
+    )
 
     def fmt(key):
         v = m[key]

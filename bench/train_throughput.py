@@ -28,7 +28,6 @@ import lightning as L
 import numpy as np
 import torch
 
-from cxrkit._io import atomic_write_json
 from cxrkit._speed import ALLOCATOR, reexec_with_tcmalloc
 from cxrkit.data.cache import cached_images
 from cxrkit.data.prepare import prepare
@@ -38,6 +37,7 @@ from cxrkit.training.datamodule import CxrDataModule
 from cxrkit.training.module import CxrClassifier
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _common import save_result  # noqa: E402
 from train_accuracy import model_only_throughput  # noqa: E402  (the same model-only measure)
 
 RESULTS = Path(__file__).parent / "results"
@@ -163,7 +163,11 @@ def main(argv=None) -> None:
         "allocator": ALLOCATOR["state"],
         "loadavg_at_end": os.getloadavg(),
     }
-    path = atomic_write_json(RESULTS / f"train_throughput_{args.model}.json", result)
+    path = save_result(
+        RESULTS / f"train_throughput_{args.model}.json",
+        result,
+        title=f"Training throughput: end to end vs the raw step ({args.model})",
+    )
     print(
         f"{args.model} @ {pre.input_size} px, batch {args.batch_size}: end to end "
         f"{statistics.median(e2e):.1f} img/s, model-only {statistics.median(model_only):.1f} img/s, "

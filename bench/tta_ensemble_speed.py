@@ -24,9 +24,8 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 import torch
-from _common import load_note, markdown_table, rotations, spread, stats
+from _common import load_note, markdown_table, rotations, save_result, spread, stats
 
-from cxrkit._io import atomic_write_json, atomic_write_text
 from cxrkit.data.transforms import Preprocessing
 from cxrkit.inference import Predictor
 from cxrkit.inference.ensemble import create_ensemble
@@ -85,15 +84,16 @@ def main(argv=None) -> None:
     plain = rates["plain"]
     rows = [[name, spread(r), spread([p / x for p, x in zip(plain, r)], "{:.2f}")] for name, r in rates.items()]
     note = load_note()
+    title = (
+        f"TTA and ensemble cost ({DEFAULT_MODEL}, {args.size} px, torch fp32, batch 32, "
+        f"{args.images} synthetic images, {args.rounds} interleaved rounds)"
+    )
     md = (
-        f"# TTA and ensemble cost ({DEFAULT_MODEL}, {args.size} px, torch fp32, batch 32, "
-        f"{args.images} synthetic images, {args.rounds} interleaved rounds)\n\n"
-        "`nice -n 10 .venv/bin/python bench/tta_ensemble_speed.py`\n\n"
-        + markdown_table(["variant", "img/s median (min-max)", "time vs plain, per round"], rows)
+        markdown_table(["variant", "img/s median (min-max)", "time vs plain, per round"], rows)
         + f"\n\n{note}; {torch.get_num_threads()} torch threads.\n"
     )
-    atomic_write_json(RESULTS / "tta_ensemble_speed.json", {k: stats(v) for k, v in rates.items()} | {"note": note})
-    atomic_write_text(RESULTS / "tta_ensemble_speed.md", md)
+    data = {k: stats(v) for k, v in rates.items()} | {"note": note}
+    save_result(RESULTS / "tta_ensemble_speed.json", data, title=title, markdown=md)
     print(md)
 
 

@@ -99,7 +99,7 @@ def reexec_with_tcmalloc(args: list[str]) -> None:
 
     The ``cxr`` command calls it at start: kept because tcmalloc still measured faster than
     :func:`tune_allocator`'s setting (``cxrkit.load(run).predict`` 1.1-1.5x, on a loaded host:
-    bench/results/alloc_speed.md). Set CXR_NO_TCMALLOC=1 to opt out.
+    docs/results/alloc_speed.md). Set CXR_NO_TCMALLOC=1 to opt out.
     Returns normally (no re-exec) when there is nothing to do.
     """
     if os.environ.get("CXR_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):

@@ -93,7 +93,7 @@ def blur(x: torch.Tensor) -> torch.Tensor:
 
     Box filters are pooling ops: cheaper on a CPU than a 2-D 1-channel convolution with a
     Gaussian kernel of the same width, which oneDNN does not vectorise well. kornia's separable
-    7x7 Gaussian was 1.4x faster still (``bench/results/kornia_compare.md``), but this blur is
+    7x7 Gaussian was 1.4x faster still (``docs/results/kornia_compare.md``), but this blur is
     under 0.5% of a training step, so the recipe the method table measured was kept.
     """
     for _ in range(2):

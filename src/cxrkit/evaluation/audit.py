@@ -9,7 +9,7 @@ Measured, not asserted (DeGrave et al. 2021; Roberts et al. 2021):
    show what the features encode beyond the disease. Each probe is repeated on the image itself,
    block-averaged to 12 x 12 pixels (``pixel_balanced_accuracy``): on the shared CXR data those
    144 numbers already tell pediatric from adult normals at 0.987, a trained lite0's features
-   at 0.988 (``bench/results/probe_floor.md``), so a high probe can mean that the films differ,
+   at 0.988 (``docs/results/probe_floor.md``), so a high probe can mean that the films differ,
    not that the classifier learnt more than they show.
 2. **Adult-only view.** Metrics restricted to adults (``population`` values starting with
    "adult"): with pediatric pneumonia and adult COVID, this removes the age shortcut.

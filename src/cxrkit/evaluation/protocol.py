@@ -2,7 +2,7 @@
 
 A number without its protocol cannot be put next to another: on ``../shared/data/cxr`` a random
 image split put 114 of 737 test images next to their own patient or a near-duplicate in train
-(``bench/results/protocols.md``). So every headline number (``metrics.json``, ``report.html``,
+(``docs/results/protocols.md``). So every headline number (``metrics.json``, ``report.html``,
 the demo, ``cxr protocols``) names its protocol. The protocol is read from the run's
 ``config.yaml``; the leak count is recounted from its ``split.csv`` by
 :func:`cxrkit.data.splits.split_checks`, the count ``cxr data split`` prints.

@@ -2,7 +2,7 @@
 
 Why: runs that differ in seed or recipe make partly independent mistakes off-distribution;
 the mean of their probabilities is the cheapest robustness there is: M forward passes (2
-lite0 members: 5.7 img/s vs 11.0 plain, 1.96x the time, bench/results/tta_ensemble_speed.md).
+lite0 members: 5.7 img/s vs 11.0 plain, 1.96x the time, docs/results/tta_ensemble_speed.md).
 
 Rule: member probabilities, each after the member's own temperature (and TTA when asked), are
 averaged; the ensemble's own temperature (1.0 until ``cxr evaluate ENS`` fits one on val and

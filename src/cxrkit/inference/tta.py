@@ -14,7 +14,7 @@ averaged over the views (:func:`average_views`).
 Cost: one forward pass per view. Measured with ``nice -n 10 .venv/bin/python
 bench/tta_ensemble_speed.py`` (32 images, 3 rounds; tf_efficientnet_lite0 at 224 px, random
 weights, torch fp32, this shared 2-core CPU at load ~5): plain 11.0 img/s, ``standard`` 1.5
-img/s, i.e. 6.9x the time (building the views included); bench/results/tta_ensemble_speed.md.
+img/s, i.e. 6.9x the time (building the views included); docs/results/tta_ensemble_speed.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Why compact: on this 2-core CPU at 256 px, batch 32, channels_last (``bench/lung
 the compact net is the one that reaches the >= 100 images/s goal, while the U-Net on timm's
 ``tf_efficientnet_lite0`` encoder (the offline ImageNet weights of ``cxrkit.models``, the same
 design as segmentation-models-pytorch's ``Unet("tu-tf_efficientnet_lite0")``) is kept as the
-``lite0_unet`` option for users with a GPU; numbers in ``bench/results/lungs_speed.md``.
+``lite0_unet`` option for users with a GPU; numbers in ``docs/results/lungs_speed.md``.
 
 Both take one gray channel and return one logit map at the input size. The compact net works
 at half resolution from its stride-2 stem on (a lung border is smooth at 128 px; the logits

@@ -43,7 +43,7 @@ class LungTrainConfig:
     arch: str = "unet_small"
     # 128 px: val Dice 0.954 as at 192 px (runs/lungs vs runs/lungs128, 40 epochs each) at 0.44x the
     # network's work, which brings the roi: lungs step from 5.5 to 4.5 ms per film and its cost in
-    # end-to-end prediction from +27% to +12% (bench/results/lungs_roi_speed.md)
+    # end-to-end prediction from +27% to +12% (docs/results/lungs_roi_speed.md)
     input_size: int = 128
     epochs: int = 40
     batch_size: int = 16
