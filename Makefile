@@ -1,10 +1,11 @@
-# Two entry points: `make demo` (the main job end to end) and `make test`.
+# Two entry points: `make demo` (the main job end to end) and `make test`; `make docs` serves the
+# documentation site on http://127.0.0.1:8000 (the test suite builds it with --strict).
 # Both create .venv with the pinned requirements when it is missing or out of date.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps clean
+.PHONY: demo test docs venv system-deps clean
 
 venv: $(STAMP)
 
@@ -30,5 +31,8 @@ demo: $(STAMP) system-deps
 test: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict -a 127.0.0.1:8000
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

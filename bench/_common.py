@@ -131,13 +131,16 @@ def save_result(
     title: str | None = None,
     tables: Sequence[dict] = (),
     markdown: str | None = None,
+    meta: dict | None = None,
 ) -> Path:
     """Write one results file (``PATH`` with the suffix ``.json``) atomically, with :func:`run_meta`.
 
     ``data`` keeps the bench's own fields at the top level (scripts such as ``train_table.py``
     read them); ``title``, ``tables`` (each ``{"title", "columns", "rows"}``), ``markdown`` (text
     shown under the tables) and ``meta`` are what ``render_results.py`` shows.
-    Without ``title``, a ``markdown`` that starts with ``# heading`` gives it. Returns the path.
+    Without ``title``, a ``markdown`` that starts with ``# heading`` gives it. ``meta`` replaces
+    :func:`run_meta` only for a table derived from other results files (it was not measured here).
+    Returns the path.
     """
     path = Path(path).with_suffix(".json")
     if title is None and markdown and markdown.startswith("# "):  # a page written with its own heading
@@ -148,7 +151,7 @@ def save_result(
     for table in tables:
         if set(table) - {"title", "columns", "rows"} or any(len(r) != len(table["columns"]) for r in table["rows"]):
             raise ValueError(f"{path.name}: a table needs title, columns and rows of len(columns) cells")
-    doc = {**(data or {}), "title": title, "meta": run_meta()}
+    doc = {**(data or {}), "title": title, "meta": meta if meta is not None else run_meta()}
     if tables:
         doc["tables"] = [dict(t) for t in tables]
     if markdown is not None:

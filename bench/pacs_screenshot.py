@@ -3,7 +3,7 @@
 Starts a throwaway Orthanc, uploads one synthetic CR study, runs ``cxr pacs predict --cam`` on
 it with a tiny model trained here (or ``--run``), opens the stored secondary capture in Orthanc
 Explorer (its preview, rendered by Orthanc) in Debian's headless chromium through Playwright
-(never ``playwright install``), and saves docs/pacs_overlay_orthanc.png.
+(never ``playwright install``), and saves docs/images/pacs_overlay_orthanc.png.
 
     .venv/bin/python bench/pacs_screenshot.py [--run RUN_DIR]
 """
@@ -24,7 +24,7 @@ from pacs_throughput import synthetic_study, tiny_run  # noqa: E402
 from cxrkit.cli.main import main as cxr  # noqa: E402
 from cxrkit.pacs.orthanc import LocalOrthanc  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "pacs_overlay_orthanc.png"
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "pacs_overlay_orthanc.png"
 
 
 def main() -> None:

@@ -1,0 +1,60 @@
+"""The README is a front door: short, complete in its command table, every number sourced."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+TEXT = README.read_text()
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _section(title: str) -> str:
+    return TEXT.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _table_rows(section: str) -> list[list[str]]:
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ") and not ln.startswith("| ---")]
+    return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in rows[1:]]
+
+
+def test_readme_is_short_and_starts_with_the_two_commands():
+    assert README.stat().st_size <= 12 * 1024, f"README.md is {README.stat().st_size} bytes; keep it <= 12 KB"
+    assert TEXT.splitlines()[:4] == [
+        "```",
+        "make demo     # set up .venv, then run the main job on ../shared/data/cxr (or DATA=path)",
+        "make test     # set up .venv, then run the test suite",
+        "```",
+    ]
+    assert "For research use only. Not for diagnosis or clinical decisions." in TEXT
+
+
+def test_every_command_of_cxr_help_is_in_the_command_table():
+    from cxrkit.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    table = " ".join(row[0] for row in _table_rows(_section("Commands")))
+    missing = [name for name in sub.choices if f"`cxr {name}" not in table]
+    assert not missing, f"README command table lacks: {missing}"
+
+
+def test_every_relative_link_resolves():
+    for target in LINK.findall(TEXT):
+        if target.startswith(("http://", "https://", "#")):
+            continue
+        assert (ROOT / target.split("#")[0]).exists(), f"README links to missing {target}"
+
+
+def test_every_headline_number_names_its_protocol_and_is_on_the_linked_results_page():
+    rows = _table_rows(_section("Headline numbers, with their protocols"))
+    assert len(rows) >= 3
+    for what, number, protocol, source in rows:
+        assert protocol, f"{what}: no protocol"
+        (target,) = LINK.findall(source)
+        assert target.startswith("docs/results/"), f"{what}: link a generated results page, not {target}"
+        page = (ROOT / target).read_text()
+        for value in re.findall(r"\d+(?:\.\d+)?", number):
+            assert value in page, f"{what}: {value} is not on {target} (stale or pasted?)"
