@@ -30,8 +30,8 @@ PATCH = {"covid": (0.35, 0.3), "viral_pneumonia": (0.35, 0.7), "normal": (0.8, 0
 
 def synthetic_film(label: str, rng: np.random.Generator, size: int = 128) -> np.ndarray:
     yy, xx = np.mgrid[:size, :size] / size
-    body = np.exp(-(((xx - 0.5) / 0.42) ** 2 + ((yy - 0.55) / 0.55) ** 2) ** 3)
-    lungs = sum(np.exp(-(((xx - cx) / 0.15) ** 2 + ((yy - 0.45) / 0.27) ** 2) ** 2) for cx in (0.32, 0.68))
+    body = np.exp(-((((xx - 0.5) / 0.42) ** 2 + ((yy - 0.55) / 0.55) ** 2) ** 3))
+    lungs = sum(np.exp(-((((xx - cx) / 0.15) ** 2 + ((yy - 0.45) / 0.27) ** 2) ** 2)) for cx in (0.32, 0.68))
     cy, cx = PATCH[label]
     patch = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.006)
     img = 40 + 150 * body - 70 * lungs + 90 * patch + rng.normal(0, 8, (size, size))
