@@ -1,4 +1,4 @@
-"""The README's screenshot: a cxrkit Grad-CAM overlay as Orthanc's own web viewer shows it.
+"""The PACS page's screenshot (docs/pacs.md): a cxrkit Grad-CAM overlay as Orthanc's own web viewer shows it.
 
 Starts a throwaway Orthanc, uploads one synthetic CR study, runs ``cxr pacs predict --cam`` on
 it with a tiny model trained here (or ``--run``), opens the stored secondary capture in Orthanc

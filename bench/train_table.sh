@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The model comparison of the README: each model trained on ../shared/data/cxr on this CPU,
+# The model comparison (docs/results/train_table.md): each model trained on ../shared/data/cxr on this CPU,
 # one after the other (never in parallel: they would share the cores and slow each other),
 # then bench/train_table.py prints the table from bench/results/train_*.json.
 # Epochs are chosen so that each cosine schedule completes inside its time cap.

@@ -1,4 +1,4 @@
-"""A throwaway Orthanc on 127.0.0.1 for the tests, the bench and the README quick start.
+"""A throwaway Orthanc on 127.0.0.1 for the tests, the bench and the PACS quick start (docs/pacs.md).
 
 Debian's ``orthanc`` + ``orthanc-dicomweb`` packages, started as ``Orthanc CONFIG.json`` with
 its own storage folder and a free loopback port, so the system service is never needed

@@ -29,7 +29,7 @@ CONFIG_FILE = "config.yaml"
 # relative to the checkout would exist only in the first.
 PRESET_DIR = Path(str(resources.files("cxrkit") / "configs"))
 # What `cxr demo` changes from TrainConfig's defaults: the whole demo fits in ~30 minutes on a
-# 2-core laptop CPU (see README, "Benchmarks").
+# 2-core laptop CPU (see docs/cpu-speed.md).
 DEMO_DEFAULTS = {"epochs": 8, "max_minutes": 18.0}
 
 
