@@ -42,7 +42,13 @@ def _f(default=dataclasses.MISSING, help: str = "", *, factory=None, **meta):
 class TrainConfig:
     """Everything that defines a training run; saved as ``config.yaml`` in the run directory."""
 
-    data: str = _f(help="dataset folder or CSV manifest (see `cxr data inspect --help`)", group="data")
+    data: str | list[str] = _f(
+        help="dataset folder or CSV manifest (see `cxr data inspect --help`); several are read as one "
+        "dataset, patient ids kept apart per dataset, one split over all (e.g. --data data/cxr data/nih)",
+        group="data",
+        nargs="+",
+        metavar="DATA",
+    )
     out: str = _f(help="run directory to create", group="data")
     classes: str | None = _f(
         None,
@@ -174,6 +180,11 @@ class TrainConfig:
     max_minutes: float | None = _f(
         None, "stop training after this many minutes (best val checkpoint kept)", group="hardware"
     )
+
+    def __post_init__(self):
+        # one root stays a plain string (config.yaml as before 0.2); several are a list
+        if isinstance(self.data, (list, tuple)):
+            self.data = str(self.data[0]) if len(self.data) == 1 else [str(d) for d in self.data]
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -333,11 +333,13 @@ def _card(
         ),
         weights_source=built.info.weights_source,
         data={
-            "path": str(ds.root),
+            # several roots: the list as given (what evaluate re-reads), each root's fingerprint below
+            "path": [p["path"] for p in ds.parts] if ds.parts else str(ds.root),
             "source": ds.source,
             "fingerprint": ds.fingerprint(),
             "images": len(ds),
             "split_counts": split.counts(ds),
+            **({"datasets": ds.parts} if ds.parts else {}),
         },
         split={
             "file": run.split.name,
