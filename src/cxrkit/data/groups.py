@@ -86,3 +86,17 @@ def balanced_weights(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
             cell = in_class & (groups == g)
             weights[cell] = 1.0 / (len(cells) * cell.sum())
     return weights
+
+
+def joint_group_codes(dataset: CxrDataset, columns: list[str] | tuple[str, ...]) -> np.ndarray:
+    """Per record one code for the combination of its ``columns`` groups (e.g. population x view),
+    for group-balanced sampling; a record unknown in every column gets -1. Columns the data lacks
+    are named in a UsageError (:func:`group_codes`)."""
+    per_column = [group_codes(dataset, c)[0] for c in columns]
+    if not per_column:
+        return np.full(len(dataset), UNKNOWN, np.int64)
+    stacked = np.stack(per_column, 1)
+    _, codes = np.unique(stacked, axis=0, return_inverse=True)
+    codes = codes.reshape(-1).astype(np.int64)
+    codes[(stacked == UNKNOWN).all(1)] = UNKNOWN
+    return codes

@@ -111,6 +111,13 @@ class TrainConfig:
         choices=("loss", "sampler", "group", "none"),
         group="recipe",
     )
+    balance_by: list[str] = _f(
+        help="with --balance group: the metadata columns whose combined groups are drawn equally often "
+        "within each class, e.g. population view (AP and PA normals as often as each other)",
+        factory=lambda: ["population"],
+        group="recipe",
+        metavar="COLUMN",
+    )
     debias: list[str] | None = _f(
         None,
         "metadata columns (population, subsource) that an adversarial head must not read from the "
