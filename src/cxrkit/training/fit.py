@@ -32,7 +32,7 @@ from ..data.transforms import Preprocessing
 from ..errors import UsageError
 from ..lungs.preprocess import with_lung_roi
 from ..models import backbone_features, create_model, keep_outputs, save_weights
-from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
+from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, run_lock, write_card
 from .checkpoint_io import SafeCheckpointIO
 from .config import TrainConfig
 from .datamodule import CxrDataModule
@@ -369,7 +369,17 @@ def train(
 
     With ``resume`` the run continues from ``checkpoints/last.ckpt`` of that directory,
     using its saved split. ``callbacks`` are added to Lightning's (e.g. custom logging).
+    The writing process holds the run directory's lock (:func:`cxrkit.run.run_lock`) throughout:
+    a second writer into the same ``out`` is refused, naming the process that holds it.
     """
+    if not is_launch_rank_zero():  # the other ranks of a distributed run write nothing
+        return _train(config, resume, progress_bar, on_stage, data_progress, callbacks)
+    with run_lock(config.out, "cxr train" + (" --resume" if resume else ""), on_note=on_stage):
+        return _train(config, resume, progress_bar, on_stage, data_progress, callbacks)
+
+
+def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> TrainResult:
+    """The body of :func:`train`, run under the lock."""
     start = time.perf_counter()
     run = _check_start(config, resume)
     _quiet_lightning()
