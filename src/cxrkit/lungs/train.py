@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, csv_text
 from .._meta import RESEARCH_NOTICE
 from ..data import read_image
 from ..errors import UsageError
@@ -173,8 +173,13 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
     out.mkdir(parents=True, exist_ok=True)  # after the data is read: a refused start leaves no folder
     atomic_write_text(
         out / "split.csv",
-        "image,mask,patient_id,split\n"
-        + "".join(f"{p.image},{p.mask},{p.patient_id or ''},{r}\n" for p, r in zip(pairs, roles)),
+        csv_text(
+            [
+                ("image", "mask", "patient_id", "split"),
+                *((p.image, p.mask, p.patient_id, r) for p, r in zip(pairs, roles)),
+            ],
+            neutralise=False,
+        ),
     )
     part = {s: [p for p, r in zip(pairs, roles) if r == s] for s in ("train", "val", "test")}
     x_tr, y_tr, full_tr = load_pairs(part["train"], cfg.input_size)

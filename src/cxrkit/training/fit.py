@@ -38,6 +38,7 @@ from .config import TrainConfig
 from .datamodule import CxrDataModule
 from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
+from .left_out import report_left_out, write_skipped
 from .module import CxrClassifier
 
 # Lightning chatter that says nothing about this run (tips, notes on our deliberate choices).
@@ -393,6 +394,8 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
         split_file = run.split if resume or not writer else config.split_file
         prep = prepare_data(config, split_file, data_progress)
         ds, split = prep.dataset, prep.split
+        say = on_stage if writer else (lambda m: None)
+        left_out = report_left_out(run, ds, split.counts(ds), list(ds.classes[: _n_reported(config, ds)]), say)
         train_idx, val_idx, counts = _train_val_indices(ds, split, len(config.aux_classes or []))
         on_stage(f"building {config.model}")
         built = _build_model(config, len(ds.classes))
@@ -401,10 +404,12 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
             run.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.split, split_csv)
             atomic_write_text(run.config, config.to_yaml())
+            write_skipped(run, ds)
         built.pre = with_lung_roi(
             built.pre, config.roi, config.lung_run, blank=config.roi_blank
         )  # crop before the resize
-        on_stage(f"caching {len(ds)} images at {built.pre.input_size} px")
+        skipped = f" ({len(ds.skipped)} skipped, see {run.skipped.name})" if ds.skipped else ""
+        on_stage(f"caching {len(ds)} images at {built.pre.input_size} px{skipped}")
         images = cached_images(ds, built.pre, config.cache_dir, workers=config.workers, progress=data_progress)
         module, dm = _module_and_data(config, built, ds, images, train_idx, val_idx, counts, on_stage, data_progress)
         trainer, best = _trainer(config, run, progress_bar, callbacks)
@@ -428,5 +433,6 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
     card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
     card.training.update(roi_report(ds, built.pre, config.cache_dir))  # lung-ROI fallbacks, if any
+    card.data.update(left_out)  # skipped files and too-small classes, counted
     write_card(run.root, card)
     return TrainResult(run.root, card, trainer)
