@@ -331,7 +331,8 @@ def read_split(path: str | Path, dataset: CxrDataset) -> Split:
     """Apply a saved split to ``dataset``; every record must be listed with its label."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8", newline="") as fh:  # a CR inside a quoted name stays a CR
+            text = fh.read()
     except OSError as exc:
         raise SplitError(f"{path}: cannot read split file ({exc.strerror or exc})") from None
     reader = csv.DictReader(io.StringIO(text))
