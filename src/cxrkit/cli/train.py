@@ -71,7 +71,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                 f"{', '.join('--' + n.replace('_', '-') for n in fixed) or '--config'} cannot change "
                 "(start a new run with another --out instead)"
             )
-        saved = TrainConfig.from_yaml(cfg_path.read_text(), str(cfg_path))
+        try:
+            text = cfg_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CliError(
+                f"{cfg_path}: not UTF-8 text; the run's config is damaged (restore it, or start a new run)"
+            ) from None
+        saved = TrainConfig.from_yaml(text, str(cfg_path))
         return dataclasses.replace(saved, **flags, out=str(args.resume))
     return resolve_config(read_config_file(args.config) if args.config else None, flags)
 
