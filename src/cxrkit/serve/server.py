@@ -118,6 +118,28 @@ class HeadTimeoutH11(H11Protocol):
             self.transport.close()
 
 
+class PortInUseError(OSError):
+    """The address cannot be bound (the message names it and the fix)."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` before anything says "serving": a busy port is one line,
+    not a "serving at ..." followed by uvicorn's own error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUseError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); is another server running there? "
+            "Choose another --port or --host"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def server_config(
     app,
     host: str = "127.0.0.1",
@@ -148,8 +170,7 @@ def running(app, **settings):
     """
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_socket("127.0.0.1", 0)
     server = uvicorn.Server(server_config(app, lifespan="off", **settings))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
