@@ -38,7 +38,13 @@ __all__ = [
     "as_float01",
     "check_pixels",
     "check_size",
+    "shrink",
+    "WORK_SIDE",
 ]
+
+# Long side a film is reduced to before per-pixel work where only a picture of it is needed
+# (the service, `cxr explain`): model inputs are 224-512 px, overlay panels at most 800 px.
+WORK_SIDE = 2048
 
 # Largest image we agree to decode: 64 megapixels is far above any radiograph (a 43x43 cm
 # detector at 0.1 mm is ~18 MP) and far below what would exhaust memory.
@@ -320,3 +326,18 @@ def _check_dicom_header(ds, label: str, rows: int, cols: int) -> tuple[int, int]
     if problems:
         raise ImageReadError(label, "inconsistent DICOM image attributes: " + "; ".join(problems))
     return frames, samples
+
+
+def shrink(gray: np.ndarray, side: int) -> np.ndarray:
+    """A float32 gray image with its long side reduced to ``side`` (bilinear); smaller ones as they are.
+
+    Done before any per-pixel work on a huge film (contrast, CAM overlay): an 8000x8000 image
+    is 256 MB as float32, and drawing its overlay at full size took 5 GB."""
+    h, w = gray.shape
+    if max(h, w) <= side:
+        return gray
+    scale = side / max(h, w)
+    small = Image.fromarray(np.asarray(gray, np.float32), mode="F").resize(
+        (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR
+    )
+    return np.asarray(small, np.float32)

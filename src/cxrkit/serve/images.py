@@ -23,7 +23,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..data.images import ImageReadError, check_size, is_dicom
+from ..data.images import ImageReadError, check_size, is_dicom, shrink
 from ..errors import CxrkitError
 from .limits import Limits
 from .responses import HttpError
@@ -98,13 +98,4 @@ def _reduced_raster(data: bytes, name: str, side: int) -> bytes:
     return buf.getvalue()
 
 
-def shrink(gray: np.ndarray, side: int) -> np.ndarray:
-    """A float32 gray image with its long side reduced to ``side`` (bilinear); smaller ones as they are."""
-    h, w = gray.shape
-    if max(h, w) <= side:
-        return gray
-    scale = side / max(h, w)
-    small = Image.fromarray(np.asarray(gray, np.float32), mode="F").resize(
-        (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR
-    )
-    return np.asarray(small, np.float32)
+__all__ = ["decode_upload", "header_size", "shrink"]
