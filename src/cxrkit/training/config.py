@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +227,8 @@ def check_keys(d: dict, source: str) -> dict:
     return d
 
 
-_SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+# What a value of each annotation may be: callers pass Paths for strings, numpy ints for ints.
+_SCALARS = {"int": (numbers.Integral,), "float": (numbers.Real,), "str": (str, os.PathLike), "bool": (bool,)}
 
 
 def _type_ok(value, annotation: str) -> bool:
