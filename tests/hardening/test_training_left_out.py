@@ -103,3 +103,17 @@ def test_class_warnings_name_each_class_that_cannot_be_measured():
     warnings = class_warnings(counts, ["a", "b", "c"])
     assert len(warnings) == 2 and "class b has 8 image(s) (train/val/test 5/0/3)" in warnings[0]
     assert "class c has 3 image(s)" in warnings[1]
+
+
+def test_with_several_data_roots_every_roots_skipped_files_are_listed(blob_writer, tmp_path, capsys):
+    a = blob_writer(tmp_path / "a", per_class=8, size=32, seed=1)
+    b = blob_writer(tmp_path / "b", per_class=8, size=32, seed=2)
+    (a / "covid" / "broken_a.png").write_bytes(b"nope")
+    (b / "normal" / "broken_b.png").write_bytes(b"nope")
+    run = tmp_path / "run"
+    argv = _train_args(a, run, tmp_path / "cache")
+    argv.insert(argv.index(str(a)) + 1, str(b))  # --data A B
+    main(argv)
+    assert "2 file(s) left out of training" in " ".join(capsys.readouterr().out.split())
+    assert set(_skipped_csv(run)) == {"broken_a.png", "broken_b.png"}
+    assert json.loads((run / "model_card.json").read_text())["data"]["skipped_count"] == 2
