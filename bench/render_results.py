@@ -57,24 +57,25 @@ def _flatten(value: object, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def meta_block(meta: dict) -> str:
-    """Where and how the numbers were measured, or plainly that this was not recorded."""
-    if not meta.get("recorded"):
+    """Where and how the numbers were measured, or plainly that this was not recorded.
+
+    A meta with a commit counts as recorded even without ``"recorded": true`` (a bench that
+    writes its own meta); every field it holds is shown, so new fields need no new code.
+    """
+    if not meta.get("recorded", "commit" in meta):
         lines = [f"**{meta.get('note', 'machine not recorded')}.**"]
         for key, value in (meta.get("known") or {}).items():
             lines.append(f"Recorded with the numbers: `{key}` = {_cell(json.dumps(value))}.")
         return "\n\n".join(lines)
-    flags = ", ".join(meta.get("cpu_flags") or []) or "none of the tracked flags"
-    load = " / ".join(str(x) for x in meta.get("load_average") or [])
-    rows = [
-        ("command", f"`{meta.get('command')}`"),
-        ("commit", f"`{meta.get('commit')}`"),
-        ("date (UTC)", meta.get("date")),
-        ("CPU", f"{meta.get('cpu_model')} ({meta.get('cpu_count')} cores; {flags})"),
-        ("threads", f"torch {meta.get('torch_threads')}, OMP_NUM_THREADS {meta.get('omp_num_threads')}"),
-        ("load average (1/5/15 min)", load),
-        ("niceness", meta.get("niceness")),
-        ("python / torch", f"{meta.get('python')} / {meta.get('torch')}"),
-    ]
+    rows = []
+    for key, value in meta.items():
+        if key == "recorded" or value is None:
+            continue
+        if isinstance(value, list):
+            value = ", ".join(map(str, value)) or "none"
+        elif isinstance(value, dict):
+            value = json.dumps(value) if value else "none"
+        rows.append((key, f"`{value}`" if key in ("command", "commit") else value))
     return table(None, ["measured", ""], rows)
 
 
@@ -108,7 +109,7 @@ def _load(path: Path) -> dict:
 
 def _when(doc: dict) -> tuple[str, str, str]:
     meta = doc["meta"]
-    if not meta.get("recorded"):
+    if not meta.get("recorded", "commit" in meta):
         return "not recorded", "not recorded", "not recorded"
     return meta.get("date", "")[:10], f"`{str(meta.get('commit'))[:10]}`", str(meta.get("cpu_model"))
 

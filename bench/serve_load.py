@@ -15,7 +15,8 @@ The server's RSS (``/proc/PID/status``) is sampled every 50 ms. Without RUN_DIR 
 runs/demo when it exists, else trains a throwaway run of the default architecture
 (tf_efficientnet_lite0, 224 px, 1 epoch from scratch on synthetic blobs) and says so: its
 speed and memory are the default model's, its predictions mean nothing. Writes a markdown
-table to ``--out`` (default bench/results/serve_load.json).
+table and figures to ``--out`` (default bench/results/serve_load.json, with the command, commit,
+date, CPU model and flags, threads and load: ``_common.save_result``).
 """
 
 from __future__ import annotations
@@ -257,7 +258,18 @@ def write_table(
         f"Server threads: {threads[0]} at start, {threads[1]} at the end.",
         "",
     ]
-    save_result(out, {"phases": rows}, markdown="\n".join(lines))
+    data = {
+        "server_src": str(args.server_src),
+        "run_dir": str(run_dir),
+        "phases": rows,
+        "burst_wall_s": round(burst_wall, 1),
+        "burst_requests_per_s": round(rows[0]["n"] / burst_wall, 2),
+        "server_rss_mb": {"start": round(start_rss), "peak": round(peak), "final": round(final_rss)},
+        "final_vs_start_pct": round(change, 1),
+        "server_threads": {"start": threads[0], "end": threads[1]},
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    save_result(out, data, markdown="\n".join(lines))
     print("\n".join(lines))
 
 

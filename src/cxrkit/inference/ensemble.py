@@ -38,7 +38,7 @@ from .._numeric import softmax
 from ..data.cache import cached_images
 from ..errors import CxrkitError, UsageError
 from ..models import LoadedRun, load_run
-from ..run import ModelCard, ModelSpec, RunDir, read_card, write_card
+from ..run import ModelCard, ModelSpec, RunDir, read_card, write_card, writes_run
 from .defaults import DEFAULT_THRESHOLD
 from .predictor import Predictor
 from .splits import SplitPredictions
@@ -88,6 +88,7 @@ def ensemble_card(cards: list[tuple[Path, ModelCard]]) -> ModelCard:
     )
 
 
+@writes_run("cxr ensemble create", "out")
 def create_ensemble(out: str | Path, members: list[str | Path]) -> Path:
     """Write the ensemble directory ``out`` (see the module docstring); returns it.
 

@@ -32,12 +32,13 @@ from ..data.transforms import Preprocessing
 from ..errors import UsageError
 from ..lungs.preprocess import with_lung_roi
 from ..models import backbone_features, create_model, keep_outputs, save_weights
-from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
+from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, run_lock, write_card
 from .checkpoint_io import SafeCheckpointIO
 from .config import TrainConfig
 from .datamodule import CxrDataModule
 from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
+from .left_out import report_left_out, write_skipped
 from .module import CxrClassifier
 
 # Lightning chatter that says nothing about this run (tips, notes on our deliberate choices).
@@ -371,7 +372,17 @@ def train(
 
     With ``resume`` the run continues from ``checkpoints/last.ckpt`` of that directory,
     using its saved split. ``callbacks`` are added to Lightning's (e.g. custom logging).
+    The writing process holds the run directory's lock (:func:`cxrkit.run.run_lock`) throughout:
+    a second writer into the same ``out`` is refused, naming the process that holds it.
     """
+    if not is_launch_rank_zero():  # the other ranks of a distributed run write nothing
+        return _train(config, resume, progress_bar, on_stage, data_progress, callbacks)
+    with run_lock(config.out, "cxr train" + (" --resume" if resume else ""), on_note=on_stage):
+        return _train(config, resume, progress_bar, on_stage, data_progress, callbacks)
+
+
+def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> TrainResult:
+    """The body of :func:`train`, run under the lock."""
     start = time.perf_counter()
     run = _check_start(config, resume)
     _quiet_lightning()
@@ -385,6 +396,8 @@ def train(
         split_file = run.split if resume or not writer else config.split_file
         prep = prepare_data(config, split_file, data_progress)
         ds, split = prep.dataset, prep.split
+        say = on_stage if writer else (lambda m: None)
+        left_out = report_left_out(run, ds, split.counts(ds), list(ds.classes[: _n_reported(config, ds)]), say)
         train_idx, val_idx, counts = _train_val_indices(ds, split, len(config.aux_classes or []))
         on_stage(f"building {config.model}")
         built = _build_model(config, len(ds.classes))
@@ -393,10 +406,12 @@ def train(
             run.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.split, split_csv)
             atomic_write_text(run.config, config.to_yaml())
+            write_skipped(run, ds)
         built.pre = with_lung_roi(
             built.pre, config.roi, config.lung_run, blank=config.roi_blank
         )  # crop before the resize
-        on_stage(f"caching {len(ds)} images at {built.pre.input_size} px")
+        skipped = f" ({len(ds.skipped)} skipped, see {run.skipped.name})" if ds.skipped else ""
+        on_stage(f"caching {len(ds)} images at {built.pre.input_size} px{skipped}")
         images = cached_images(ds, built.pre, config.cache_dir, workers=config.workers, progress=data_progress)
         module, dm = _module_and_data(config, built, ds, images, train_idx, val_idx, counts, on_stage, data_progress)
         trainer, best = _trainer(config, run, progress_bar, callbacks)
@@ -420,5 +435,6 @@ def train(
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
     card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
     card.training.update(roi_report(ds, built.pre, config.cache_dir))  # lung-ROI fallbacks, if any
+    card.data.update(left_out)  # skipped files and too-small classes, counted
     write_card(run.root, card)
     return TrainResult(run.root, card, trainer)
