@@ -57,9 +57,8 @@ HEADER = [
 
 
 def _evaluate(run: Path, external: str) -> tuple[dict, dict]:
-    from cxrkit.workflows import evaluate_and_report
-
     from cxrkit.errors import CxrkitError
+    from cxrkit.workflows import evaluate_and_report
 
     own = run / "evaluation" / "metrics.json"
     if not own.is_file():
