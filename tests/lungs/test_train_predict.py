@@ -138,3 +138,9 @@ def test_lung_masks_for_gives_none_where_the_caller_must_fall_back(lung_run):
     assert good.shape == (90, 90) and good.dtype == bool and good.any()
     assert flat is None
     assert lung_masks_for(films, None) == [None, None]
+
+
+def test_a_folder_holding_manifest_and_masks_reads_as_its_manifest(tmp_path):
+    """``cxr lungs train --data lungmasks`` (the folder, not its CSV) finds the same pairs."""
+    manifest = write_pairs(tmp_path / "lungmasks", 6, (32, 32))
+    assert mask_pairs(manifest.parent) == mask_pairs(manifest)
