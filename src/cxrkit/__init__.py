@@ -31,14 +31,6 @@ def load(
     ``tta`` "standard" averages over 7 views (:mod:`cxrkit.inference.tta`). An ensemble
     directory (``cxr ensemble create``) gives an :class:`~cxrkit.inference.ensemble.EnsemblePredictor`.
     """
-    from .inference.defaults import DEFAULT_THRESHOLD
-    from .inference.predictor import Predictor
+    from .inference.loader import load_predictor
 
-    return Predictor.from_run(
-        run_dir,
-        device,
-        backend=backend,
-        precision=precision,
-        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-        tta=tta,
-    )
+    return load_predictor(run_dir, device, backend=backend, precision=precision, threshold=threshold, tta=tta)

@@ -133,43 +133,42 @@ def test_roi_card_round_trips_and_old_cards_have_none(tmp_path):
 def test_changed_lung_weights_or_a_missing_lung_run_are_refused(roi_run, lung_run, tmp_path):
     from cxrkit.data.transforms import Preprocessing
     from cxrkit.errors import UsageError
-    from cxrkit.lungs.preprocess import from_card, with_lung_roi
+    from cxrkit.lungs.preprocess import build_pipeline, with_lung_roi
 
     base = Preprocessing(input_size=32)
-    spec = {"roi": "lungs", "lung_run": str(lung_run[0]), "lung_run_sha256": "0" * 64}
+    spec = {**base.to_dict(), "roi": "lungs", "lung_run": str(lung_run[0]), "lung_run_sha256": "0" * 64}
     with pytest.raises(LungRunError, match="not the ones this model was trained with"):
-        from_card(base, spec)
+        build_pipeline(spec)
     with pytest.raises(LungRunError, match=r"model.safetensors: not found"):
-        from_card(base, {**spec, "lung_run": str(tmp_path)})
+        build_pipeline({**spec, "lung_run": str(tmp_path)})
     with pytest.raises(UsageError, match="--roi lungs needs --lung-run"):
         with_lung_roi(base, "lungs", None)
     with pytest.raises(UsageError, match="--roi-blank .* needs --roi lungs"):
         with_lung_roi(base, "none", blank=True)
-    assert from_card(base, {}) is base and with_lung_roi(base) is base  # old cards: no ROI
+    assert build_pipeline(base.to_dict()) == base and with_lung_roi(base) == base  # old cards: no ROI
 
 
 def test_cam_overlays_are_drawn_on_the_lung_crop_the_maps_cover(roi_run, tiny_run):
     from cxrkit.inference import Predictor
-    from cxrkit.lungs.preprocess import model_view
 
     result, data, _ = roi_run
     predictor = Predictor.from_run(result.run_dir)
     film = predictor.decode(data / "covid" / "covid_1.png")
     ((box, reason),) = predictor.preprocessing.boxes([film])
     x0, y0, x1, y1 = box
-    np.testing.assert_array_equal(model_view(predictor.preprocessing, film), film[y0:y1, x0:x1])
+    np.testing.assert_array_equal(predictor.preprocessing.view(film), film[y0:y1, x0:x1])
     assert reason == "ok" and (y1 - y0, x1 - x0) != film.shape
     plain = Predictor.from_run(tiny_run.run_dir)
-    assert model_view(plain.preprocessing, film) is film
+    assert plain.preprocessing.view(film) is film
 
 
 def test_roi_blank_blacks_out_all_but_the_predicted_lungs(roi_run):
     from cxrkit.inference import Predictor
-    from cxrkit.lungs.preprocess import film_mask, from_card
+    from cxrkit.lungs.preprocess import build_pipeline, film_mask
 
     result, data, _ = roi_run
     crop = Predictor.from_run(result.run_dir).preprocessing
-    blank = from_card(crop.base, {**crop.to_dict(), "roi_blank": True})
+    blank = build_pipeline({**crop.to_dict(), "roi_blank": True}, result.run_dir)
     assert blank.to_dict()["roi_blank"] is True and crop.to_dict()["roi_blank"] is False
     img, _ = two_lobe(5)
     ((box, reason, net_mask),) = blank._found([img])

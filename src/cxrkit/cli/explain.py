@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 from ..explain.defaults import DEFAULT_METHOD, METHOD_CLASSES, SLOW_METHODS
 from ._console import CliError, console, err_console, progress_bar
 from .predict import add_precision_argument
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from ..explain.cams import Explainer
-    from ..inference.predictor import Predictor
+    from ..inference.loader import load_predictor
 
     if args.summary == bool(args.images):
         raise CliError("give IMAGE files/folders to explain, or --summary for a dataset split (not both)")
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> None:
     if unknown:
         raise CliError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_CLASSES)}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    predictor = Predictor.from_run(args.run_dir, device, precision=args.precision)
+    predictor = load_predictor(args.run_dir, device, precision=args.precision)
     if predictor.precision_note:
         console.print(f"note: {predictor.precision_note}")
     explainer = Explainer(

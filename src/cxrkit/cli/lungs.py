@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 
 
 def register(subparsers) -> None:

@@ -235,6 +235,7 @@ def audit_run(
 ) -> dict:
     """All audit measurements for the evaluated images, plus the verdict; ``lung_run``: a run of
     ``cxr lungs train`` whose masks define the lung field (default: the classifier's own ROI run)."""
+    predictor.model  # one network to probe: an ensemble is refused here, naming a member
     preds = preds or predict_split(predictor, data, split, workers, cache_dir)
     size = predictor.preprocessing.input_size
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
@@ -265,7 +266,7 @@ def audit_run(
         )
         probes = with_pixel_baseline(probes, pixel_probes)
     lung_run = lung_run_of(predictor, lung_run)
-    own = None if getattr(predictor.preprocessing, "roi", "none") != "none" else lung_masks(preds.dataset, size)
+    own = None if predictor.preprocessing.roi != "none" else lung_masks(preds.dataset, size)
     masks, region = region_masks(images, lung_run, own)
     occlusion = occlusion_tests(predictor, images, preds.y_true, masks, region["region"])
     adults = adult_only(preds, predictor.temperature)

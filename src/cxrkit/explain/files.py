@@ -15,7 +15,6 @@ import numpy as np
 
 from ..inference.files import find_images
 from ..inference.predictor import Failure
-from ..lungs.preprocess import model_view
 from .cams import Explainer
 from .overlay import overlay_figure, save_map, save_png
 
@@ -53,7 +52,7 @@ def explain_files(
             for i, (f, gray) in enumerate(decoded):
                 stem = _unique_stem(f.stem, used)
                 fig = overlay_figure(
-                    model_view(predictor.preprocessing, gray),  # roi: lungs: the maps cover the lung crop
+                    predictor.preprocessing.view(gray),  # roi: lungs: the maps cover the lung crop
                     exp.maps[i],
                     exp.classes[i],
                     exp.probabilities[i],

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json
+from .._meta import RESEARCH_NOTICE
 from .._numeric import softmax
 from ..data.cache import cached_images
 from ..data.regions import border_mask, lung_masks
@@ -98,6 +98,7 @@ def explain_split(
     as in :func:`cxrkit.evaluation.audit.audit_run`. ``preds``: that split's predictions when the
     caller has them (``cxr evaluate --explain`` / the demo predicted it already)."""
     predictor = explainer.predictor
+    predictor.model  # CAMs need one model input: an ensemble is refused here, naming a member
     if preds is None:
         preds = predict_split(predictor, data, split, workers, cache_dir)
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
@@ -108,7 +109,7 @@ def explain_split(
     picked = _most_confident(y_true, probs, cases)
     wanted = {i for by_kind in picked.values() for idx in by_kind.values() for i in idx}
 
-    own = None if getattr(predictor.preprocessing, "roi", "none") != "none" else lung_masks(preds.dataset, size)
+    own = None if predictor.preprocessing.roi != "none" else lung_masks(preds.dataset, size)
     masks, region = region_masks(images, lung_run_of(predictor, lung_run), own)
     border = border_mask(size)
     sums = {"true": np.zeros((n_classes, size, size)), "predicted": np.zeros((n_classes, size, size))}

@@ -19,6 +19,7 @@ _LAZY = {
     "Predictions": "predictor",
     "Failure": "predictor",
     "softmax": "predictor",
+    "load_predictor": "loader",
     "find_images": "files",
     "export_onnx": "export",
     "ExportError": "export",

@@ -24,7 +24,7 @@ def lung_run_of(predictor, lung_run: str | Path | None = None) -> str | None:
     """``lung_run`` when given, else the lung run of a ``roi: lungs`` classifier, else None."""
     if lung_run is not None:
         return str(lung_run)
-    return getattr(predictor.preprocessing, "lung_run", None)
+    return predictor.preprocessing.lung_run_dir
 
 
 def region_masks(images: np.ndarray, lung_run=None, data_masks: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
