@@ -22,7 +22,8 @@ def test_card_records_the_roi_the_lung_weights_and_the_fallbacks(roi_run, lung_r
     card = read_card(result.run_dir)
     p = card.preprocessing.to_dict()
     assert p["roi"] == "lungs" and p["roi_margin"] == 0.05
-    assert p["lung_run"] == str(lung_run[0].resolve()) and p["lung_run_sha256"] == weights_sha256(lung_run[0])
+    assert p["lung_run"] == "lungs" and p["lung_run_sha256"] == weights_sha256(lung_run[0])  # carried along
+    assert weights_sha256(result.run_dir / "lungs") == p["lung_run_sha256"]
     assert card.training["roi_images"] == 3 * 8 + N_NOISE
     assert card.training["roi_fallbacks"] == N_NOISE  # the noise films, and only they
     examples = card.training["roi_fallback_examples"]
@@ -181,3 +182,26 @@ def test_roi_blank_blacks_out_all_but_the_predicted_lungs(roi_run):
     assert (blank.to_uint8(img) != crop.to_uint8(img)).mean() > 0.05
     films = [np.full((96, 96), 100, np.uint8)]  # no lungs: the fallback film is not blanked
     np.testing.assert_array_equal(blank.to_uint8_many(films)[0], crop.to_uint8_many(films)[0])
+
+
+def test_a_moved_roi_run_predicts_the_same_without_its_lung_run(lung_run, tmp_path, tiny_config):
+    """The run carries its lung model: move the folder, delete the lung run, same probabilities."""
+    import shutil
+
+    from cxrkit.inference import Predictor
+    from cxrkit.training import train
+
+    from .conftest import write_lung_dataset
+
+    lungs = shutil.copytree(lung_run[0], tmp_path / "lungs_elsewhere")
+    data = write_lung_dataset(tmp_path / "data", per_class=4)
+    cfg = tiny_config(
+        data, tmp_path / "run", tmp_path / "cache", input_size=32, epochs=1, roi="lungs", lung_run=str(lungs)
+    )
+    run = train(cfg, progress_bar=False).run_dir
+    files = [data / "covid" / "covid_0.png", data / "normal" / "noise_0.png"]
+    before = Predictor.from_run(run).predict_proba(files)
+    moved = shutil.move(str(run), tmp_path / "moved" / "run")
+    shutil.rmtree(lungs)
+    after = Predictor.from_run(moved).predict_proba(files)
+    np.testing.assert_array_equal(after, before)

@@ -50,7 +50,10 @@ def files_fingerprint(paths: list[Path], settings: dict) -> str:
 
 
 def cache_key(paths: list[Path], spec: Preprocessing) -> str:
-    return files_fingerprint(paths, {"version": CACHE_VERSION, **spec.to_dict()})
+    """Where a lung model lives does not change the pixels (its weights' sha256, in the key, does):
+    a run that carries its lung model (``lung_run: lungs``) finds the cache training built."""
+    settings = {k: v for k, v in spec.to_dict().items() if k != "lung_run"}
+    return files_fingerprint(paths, {"version": CACHE_VERSION, **settings})
 
 
 def _load(job: tuple[Path, Preprocessing]) -> np.ndarray:

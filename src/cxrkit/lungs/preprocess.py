@@ -23,6 +23,9 @@ before the resize, so the model sees nothing but lung; a fallback film is not bl
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -36,6 +39,7 @@ from .quality import quality
 from .roi import Box, crop_to_roi, lung_roi_box, scale_box
 
 ROI_MODES = ("none", "lungs")
+CARRIED = "lungs"  # where a roi: lungs run keeps its own copy of the lung model
 DEFAULT_MARGIN = 0.05  # of the box's width/height, each side: keeps costophrenic angles a tight mask clips
 
 
@@ -198,3 +202,27 @@ def build_pipeline(spec: dict, run_dir: str | Path | None = None, source: str = 
         blank=bool(spec.get("roi_blank", False)),
         root=run_dir,
     )
+
+
+def carry_lung_run(pipeline, run_dir: str | Path):
+    """``pipeline`` with its lung model copied into ``run_dir/lungs`` and the card's ``lung_run``
+    pointing there (relative): the run directory can then be moved or copied whole, and the lung
+    run it was trained with may be deleted. A chain without a ROI step is returned as it is.
+
+    Copied: the lung card, its weights and ``lungs.onnx`` (what the ROI step runs), written to a
+    temporary folder and renamed into place; an existing copy of the same weights is kept.
+    """
+    if pipeline.roi == "none":
+        return pipeline
+    dest = Path(run_dir) / CARRIED
+    if not (dest / cards.WEIGHTS).is_file() or weights_sha256(dest) != pipeline.lung_run_sha256:
+        from .onnx import ONNX
+
+        pipeline.segmenter  # makes sure lungs.onnx is there and current
+        tmp = Path(tempfile.mkdtemp(prefix=".lungs.", dir=run_dir))
+        for name in (cards.CARD, cards.WEIGHTS, ONNX):
+            shutil.copy2(Path(pipeline.lung_run_dir) / name, tmp / name)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    return build_pipeline({**pipeline.to_dict(), "lung_run": CARRIED}, run_dir)

@@ -30,7 +30,7 @@ from ..data.prepare import prepare
 from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
-from ..lungs.preprocess import with_lung_roi
+from ..lungs.preprocess import carry_lung_run, with_lung_roi
 from ..models import backbone_features, create_model, keep_outputs, save_weights
 from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
 from .checkpoint_io import SafeCheckpointIO
@@ -416,6 +416,7 @@ def train(
     if config.aux_classes:  # saved as an ordinary run of the reported classes
         keep_outputs(built.model, _n_reported(config, ds))
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
+    built.pre = carry_lung_run(built.pre, run.root)  # roi: lungs: the run keeps its own lung model
     card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
     card.training.update(roi_report(ds, built.pre, config.cache_dir))  # lung-ROI fallbacks, if any
     write_card(run.root, card)
