@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .._meta import RESEARCH_NOTICE
@@ -35,11 +36,13 @@ def register(subparsers) -> None:
     )
     t.add_argument("--arch", default="unet_small", choices=("unet_small", "lite0_unet"))
     t.add_argument(
-        "--size",
+        "--input-size",
         type=int,
-        default=128,
-        help="network input size in px, a multiple of 32 (default 128: val Dice as at 192 px, 2.2x less work)",
+        default=None,
+        help="network input size in px, a multiple of 32 (default 128: val Dice as at 192 px, 2.2x less work); "
+        "the classifier's flag name",
     )
+    t.add_argument("--size", type=int, default=None, help="deprecated: use --input-size")
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--lr", type=float, default=3e-3)
@@ -72,11 +75,18 @@ def _train(args) -> None:
     from ..errors import UsageError
     from ..lungs.train import LungTrainConfig, train_lungs
 
-    if args.size % 32 or args.size < 64:
-        raise UsageError(f"--size {args.size}: must be a multiple of 32 and at least 64")
+    size = args.input_size
+    if args.size is not None:
+        print("note: --size is deprecated and will be removed; use --input-size", file=sys.stderr)
+        if size is not None and size != args.size:
+            raise UsageError(f"--size {args.size} and --input-size {size} disagree; give --input-size only")
+        size = args.size
+    size = LungTrainConfig.input_size if size is None else size
+    if size % 32 or size < 64:
+        raise UsageError(f"--input-size {size}: must be a multiple of 32 and at least 64")
     cfg = LungTrainConfig(
         arch=args.arch,
-        input_size=args.size,
+        input_size=size,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
