@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from cxrkit.lungs.card import LungRunError
+from cxrkit.run.lung_card import LungRunError
 
 from .conftest import CLASSES, N_NOISE, two_lobe
 

@@ -12,8 +12,8 @@ from cxrkit import RESEARCH_NOTICE
 from cxrkit.cli.main import main
 from cxrkit.errors import UsageError
 from cxrkit.lungs import LungSegmenter, LungTrainConfig, lung_masks_for, mask_pairs, train_lungs
-from cxrkit.lungs.card import CARD, WEIGHTS, LungRunError, read_card, write_card
 from cxrkit.lungs.train import dice, patient_split
+from cxrkit.run.lung_card import CARD, WEIGHTS, LungRunError, read_card, write_card
 
 from .conftest import two_lobe, write_pairs
 

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _files(args: argparse.Namespace, explainer, out: Path) -> None:
-    from ..explain.files import explain_files
+    from ..explain.image_files import explain_files
 
     target = "all" if args.all_classes else _class_index(explainer.predictor.classes, args.target_class)
     with progress_bar("explaining images") as update:

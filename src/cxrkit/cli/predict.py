@@ -164,7 +164,7 @@ def _sharded(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..inference.files import find_images
+    from ..inference.inputs import find_images
 
     args.runs, args.inputs = split_runs(args.run_dir, args.inputs)
     if not args.inputs:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.files import find_images
+from ..inference.inputs import find_images
 from ..inference.predictor import Failure
 from .cams import Explainer
 from .overlay import overlay_figure, save_map, save_png

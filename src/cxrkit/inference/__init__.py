@@ -20,7 +20,7 @@ _LAZY = {
     "Failure": "predictor",
     "softmax": "predictor",
     "load_predictor": "loader",
-    "find_images": "files",
+    "find_images": "inputs",
     "export_onnx": "export",
     "ExportError": "export",
 }

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_write_bytes
-from . import card as cards
+from ..run import lung_card as cards
 
 ONNX = "lungs.onnx"
 

@@ -34,7 +34,7 @@ import torch
 
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
-from . import card as cards
+from ..run import lung_card as cards
 from .quality import quality
 from .roi import Box, crop_to_roi, lung_roi_box, scale_box
 

@@ -29,7 +29,7 @@ from .._io import atomic_write_text
 from .._meta import RESEARCH_NOTICE
 from ..data import read_image
 from ..errors import UsageError
-from . import card as cards
+from ..run import lung_card as cards
 from .masks import MaskPair, mask_pairs, read_mask
 from .model import build
 from .quality import fraction_range
