@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from .._distributed import cuda_wanted, is_launch_rank_zero
 from .._io import atomic_write_text
+from .._precision import training_precision
 from ..data.cache import cached_images, roi_report
 from ..data.dataset import CxrDataset
 from ..data.groups import group_codes
@@ -64,11 +65,12 @@ class TrainResult:
 
 
 def _precision(config: TrainConfig) -> str:
-    if config.precision:
-        return config.precision
-    if cuda_wanted(config.accelerator):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
+    """Lightning's precision for ``config.precision`` (auto, 32, bf16: inference's vocabulary)."""
+    cuda = cuda_wanted(config.accelerator)
+    precision, note = training_precision(config.precision, cuda, cuda and torch.cuda.is_bf16_supported())
+    if note:
+        warnings.warn(note, FutureWarning, stacklevel=2)
+    return precision
 
 
 def _loggers(run_dir: Path):
@@ -106,6 +108,7 @@ def prepare_data(
 
 
 def _check_start(config: TrainConfig, resume: bool) -> RunDir:
+    training_precision(config.precision, cuda=False)  # an unknown --precision fails before any work
     if config.debias and config.cache_features:
         raise UsageError("debias trains the backbone's features; it cannot be combined with cache_features")
     if config.cache_features and parse_finetune(config.finetune) != 0:
