@@ -12,17 +12,10 @@ import numpy as np
 import pytest
 
 import cxrkit
-from cxrkit.cli.main import main
 from cxrkit.inference import Predictor
 from cxrkit.run import RunDir
 
-
-def _cli(args) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return exc.code
-    return 0
+from ..inference.test_ensemble import _cli
 
 
 def _variant(run_dir, dest, **preprocessing):

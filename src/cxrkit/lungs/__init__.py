@@ -18,7 +18,7 @@ _LAZY = {
     "LungSegmenter": "segmenter",
     "lung_masks_for": "segmenter",
     "train_lungs": "train",
-    "LungTrainConfig": "train",
+    "LungTrainConfig": "config",
     "predict_to_dir": "predict",
 }
 

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,31 +30,13 @@ from .._meta import RESEARCH_NOTICE
 from ..data import read_image
 from ..errors import UsageError
 from ..run import lung_card as cards
+from .config import LungTrainConfig
 from .masks import MaskPair, mask_pairs, read_mask
 from .model import build
 from .quality import fraction_range
 from .segmenter import LungSegmenter, to_input
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LungTrainConfig:
-    arch: str = "unet_small"
-    # 128 px: val Dice 0.954 as at 192 px (runs/lungs vs runs/lungs128, 40 epochs each) at 0.44x the
-    # network's work, which brings the roi: lungs step from 5.5 to 4.5 ms per film and its cost in
-    # end-to-end prediction from +27% to +12% (bench/results/lungs_roi_speed.md)
-    input_size: int = 128
-    epochs: int = 40
-    batch_size: int = 16
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    max_minutes: float = 15.0
-    seed: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    pretrained: bool = True  # only lite0_unet has pretrained weights
-    threads: int | None = None  # torch threads while training; 1 is ~10x faster on an oversubscribed CPU
 
 
 def patient_split(pairs: list[MaskPair], val: float, test: float, seed: int) -> list[str]:
