@@ -35,8 +35,8 @@ import torch
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
 from ..run import lung_card as cards
+from .locate import Box, crop_to_roi, lung_roi_box, scale_box
 from .quality import quality
-from .roi import Box, crop_to_roi, lung_roi_box, scale_box
 
 ROI_MODES = ("none", "lungs")
 CARRIED = "lungs"  # where a roi: lungs run keeps its own copy of the lung model
