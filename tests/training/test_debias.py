@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cxrkit.data import load_dataset
-from cxrkit.data.groups import balanced_weights, group_codes, group_value
+from cxrkit.data.groups import balanced_weights, group_codes, group_value, joint_group_codes
 from cxrkit.errors import UsageError
 
 
@@ -16,6 +16,25 @@ def test_group_values_drop_detail_that_is_not_a_group():
     assert group_value("population", "unknown") == ""
     assert group_value("subsource", "ieee8023:COVID-19") == "ieee8023"
     assert group_value("subsource", "RadDB-Normal") == "RadDB"
+    assert group_value("view", "AP Supine") == group_value("view", "ap") == "AP"
+    assert [group_value("age", a) for a in ("4", "17.9", "18", "45", "77", "", "n/a")] == [
+        "0-17", "0-17", "18-39", "40-59", "60+", "", ""
+    ]  # fmt: skip
+
+
+def test_joint_codes_balance_population_and_view_together(blob_dataset, tmp_path):
+    ds = load_dataset(_manifest(blob_dataset, tmp_path), allow_outside_paths=True)
+    for i, r in enumerate(ds.records):
+        r.metadata["view"] = ("AP", "PA", "")[i % 3 if i % 2 else 2]
+    joint = joint_group_codes(ds, ["population", "view"])
+    pop = group_codes(ds, "population")[0]
+    view = group_codes(ds, "view")[0]
+    pairs = {(p, v): j for p, v, j in zip(pop, view, joint)}
+    assert len(set(pairs.values())) == len(pairs)  # one code per (population, view) combination
+    assert all(j == -1 for (p, v), j in pairs.items() if p == -1 and v == -1)
+    w = balanced_weights(ds.labels, joint)
+    for c in np.unique(ds.labels):
+        assert w[ds.labels == c].sum() == pytest.approx(1.0)
 
 
 def _manifest(blob_dataset, tmp_path):

@@ -164,9 +164,12 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
         resamples=50,
         workers=1,
         external=str(sourced_blobs),
+        external_by=["population"],
     )
     row = ext["rows"][0]
     assert row["external"]["n_images"] == 3 * PER_CLASS
+    by_pop = row["external"]["subgroups"]["population"]
+    assert sum(v["n_images"] for v in by_pop.values()) == 3 * PER_CLASS and "pediatric" in by_pop
     assert row["excluded_images"] == row["left_out"]["n_images"] == ADULT_NORMALS
     assert row["left_out"]["sensitivity/normal"]["value"] == row["left_out"]["accuracy"]["value"]
     assert "left out" in (tmp_path / "e" / "protocols.md").read_text()

@@ -94,7 +94,7 @@ def add_config_arguments(
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif f.name == "fractions":
             group.add_argument(flag, type=parse_fractions, metavar="TRAIN,VAL,TEST", **kw)
-        elif tp is list:
+        elif tp is list or f.metadata.get("nargs"):
             group.add_argument(flag, nargs="+", metavar=f.metadata.get("metavar", f.name.upper().rstrip("S")), **kw)
         elif isinstance(tp, tuple):  # str | int: devices
             group.add_argument(flag, type=_parse_devices, **kw)

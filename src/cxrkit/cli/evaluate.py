@@ -53,6 +53,8 @@ def register(subparsers) -> None:
         epilog="Examples:\n  cxr evaluate runs/lite0 --by population subsource --audit\n"
         "  cxr evaluate runs/lite0 --data /data/other_hospital   # external validation\n"
         "  cxr evaluate runs/lite0 --tta                         # test-time augmentation\n"
+        "  cxr evaluate runs/lite0 --data ../shared/data/external --by view population age \\\n"
+        "      --abnormal pneumonia --audit                      # external films by view and age\n"
         "  cxr evaluate --ensemble runs/a runs/b                 # writes and scores runs/ensemble-a+b",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -80,6 +82,15 @@ def register(subparsers) -> None:
         help="metadata columns for subgroup results, e.g. population subsource",
     )
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--abnormal",
+        nargs="+",
+        default=None,
+        metavar="LABEL",
+        help="labels of the data that are not model classes but are abnormal (e.g. pneumonia): instead of being "
+        "left out, such a film predicted 'normal' counts as a miss; reports 'abnormal called normal' with its CI, "
+        "per --by subgroup, and the AUC of not-normal against the data's normal films",
+    )
     p.add_argument("--audit", action="store_true", help="also run the shortcut audit (see `cxr audit -h`)")
     p.add_argument("--out", type=Path, default=None, help=f"report folder (default RUN_DIR/{EVALUATION_DIR})")
     p.set_defaults(func=run_evaluate)
@@ -135,6 +146,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
         tta=args.tta,
         precision=args.precision,
+        abnormal=args.abnormal,
     )
     console.print(render_markdown(result.evaluation))
     console.print(f"wrote [bold]{result.files.get('report.html', args.out)}[/]")

@@ -41,6 +41,21 @@ def register(subparsers) -> None:
         metavar="DATA",
         help="another dataset every protocol's model is also scored on, whole",
     )
+    p.add_argument(
+        "--external-by",
+        nargs="+",
+        default=None,
+        metavar="COLUMN",
+        help="subgroups of the external set (e.g. view population age), in protocols.json",
+    )
+    p.add_argument(
+        "--abnormal",
+        nargs="+",
+        default=None,
+        metavar="LABEL",
+        help="external labels that are not model classes but abnormal (e.g. pneumonia): scored as "
+        "'abnormal called normal' (see `cxr evaluate --help`)",
+    )
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the CIs")
     add_config_file_argument(p)
     add_config_arguments(p, TrainConfig, skip=PROTOCOL_KEYS)
@@ -65,6 +80,8 @@ def run(args: argparse.Namespace) -> None:
         resamples=args.resamples,
         workers=base.get("workers", 2),
         on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
+        external_by=args.external_by,
+        abnormal=args.abnormal,
     )
     console.print((Path(out) / "protocols.md").read_text())
     console.print(

@@ -50,6 +50,8 @@ class CxrDataset:
     ignored_files: int = 0
     location: Path | None = None  # what was read: the CSV for manifests, else the folder
     notes: list[str] = field(default_factory=list)
+    # several roots read as one (cxrkit.data.multi): per root {name, path, source, images, fingerprint}
+    parts: list[dict] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -98,6 +100,7 @@ class CxrDataset:
             self.ignored_files,
             self.location,
             list(self.notes),
+            [dict(p) for p in self.parts],
         )
 
     def fingerprint(self) -> str:

@@ -105,6 +105,7 @@ def inspect_dataset(
             "source": dataset.source,
             "classes": list(dataset.classes),
             "images": len(dataset),
+            **({"datasets": dataset.parts} if dataset.parts else {}),
         },
         "images_per_class": dataset.class_counts(),
         "missing_classes": [c for c, n in dataset.class_counts().items() if n == 0],

@@ -10,8 +10,8 @@ from ..errors import UsageError
 from .classes import normalise_label, parse_classes
 from .dataset import CxrDataset
 from .duplicates import DEFAULT_MAX_DISTANCE
+from .multi import label_conflicts, load_data
 from .scan import ImageInfo, scan_dataset
-from .sources import load_dataset
 from .splits import DEFAULT_FRACTIONS, Split, make_split, read_split, split_with_auxiliary
 
 
@@ -23,7 +23,7 @@ class Prepared:
 
 
 def prepare(
-    data: str | Path,
+    data: str | Path | list,
     classes=None,
     *,
     split_file: str | Path | None = None,
@@ -39,7 +39,8 @@ def prepare(
     select: list[str] | None = None,
     aux_classes: list[str] | None = None,
 ) -> Prepared:
-    """Load ``data``, decode every image once (bad files go to ``skipped``) and split it.
+    """Load ``data`` (one dataset, or a list read as one: :mod:`.multi`), decode every image once
+    (bad files go to ``skipped``) and split it.
 
     ``split_by``/``holdout``/``select``: the protocol (:mod:`.splits`). With ``split_file`` the saved
     split is applied instead of making a new one. The scan is
@@ -56,8 +57,9 @@ def prepare(
         if clash:
             raise UsageError(f"{', '.join(clash)}: listed both as a class and as an auxiliary class")
         classes = [*main, *aux]
-    dataset = load_dataset(data, classes, allow_outside_paths=allow_outside_paths)
+    dataset = load_data(data, classes, allow_outside_paths=allow_outside_paths)
     dataset, infos = scan_dataset(dataset, workers=workers, progress=progress, cache_dir=cache_dir)
+    dataset, infos = label_conflicts(dataset, infos)
     if split_file is not None:
         split = read_split(split_file, dataset)
     else:

@@ -40,6 +40,8 @@ from ..inference.splits import SplitPredictions, is_external, predict_split
 from ..lungs.locate import LUNG_BOX, lung_box_mask, lung_fields
 from ..models import backbone_features
 
+# probed where the data has them; view: does the model tell AP (bedside) from PA within a class?
+AUDIT_COLUMNS = ("population", "subsource", "view")
 MIN_PER_VALUE = 10  # attribute values with fewer train images are left out of a probe
 SHORTCUT_RETAINED = 0.5  # share of above-chance balanced accuracy kept with lungs hidden
 
@@ -239,14 +241,13 @@ def audit_run(
     preds = preds or predict_split(predictor, data, split, workers, cache_dir)
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
     columns = [
-        c
-        for c in (columns if columns is not None else ["population", "subsource"])
-        if c in preds.dataset.metadata_columns
+        c for c in (columns if columns is not None else list(AUDIT_COLUMNS)) if c in preds.dataset.metadata_columns
     ]
     # Probes train on the run's train split, read through the same source as the evaluated
     # images when that is the training data (e.g. its manifest, which has the metadata).
     card = predictor.run.card
-    train_data = card.data["path"] if is_external(card, preds.dataset.root) else preds.dataset.location
+    own = not is_external(card, preds.dataset) and not preds.dataset.parts
+    train_data = preds.dataset.location if own else card.data["path"]
     train_prep = prepare(
         train_data,
         predictor.classes,

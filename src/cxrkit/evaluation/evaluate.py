@@ -15,9 +15,10 @@ from ..inference.loader import load_predictor
 from ..inference.predictor import Predictor
 from ..inference.splits import SplitPredictions, is_external, predict_split
 from ..run import update_card
+from .abnormal import NORMAL, abnormal_results
 from .calibration import calibration_summary, fit_temperature
 from .protocol import protocol_label, run_protocol
-from .subgroups import subgroup_results
+from .subgroups import column_values, subgroup_results
 from .summaries import DEFAULT_RESAMPLES, roc_curves, summarize
 
 # Fewer val images than this give a temperature that is noise (see calibrate_run).
@@ -68,14 +69,17 @@ def evaluate_run(
     cache_dir=None,
     predictor: Predictor | None = None,
     preds: SplitPredictions | None = None,
+    abnormal: list[str] | None = None,
 ) -> dict:
     """Evaluate the run on ``data``/``split``; returns the ``metrics.json`` dict.
 
     ``predictor`` and ``preds`` (from :func:`predict_split`) may be passed to reuse them.
+    ``abnormal``: labels that are not model classes, scored by the rule of
+    :mod:`cxrkit.evaluation.abnormal` (``metrics.json["abnormal"]``).
     """
     predictor = predictor or load_predictor(run_dir)
     cal = calibrate_run(predictor, workers, cache_dir)
-    preds = preds or predict_split(predictor, data, split, workers, cache_dir)
+    preds = preds or predict_split(predictor, data, split, workers, cache_dir, abnormal=abnormal)
     classes, y = preds.classes, preds.y_true
     before, after = preds.probs(), preds.probs(cal["temperature"])
     groups = preds.patient_groups
@@ -87,7 +91,7 @@ def evaluate_run(
             f"{', '.join(preds.dataset.metadata_columns) or 'none'}"
         )
     card = predictor.run.card
-    external = is_external(card, preds.dataset.root)
+    external = is_external(card, preds.dataset)
     split = split or ("all" if external else "test")
     protocol = run_protocol(predictor.run.run_dir, card, external, workers, cache_dir)
     warnings = []
@@ -107,9 +111,7 @@ def evaluate_run(
         more = f" (+{len(preds.skipped) - 5} more in metrics.json)" if len(preds.skipped) > 5 else ""
         warnings.append(f"{len(preds.skipped)} unreadable file(s) skipped, not in these metrics: {shown}{more}")
     subgroups = {
-        c: subgroup_results(
-            y, after, classes, [r.metadata.get(c, "") for r in preds.dataset.records], groups, n_resamples
-        )
+        c: subgroup_results(y, after, classes, column_values(preds.dataset.records, c), groups, n_resamples)
         for c in columns
     }
     for col, res in subgroups.items():
@@ -125,7 +127,7 @@ def evaluate_run(
             "split_hash": card.split_hash,
         },
         "data": {
-            "path": str(preds.dataset.root),
+            "path": [p["path"] for p in preds.dataset.parts] if preds.dataset.parts else str(preds.dataset.root),
             "split": split,
             "n_images": int(len(y)),
             "excluded": preds.excluded,
@@ -143,5 +145,28 @@ def evaluate_run(
             "after": calibration_summary(y, after),
         },
         "subgroups": subgroups,
+        "abnormal": _abnormal_section(preds, classes, after, cal["temperature"], columns, n_resamples),
         "warnings": warnings,
     }
+
+
+def _abnormal_section(preds: SplitPredictions, classes, probs, temperature, columns, n_resamples) -> dict | None:
+    """``metrics.json["abnormal"]`` for the films scored by the abnormal rule, or None."""
+    abn = preds.abnormal
+    if abn is None or len(abn.dataset) == 0:
+        return None
+    if NORMAL not in classes:
+        raise UsageError(f"--abnormal needs a model class named 'normal'; this model has {', '.join(classes)}")
+    normals = preds.y_true == classes.index(NORMAL)
+    ids = [r.patient_id for r in abn.dataset.records]
+    normal_ids = [r.patient_id for r in preds.dataset.records]
+    return abnormal_results(
+        abn.probs(temperature),
+        [r.label for r in abn.dataset.records],
+        probs[normals],
+        classes,
+        groups=ids if any(ids) else None,
+        normal_groups=[i for i, m in zip(normal_ids, normals) if m] if any(normal_ids) else None,
+        by={c: column_values(abn.dataset.records, c) for c in columns if c in abn.dataset.metadata_columns},
+        n_resamples=n_resamples,
+    )

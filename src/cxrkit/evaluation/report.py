@@ -138,12 +138,16 @@ def headline_protocol(ev: dict) -> str:
     return protocol_label(ev.get("protocol"), ev["data"]["split"]) or f"{ev['data']['split']} split"
 
 
+def _header_path(path) -> str:
+    return " + ".join(path) if isinstance(path, list) else str(path)
+
+
 def render_markdown(ev: dict) -> str:
     """A short summary for the terminal: headline, per-class rates, calibration, subgroups, warnings."""
     run, data, overall, cal = ev["run"], ev["data"], ev["overall"], ev["calibration"]
     m = overall["metrics"]
     lines = [
-        f"# {run['model']} on {data['path']} ({data['split']}, {data['n_images']} images)",
+        f"# {run['model']} on {_header_path(data['path'])} ({data['split']}, {data['n_images']} images)",
         "",
         f"**{ev['notice']}**",
         "",
@@ -158,11 +162,37 @@ def render_markdown(ev: dict) -> str:
     for column, values in ev["subgroups"].items():
         lines += ["", f"## Subgroups by {column}", ""]
         lines += _md_table([column, *SUBGROUP_HEADER], _subgroup_rows(values))
+    if ev.get("abnormal"):
+        abn = ev["abnormal"]
+        lines += ["", f"## Abnormal films called normal ({', '.join(abn['labels'])}: {abn['rule']})", ""]
+        lines += _md_table(["group", "images", "called normal [95% CI]"], abnormal_rows(abn))
     if ev.get("audit"):
         lines += ["", "## Shortcut audit", "", ev["audit"]["verdict"]]
     if ev["warnings"]:
         lines += ["", "## Warnings", "", *(f"- {w}" for w in ev["warnings"])]
     return "\n".join(lines) + "\n"
+
+
+def abnormal_rows(abn: dict) -> list[list[str]]:
+    """Rows (group, images, called normal with CI) of ``metrics.json["abnormal"]``, all films first."""
+    rows = [["all", str(abn["n_images"]), format_ci("called_normal", abn["called_normal"])]]
+    for column, values in abn["by"].items():
+        rows += [
+            [f"{column}={v}", str(r["n_images"]), format_ci("called_normal", r["called_normal"])]
+            for v, r in values.items()
+        ]
+    if abn.get("auc_not_normal"):
+        rows.append(
+            [
+                f"AUC of not-normal vs the {abn['normal_films']} normal films",
+                "",
+                format_ci("auc", abn["auc_not_normal"]),
+            ]
+        )
+        rows.append(
+            [f"called normal at {abn['operating_point']} (diagnostic)", "", format_ci("x", abn["called_normal_at_90"])]
+        )
+    return rows
 
 
 def _e(text) -> str:
@@ -214,7 +244,7 @@ def _header(ev: dict) -> str:
         "model": run["model"],
         "classes": run["classes"],
         "weights": run.get("weights_source"),
-        "data": data["path"],
+        "data": ", ".join(data["path"]) if isinstance(data["path"], list) else data["path"],
         "split": data["split"],
         "protocol": headline_protocol(ev),
         "images": data["n_images"],
@@ -342,6 +372,15 @@ def render_html(ev: dict, figures: dict[str, bytes], extra_images: dict[str, byt
         _calibration(ev, figures),
         _subgroups(ev, figures),
     ]
+    if ev.get("abnormal"):
+        abn = ev["abnormal"]
+        sections.append(
+            _section(
+                "Abnormal films called normal",
+                _p(f"Labels {', '.join(abn['labels'])} are not model classes; rule: {abn['rule']}."),
+                _table(["group", "images", "called normal [95% CI]"], abnormal_rows(abn)),
+            )
+        )
     if ev.get("audit"):
         sections.append(_audit(ev["audit"]))
     if extra_images:

@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.groups import group_value
 from .summaries import summarize
 
 MIN_IMAGES = 30  # below this a subgroup's CI is too wide to mean much
 MIN_PER_CLASS = 5
+
+
+def column_values(records, column: str) -> list[str]:
+    """Each record's subgroup value of ``column``: ``age`` binned and ``view`` reduced to its
+    projection as :func:`cxrkit.data.groups.group_value` does; any other column as written."""
+    raw = [(r.metadata.get(column) or "").strip() for r in records]
+    if column in ("age", "view"):
+        return [group_value(column, v) for v in raw]
+    return raw
 
 
 def subgroup_results(

@@ -147,7 +147,7 @@ def explain_split(
             kept_maps[i],
         )
 
-    split = split or ("all" if is_external(predictor.run.card, preds.dataset.root) else "test")
+    split = split or ("all" if is_external(predictor.run.card, preds.dataset) else "test")
     return SplitExplanations(
         run=str(predictor.run.run_dir),
         classes=list(predictor.classes),

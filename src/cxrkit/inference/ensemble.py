@@ -329,4 +329,5 @@ def with_tta(predictor: Predictor, preds: SplitPredictions, workers: int = 2, ca
         return preds  # an ensemble's members already apply TTA inside logits_from_uint8
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
     view_logits = np.stack([predictor.logits_from_uint8(v) for v in views(np.asarray(images), predictor.tta)])
-    return ViewSplitPredictions(**vars(preds), view_logits=view_logits)
+    fields = {**vars(preds), "abnormal": preds.abnormal and with_tta(predictor, preds.abnormal, workers, cache_dir)}
+    return ViewSplitPredictions(**fields, view_logits=view_logits)

@@ -13,7 +13,9 @@ import numpy as np
 
 from .._numeric import softmax
 from ..data.cache import cached_images
+from ..data.classes import normalise_label
 from ..data.dataset import CxrDataset
+from ..data.multi import data_roots
 from ..data.prepare import prepare
 from ..errors import UsageError
 from ..run import ModelCard, RunDir
@@ -29,6 +31,8 @@ class SplitPredictions:
     excluded: dict
     missing_classes: list[str]
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}: unreadable, never predicted
+    # films of labels that are not model classes, scored by a rule (``abnormal=``); y_true is -1
+    abnormal: "SplitPredictions | None" = None
 
     def probs(self, temperature: float = 1.0) -> np.ndarray:
         return softmax(self.logits, temperature)
@@ -40,11 +44,21 @@ class SplitPredictions:
         return ids if any(ids) else None
 
 
-def is_external(card: ModelCard, data: str | Path) -> bool:
-    """True when ``data`` is not the run's training data (a CSV counts as its folder)."""
-    path = Path(data).expanduser().resolve()
-    root = path.parent if path.is_file() else path
-    return root != Path(card.data["path"]).resolve()
+def _roots(data) -> set[Path]:
+    """The dataset folders that ``data`` (a path or a list of paths) stands for (a CSV: its folder)."""
+    roots = set()
+    for d in data_roots(data):
+        path = Path(d).expanduser().resolve()
+        roots.add(path.parent if path.is_file() else path)
+    return roots
+
+
+def is_external(card: ModelCard, data) -> bool:
+    """True when ``data`` is not the run's training data: ``data`` a path (a CSV counts as its
+    folder), a list of paths, or a :class:`CxrDataset` (a union is compared root by root)."""
+    if isinstance(data, CxrDataset):
+        data = [p["path"] for p in data.parts] if data.parts else data.root
+    return _roots(data) != _roots(card.data["path"])
 
 
 def predict_split(
@@ -53,12 +67,15 @@ def predict_split(
     split: str | None = None,
     workers: int = 2,
     cache_dir: str | Path | None = None,
+    abnormal: list[str] | None = None,
 ) -> SplitPredictions:
     """Logits of the model on ``split`` ("train", "val", "test" or "all") of ``data``.
 
     ``data`` defaults to the run's training data, read with the run's own split; other data
     (external validation) is used whole (``split`` "all"). Classes are matched by name:
-    images of classes the model does not know are left out and counted.
+    images of classes the model does not know are left out and counted, except the labels in
+    ``abnormal`` (e.g. ``["pneumonia"]``), whose films are predicted into ``.abnormal`` for
+    :mod:`cxrkit.evaluation.abnormal` (data used whole only).
     """
     card = predictor.run.card
     data = data or card.data["path"]
@@ -74,12 +91,13 @@ def predict_split(
     ds = prep.dataset if split == "all" else prep.split.subset(prep.dataset, split)
     if len(ds) == 0:
         raise UsageError(f"the {split} split of {data} is empty")
-    specs = getattr(predictor.preprocessing, "specs", None)  # an ensemble whose members differ
-    if specs is None:
-        logits = predictor.logits_from_uint8(cached_images(ds, predictor.preprocessing, cache_dir, workers=workers))
-    else:  # each member on its own cached pixels
-        per_member = [cached_images(ds, spec, cache_dir, workers=workers) for spec in specs]
-        logits = predictor.logits_from_member_uint8(per_member)
+    logits = _logits(predictor, ds, cache_dir, workers)
+    abnormal_preds = None
+    if abnormal:
+        abnormal_preds = _abnormal(predictor, data, split, abnormal, workers, cache_dir)
+        scored = {r.label for r in abnormal_preds.dataset.records}
+        excluded = {k: v for k, v in prep.dataset.excluded.items() if k not in scored}
+        prep.dataset.excluded = type(prep.dataset.excluded)(excluded)
     missing = [c for c, n in prep.dataset.class_counts().items() if n == 0]
     skipped = [{"path": str(s.path), "reason": s.reason} for s in prep.dataset.skipped]
     return SplitPredictions(
@@ -90,4 +108,37 @@ def predict_split(
         dict(prep.dataset.excluded),
         missing,
         skipped,
+        abnormal_preds,
+    )
+
+
+def _logits(predictor: Predictor, ds: CxrDataset, cache_dir, workers: int) -> np.ndarray:
+    specs = getattr(predictor.preprocessing, "specs", None)  # an ensemble whose members differ
+    if specs is None:
+        return predictor.logits_from_uint8(cached_images(ds, predictor.preprocessing, cache_dir, workers=workers))
+    per_member = [cached_images(ds, spec, cache_dir, workers=workers) for spec in specs]  # each on its own pixels
+    return predictor.logits_from_member_uint8(per_member)
+
+
+def _abnormal(predictor: Predictor, data, split: str, labels: list[str], workers: int, cache_dir) -> SplitPredictions:
+    """The films labelled ``labels`` (not model classes) of ``data``, predicted."""
+    wanted = [normalise_label(x) for x in labels]
+    clash = sorted(set(wanted) & set(predictor.classes))
+    if clash:
+        raise UsageError(f"--abnormal {', '.join(clash)}: already a model class, scored as such; name other labels")
+    if split != "all":
+        raise UsageError(f"--abnormal scores data used whole (--split all or external data), not the {split} split")
+    whole = prepare(data, "all", workers=workers, cache_dir=cache_dir).dataset
+    ds = whole.select([r.label in wanted for r in whole.records])
+    if len(ds) == 0:
+        found = ", ".join(f"{c} ({n})" for c, n in whole.class_counts().items())
+        raise UsageError(f"--abnormal {', '.join(wanted)}: no such films in {data}; its labels are {found}")
+    return SplitPredictions(
+        ds,
+        np.full(len(ds), -1, np.int64),
+        _logits(predictor, ds, cache_dir, workers),
+        predictor.classes,
+        {},
+        [c for c, n in ds.class_counts().items() if n == 0],
+        [{"path": str(s.path), "reason": s.reason} for s in ds.skipped],
     )

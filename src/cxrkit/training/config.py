@@ -42,7 +42,13 @@ def _f(default=dataclasses.MISSING, help: str = "", *, factory=None, **meta):
 class TrainConfig:
     """Everything that defines a training run; saved as ``config.yaml`` in the run directory."""
 
-    data: str = _f(help="dataset folder or CSV manifest (see `cxr data inspect --help`)", group="data")
+    data: str | list[str] = _f(
+        help="dataset folder or CSV manifest (see `cxr data inspect --help`); several are read as one "
+        "dataset, patient ids kept apart per dataset, one split over all (e.g. --data data/cxr data/nih)",
+        group="data",
+        nargs="+",
+        metavar="DATA",
+    )
     out: str = _f(help="run directory to create", group="data")
     classes: str | None = _f(
         None,
@@ -104,6 +110,13 @@ class TrainConfig:
         "population groups within each class, e.g. adult vs pediatric normals), or none",
         choices=("loss", "sampler", "group", "none"),
         group="recipe",
+    )
+    balance_by: list[str] = _f(
+        help="with --balance group: the metadata columns whose combined groups are drawn equally often "
+        "within each class, e.g. population view (AP and PA normals as often as each other)",
+        factory=lambda: ["population"],
+        group="recipe",
+        metavar="COLUMN",
     )
     debias: list[str] | None = _f(
         None,
@@ -177,6 +190,11 @@ class TrainConfig:
     max_minutes: float | None = _f(
         None, "stop training after this many minutes (best val checkpoint kept)", group="hardware"
     )
+
+    def __post_init__(self):
+        # one root stays a plain string (config.yaml as before 0.2); several are a list
+        if isinstance(self.data, (list, tuple)):
+            self.data = str(self.data[0]) if len(self.data) == 1 else [str(d) for d in self.data]
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -26,7 +26,7 @@ from .._io import atomic_write_text
 from .._precision import training_precision
 from ..data.cache import cached_images, roi_report
 from ..data.dataset import CxrDataset
-from ..data.groups import group_codes
+from ..data.groups import group_codes, joint_group_codes
 from ..data.prepare import prepare
 from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
@@ -233,7 +233,7 @@ def _module_and_data(
             balance=config.balance,
             seed=config.seed,
             groups=groups,
-            balance_groups=group_codes(ds, "population")[0] if config.balance == "group" else None,
+            balance_groups=joint_group_codes(ds, config.balance_by) if config.balance == "group" else None,
         )
         module = CxrClassifier(
             built.model,
@@ -336,11 +336,13 @@ def _card(
         ),
         weights_source=built.info.weights_source,
         data={
-            "path": str(ds.root),
+            # several roots: the list as given (what evaluate re-reads), each root's fingerprint below
+            "path": [p["path"] for p in ds.parts] if ds.parts else str(ds.root),
             "source": ds.source,
             "fingerprint": ds.fingerprint(),
             "images": len(ds),
             "split_counts": split.counts(ds),
+            **({"datasets": ds.parts} if ds.parts else {}),
         },
         split={
             "file": run.split.name,

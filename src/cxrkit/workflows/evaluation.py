@@ -45,11 +45,13 @@ def evaluate_and_report(
     progress: Callable[[int, int], None] | None = None,
     tta: str = "none",
     precision: str = "auto",
+    abnormal: list[str] | None = None,
 ) -> Evaluated:
     """Metrics with CIs (+ the shortcut audit, + Grad-CAM class summaries) into ``out``'s report.
 
     ``out`` defaults to ``RUN/evaluation``. With ``explain`` the summaries go to ``out/explain``
-    and their figures into ``report.html``. ``tta`` "standard": test-time augmentation
+    and their figures into ``report.html``. ``abnormal``: labels that are not model classes,
+    scored as "abnormal called normal" (:mod:`cxrkit.evaluation.abnormal`). ``tta`` "standard": test-time augmentation
     (:mod:`cxrkit.inference.tta`), recorded in metrics.json; an ensemble directory is evaluated
     like a run (:mod:`cxrkit.inference.ensemble`).
     """
@@ -59,7 +61,7 @@ def evaluate_and_report(
     if predictor.precision_note:
         on_stage(f"note: {predictor.precision_note}")
     on_stage(f"predicting the {split or 'default'} split of {data or 'the training data'}")
-    preds = with_tta(predictor, predict_split(predictor, data, split, workers), workers)
+    preds = with_tta(predictor, predict_split(predictor, data, split, workers, abnormal=abnormal), workers)
     on_stage(f"metrics with {resamples} bootstrap resamples")
     ev = evaluate_run(run.root, data, split, by, resamples, workers, predictor=predictor, preds=preds)
     ev.update(describe(tta), ensemble_members=getattr(predictor, "member_ids", None), precision=predictor.precision)

@@ -104,7 +104,7 @@ def protocol_config(protocol: Protocol, base: dict, data: str, out: Path):
     if clash:
         raise UsageError(f"{', '.join(clash)}: set by each protocol, not by the config; remove them from --config")
     return TrainConfig.from_dict(
-        {**base, **protocol.overrides, "data": str(data), "out": str(out / protocol.name / "run")},
+        {**base, **protocol.overrides, "data": data, "out": str(out / protocol.name / "run")},
         f"protocol {protocol.name}",
     )
 
@@ -116,9 +116,17 @@ def _headline(metrics: dict, classes: list[str]) -> dict:
 
 
 def run_protocol(
-    protocol: Protocol, config, external: str | None, resamples: int, workers: int, on_stage: Callable[[str], None]
+    protocol: Protocol,
+    config,
+    external: str | None,
+    resamples: int,
+    workers: int,
+    on_stage: Callable[[str], None],
+    external_by: list[str] | None = None,
+    abnormal: list[str] | None = None,
 ) -> dict:
-    """Train (or resume) and evaluate one protocol; the row of the table."""
+    """Train (or resume) and evaluate one protocol; the row of the table. The external set is
+    scored by ``external_by`` subgroups and, with ``abnormal``, "abnormal called normal"."""
     from ..evaluation import evaluate_run
     from ..run import RunDir
     from ..training import train
@@ -155,9 +163,25 @@ def run_protocol(
     if external:
         on_stage(f"{protocol.name}: scoring the external set {external}")
         ext = evaluate_run(
-            run.root, data=external, split="all", n_resamples=resamples, workers=workers, cache_dir=config.cache_dir
+            run.root,
+            data=external,
+            split="all",
+            by=external_by,
+            n_resamples=resamples,
+            workers=workers,
+            cache_dir=config.cache_dir,
+            abnormal=abnormal,
         )
-        row["external"] = {**_headline(ext, classes), "data": str(external), "warnings": ext["warnings"]}
+        row["external"] = {
+            **_headline(ext, classes),
+            "data": str(external),
+            "subgroups": {
+                col: {v: {"n_images": r["n_images"], "accuracy": r["metrics"].get("accuracy")} for v, r in vals.items()}
+                for col, vals in ext["subgroups"].items()
+            },
+            "abnormal": ext.get("abnormal"),
+            "warnings": ext["warnings"],
+        }
     row["seconds"] = {"train": round(train_seconds, 1), "total": round(time.perf_counter() - start, 1)}
     row["config"] = config.to_dict()
     return row
@@ -173,6 +197,8 @@ def run_protocols(
     workers: int = 2,
     on_stage: Callable[[str], None] = lambda msg: None,
     on_protocol_done: Callable[[str, dict], None] = lambda name, row: None,
+    external_by: list[str] | None = None,
+    abnormal: list[str] | None = None,
 ) -> dict:
     """Every protocol's row (reusing finished ones), then the table; returns ``protocols.json``'s dict."""
     out = Path(out)
@@ -191,14 +217,14 @@ def run_protocols(
                 )
             on_stage(f"{protocol.name}: finished before, reused")
         else:
-            row = run_protocol(protocol, config, external, resamples, workers, on_stage)
+            row = run_protocol(protocol, config, external, resamples, workers, on_stage, external_by, abnormal)
             atomic_write_json(result_path, row)
         rows.append(row)
         on_protocol_done(protocol.name, row)
     table = {
         "format": FORMAT,
         "notice": RESEARCH_NOTICE,
-        "data": str(data),
+        "data": data if isinstance(data, list) else str(data),
         "external": external,
         "rows": add_gaps(rows),
     }
@@ -236,7 +262,9 @@ def main_table(table: dict) -> tuple[list[str], list[list[str]]]:
     """Header and one row of plain-text cells per protocol: what Markdown and HTML both show."""
     classes, external = _classes(table), bool(table.get("external"))
     head = ["protocol", "leaky?", "train/val/test", "leaked test imgs", "accuracy [95% CI]", "macro-F1"]
-    head += [*(f"sens. {c}" for c in classes), "gap to patient (pts)", *(["external accuracy"] * external), "wall"]
+    abnormal = any((r.get("external") or {}).get("abnormal") for r in table["rows"])
+    head += [*(f"sens. {c}" for c in classes), "gap to patient (pts)", *(["external accuracy"] * external)]
+    head += [*(["external abnormal called normal"] * abnormal), "wall"]
     rows = []
     for r in table["rows"]:
         t, imgs, gap = r["test"], r["images"], r["gap_to_patient_points"]
@@ -249,6 +277,9 @@ def main_table(table: dict) -> tuple[list[str], list[list[str]]]:
         cells += [*_sensitivities(r, t, classes), "-" if gap is None else f"{gap:+.1f}"]
         if external:
             cells.append(format_ci("accuracy", r.get("external", {}).get("accuracy")))
+        if abnormal:
+            abn = (r.get("external") or {}).get("abnormal")
+            cells.append(format_ci("called_normal", abn["called_normal"]) if abn else "-")
         rows.append([*cells, f"{r['seconds']['total'] / 60:.1f} min"])
     return head, rows
 
