@@ -33,7 +33,13 @@ def _manifest_root(root: Path, per_label: dict[str, int], seed: int) -> Path:
             name = f"{label}/{label}_{seed}_{i:03d}.png"
             _blob(cy, cx, rng).save(root / name)
             rows.append(
-                {"file": name, "label": label, "patient_id": f"p{i}", "view": ("AP Supine", "PA")[i % 2], "age": 10 + 7 * i}
+                {
+                    "file": name,
+                    "label": label,
+                    "patient_id": f"p{i}",
+                    "view": ("AP Supine", "PA")[i % 2],
+                    "age": 10 + 7 * i,
+                }
             )
     with open(root / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))

@@ -295,6 +295,11 @@ class EnsemblePredictor(Predictor):
         mean = np.mean([m.proba_from_uint8(x) for m, x in zip(self.members, inputs)], axis=0, dtype=np.float64)
         return np.log(np.maximum(mean, _TINY)).astype(np.float32)
 
+    def dataset_logits(self, dataset, cache_dir=None, workers: int = 2) -> np.ndarray:
+        """Each member on its own cached pixels (members may differ in preprocessing)."""
+        inputs = [cached_images(dataset, m.preprocessing, cache_dir, workers=workers) for m in self.members]
+        return self.logits_from_member_uint8(inputs)
+
     def proba_from_uint8(self, images: np.ndarray, temperature: float | None = None) -> np.ndarray:
         t = self.temperature if temperature is None else temperature
         return softmax(self.logits_from_uint8(images), t)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .._numeric import softmax
+from ..data.cache import cached_images
 from ..data.images import ImageReadError, as_float01, read_gray
 from ..data.pipeline import ROI_OK
 from ..errors import CxrkitError, UsageError
@@ -181,6 +182,10 @@ class Predictor:
         with self._inference_pool() as pool:
             out = list(pool.map(self._forward, batches))
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def dataset_logits(self, dataset, cache_dir=None, workers: int = 2) -> np.ndarray:
+        """Logits of every image of ``dataset``, read through the image cache (scoring a split)."""
+        return self.logits_from_uint8(cached_images(dataset, self.preprocessing, cache_dir, workers=workers))
 
     def _inference_pool(self) -> ThreadPoolExecutor | _InCallingThread:
         """Where batches run: a thread per stream for ONNX; the caller's own thread for PyTorch,
