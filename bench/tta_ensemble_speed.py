@@ -30,7 +30,7 @@ from cxrkit._io import atomic_write_json, atomic_write_text
 from cxrkit.data.transforms import Preprocessing
 from cxrkit.inference import Predictor
 from cxrkit.inference.ensemble import create_ensemble
-from cxrkit.models import DEFAULT_MODEL, create_model, save_weights
+from cxrkit.models import DEFAULT_MODEL, build_classifier, save_weights
 from cxrkit.run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
 
 RESULTS = Path(__file__).parent / "results"
@@ -40,7 +40,7 @@ CLASSES = ["covid", "viral_pneumonia", "normal"]
 def make_run(root: Path, name: str, seed: int, size: int) -> Path:
     """A minimal run (weights, card, split.csv) of the default model with random weights."""
     torch.manual_seed(seed)
-    net, info = create_model(DEFAULT_MODEL, len(CLASSES), in_chans=1, pretrained=False)
+    net, info = build_classifier(DEFAULT_MODEL, len(CLASSES), in_chans=1, pretrained=False)
     run = root / name
     run.mkdir(parents=True)
     save_weights(run, net)

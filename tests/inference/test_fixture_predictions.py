@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from cxrkit.inference import Predictor
-from cxrkit.models.factory import create_model
+from cxrkit.models.factory import build_classifier
 from cxrkit.models.loading import save_weights
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -42,7 +42,7 @@ def test_a_run_from_610fccc_predicts_the_recorded_probabilities(name, tmp_path):
     card["preprocessing"].update(VARIANTS[name])
     (tmp_path / "model_card.json").write_text(json.dumps(card))
     torch.manual_seed(0)
-    model, _ = create_model("resdense_tiny", 3, in_chans=1, pretrained=False)
+    model, _ = build_classifier("resdense_tiny", 3, in_chans=1, pretrained=False)
     save_weights(tmp_path, model)
     got = Predictor.from_run(tmp_path).predict_proba(_images())
     np.testing.assert_allclose(got, np.array(RECORDED[name]), rtol=0, atol=1e-6)

@@ -32,7 +32,7 @@ from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
 from ..lungs.preprocess import carry_lung_run, with_lung_roi
-from ..models import backbone_features, create_model, keep_outputs, save_weights
+from ..models import backbone_features, build_classifier, keep_outputs, save_weights
 from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
 from .checkpoint_io import SafeCheckpointIO
 from .config import TrainConfig
@@ -148,7 +148,7 @@ class _Built:
 
 
 def _build_model(config: TrainConfig, n_classes: int) -> _Built:
-    model, info = create_model(
+    model, info = build_classifier(
         config.model, n_classes, in_chans=1, pretrained=config.pretrained, weights=config.weights
     )
     trainable = apply_finetune(model, config.finetune)
