@@ -6,7 +6,7 @@ For research, not diagnosis: no output of this package is a medical device.
 from ._meta import RESEARCH_NOTICE, __version__
 from ._speed import tune_allocator
 
-tune_allocator()  # before torch allocates anything: see cxrkit._speed (CXR_NO_MALLOC_TUNING=1: off)
+tune_allocator()  # before torch allocates anything: see cxrkit._speed (CXR_MALLOC=system: off)
 
 
 __all__ = ["RESEARCH_NOTICE", "__version__", "load"]
