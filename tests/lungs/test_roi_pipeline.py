@@ -205,3 +205,27 @@ def test_a_moved_roi_run_predicts_the_same_without_its_lung_run(lung_run, tmp_pa
     shutil.rmtree(lungs)
     after = Predictor.from_run(moved).predict_proba(files)
     np.testing.assert_array_equal(after, before)
+
+
+@pytest.mark.slow
+def test_export_makes_an_older_roi_run_self_contained(roi_run, lung_run, tmp_path):
+    """A run whose card names its lung run by an absolute path (as before runs carried it)."""
+    import shutil
+
+    from cxrkit.inference import Predictor
+    from cxrkit.inference.export import export_onnx
+    from cxrkit.run import read_card, update_card
+
+    result, data, _ = roi_run
+    old = shutil.copytree(result.run_dir, tmp_path / "old")
+    shutil.rmtree(old / "lungs")
+    spec = read_card(old).preprocessing
+    update_card(old, "preprocessing", type(spec)(**{**vars(spec), "lung_run": str(lung_run[0].resolve())}))
+    files = [data / "covid" / "covid_1.png", data / "normal" / "noise_1.png"]
+    before = Predictor.from_run(old).predict_proba(files)
+    export_onnx(old)
+    assert read_card(old).preprocessing.lung_run == "lungs" and (old / "lungs" / "lungs.onnx").is_file()
+    moved = shutil.move(str(old), tmp_path / "elsewhere")
+    after = Predictor.from_run(moved)
+    assert after.preprocessing.lung_run_dir == str((moved / "lungs").resolve())  # its own copy
+    np.testing.assert_array_equal(after.predict_proba(files), before)

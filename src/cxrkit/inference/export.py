@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CxrkitError
+from ..lungs.preprocess import make_self_contained
 from ..models import load_run
 from ..models.onnx_graph import export_graph
 from ..run import RunDir, update_card
@@ -54,10 +55,14 @@ def max_prob_difference(a: Predictor, b: Predictor, images: np.ndarray) -> float
 def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int = ONNX_OPSET) -> dict:
     """Write the ONNX model (default ``RUN_DIR/model.onnx``), check it, record it in the card.
 
+    A ``roi: lungs`` run that still names its lung run by an absolute path (made before runs
+    carried their lung model) gets a copy of it first (:func:`~cxrkit.lungs.preprocess.make_self_contained`),
+    so the exported run directory can be moved or copied whole.
     Returns the card's ``onnx`` entry. Raises :class:`ExportError` if onnxruntime's
     probabilities differ from PyTorch's by more than ``PARITY_TOLERANCE``.
     """
     run_dir = Path(run_dir)
+    make_self_contained(run_dir)  # an older roi: lungs run takes its lung model in, as new ones do
     run = load_run(run_dir)
     pre = run.preprocessing
     out = Path(out) if out else run_dir / ONNX_FILE

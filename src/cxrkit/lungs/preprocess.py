@@ -22,6 +22,7 @@ before the resize, so the model sees nothing but lung; a fallback film is not bl
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -226,3 +227,18 @@ def carry_lung_run(pipeline, run_dir: str | Path):
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     return build_pipeline({**pipeline.to_dict(), "lung_run": CARRIED}, run_dir)
+
+
+def make_self_contained(run_dir: str | Path) -> bool:
+    """A ``roi: lungs`` run made before runs carried their lung model (its card names the lung
+    run by an absolute path): copy the model in and point the card at ``lungs``, as training now
+    does. ``cxr export`` calls it, so an exported run can be moved whole. True when it changed."""
+    from ..run import read_card, update_card
+
+    card = read_card(run_dir)
+    pipeline = build_pipeline(card.preprocessing.to_dict(), run_dir, str(Path(run_dir)))
+    if pipeline.roi == "none" or card.preprocessing.lung_run == CARRIED:
+        return False
+    carry_lung_run(pipeline, run_dir)
+    update_card(run_dir, "preprocessing", dataclasses.replace(card.preprocessing, lung_run=CARRIED))
+    return True
