@@ -60,7 +60,7 @@ def test_predict_json_and_csv_average_members_that_differ_in_every_step(trio, ca
     assert _cli(["predict", str(ens), *map(str, files), "--format", "csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].endswith(",roi_fallback") and rows[2].endswith(flags[1])
-    assert _cli(["predict", str(ens), *map(str, files), "--format", "json", "--tta", "standard"]) == 0
+    assert _cli(["predict", str(ens), *map(str, files), "--format", "json", "--tta"]) == 0
     assert json.loads(capsys.readouterr().out)["tta"] == "standard"  # the README's `cxr predict runs/trio --tta`
 
 
