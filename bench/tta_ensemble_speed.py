@@ -28,7 +28,7 @@ from _common import load_note, markdown_table, rotations, spread, stats
 
 from cxrkit._io import atomic_write_json, atomic_write_text
 from cxrkit.data.transforms import Preprocessing
-from cxrkit.inference import Predictor
+from cxrkit.inference import Predictor, load_predictor
 from cxrkit.inference.ensemble import create_ensemble
 from cxrkit.models import DEFAULT_MODEL, build_classifier, save_weights
 from cxrkit.run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
@@ -69,7 +69,7 @@ def main(argv=None) -> None:
         predictors = {
             "plain": Predictor.from_run(runs[0]),
             "tta standard (7 views)": Predictor.from_run(runs[0], tta="standard"),
-            "ensemble of 2": Predictor.from_run(ens),
+            "ensemble of 2": load_predictor(ens),
         }
         pre = Preprocessing(input_size=args.size)
         gray = rng.random((args.images, 32, 32), dtype=np.float32)
