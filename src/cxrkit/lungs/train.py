@@ -29,6 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from .._io import atomic_write_text
+from .._lightning import quiet_lightning
 from .._meta import RESEARCH_NOTICE
 from ..data import read_image
 from ..errors import UsageError
@@ -218,7 +219,7 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
         train_set = torch.utils.data.TensorDataset(x_tr, y_tr)
         train = torch.utils.data.DataLoader(train_set, batch_sampler=EpochBatches(len(x_tr), cfg.batch_size, gen))
         val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_va, y_va), batch_size=32)
-        _quiet_lightning()
+        quiet_lightning()
         fit(module, train, val, cfg.epochs - state["epoch"])
     best, history = state["best"], state["history"]
     seg = LungSegmenter.from_run(out) if (out / cards.CARD).exists() else None
@@ -235,9 +236,3 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
     }
     cards.write_card(out, card)
     return cards.read_card(out)
-
-
-def _quiet_lightning() -> None:
-    """Lightning's banner lines (GPU available, tips) say nothing about a CPU lung run."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)

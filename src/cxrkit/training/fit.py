@@ -7,7 +7,6 @@ write weights and the card. A start that fails before fitting removes the folder
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 import warnings
@@ -23,6 +22,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from .._distributed import cuda_wanted, is_launch_rank_zero
 from .._io import atomic_write_text
+from .._lightning import quiet_lightning
 from .._precision import training_precision
 from ..data.cache import cached_images, roi_report
 from ..data.dataset import CxrDataset
@@ -40,21 +40,6 @@ from .datamodule import CxrDataModule
 from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
 from .module import CxrClassifier
-
-# Lightning chatter that says nothing about this run (tips, notes on our deliberate choices).
-_QUIET = (
-    ".*on_after_batch_transfer.*",
-    ".*LeafSpec.*",
-    ".*number of training batches.*",
-    ".*does not have many workers.*",
-    ".*Checkpoint directory .* exists and is not empty.*",
-)
-
-
-def _quiet_lightning() -> None:
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    for pattern in _QUIET:
-        warnings.filterwarnings("ignore", message=pattern)
 
 
 @dataclass
@@ -377,7 +362,7 @@ def train(
     """
     start = time.perf_counter()
     run = _check_start(config, resume)
-    _quiet_lightning()
+    quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     # In a distributed run the launcher re-runs this function in every process; only global
     # rank 0 writes, and the other ranks train on the split rank 0 wrote before launching them.
