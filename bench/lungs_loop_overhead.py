@@ -3,9 +3,10 @@ steps, run by the plain loop of ``cxrkit.lungs.train`` and by a Lightning ``Trai
 
 Both run ``unet_small`` at ``--size`` px, batch 16, AdamW, ``seg_loss``, channels_last, on
 synthetic two-ellipse films (speed does not depend on the pixels), with ``--threads`` torch
-threads; Lightning without logger, checkpointing or progress bar (its leanest setting). Rounds
-alternate the two, and the median seconds per epoch (and per step) are reported, with the
-one-off cost of building a Trainer and entering ``fit`` measured separately.
+threads, no augmentation; the Lightning side is cxrkit's own ``LungSegmentation`` module and
+``fit`` (no logger, checkpointing or progress bar), without validation. Rounds alternate the
+two; the median seconds per epoch (and per step) are reported, with the one-off cost of
+building a Trainer and entering ``fit`` measured separately.
 
     .venv/bin/python bench/lungs_loop_overhead.py [--images 96] [--size 128] [--rounds 3]
 """
@@ -13,7 +14,6 @@ one-off cost of building a Trainer and entering ``fit`` measured separately.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import time
@@ -21,7 +21,9 @@ import time
 import numpy as np
 import torch
 
+from cxrkit._lightning import quiet_lightning
 from cxrkit.lungs.model import build
+from cxrkit.lungs.segmentation_module import LungSegmentation, fit
 from cxrkit.lungs.segmenter import to_input
 from cxrkit.lungs.train import seg_loss
 
@@ -41,7 +43,9 @@ def films(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]
     return as_t(x), as_t(y)
 
 
-def plain_epoch(model, opt, x, y, size: int, batch: int) -> float:
+def plain_epoch(model, x, y, size: int, batch: int) -> float:
+    """The former own loop's steps: forward, loss, backward, AdamW step."""
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     t0 = time.perf_counter()
     model.train()
     for i in range(0, len(x), batch):
@@ -54,60 +58,50 @@ def plain_epoch(model, opt, x, y, size: int, batch: int) -> float:
 
 
 def lightning_epoch(model, x, y, size: int, batch: int) -> tuple[float, float]:
-    """(seconds of the epoch's steps, seconds from Trainer() to the first step)."""
-    import lightning as L
-
+    """cxrkit's LungSegmentation + Trainer without augmentation: (seconds from the first step to
+    the end of the epoch's last step, seconds from Trainer() to the first step)."""
     marks = {}
 
-    class Module(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = model
+    def loss(logits, target):
+        marks.setdefault("first", time.perf_counter())
+        return seg_loss(logits, target)
 
-        def training_step(self, b, _):
-            marks.setdefault("first", time.perf_counter())
-            xb, yb = b
-            return seg_loss(self.net(to_input(xb, size).contiguous(memory_format=torch.channels_last)), yb)
+    def after_epoch(train_loss, val_dice):
+        marks["end"] = time.perf_counter()
+        return False
 
-        def configure_optimizers(self):
-            return torch.optim.AdamW(self.parameters(), lr=3e-3, weight_decay=1e-4)
-
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch)
-    t0 = time.perf_counter()
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    state = {"step": 0}
+    module = LungSegmentation(
+        model, size, opt, loss, lambda a, b, g: (a, b), gen, lambda s, p: 3e-3, lambda: 0.0, state, after_epoch
     )
-    trainer.fit(Module(), loader)
-    end = time.perf_counter()
-    return end - marks["first"], marks["first"] - t0
+    data = torch.utils.data.TensorDataset(x, y)
+    train = torch.utils.data.DataLoader(data, batch_size=batch)
+    t0 = time.perf_counter()
+    fit(module, train, torch.utils.data.DataLoader(data, batch_size=batch), 1, validate=False)
+    return marks["end"] - marks["first"], marks["first"] - t0
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=96)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
+    for flag, default in (("--images", 96), ("--size", 128), ("--batch", 16), ("--rounds", 3), ("--threads", 2)):
+        p.add_argument(flag, type=int, default=default)
+    args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    quiet_lightning()
     x, y = films(args.images, args.size)
     steps = -(-args.images // args.batch)
     plain, light, setup = [], [], []
     for _ in range(args.rounds):
         torch.manual_seed(0)
-        model = build("unet_small").to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-        plain.append(plain_epoch(model, opt, x, y, args.size, args.batch))
+        plain.append(
+            plain_epoch(build("unet_small").to(memory_format=torch.channels_last), x, y, args.size, args.batch)
+        )
         torch.manual_seed(0)
-        model = build("unet_small").to(memory_format=torch.channels_last)
-        run, start = lightning_epoch(model, x, y, args.size, args.batch)
+        run, start = lightning_epoch(
+            build("unet_small").to(memory_format=torch.channels_last), x, y, args.size, args.batch
+        )
         light.append(run)
         setup.append(start)
     med = statistics.median

@@ -102,10 +102,12 @@ class LungSegmentation(L.LightningModule):
             self.trainer.should_stop = True
 
 
-def fit(module: LungSegmentation, train: torch.utils.data.DataLoader, val: torch.utils.data.DataLoader, epochs: int):
-    """Run up to ``epochs`` epochs of ``module`` on the CPU (the lung U-Net trains in minutes there)."""
+def fit(module: LungSegmentation, train, val, epochs: int, validate: bool = True) -> None:
+    """Run up to ``epochs`` epochs of ``module`` on the CPU (the lung U-Net trains in minutes
+    there); ``validate=False`` (benches) skips the val loop."""
     trainer = L.Trainer(
         max_epochs=epochs,
+        limit_val_batches=None if validate else 0,
         accelerator="cpu",
         devices=1,
         logger=False,
