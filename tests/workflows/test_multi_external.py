@@ -32,15 +32,8 @@ def _manifest_root(root: Path, per_label: dict[str, int], seed: int) -> Path:
         for i in range(n):
             name = f"{label}/{label}_{seed}_{i:03d}.png"
             _blob(cy, cx, rng).save(root / name)
-            rows.append(
-                {
-                    "file": name,
-                    "label": label,
-                    "patient_id": f"p{i}",
-                    "view": ("AP Supine", "PA")[i % 2],
-                    "age": 10 + 7 * i,
-                }
-            )
+            view = ("AP Supine", "PA")[i % 2]
+            rows.append({"file": name, "label": label, "patient_id": f"p{i}", "view": view, "age": 10 + 7 * i})
     with open(root / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()
@@ -77,7 +70,7 @@ def test_two_roots_train_and_external_by_view_with_abnormal_rule(blob_writer, ti
     assert ev["data"]["external"] is False and ev["data"]["path"] == [str(a), str(b)]
 
     out = tmp_path / "ext_eval"
-    argv = ["evaluate", str(run), "--data", str(ext), "--by", "view", "age", "--abnormal", "pneumonia",
+    argv = ["evaluate", str(run), "--data", str(ext), "--by", "view", "age", "label+view", "--abnormal", "pneumonia",
             "--workers", "1", "--resamples", "50", "--out", str(out)]  # fmt: skip
     assert main(argv) in (0, None)
     ev = json.loads((out / "metrics.json").read_text())
@@ -90,6 +83,8 @@ def test_two_roots_train_and_external_by_view_with_abnormal_rule(blob_writer, ti
     assert 0.0 <= abn["auc_not_normal"]["value"] <= 1.0 and abn["normal_films"] == 10
     assert set(ev["subgroups"]["view"]) == {"AP", "PA"}
     assert set(ev["subgroups"]["age"]) <= {"0-17", "18-39", "40-59", "60+"}
+    assert ev["subgroups"]["label+view"]["normal/AP"]["class_counts"] == {"normal": 5}
+    assert abn["by"]["label+view"]["pneumonia/PA"]["n_images"] == 6
     html = (out / "report.html").read_text()
     assert "Abnormal films called normal" in html and "view=AP" in html
 

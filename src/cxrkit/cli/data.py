@@ -123,7 +123,9 @@ def register(subparsers) -> None:
         "Example: cxr data inspect ../shared/data/cxr --out runs/inspect",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("data", help="dataset folder or CSV")
+    p.add_argument(
+        "data", nargs="+", help="dataset folder or CSV; several are read as one (patient ids kept apart per dataset)"
+    )
     add_dataset_arguments(p)
     add_outside_paths_argument(p)
     p.add_argument(
@@ -144,7 +146,9 @@ def register(subparsers) -> None:
         "each near-duplicate group in one split, and write it as CSV.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("data", help="dataset folder or CSV")
+    p.add_argument(
+        "data", nargs="+", help="dataset folder or CSV; several are read as one (patient ids kept apart per dataset)"
+    )
     add_dataset_arguments(p)
     add_outside_paths_argument(p)
     p.add_argument("--out", type=Path, default=Path("split.csv"), help="split CSV to write")
@@ -206,6 +210,12 @@ def print_report(r: dict) -> None:
     console.print(
         f"[bold]{d['root']}[/] read as [bold]{d['source']}[/]: {d['images']} images in {len(d['classes'])} classes"
     )
+    for part in d.get("datasets", []):
+        counts = ", ".join(f"{c} {n}" for c, n in part["class_counts"].items() if n)
+        console.print(
+            f"  dataset [bold]{part['name']}[/] ({part['location']}, {part['source']}): {part['images']} images "
+            f"({counts}); fingerprint {part['fingerprint']}"
+        )
     _print_split_table(r["split"]["counts"], d["classes"])
     if not d["images"]:
         console.print(

@@ -21,15 +21,18 @@ GET_DATA = (
 )
 
 
-def find_data(given: str | None) -> Path:
-    """The dataset to use: --data, else $CXR_DATA, else ../shared/data/cxr; else say where to get one."""
-    for candidate in (given, os.environ.get("CXR_DATA"), SHARED_DATA):
-        if candidate:
-            path = Path(candidate)
-            if path.exists():
-                return path
-            if candidate is given:
+def find_data(given) -> str | list[str]:
+    """The dataset(s) to use: --data (one or several), else $CXR_DATA, else ../shared/data/cxr;
+    else say where to get one."""
+    if given:
+        paths = [Path(g) for g in (given if isinstance(given, list) else [given])]
+        for path in paths:
+            if not path.exists():
                 raise CliError(f"{path}: no such dataset folder. {GET_DATA}")
+        return [str(p) for p in paths] if len(paths) > 1 else str(paths[0])
+    for candidate in (os.environ.get("CXR_DATA"), SHARED_DATA):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
     raise CliError(GET_DATA)
 
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> None:
 
     flags = config_values(args, TrainConfig)
     from_file = read_config_file(args.config) if args.config else {}
-    flags["data"] = str(find_data(flags.get("data") or from_file.get("data")))
+    flags["data"] = find_data(flags.get("data") or from_file.get("data"))
     config = resolve_config(from_file, flags, base={**DEMO_DEFAULTS, "out": str(args.out / "model")})
     with progress_bar("images") as update:
         result = run_demo(

@@ -18,7 +18,7 @@ from ..run import update_card
 from .abnormal import NORMAL, abnormal_results
 from .calibration import calibration_summary, fit_temperature
 from .protocol import protocol_label, run_protocol
-from .subgroups import column_values, subgroup_results
+from .subgroups import column_values, missing_columns, subgroup_results
 from .summaries import DEFAULT_RESAMPLES, roc_curves, summarize
 
 # Fewer val images than this give a temperature that is noise (see calibrate_run).
@@ -84,7 +84,7 @@ def evaluate_run(
     before, after = preds.probs(), preds.probs(cal["temperature"])
     groups = preds.patient_groups
     columns = by or []
-    unknown = [c for c in columns if c not in preds.dataset.metadata_columns]
+    unknown = missing_columns(columns, preds.dataset.metadata_columns)
     if unknown:
         raise UsageError(
             f"no column(s) {', '.join(unknown)} in the data's metadata; available: "
@@ -167,6 +167,10 @@ def _abnormal_section(preds: SplitPredictions, classes, probs, temperature, colu
         classes,
         groups=ids if any(ids) else None,
         normal_groups=[i for i, m in zip(normal_ids, normals) if m] if any(normal_ids) else None,
-        by={c: column_values(abn.dataset.records, c) for c in columns if c in abn.dataset.metadata_columns},
+        by={
+            c: column_values(abn.dataset.records, c)
+            for c in columns
+            if not missing_columns([c], abn.dataset.metadata_columns)
+        },
         n_resamples=n_resamples,
     )

@@ -17,11 +17,23 @@ MIN_PER_CLASS = 5
 
 def column_values(records, column: str) -> list[str]:
     """Each record's subgroup value of ``column``: ``age`` binned and ``view`` reduced to its
-    projection as :func:`cxrkit.data.groups.group_value` does; any other column as written."""
+    projection as :func:`cxrkit.data.groups.group_value` does; any other column as written.
+    ``a+b`` crosses two columns ("adult/AP"): NIH's AP normals are adults and children;
+    ``label`` is the film's label (``label+view``: "normal/AP")."""
+    if "+" in column:
+        parts = [column_values(records, c) for c in column.split("+")]
+        return ["/".join(vs) if all(vs) else "" for vs in zip(*parts)]
+    if column == "label":
+        return [r.label for r in records]
     raw = [(r.metadata.get(column) or "").strip() for r in records]
     if column in ("age", "view"):
         return [group_value(column, v) for v in raw]
     return raw
+
+
+def missing_columns(columns: list[str], available: list[str]) -> list[str]:
+    """The columns (parts of ``a+b`` crossings too) that the data does not have."""
+    return [c for col in columns for c in col.split("+") if c not in available and c != "label"]
 
 
 def subgroup_results(
