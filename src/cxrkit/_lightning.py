@@ -16,7 +16,7 @@ QUIET = (
 
 
 def quiet_lightning() -> None:
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """Banners and tips off; lightning.fabric's lines stay (a DDP run says which rank started)."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     for pattern in QUIET:
         warnings.filterwarnings("ignore", message=pattern)
