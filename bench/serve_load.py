@@ -15,7 +15,8 @@ The server's RSS (``/proc/PID/status``) is sampled every 50 ms. Without RUN_DIR 
 runs/demo when it exists, else trains a throwaway run of the default architecture
 (tf_efficientnet_lite0, 224 px, 1 epoch from scratch on synthetic blobs) and says so: its
 speed and memory are the default model's, its predictions mean nothing. Writes a markdown
-table to ``--out`` (default bench/results/serve_load.md).
+table to ``--out`` (default bench/results/serve_load.md) and the same figures with the command,
+commit, date, CPU model and flags and thread settings as JSON beside it (``.json``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cxrkit._io import atomic_write_text  # noqa: E402
+from _common import git_commit, host_info  # noqa: E402
+
+from cxrkit._io import atomic_write_json, atomic_write_text  # noqa: E402
 from cxrkit.serve.client import request, upload  # noqa: E402
 
 
@@ -256,6 +259,24 @@ def write_table(
         "",
     ]
     atomic_write_text(out, "\n".join(lines))
+    atomic_write_json(
+        out.with_suffix(".json"),
+        {
+            "command": " ".join([".venv/bin/python", *sys.argv]),
+            "commit": git_commit(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "host": host_info(),
+            "server_src": str(args.server_src),
+            "run_dir": str(run_dir),
+            "phases": rows,
+            "burst_wall_s": round(burst_wall, 1),
+            "burst_requests_per_s": round(rows[0]["n"] / burst_wall, 2),
+            "server_rss_mb": {"start": round(start_rss), "peak": round(peak), "final": round(final_rss)},
+            "final_vs_start_pct": round(change, 1),
+            "server_threads": {"start": threads[0], "end": threads[1]},
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        },
+    )
     print("\n".join(lines))
 
 

@@ -79,3 +79,38 @@ def build_lock(target: str | Path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_NEEDS_QUOTES = (",", '"', "\r", "\n")
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_cell(value, neutralise: bool = True) -> str:
+    """One CSV field, quoted per RFC 4180 when it holds a comma, quote, CR or LF.
+
+    Python's ``csv.writer`` with ``lineterminator="\\n"`` leaves a lone carriage return unquoted,
+    and every reader then splits the row there. With ``neutralise`` a text cell that starts with
+    ``= + - @``, a tab or CR gets a leading ``'`` so spreadsheets show it as text instead of
+    running it (numbers such as ``-0.5`` are left alone); a reader recovers the name by dropping
+    that one ``'``. Files cxrkit reads back itself (split.csv) are written without it.
+    """
+    cell = "" if value is None else str(value)
+    if neutralise and cell.startswith(FORMULA_PREFIXES) and not _is_number(cell):
+        cell = "'" + cell
+    if any(c in cell for c in _NEEDS_QUOTES):
+        cell = '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
+def csv_text(rows, neutralise: bool = True) -> str:
+    """Rows (header first) as CSV text: RFC 4180 quoting (:func:`csv_cell`), ``\\n`` line ends."""
+    return "".join(",".join(csv_cell(v, neutralise) for v in row) + "\n" for row in rows)

@@ -326,3 +326,67 @@ def _form(content: bytes):
     from cxrkit.serve.client import multipart
 
     return multipart(content)
+
+
+# Issue 29 (round 2): what the first round left.
+
+
+def _raw(url: str, head: bytes, body: bytes = b"", timeout: float = 10) -> bytes:
+    """Send ``head`` (+ ``body``) on a raw socket and read the answer until the server closes."""
+    sock = socket.create_connection((urlsplit(url).hostname, urlsplit(url).port), timeout=timeout)
+    sock.sendall(head + body)
+    return _read_until_closed(sock, timeout)
+
+
+def test_a_boundary_longer_than_the_parser_takes_is_400_not_500(predictor):
+    png = encode(smooth((64, 64)), "PNG")
+    with serving(predictor) as url:
+        for length in (71, 257, 5000):
+            boundary = "b" * length
+            body = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\n'.encode()
+                + png
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+            headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            for path in ENDPOINTS:
+                assert_clean_error(request(url + path, body, headers), 400, "boundary", str(length))
+
+
+def test_a_declared_oversized_upload_is_413_before_its_body_is_read(predictor):
+    with serving(predictor, max_upload_bytes=1_000_000) as url:
+        start = time.monotonic()
+        body, headers = _form(bytes(100_000_000))  # what most clients do: send all, then read
+        assert_clean_error(request(url + "/v1/predict", body, headers), 413, "1 MB")
+        head = (
+            "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
+            "Content-Length: 100000000\r\nExpect: 100-continue\r\n\r\n"
+        ).encode()
+        answer = _raw(url, head)  # curl's way: wait for 100 Continue; the 413 comes instead
+        assert answer.startswith(b"HTTP/1.1 413") and b"100 Continue" not in answer, answer[:200]
+        assert time.monotonic() - start < 20
+        assert upload(url + "/v1/predict", encode(smooth((64, 64)), "PNG")).status == 200
+
+
+def test_an_oversized_or_malformed_request_head_is_a_json_4xx(predictor):
+    with serving(predictor) as url:
+        reply = request(url + "/v1/predict", headers={"Cookie": "c" * 200_000})
+        assert_clean_error(reply, 431, "16 KB")
+        answer = _raw(url, b"NOT HTTP AT ALL\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400") and b'"detail"' in answer, answer[:200]
+        assert request(url + "/healthz").status in (200, 404)  # the server still answers
+
+
+def test_size_messages_name_the_size_that_was_sent(predictor):
+    with serving(predictor) as url:
+        for shape in ((5000, 2), (2, 5000), (3000, 100)):
+            data = encode(smooth(shape), "PNG")
+            detail = assert_clean_error(upload(url + "/v1/predict", data, "strip.png"), 422, "strip.png")
+            assert f"{shape[1]}x{shape[0]} pixels" in detail, detail
+
+
+def test_float_pixel_data_dicom_is_named_not_called_empty(predictor, make_dicom, tmp_path):
+    arr = smooth((64, 64)).astype(np.float32) / 255
+    path = make_dicom("float.dcm", None, Rows=64, Columns=64, FloatPixelData=arr.tobytes())
+    with serving(predictor) as url:
+        assert_clean_error(upload(url + "/v1/predict", path.read_bytes(), "float.dcm"), 422, "FloatPixelData")

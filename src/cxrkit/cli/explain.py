@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._meta import RESEARCH_NOTICE
+from ..data.files import IMAGE_SUFFIXES
 from ..explain.defaults import DEFAULT_METHOD, METHOD_CLASSES, SLOW_METHODS
 from ._console import CliError, console, err_console, progress_bar
 from .predict import add_precision_argument
@@ -162,7 +163,18 @@ def _files(args: argparse.Namespace, explainer, out: Path) -> None:
         if len(result.failures) > MAX_ERRORS_SHOWN:
             console.print(f"  ... and {len(result.failures) - MAX_ERRORS_SHOWN} more")
     if not result.written:
-        raise CliError("no image could be explained")
+        raise CliError(nothing_explained(args.images, len(result.failures), result.ignored))
+
+
+def nothing_explained(paths, failed: int, ignored: int) -> str:
+    """Why no overlay was written: every file failed, or there was no image file to try."""
+    if failed:
+        return f"no image could be explained: all {failed} file(s) failed (reasons above)"
+    where = ", ".join(str(p) for p in paths)
+    return (
+        f"no image files in {where} ({ignored} other file(s) ignored); explain takes "
+        f"image files ({', '.join(sorted(IMAGE_SUFFIXES))}, or DICOM without a suffix), or folders holding them"
+    )
 
 
 def _class_index(classes: list[str], name: str | None) -> int | None:

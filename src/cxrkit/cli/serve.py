@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
     from ..inference.loader import load_predictor
     from ..serve import create_app
     from ..serve.limits import Limits
-    from ..serve.server import server_config
+    from ..serve.server import bind_socket, server_config
 
     for option, value in (
         ("--max-upload-mb", args.max_upload_mb),
@@ -126,11 +126,16 @@ def run(args: argparse.Namespace) -> None:
         body_timeout_s=args.body_timeout,
     )
     app = create_app(predictor, limits=limits, docs=args.docs)
+    sock = bind_socket(args.host, args.port)  # a busy port fails here, before "serving at"
     console.print(
         f"[bold]»[/] serving {predictor.model_id} at http://{args.host}:{args.port}/"
         f"{'  (API docs: /docs)' if args.docs else ''}. {RESEARCH_NOTICE}"
     )
-    uvicorn.Server(server_config(app, args.host, args.port, max_connections=args.max_connections)).run()
+    server = uvicorn.Server(server_config(app, args.host, args.port, max_connections=args.max_connections))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def _is_loopback(host: str) -> bool:

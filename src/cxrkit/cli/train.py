@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from rich.markup import escape
+
 from .._distributed import is_launch_rank_zero
 from ..training.config import CONFIG_FILE, TrainConfig, read_config_file, resolve_config
 from ._config_args import add_config_arguments, config_values
@@ -69,7 +71,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                 f"{', '.join('--' + n.replace('_', '-') for n in fixed) or '--config'} cannot change "
                 "(start a new run with another --out instead)"
             )
-        saved = TrainConfig.from_yaml(cfg_path.read_text(), str(cfg_path))
+        try:
+            text = cfg_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CliError(
+                f"{cfg_path}: not UTF-8 text; the run's config is damaged (restore it, or start a new run)"
+            ) from None
+        saved = TrainConfig.from_yaml(text, str(cfg_path))
         return dataclasses.replace(saved, **flags, out=str(args.resume))
     return resolve_config(read_config_file(args.config) if args.config else None, flags)
 
@@ -83,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
         train(config, resume=resume, progress_bar=False)
         return
     with progress_bar("preparing images") as update:
-        result = train(config, resume=resume, on_stage=lambda m: console.print(f"[bold]»[/] {m}"), data_progress=update)
+        result = train(config, resume=resume, on_stage=_say, data_progress=update)
     card = result.card
     if card:
         v = card.val_metrics
@@ -92,3 +100,15 @@ def run(args: argparse.Namespace) -> None:
             f"macro-F1 {v.get('val/macro_f1', float('nan')):.4f} "
             f"({card.training['epochs_run']} epochs, {card.training['wall_seconds']:.0f} s)"
         )
+        n_skipped, warnings = card.data.get("skipped_count", 0), card.data.get("warnings", [])
+        if n_skipped or warnings:
+            console.print(
+                f"[yellow]note:[/] {n_skipped} file(s) skipped ({escape(str(result.run_dir / 'skipped.csv'))}), "
+                f"{len(warnings)} warning(s); both are in the model card's data section"
+            )
+
+
+def _say(message: str) -> None:
+    """Stages and warnings from training; paths may hold [brackets], so no rich markup in them."""
+    style = "[yellow]»[/]" if message.startswith(("warning", "  skipped", "  ...")) else "[bold]»[/]"
+    console.print(f"{style} {escape(message)}")

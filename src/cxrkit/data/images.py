@@ -37,7 +37,14 @@ __all__ = [
     "read_gray",
     "as_float01",
     "check_pixels",
+    "check_size",
+    "shrink",
+    "WORK_SIDE",
 ]
+
+# Long side a film is reduced to before per-pixel work where only a picture of it is needed
+# (the service, `cxr explain`): model inputs are 224-512 px, overlay panels at most 800 px.
+WORK_SIDE = 2048
 
 # Largest image we agree to decode: 64 megapixels is far above any radiograph (a 43x43 cm
 # detector at 0.1 mm is ~18 MP) and far below what would exhaust memory.
@@ -113,14 +120,7 @@ def check_pixels(gray: np.ndarray, label: str) -> np.ndarray:
     """
     if gray.ndim != 2:
         raise ImageReadError(label, f"decoded to an array of shape {gray.shape}, not a 2-D image")
-    h, w = gray.shape
-    if min(h, w) < 2:
-        raise ImageReadError(label, f"image is only {w}x{h} pixels")
-    if max(h, w) > MAX_ASPECT * min(h, w):
-        raise ImageReadError(
-            label,
-            f"image is {w}x{h} pixels: sides differ by more than {MAX_ASPECT:g}x, not a radiograph (a corrupt header?)",
-        )
+    check_size(gray.shape[1], gray.shape[0], label)
     if gray.dtype.kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(gray)))
         if bad:
@@ -128,6 +128,20 @@ def check_pixels(gray: np.ndarray, label: str) -> np.ndarray:
         if gray.min() < 0 or gray.max() > 1:
             raise ImageReadError(label, "decoded values outside [0, 1] (a decoder bug?)")
     return gray
+
+
+def check_size(w: int, h: int, label: str) -> None:
+    """Refuse sizes no radiograph has: a side under 2 px, or sides more than ``MAX_ASPECT`` apart.
+
+    Also called on the header's size before anything is downscaled (the service), so the
+    message names the size that was sent, not the size after a reduction."""
+    if min(h, w) < 2:
+        raise ImageReadError(label, f"image is only {w}x{h} pixels")
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ImageReadError(
+            label,
+            f"image is {w}x{h} pixels: sides differ by more than {MAX_ASPECT:g}x, not a radiograph (a corrupt header?)",
+        )
 
 
 def _read_raster(data: bytes, label: str) -> np.ndarray:
@@ -219,6 +233,13 @@ def _read_dicom(data: bytes, label: str) -> np.ndarray:
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise ImageReadError(label, f"corrupt DICOM file ({exc})") from None
     if "PixelData" not in ds:
+        for keyword, tag in (("FloatPixelData", "7FE0,0008"), ("DoubleFloatPixelData", "7FE0,0009")):
+            if keyword in ds:
+                raise ImageReadError(
+                    label,
+                    f"DICOM stores its pixels as {keyword} ({tag}), which cxrkit does not read; "
+                    "export the image with integer Pixel Data (7FE0,0010)",
+                )
         raise ImageReadError(label, "DICOM file has no pixel data (a report or structured document?)")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows * cols > MAX_PIXELS:
@@ -305,3 +326,18 @@ def _check_dicom_header(ds, label: str, rows: int, cols: int) -> tuple[int, int]
     if problems:
         raise ImageReadError(label, "inconsistent DICOM image attributes: " + "; ".join(problems))
     return frames, samples
+
+
+def shrink(gray: np.ndarray, side: int) -> np.ndarray:
+    """A float32 gray image with its long side reduced to ``side`` (bilinear); smaller ones as they are.
+
+    Done before any per-pixel work on a huge film (contrast, CAM overlay): an 8000x8000 image
+    is 256 MB as float32, and drawing its overlay at full size took 5 GB."""
+    h, w = gray.shape
+    if max(h, w) <= side:
+        return gray
+    scale = side / max(h, w)
+    small = Image.fromarray(np.asarray(gray, np.float32), mode="F").resize(
+        (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR
+    )
+    return np.asarray(small, np.float32)

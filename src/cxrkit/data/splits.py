@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, csv_text
 from ..errors import CxrkitError, UsageError
 from .dataset import CxrDataset
 from .duplicates import DEFAULT_MAX_DISTANCE, near_duplicate_pairs
@@ -308,15 +308,13 @@ def make_split(
 
 
 def split_to_csv(dataset: CxrDataset, split: Split) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(SPLIT_COLUMNS)
+    """RFC 4180 quoting (a CR in a file name no longer splits its row); names are kept verbatim
+    (no spreadsheet-formula prefix) because cxrkit reads this file back."""
     rows = sorted(
         (dataset.relpath(r), r.label, s, g, r.patient_id or "")
         for r, s, g in zip(dataset.records, split.assignment, split.group)
     )
-    w.writerows(rows)
-    return buf.getvalue()
+    return csv_text([SPLIT_COLUMNS, *rows], neutralise=False)
 
 
 def write_split(path: str | Path, dataset: CxrDataset, split: Split) -> Path:
@@ -333,7 +331,8 @@ def read_split(path: str | Path, dataset: CxrDataset) -> Split:
     """Apply a saved split to ``dataset``; every record must be listed with its label."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8", newline="") as fh:  # a CR inside a quoted name stays a CR
+            text = fh.read()
     except OSError as exc:
         raise SplitError(f"{path}: cannot read split file ({exc.strerror or exc})") from None
     reader = csv.DictReader(io.StringIO(text))

@@ -2,7 +2,11 @@
 
 Files are found as ``cxr predict`` finds them (folders recursively, DICOM included) and
 decoded by the predictor; an unreadable file is reported with its reason and the rest go on.
-Work goes batch by batch, so memory does not grow with the number of files.
+Work goes batch by batch, so memory does not grow with the number of files. As in the
+service, a film is reduced to ``WORK_SIDE`` right after decoding and the image under the
+overlay to ``OVERLAY_SIDE``: an 8000x8000 PNG took 4.9 GB here when drawn at full size. For
+films above 2048 px the probabilities in the figure may therefore differ slightly from
+``cxr predict`` on the same file (as the service's do).
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.images import WORK_SIDE, shrink
 from ..inference.inputs import find_images
 from ..inference.predictor import Failure
 from .cams import Explainer
-from .overlay import overlay_figure, save_map, save_png
+from .overlay import OVERLAY_SIDE, overlay_figure, save_map, save_png
 
 __all__ = ["ExplainedFiles", "explain_files"]
 
@@ -44,7 +49,7 @@ def explain_files(
     caption = f"{explainer.method} on layer {explainer.layer_name}"
     for start in range(0, len(files), explainer.batch_size):
         batch = files[start : start + explainer.batch_size]
-        decoded = [(f, predictor.try_decode(f, str(f))) for f in batch]
+        decoded = [(f, _decoded(predictor, f)) for f in batch]
         out.failures += [g for _, g in decoded if isinstance(g, Failure)]
         decoded = [(f, g) for f, g in decoded if not isinstance(g, Failure)]
         if decoded:
@@ -52,7 +57,7 @@ def explain_files(
             for i, (f, gray) in enumerate(decoded):
                 stem = _unique_stem(f.stem, used)
                 fig = overlay_figure(
-                    predictor.preprocessing.view(gray),  # roi: lungs: the maps cover the lung crop
+                    shrink(predictor.preprocessing.view(gray), OVERLAY_SIDE),  # roi lungs: the crop
                     exp.maps[i],
                     exp.classes[i],
                     exp.probabilities[i],
@@ -64,6 +69,12 @@ def explain_files(
         if progress:
             progress(start + len(batch), len(files))
     return out
+
+
+def _decoded(predictor, path: Path):
+    """The decoded film reduced to ``WORK_SIDE`` at once (the full-size copy is freed), or a Failure."""
+    gray = predictor.try_decode(path, str(path))
+    return gray if isinstance(gray, Failure) else shrink(gray, WORK_SIDE)
 
 
 def _unique_stem(stem: str, used: set[str]) -> str:

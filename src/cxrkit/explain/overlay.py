@@ -21,6 +21,7 @@ from .._io import atomic_write_bytes
 from .._meta import RESEARCH_NOTICE
 
 __all__ = [
+    "OVERLAY_SIDE",
     "annotate",
     "draw_overlay",
     "overlay_figure",
@@ -35,6 +36,7 @@ HEATMAP = "jet"
 HEAT_ALPHA = 0.4
 DPI = 100
 PANEL_INCHES = (4.0, 8.0)  # panel side: the image's own pixels when it fits, else clipped
+OVERLAY_SIDE = 1024  # long side of the image under an overlay: panels are at most 800 px
 
 
 def resize_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

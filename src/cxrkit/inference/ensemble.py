@@ -39,7 +39,7 @@ from ..data.cache import cached_images
 from ..data.pipeline import ROI_OK
 from ..errors import CxrkitError, UsageError
 from ..models import LoadedRun, load_run
-from ..run import ModelCard, ModelSpec, RunDir, read_card, write_card
+from ..run import ModelCard, ModelSpec, RunDir, read_card, write_card, writes_run
 from .defaults import DEFAULT_THRESHOLD
 from .predictor import FallbackLog, Predictor
 from .splits import SplitPredictions
@@ -89,6 +89,7 @@ def ensemble_card(cards: list[tuple[Path, ModelCard]]) -> ModelCard:
     )
 
 
+@writes_run("cxr ensemble create", "out")
 def create_ensemble(out: str | Path, members: list[str | Path]) -> Path:
     """Write the ensemble directory ``out`` (see the module docstring); returns it.
 

@@ -19,7 +19,7 @@ from ..errors import CxrkitError
 from ..lungs.preprocess import make_self_contained
 from ..models import load_run
 from ..models.onnx_graph import export_graph
-from ..run import RunDir, update_card
+from ..run import RunDir, update_card, writes_run
 from ..run.layout import ONNX_FILE
 from .backends import file_sha256
 from .predictor import Predictor
@@ -52,6 +52,7 @@ def max_prob_difference(a: Predictor, b: Predictor, images: np.ndarray) -> float
     return float(np.abs(a.proba_from_uint8(images) - b.proba_from_uint8(images)).max())
 
 
+@writes_run("cxr export")
 def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int = ONNX_OPSET) -> dict:
     """Write the ONNX model (default ``RUN_DIR/model.onnx``), check it, record it in the card.
 
@@ -105,6 +106,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
     return entry
 
 
+@writes_run("cxr export", "ens_dir")
 def export_ensemble_onnx(ens_dir: str | Path, opset: int = ONNX_OPSET) -> dict:
     """Export every member of an ensemble directory, then check the ensemble as a whole.
 

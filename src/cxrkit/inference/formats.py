@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
+from .._io import csv_text
 from .._meta import RESEARCH_NOTICE
 from .predictor import Predictions, Predictor
 from .tta import describe
@@ -44,13 +42,14 @@ def _roi_flag(predictor, name: str) -> dict:
 
 def predictions_csv(preds: Predictions, classes: list[str], roi_fallback=None) -> str:
     """One row per input: results first, then failed inputs with their reason in ``error``;
-    ``roi_fallback`` (``Predictor.roi_fallback`` of a ``roi: lungs`` run) adds that column."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    ``roi_fallback`` (``Predictor.roi_fallback`` of a ``roi: lungs`` run) adds that column.
+
+    Quoted per RFC 4180; a file name starting with ``= + - @`` is written with a leading ``'``
+    so a spreadsheet shows it instead of running it (:func:`cxrkit._io.csv_cell`)."""
     roi = [] if roi_fallback is None else ["roi_fallback"]
-    writer.writerow(["file", "predicted_class", "confidence", "uncertain", *(f"p_{c}" for c in classes), "error", *roi])
+    rows = [["file", "predicted_class", "confidence", "uncertain", *(f"p_{c}" for c in classes), "error", *roi]]
     for r in preds.results:
-        writer.writerow(
+        rows.append(
             [
                 r.name,
                 r.predicted_class,
@@ -62,5 +61,5 @@ def predictions_csv(preds: Predictions, classes: list[str], roi_fallback=None) -
             ]
         )
     for e in preds.errors:
-        writer.writerow([e.name, "", "", "", *([""] * len(classes)), e.reason, *([""] if roi else [])])
-    return buf.getvalue()
+        rows.append([e.name, "", "", "", *([""] * len(classes)), e.reason, *([""] if roi else [])])
+    return csv_text(rows)

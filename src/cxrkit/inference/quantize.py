@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CxrkitError
-from ..run import RunDir, read_card, update_card
+from ..run import RunDir, read_card, update_card, writes_run
 from .backends import INT8_CARD_SECTION as CARD_SECTION
 from .backends import INT8_FILE, OnnxInt8Backend, file_sha256, onnx_input, onnx_session
 from .predictor import Predictor
@@ -145,6 +145,7 @@ def _fp32_export(run_dir: Path) -> Path:
     return path
 
 
+@writes_run("cxr export --int8")
 def quantize_run(
     run_dir: str | Path,
     calibration: int = 128,

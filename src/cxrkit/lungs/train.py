@@ -28,12 +28,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, csv_text
 from .._lightning import quiet_lightning
 from .._meta import RESEARCH_NOTICE
 from ..data import read_image
 from ..errors import UsageError
 from ..run import lung_card as cards
+from ..run import writes_run
 from .config import LungTrainConfig
 from .masks import MaskPair, mask_pairs, read_mask
 from .model import build
@@ -129,6 +130,7 @@ def dice_with_ci(seg: LungSegmenter, pairs: list[MaskPair], truths: list[np.ndar
     }
 
 
+@writes_run("cxr lungs train", "out")
 def train_lungs(
     data: str | Path,
     out: str | Path,
@@ -151,14 +153,19 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
     """The body of :func:`train_lungs` (which sets and restores the thread count)."""
     if out.exists() and any(out.iterdir()) and not resume:
         raise UsageError(f"{out}: run directory exists and is not empty; choose a new --out or pass --resume")
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     pairs = mask_pairs(data, images_root)
     roles = patient_split(pairs, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)  # after the data is read: a refused start leaves no folder
     atomic_write_text(
         out / "split.csv",
-        "image,mask,patient_id,split\n"
-        + "".join(f"{p.image},{p.mask},{p.patient_id or ''},{r}\n" for p, r in zip(pairs, roles)),
+        csv_text(
+            [
+                ("image", "mask", "patient_id", "split"),
+                *((p.image, p.mask, p.patient_id, r) for p, r in zip(pairs, roles)),
+            ],
+            neutralise=False,
+        ),
     )
     part = {s: [p for p, r in zip(pairs, roles) if r == s] for s in ("train", "val", "test")}
     x_tr, y_tr, full_tr = load_pairs(part["train"], cfg.input_size)

@@ -137,6 +137,13 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0][:200] if text else "no details"
 
 
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip (``PK\x03\x04``); older files are a pickle (PROTO opcode ``\x80``)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head.startswith((b"PK\x03\x04", b"\x80"))
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict without running pickled code.
 
@@ -154,6 +161,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 f"{path}: not a readable safetensors file ({_first_line(err)}); check the file or export it again"
             ) from None
     elif path.suffix in TORCH_SUFFIXES:
+        if not _looks_like_torch_file(path):  # random bytes are not "pickled objects": say what they are
+            raise WeightsError(
+                f"{path}: not a PyTorch checkpoint (neither torch.save's zip format nor a pickle); "
+                "check the file, or save one with torch.save(model.state_dict(), ...) or use .safetensors"
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:

@@ -7,6 +7,9 @@ these names, so a run directory's layout and card are declared in one place::
     card = read_card(run)                # typed ModelCard, validated
     update_card(run, "calibration", {...})   # one section, atomically
 
+    with run_lock(run, "train"):          # one writer at a time (lock beside the folder)
+        ...
+
 Rebuilding the network from a run needs torch: :func:`cxrkit.models.load_run`.
 """
 
@@ -24,6 +27,7 @@ from .card import (
     write_card,
 )
 from .layout import RunDir
+from .lock import RunLockedError, lock_path, run_lock, writes_run
 
 __all__ = [
     "CARD_FORMAT",
@@ -33,9 +37,13 @@ __all__ = [
     "PreprocessingSpec",
     "RunDir",
     "RunError",
+    "RunLockedError",
     "git_commit",
+    "lock_path",
     "package_versions",
     "read_card",
+    "run_lock",
     "update_card",
     "write_card",
+    "writes_run",
 ]

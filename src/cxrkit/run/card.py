@@ -42,6 +42,12 @@ VERSIONED_PACKAGES = (
 # kernel killed the process); the largest timm CXR backbones use 512-1024.
 MAX_INPUT_SIZE = 4096
 MIN_INPUT_SIZE = 16
+# Ranges a working model stays far inside (fit_temperature clips to 0.05..20; images are
+# normalised from [0, 1], so std is about 0.2-0.3). A card outside them is damaged: with
+# temperature or std 1e-300 every logit overflows and each image "gave non-finite outputs".
+TEMPERATURE_RANGE = (0.01, 100.0)
+STD_RANGE = (1e-3, 10.0)
+MAX_ABS_MEAN = 10.0
 
 
 class RunError(CxrkitError, ValueError):
@@ -193,8 +199,12 @@ class ModelCard:
         p = self.preprocessing
         if not isinstance(p.input_size, int) or not MIN_INPUT_SIZE <= p.input_size <= MAX_INPUT_SIZE:
             raise bad(f"preprocessing.input_size must be {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE} px, got {p.input_size!r}")
-        if not _finite(p.mean) or not _finite(p.std) or p.std <= 0:
-            raise bad(f"preprocessing mean/std must be finite with std > 0, got {p.mean!r}/{p.std!r}")
+        lo, hi = STD_RANGE
+        if not _finite(p.mean) or not _finite(p.std) or not lo <= p.std <= hi or abs(p.mean) > MAX_ABS_MEAN:
+            raise bad(
+                f"preprocessing mean/std must be finite, |mean| <= {MAX_ABS_MEAN:g} and std in {lo:g}..{hi:g}, "
+                f"got {p.mean!r}/{p.std!r}"
+            )
         if p.channels != 1:
             raise bad(f"preprocessing.channels must be 1 (gray), got {p.channels!r}")
         if p.roi not in ("none", "lungs"):  # a missing lung_run is named when the ROI is built
@@ -203,8 +213,9 @@ class ModelCard:
             raise bad("model.name is missing")
         if self.calibration is not None:
             t = self.calibration.temperature
-            if not _finite(t) or t <= 0:
-                raise bad(f"calibration.temperature must be a finite number > 0, got {t!r}")
+            lo, hi = TEMPERATURE_RANGE
+            if not _finite(t) or not lo <= t <= hi:
+                raise bad(f"calibration.temperature must be a finite number in {lo:g}..{hi:g}, got {t!r}")
 
 
 def _finite(x) -> bool:

@@ -9,6 +9,7 @@ and how to feed it; nothing outside the folder is needed to load it.
     RUN/
       config.yaml          resolved TrainConfig (defaults < --config file < flags)
       split.csv            path,label,patient_id,split of every image used
+      skipped.csv          path,reason of every file training left out (unreadable, outside the root, ...)
       model.safetensors    weights only (loading never runs pickled code)
       model_card.json      ModelCard: classes, preprocessing, backbone, data, split, metrics, ...
       model.onnx           optional, `cxr export --onnx` (recorded in card.onnx)
@@ -30,6 +31,7 @@ from pathlib import Path
 
 CONFIG_FILE = "config.yaml"
 SPLIT_FILE = "split.csv"
+SKIPPED_FILE = "skipped.csv"
 MODEL_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
 ONNX_FILE = "model.onnx"
@@ -64,6 +66,10 @@ class RunDir:
     @property
     def split(self) -> Path:
         return self.root / SPLIT_FILE
+
+    @property
+    def skipped(self) -> Path:
+        return self.root / SKIPPED_FILE
 
     @property
     def weights(self) -> Path:

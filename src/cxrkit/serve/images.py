@@ -23,7 +23,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..data.images import is_dicom
+from ..data.images import ImageReadError, check_size, is_dicom, shrink
 from ..errors import CxrkitError
 from .limits import Limits
 from .responses import HttpError
@@ -41,6 +41,11 @@ def decode_upload(predictor, data: bytes, name: str, limits: Limits) -> np.ndarr
             f"{name}: image is {size[0]}x{size[1]} pixels, above this service's limit of "
             f"{limits.max_pixels:,} pixels; send a smaller image",
         )
+    if size is not None and all(size):  # judged at the size sent, not after the reduction below
+        try:
+            check_size(*size, name)
+        except ImageReadError as exc:
+            raise HttpError(422, str(exc)) from None
     if size is not None and max(size) > limits.work_side and not is_dicom(data):
         data = _reduced_raster(data, name, limits.work_side)
     try:
@@ -93,13 +98,4 @@ def _reduced_raster(data: bytes, name: str, side: int) -> bytes:
     return buf.getvalue()
 
 
-def shrink(gray: np.ndarray, side: int) -> np.ndarray:
-    """A float32 gray image with its long side reduced to ``side`` (bilinear); smaller ones as they are."""
-    h, w = gray.shape
-    if max(h, w) <= side:
-        return gray
-    scale = side / max(h, w)
-    small = Image.fromarray(np.asarray(gray, np.float32), mode="F").resize(
-        (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR
-    )
-    return np.asarray(small, np.float32)
+__all__ = ["decode_upload", "header_size", "shrink"]

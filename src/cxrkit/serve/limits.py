@@ -24,7 +24,9 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
+from ..data.images import WORK_SIDE
 from ..errors import UsageError
+from ..explain.overlay import OVERLAY_SIDE
 from .responses import HttpError
 
 
@@ -36,9 +38,9 @@ class Limits:
     # w x h read from the file header before decoding; as the reader's bomb limit: 8000x8000 passes
     max_pixels: int = 64_000_000
     # long side an image is reduced to before any per-pixel work (the model input is 224-512 px)
-    work_side: int = 2048
+    work_side: int = WORK_SIDE
     # long side of the image under the CAM overlay: the figure panel is at most 800 px wide
-    overlay_side: int = 1024
+    overlay_side: int = OVERLAY_SIDE
     busy: int = 2
     queue: int = 16
     queue_wait_s: float = 30.0

@@ -3,7 +3,9 @@
 Starlette's own form parser spools files over 1 MB to a temporary file on disk; medical
 images must not land on the server's disk, so the body is streamed through
 python-multipart's low-level parser here and only the ``file`` field is kept, in memory.
-The limit is enforced while reading: an oversized body is refused before it is buffered.
+The limit is enforced before reading: a Content-Length over it gets 413 at once (the body is
+never read, so a client sees the answer instead of a reset after tens of MB); a body without
+one is counted while it streams.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import PureWindowsPath
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -21,9 +23,11 @@ from .responses import HttpError
 FIELD = "file"
 # Room for the multipart boundaries and part headers around the file itself.
 FORM_OVERHEAD = 64 * 1024
-# An oversized body is read and dropped up to this many times the limit before the answer, so
-# ordinary clients (which send the whole body before reading) see the 413 and not a reset.
+# A streamed (chunked) body found oversized is read and dropped up to this many times the limit
+# before the answer, so clients that send everything before reading see the 413, not a reset.
 DRAIN_FACTOR = 4
+# RFC 2046 allows 1-70 characters; python-multipart raises on more than 256 (it was a 500).
+MAX_BOUNDARY = 70
 
 
 async def read_upload(request: Request, max_bytes: int, timeout_s: float = 30.0) -> tuple[str, bytes]:
@@ -41,12 +45,15 @@ async def read_upload(request: Request, max_bytes: int, timeout_s: float = 30.0)
             f"send the image as multipart/form-data in a field named {FIELD!r} "
             f"(got content type {ctype.decode('latin-1') or 'none'})",
         )
+    if len(boundary) > MAX_BOUNDARY:
+        raise HttpError(
+            400, f"multipart boundary is {len(boundary)} characters; RFC 2046 allows at most {MAX_BOUNDARY}"
+        )
     too_big = HttpError(413, f"upload is larger than the {_mb(max_bytes)} limit", close=True)
     body_limit = max_bytes + FORM_OVERHEAD
     chunks = _body(request, timeout_s)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > body_limit:
-        await _drain(chunks, body_limit * DRAIN_FACTOR)
+    if declared.isdigit() and int(declared) > body_limit:  # refused unread, before any 100-continue
         raise too_big
 
     form = _FileField(max_bytes)
@@ -60,7 +67,7 @@ async def read_upload(request: Request, max_bytes: int, timeout_s: float = 30.0)
                 raise too_big
             parser.write(chunk)
         parser.finalize()
-    except MultipartParseError as exc:
+    except (MultipartParseError, FormParserError) as exc:
         raise HttpError(400, f"malformed multipart body ({exc})") from None
     if form.size > max_bytes:
         raise too_big

@@ -11,7 +11,9 @@ run directory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,7 +208,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
-        return cls(**check_keys(d, source))
+        """A config from ``d``; an empty or incomplete one is a :class:`UsageError` naming ``source``."""
+        d = check_keys(d, source)
+        required = [f.name for f in dataclasses.fields(cls) if f.default is f.default_factory is dataclasses.MISSING]
+        missing = [n for n in required if n not in d]
+        if missing:
+            what = "is empty" if not d else f"has no {', '.join(missing)}"
+            raise UsageError(f"{source} {what}; it cannot describe a run (restore it, or start a new run)")
+        try:
+            return cls(**d)
+        except TypeError as exc:  # a value of the wrong type that a check compared or called
+            raise UsageError(f"{source}: malformed config ({exc})") from None
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "config") -> "TrainConfig":
@@ -224,9 +236,40 @@ def check_keys(d: dict, source: str) -> dict:
     d = dict(d)
     if isinstance(d.get("augment"), bool):  # config.yaml before 0.2: augment: true/false
         d["augment"] = "basic" if d["augment"] else "none"
+    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for name, value in d.items():
+        if isinstance(value, str) and "float" in str(fields[name]) and not _type_ok(value, str(fields[name])):
+            with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-3 (no dot) as a string
+                d[name] = value = float(value)
+        if not _type_ok(value, str(fields[name])):
+            raise UsageError(f"{source}: {name} must be {fields[name]}, got {value!r}"[:300])
     if "fractions" in d:
         d["fractions"] = tuple(d["fractions"])
     return d
+
+
+# What a value of each annotation may be: callers pass Paths for strings, numpy ints for ints.
+_SCALARS = {"int": (numbers.Integral,), "float": (numbers.Real,), "str": (str, os.PathLike), "bool": (bool,)}
+
+
+def _type_ok(value, annotation: str) -> bool:
+    """``value`` fits the field annotation (a string here: ``int | None``, ``list[str]``, ...).
+
+    A config file's values are otherwise taken as they are: ``epochs: abc`` in a saved
+    config.yaml used to reach the trainer and end as "unexpected TypeError"."""
+    for option in (o.strip() for o in annotation.split("|")):
+        if option == "None" and value is None:
+            return True
+        if option in _SCALARS:
+            if isinstance(value, _SCALARS[option]) and not (option != "bool" and isinstance(value, bool)):
+                return True
+        elif option.startswith(("list[", "tuple[")):
+            inner = option[option.index("[") + 1 : -1].split(",")[0].strip()
+            if isinstance(value, (list, tuple)) and all(_type_ok(v, inner) for v in value):
+                return True
+        elif option != "None":
+            return True  # a type this check does not know: left to the config's own checks
+    return False
 
 
 def parse_yaml(text: str, source: str) -> dict:

@@ -33,12 +33,13 @@ from ..data.transforms import Preprocessing
 from ..errors import UsageError
 from ..lungs.preprocess import carry_lung_run, with_lung_roi
 from ..models import backbone_features, build_classifier, keep_outputs, save_weights
-from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
+from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, run_lock, write_card
 from .checkpoint_io import SafeCheckpointIO
 from .config import TrainConfig
 from .datamodule import CxrDataModule
 from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
+from .left_out import report_left_out, write_skipped
 from .module import CxrClassifier
 
 
@@ -359,7 +360,17 @@ def train(
 
     With ``resume`` the run continues from ``checkpoints/last.ckpt`` of that directory,
     using its saved split. ``callbacks`` are added to Lightning's (e.g. custom logging).
+    The writing process holds the run directory's lock (:func:`cxrkit.run.run_lock`) throughout:
+    a second writer into the same ``out`` is refused, naming the process that holds it.
     """
+    if not is_launch_rank_zero():  # the other ranks of a distributed run write nothing
+        return _train(config, resume, progress_bar, on_stage, data_progress, callbacks)
+    with run_lock(config.out, "cxr train" + (" --resume" if resume else ""), on_note=on_stage):
+        return _train(config, resume, progress_bar, on_stage, data_progress, callbacks)
+
+
+def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> TrainResult:
+    """The body of :func:`train`, run under the lock."""
     start = time.perf_counter()
     run = _check_start(config, resume)
     quiet_lightning()
@@ -373,6 +384,8 @@ def train(
         split_file = run.split if resume or not writer else config.split_file
         prep = prepare_data(config, split_file, data_progress)
         ds, split = prep.dataset, prep.split
+        say = on_stage if writer else (lambda m: None)
+        left_out = report_left_out(run, ds, split.counts(ds), list(ds.classes[: _n_reported(config, ds)]), say)
         train_idx, val_idx, counts = _train_val_indices(ds, split, len(config.aux_classes or []))
         on_stage(f"building {config.model}")
         built = _build_model(config, len(ds.classes))
@@ -381,10 +394,12 @@ def train(
             run.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.split, split_csv)
             atomic_write_text(run.config, config.to_yaml())
+            write_skipped(run, ds)
         built.pre = with_lung_roi(
             built.pre, config.roi, config.lung_run, blank=config.roi_blank
         )  # crop before the resize
-        on_stage(f"caching {len(ds)} images at {built.pre.input_size} px")
+        skipped = f" ({len(ds.skipped)} skipped, see {run.skipped.name})" if ds.skipped else ""
+        on_stage(f"caching {len(ds)} images at {built.pre.input_size} px{skipped}")
         images = cached_images(ds, built.pre, config.cache_dir, workers=config.workers, progress=data_progress)
         module, dm = _module_and_data(config, built, ds, images, train_idx, val_idx, counts, on_stage, data_progress)
         trainer, best = _trainer(config, run, progress_bar, callbacks)
@@ -409,5 +424,6 @@ def train(
     built.pre = carry_lung_run(built.pre, run.root)  # roi: lungs: the run keeps its own lung model
     card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
     card.training.update(roi_report(ds, built.pre, config.cache_dir))  # lung-ROI fallbacks, if any
+    card.data.update(left_out)  # skipped files and too-small classes, counted
     write_card(run.root, card)
     return TrainResult(run.root, card, trainer)

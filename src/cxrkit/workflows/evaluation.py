@@ -21,7 +21,7 @@ from ..inference.ensemble import with_tta
 from ..inference.loader import load_predictor
 from ..inference.splits import predict_split
 from ..inference.tta import describe
-from ..run import RunDir
+from ..run import RunDir, writes_run
 
 
 @dataclass
@@ -30,6 +30,7 @@ class Evaluated:
     files: dict  # name -> path written (metrics.json, report.html, figures)
 
 
+@writes_run("cxr evaluate", lambda a: a["out"] or RunDir(a["run_dir"]).evaluation)
 def evaluate_and_report(
     run_dir: str | Path,
     data=None,

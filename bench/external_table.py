@@ -1,0 +1,174 @@
+"""One row per trained recipe, scored where issue 26 chooses: val and ``../shared/data/external``.
+
+For each run directory given, this evaluates (once; reused when present, fp32 so that hosts
+agree) the run's own patient-disjoint test split into ``RUN/evaluation`` and the external set
+into ``RUN/external``::
+
+    cxr evaluate RUN --precision 32
+    cxr evaluate RUN --data ../shared/data/external --by view population+label+view population+label \
+        --abnormal pneumonia --audit --precision 32 --out RUN/external
+
+and writes one JSON (rows + the host, commit, date, command, threads and load it ran under)
+and its Markdown table. Columns, in the order a recipe is chosen by: val accuracy (what the
+checkpoint was chosen on), then on ``external/``: Hannover COVID called COVID, NIH adult
+normals AP / PA called normal, NIH children's normals called normal, NIH pneumonias AP / PA
+called normal (the abnormal rule), the AUC of not-normal (pneumonia vs normal films), the
+audit's within-normal view probe on the features beside its 12 x 12 pixel floor; reported and
+never chosen on: the patient-disjoint test accuracy; and the training minutes.
+
+Targets of issue 26 (on ``external/``): adult normals AP and PA >= 92%, pneumonias AP and PA
+called normal <= 15%, children's normals >= 92%, Hannover COVID >= 98%. Once ``nih/`` is
+trained on, ``external/``'s NIH films share a hospital with training (other patients): the
+table says so in its ``note`` column.
+
+Usage: python bench/external_table.py RUN [RUN ...] [--external ../shared/data/external]
+       [--out bench/results/external_recipes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from _common import command_line, git_commit, host_info, load_note, markdown_table
+
+from cxrkit import RESEARCH_NOTICE
+from cxrkit._io import atomic_write_json, atomic_write_text
+
+BY = ["view", "population+label+view", "population+label"]
+HEADER = [
+    "run",
+    "recipe",
+    "val acc",
+    "Hannover COVID",
+    "adult normal AP",
+    "adult normal PA",
+    "child normal",
+    "pneumonia AP called normal",
+    "pneumonia PA called normal",
+    "AUC not-normal",
+    "view probe in normals (features / pixels)",
+    "patient test acc",
+    "train min",
+    "note",
+]
+
+
+def _evaluate(run: Path, external: str) -> tuple[dict, dict]:
+    from cxrkit.workflows import evaluate_and_report
+
+    own = run / "evaluation" / "metrics.json"
+    if not own.is_file():
+        evaluate_and_report(run, precision="32")
+    ext = run / "external" / "metrics.json"
+    if not ext.is_file():
+        evaluate_and_report(
+            run, external, by=BY, audit=True, out=run / "external", precision="32", abnormal=["pneumonia"]
+        )
+    return json.loads(own.read_text()), json.loads(ext.read_text())
+
+
+def _pct(ci: dict | None) -> str:
+    if not ci or ci.get("value") is None:
+        return "-"
+    return f"{100 * ci['value']:.1f} [{100 * ci['lo']:.1f}, {100 * ci['hi']:.1f}]"
+
+
+def _sens(ev: dict, column: str, values: list[str], cls: str) -> dict | None:
+    """Sensitivity for ``cls`` in the first present subgroup value (population spellings differ)."""
+    groups = ev["subgroups"].get(column, {})
+    for v in values:
+        if v in groups:
+            return {**groups[v]["metrics"].get(f"sensitivity/{cls}", {}), "n": groups[v]["n_images"]}
+    return None
+
+
+def _view_probe(ev: dict) -> str:
+    for p in (ev.get("audit") or {}).get("probes", []):
+        if p["attribute"] == "view" and p["scope"] == "within normal":
+            pixels = p.get("pixel_balanced_accuracy")
+            return (
+                f"{p['balanced_accuracy']:.3f} / {pixels:.3f}"
+                if pixels is not None
+                else f"{p['balanced_accuracy']:.3f}"
+            )
+    return "-"
+
+
+def _recipe(run: Path) -> str:
+    import yaml
+
+    from cxrkit.training.config import TrainConfig
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    defaults = TrainConfig(data="x", out="x").to_dict()
+    keep = ("data", "aux_classes", "balance", "balance_by", "augment", "input_size", "model", "epochs", "roi", "debias")
+    diff = {k: config.get(k) for k in keep if k == "data" or config.get(k) != defaults.get(k)}
+    data = diff.pop("data")
+    names = " + ".join(Path(d).name for d in (data if isinstance(data, list) else [data]))
+    return "; ".join([names, *(f"{k}={v}" for k, v in diff.items())])
+
+
+def row(run: Path, external: str) -> dict:
+    own, ext = _evaluate(run, external)
+    card = json.loads((run / "model_card.json").read_text())
+    adult = ["adult/normal/{}", "adult (assumed)/normal/{}"]
+    trained = card["data"]["path"] if isinstance(card["data"]["path"], list) else [card["data"]["path"]]
+    shares = any("nih" in Path(p).name for p in trained)  # nih/ (or a manifest merged from it) was trained on
+    abn = ext.get("abnormal") or {}
+    by_view = (abn.get("by") or {}).get("view", {})
+    cells = {
+        "run": run.name,
+        "recipe": _recipe(run),
+        "val acc": f"{100 * card['val_metrics'].get('val/acc', float('nan')):.1f}",
+        "Hannover COVID": _pct(_sens(ext, "population+label", ["adult (assumed)/covid"], "covid")),
+        "adult normal AP": _pct(_sens(ext, "population+label+view", [a.format("AP") for a in adult], "normal")),
+        "adult normal PA": _pct(_sens(ext, "population+label+view", [a.format("PA") for a in adult], "normal")),
+        "child normal": _pct(_sens(ext, "population+label", ["pediatric/normal"], "normal")),
+        "pneumonia AP called normal": _pct((by_view.get("AP") or {}).get("called_normal")),
+        "pneumonia PA called normal": _pct((by_view.get("PA") or {}).get("called_normal")),
+        "AUC not-normal": f"{abn['auc_not_normal']['value']:.3f}" if abn.get("auc_not_normal") else "-",
+        "view probe in normals (features / pixels)": _view_probe(ext),
+        "patient test acc": _pct(own["overall"]["metrics"]["accuracy"]),
+        "train min": f"{card['training']['wall_seconds'] / 60:.0f}",
+        "note": "NIH films of external/ share a hospital with training" if shares else "all of external/ is unseen",
+    }
+    return {"cells": cells, "evaluation": {"test": str(run / "evaluation"), "external": str(run / "external")}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--external", default="../shared/data/external")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "external_recipes")
+    args = ap.parse_args()
+    start = time.perf_counter()
+    rows = [row(r, args.external) for r in args.runs]
+    import torch
+
+    result = {
+        "title": "Recipes on val and on external/ (issue 26)",
+        "notice": RESEARCH_NOTICE,
+        "columns": HEADER,
+        "rows": [[r["cells"][h] for h in HEADER] for r in rows],
+        "sources": [r["evaluation"] for r in rows],
+        "meta": {
+            "command": command_line(),
+            "commit": git_commit(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            **host_info(),
+            "torch_threads": torch.get_num_threads(),
+            "load": load_note(),
+            "seconds": round(time.perf_counter() - start, 1),
+        },
+    }
+    atomic_write_json(args.out.with_suffix(".json"), result)
+    text = f"# {result['title']}\n\n{markdown_table(HEADER, result['rows'])}\n\n{RESEARCH_NOTICE}\n"
+    atomic_write_text(args.out.with_suffix(".md"), text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

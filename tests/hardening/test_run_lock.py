@@ -1,0 +1,142 @@
+"""Issue 29 class 2: one writer per run directory, for every command that writes one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cxrkit.cli.main import main
+from cxrkit.run import lock_path
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _train_cmd(data, out, cache):
+    return [
+        sys.executable,
+        "-m",
+        "cxrkit.cli.main",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--model",
+        "resdense_tiny",
+        "--pretrained",
+        "none",
+        "--epochs",
+        "2",
+        "--input-size",
+        "32",
+        "--workers",
+        "1",
+        "--cache-dir",
+        str(cache),
+    ]
+
+
+def test_two_trainings_into_one_out_at_once_one_runs_the_other_exits_2_naming_the_lock(blob_dataset, tmp_path):
+    out, env = tmp_path / "run", {**os.environ, "CXR_NO_TCMALLOC": "1", "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            _train_cmd(blob_dataset, out, tmp_path / f"cache{i}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    results = [(p, *p.communicate(timeout=500)) for p in procs]
+    codes = sorted(p.returncode for p, _, _ in results)
+    assert codes == [0, 2], [(p.returncode, err[-800:]) for p, _, err in results]
+    (winner, _, _), (loser, _, loser_err) = sorted(results, key=lambda r: r[0].returncode)
+    flat = " ".join(loser_err.split())  # rich wraps nothing, but be safe about spaces
+    assert f"pid {winner.pid}" in flat and ".run.cxr-lock" in flat and "Traceback" not in loser_err
+    assert (out / "model.safetensors").is_file() and (out / "model_card.json").is_file()
+    assert len(list((out / "logs").iterdir())) == 1, "one run's logs, not two"
+    assert not lock_path(out).exists(), "the winner releases its lock"
+
+
+@pytest.fixture
+def foreign_lock():
+    """``foreign_lock(dir)``: a lock on ``dir`` held by another live process (as a running cxr)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+
+    def hold(run_dir) -> int:
+        path = lock_path(run_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = {"pid": proc.pid, "host": socket.gethostname(), "started": "earlier", "command": "cxr train"}
+        path.write_text(json.dumps(info))
+        return proc.pid
+
+    yield hold
+    proc.kill()
+    proc.wait()
+
+
+def _refused(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err, err
+    return " ".join(err.split())
+
+
+@pytest.mark.parametrize(
+    "command", ["export", "evaluate_out", "evaluate", "ensemble", "lungs_train", "train", "resume"]
+)
+def test_every_run_writer_is_refused_while_another_process_holds_the_lock(
+    command, tiny_run, blob_dataset, tmp_path, foreign_lock, capsys
+):
+    run = shutil.copytree(tiny_run.run_dir, tmp_path / "run")
+    target, argv = {
+        "export": (run, ["export", str(run), "--onnx"]),
+        "evaluate_out": (tmp_path / "ev", ["evaluate", str(run), "--out", str(tmp_path / "ev"), "--resamples", "5"]),
+        "evaluate": (run / "evaluation", ["evaluate", str(run), "--resamples", "5"]),
+        "ensemble": (tmp_path / "ens", ["ensemble", "create", str(run), str(run), "--out", str(tmp_path / "ens")]),
+        "lungs_train": (
+            tmp_path / "lungs",
+            ["lungs", "train", "--data", str(tmp_path), "--out", str(tmp_path / "lungs")],
+        ),
+        "train": (tmp_path / "new", ["train", "--data", str(blob_dataset), "--out", str(tmp_path / "new")]),
+        "resume": (run, ["train", "--resume", str(run)]),
+    }[command]
+    pid = foreign_lock(target)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    err = _refused(argv, capsys)
+    assert f"pid {pid}" in err and lock_path(target).name in err and "cxr train" in err
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before, "nothing in the run was touched"
+    assert lock_path(target).exists(), "the holder's lock is left alone"
+    for made in ("ev", "ens", "lungs", "new"):
+        assert not (tmp_path / made).exists(), f"a refused start left {made}/ behind"
+
+
+def test_a_stale_lock_left_by_a_killed_training_is_explained_and_does_not_block(blob_dataset, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "CXR_NO_TCMALLOC": "1", "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(_train_cmd(blob_dataset, out, tmp_path / "c"), env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not lock_path(out).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    first.kill()  # SIGKILL: no cleanup runs, the lock stays behind
+    first.wait()
+    assert lock_path(out).exists()
+    res = subprocess.run(
+        _train_cmd(blob_dataset, out, tmp_path / "c"), capture_output=True, text=True, env=env, timeout=500
+    )
+    flat = " ".join(res.stdout.split())
+    if res.returncode == 2:  # the killed run had already written part of a run: said so, not a lock
+        assert "already holds a run" in res.stderr and "--resume" in res.stderr, res.stderr[-800:]
+    else:
+        assert res.returncode == 0, res.stderr[-800:]
+    assert f"stale lock {lock_path(out)}" in flat and f"pid {first.pid}" in flat, res.stdout[-800:]
+    assert not lock_path(out).exists()
