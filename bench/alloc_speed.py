@@ -51,14 +51,14 @@ def child(run: str | None, n_images: int, train: bool) -> dict:
 
     import cxrkit
     from cxrkit._speed import ALLOCATOR, large_blocks_are_mmapped
-    from cxrkit.models import create_model
+    from cxrkit.models import build_classifier
 
     out = {
         "allocator": ALLOCATOR["state"],
         "large_blocks_mmapped": large_blocks_are_mmapped(),
         "threads": torch.get_num_threads(),
     }
-    model, _ = create_model("tf_efficientnet_lite0", 3, in_chans=1, pretrained=False)
+    model, _ = build_classifier("tf_efficientnet_lite0", 3, in_chans=1, pretrained=False)
     model = model.to(memory_format=torch.channels_last)
     x = torch.randn(32, 1, 224, 224).contiguous(memory_format=torch.channels_last)
     model.eval()

@@ -30,7 +30,7 @@ from cxrkit._speed import reexec_with_tcmalloc
 from cxrkit.data.transforms import Preprocessing
 from cxrkit.explain.cams import Explainer
 from cxrkit.inference.predictor import Predictor
-from cxrkit.models import LoadedRun, create_model
+from cxrkit.models import LoadedRun, build_classifier
 from cxrkit.run import ModelCard, ModelSpec, PreprocessingSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,7 +44,7 @@ CLASSES = ["covid", "viral_pneumonia", "normal"]
 
 
 def predictor_for(model_name: str) -> Predictor:
-    model, _ = create_model(model_name, len(CLASSES), in_chans=1, pretrained=False)
+    model, _ = build_classifier(model_name, len(CLASSES), in_chans=1, pretrained=False)
     pre = Preprocessing(input_size=SIZE)
     card = ModelCard(list(CLASSES), PreprocessingSpec(**pre.to_dict()), ModelSpec(name=model_name))
     return Predictor(LoadedRun(Path(model_name), model, card, list(CLASSES), pre))

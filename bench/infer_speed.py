@@ -51,7 +51,7 @@ from cxrkit.data.transforms import Preprocessing
 from cxrkit.inference.backends import onnx_input, onnx_session
 from cxrkit.inference.export import export_onnx
 from cxrkit.inference.predictor import Predictor
-from cxrkit.models import create_model, save_weights
+from cxrkit.models import build_classifier, save_weights
 from cxrkit.run import ModelCard, ModelSpec, PreprocessingSpec, read_card, write_card
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,7 +64,7 @@ GOAL = 0.85
 
 def make_run(root: Path, model: str, size: int) -> Path:
     """A minimal run directory (weights + model card) for an untrained ``model``."""
-    net, info = create_model(model, 3, in_chans=1, pretrained=False)
+    net, info = build_classifier(model, 3, in_chans=1, pretrained=False)
     run = root / f"bench_{model}"
     run.mkdir(parents=True)
     save_weights(run, net)

@@ -36,14 +36,14 @@ OUT = Path(__file__).resolve().parent / "results" / "lungs_roi_speed"
 def make_runs(root: Path, lung_run: Path, run: Path | None) -> dict[str, Path]:
     """``root/none`` and ``root/lungs``: one classifier, two preprocessing sections."""
     from cxrkit.lungs.preprocess import weights_sha256
-    from cxrkit.models import create_model, save_weights
+    from cxrkit.models import build_classifier, save_weights
     from cxrkit.run import ModelCard, ModelSpec, PreprocessingSpec, read_card, write_card
 
     plain = root / "none"
     if run is not None:
         shutil.copytree(run, plain, ignore=shutil.ignore_patterns("checkpoints", "evaluation", "*.onnx"))
     else:
-        model, info = create_model("tf_efficientnet_lite0", 3, in_chans=1, pretrained=False)
+        model, info = build_classifier("tf_efficientnet_lite0", 3, in_chans=1, pretrained=False)
         pre = PreprocessingSpec(input_size=224, mean=info.mean[0], std=info.std[0])
         card = ModelCard(["covid", "viral_pneumonia", "normal"], pre, ModelSpec("tf_efficientnet_lite0"))
         save_weights(plain, model)

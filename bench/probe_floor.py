@@ -33,7 +33,7 @@ from cxrkit import RESEARCH_NOTICE
 from cxrkit.data.cache import cached_images
 from cxrkit.data.prepare import prepare
 from cxrkit.evaluation.audit import confound_probes, pixel_features
-from cxrkit.models import backbone_features, create_model
+from cxrkit.models import backbone_features, build_classifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save_result  # noqa: E402
@@ -59,8 +59,8 @@ def main() -> None:
     name, n_cls = card.model.name, len(predictor.classes)
     sets = {
         "run": net_features(predictor.model),
-        "imagenet": net_features(create_model(name, n_cls, pretrained=True)[0]),
-        "random": net_features(create_model(name, n_cls, pretrained=False)[0]),
+        "imagenet": net_features(build_classifier(name, n_cls, pretrained=True)[0]),
+        "random": net_features(build_classifier(name, n_cls, pretrained=False)[0]),
         "pixels": (pixel_features(im_tr), pixel_features(im_va)),
     }
     rows = []

@@ -26,7 +26,7 @@ from cxrkit._speed import reexec_with_tcmalloc
 from cxrkit.evaluation import summarize
 from cxrkit.inference import Predictor
 from cxrkit.inference.splits import predict_split
-from cxrkit.models import create_model
+from cxrkit.models import build_classifier
 from cxrkit.training import TrainConfig, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,7 +56,7 @@ class EpochTimer(L.Callback):
 
 def model_only_throughput(name: str, size: int, batch: int, steps: int = 8) -> float:
     """Images/s of forward+backward+AdamW step on random tensors (no data loading)."""
-    model, _ = create_model(name, 3, in_chans=1, pretrained=False)
+    model, _ = build_classifier(name, 3, in_chans=1, pretrained=False)
     model = model.to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
     x = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)

@@ -32,7 +32,7 @@ from cxrkit._speed import ALLOCATOR, reexec_with_tcmalloc
 from cxrkit.data.cache import cached_images
 from cxrkit.data.prepare import prepare
 from cxrkit.data.transforms import BatchAugment, Preprocessing
-from cxrkit.models import create_model
+from cxrkit.models import build_classifier
 from cxrkit.training.datamodule import CxrDataModule
 from cxrkit.training.module import CxrClassifier
 
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     prep = prepare(args.data, None, workers=os.cpu_count() or 1)
-    model, info = create_model(args.model, 3, in_chans=1, pretrained=False)
+    model, info = build_classifier(args.model, 3, in_chans=1, pretrained=False)
     pre = Preprocessing(input_size=info.input_size[-1], mean=info.mean[0], std=info.std[0])
     images = cached_images(prep.dataset, pre, workers=os.cpu_count() or 1)
     train_idx = np.nonzero(np.asarray(prep.split.assignment) == "train")[0][: args.batch_size * (args.steps + 1)]
@@ -133,7 +133,7 @@ def main(argv=None) -> None:
         return timer.rate
 
     labels = np.asarray(prep.dataset.labels)
-    raw_model, _ = create_model(args.model, len(prep.dataset.classes), in_chans=1, pretrained=False)
+    raw_model, _ = build_classifier(args.model, len(prep.dataset.classes), in_chans=1, pretrained=False)
     raw_model = raw_model.to(memory_format=torch.channels_last)
     e2e, model_only, ratios, raw_aug, parts = [], [], [], [], []
     for _ in range(args.rounds):

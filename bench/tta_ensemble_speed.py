@@ -27,9 +27,9 @@ import torch
 from _common import load_note, markdown_table, rotations, save_result, spread, stats
 
 from cxrkit.data.transforms import Preprocessing
-from cxrkit.inference import Predictor
+from cxrkit.inference import Predictor, load_predictor
 from cxrkit.inference.ensemble import create_ensemble
-from cxrkit.models import DEFAULT_MODEL, create_model, save_weights
+from cxrkit.models import DEFAULT_MODEL, build_classifier, save_weights
 from cxrkit.run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, write_card
 
 RESULTS = Path(__file__).parent / "results"
@@ -39,7 +39,7 @@ CLASSES = ["covid", "viral_pneumonia", "normal"]
 def make_run(root: Path, name: str, seed: int, size: int) -> Path:
     """A minimal run (weights, card, split.csv) of the default model with random weights."""
     torch.manual_seed(seed)
-    net, info = create_model(DEFAULT_MODEL, len(CLASSES), in_chans=1, pretrained=False)
+    net, info = build_classifier(DEFAULT_MODEL, len(CLASSES), in_chans=1, pretrained=False)
     run = root / name
     run.mkdir(parents=True)
     save_weights(run, net)
@@ -68,7 +68,7 @@ def main(argv=None) -> None:
         predictors = {
             "plain": Predictor.from_run(runs[0]),
             "tta standard (7 views)": Predictor.from_run(runs[0], tta="standard"),
-            "ensemble of 2": Predictor.from_run(ens),
+            "ensemble of 2": load_predictor(ens),
         }
         pre = Preprocessing(input_size=args.size)
         gray = rng.random((args.images, 32, 32), dtype=np.float32)

@@ -6,7 +6,7 @@ For research, not diagnosis: no output of this package is a medical device.
 from ._meta import RESEARCH_NOTICE, __version__
 from ._speed import tune_allocator
 
-tune_allocator()  # before torch allocates anything: see cxrkit._speed (CXR_NO_MALLOC_TUNING=1: off)
+tune_allocator()  # before torch allocates anything: see cxrkit._speed (CXR_MALLOC=system: off)
 
 
 __all__ = ["RESEARCH_NOTICE", "__version__", "load"]
@@ -31,14 +31,6 @@ def load(
     ``tta`` "standard" averages over 7 views (:mod:`cxrkit.inference.tta`). An ensemble
     directory (``cxr ensemble create``) gives an :class:`~cxrkit.inference.ensemble.EnsemblePredictor`.
     """
-    from .inference.defaults import DEFAULT_THRESHOLD
-    from .inference.predictor import Predictor
+    from .inference.loader import load_predictor
 
-    return Predictor.from_run(
-        run_dir,
-        device,
-        backend=backend,
-        precision=precision,
-        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-        tta=tta,
-    )
+    return load_predictor(run_dir, device, backend=backend, precision=precision, threshold=threshold, tta=tta)

@@ -68,6 +68,29 @@ def resolve_precision(requested: str, device: str = "cpu", flags: frozenset[str]
     return ("bf16", "") if native else ("32", f"{what}: running fp32 (--precision auto)")
 
 
+TRAINING_PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}  # ours -> Lightning's
+
+
+def training_precision(requested: str | None, cuda: bool, cuda_bf16: bool = False) -> tuple[str, str]:
+    """(Lightning's precision string, note) for ``cxr train --precision requested``.
+
+    One vocabulary with inference: ``auto``, ``32``, ``bf16`` (and ``16``: fp16 mixed, GPU only).
+    ``auto`` (or None) trains mixed precision on a GPU (bf16 where supported, else fp16) and fp32
+    on a CPU, where emulated bf16 autocast slows training down. Lightning's own names
+    (``bf16-mixed``, ``32-true``...) still work, with a note naming ours (they will go).
+    """
+    requested = "auto" if requested in (None, "") else str(requested)
+    if requested == "auto":
+        return (("bf16-mixed" if cuda_bf16 else "16-mixed") if cuda else "32-true"), ""
+    if requested in TRAINING_PRECISIONS:
+        return TRAINING_PRECISIONS[requested], ""
+    ours = {v: k for k, v in TRAINING_PRECISIONS.items()}.get(requested)
+    if ours is None:
+        choices = ", ".join(["auto", *TRAINING_PRECISIONS])
+        raise UsageError(f"--precision must be one of {choices}, got {requested!r}")
+    return requested, f"--precision {requested} is Lightning's name and is deprecated: use --precision {ours}"
+
+
 def autocast(precision: str, device: str = "cpu"):
     """A context manager running the model's forward in ``precision`` ("32": no change).
 

@@ -14,8 +14,13 @@ processes (they import cxrkit to unpickle its objects or re-run its entry point)
 not just the ``cxr`` command. The cost: up to ~512 MiB of freed memory stays mapped to the
 process. In threads other than the main one glibc still maps blocks above ~64 MiB (the size
 of a thread arena's heap); lite0's largest activation at batch 32 is 51 MB.
-``CXR_NO_MALLOC_TUNING=1`` switches it off; it is also skipped when tcmalloc is
-loaded or the user set glibc's own ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``.
+It is skipped when tcmalloc is loaded or the user set glibc's own ``MALLOC_MMAP_THRESHOLD_`` /
+``MALLOC_TRIM_THRESHOLD_``.
+
+One switch, ``CXR_MALLOC``: ``auto`` (default: the ``cxr`` command re-executes itself with
+tcmalloc when it is installed, every process gets the glibc thresholds otherwise), ``glibc``
+(the thresholds, never tcmalloc) or ``system`` (neither). The older ``CXR_NO_TCMALLOC=1``
+(= ``glibc``) and ``CXR_NO_MALLOC_TUNING=1`` (= ``system``) still work.
 
 ``bench/alloc_speed.py`` measures glibc default vs this vs tcmalloc in interleaved rounds.
 """
@@ -30,7 +35,9 @@ import sys
 
 MMAP_THRESHOLD = 256 << 20
 TRIM_THRESHOLD = 512 << 20
-OFF_ENV = "CXR_NO_MALLOC_TUNING"
+MALLOC_ENV = "CXR_MALLOC"
+MALLOC_CHOICES = ("auto", "glibc", "system")
+_OLD_SWITCHES = (("CXR_NO_MALLOC_TUNING", "system"), ("CXR_NO_TCMALLOC", "glibc"))  # deprecated names
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 # above glibc's largest dynamic threshold (32 MiB), below ours, and small enough for a thread's
 # arena (its heaps are 64 MiB: a thread gets larger blocks by mmap whatever the threshold)
@@ -48,12 +55,24 @@ def tcmalloc_loaded() -> bool:
     return hasattr(_libc(), "tc_malloc")
 
 
+def malloc_choice() -> str:
+    """``CXR_MALLOC`` (auto, glibc, system), else what an older switch asks for, else auto."""
+    value = os.environ.get(MALLOC_ENV, "").strip().lower()
+    if value in MALLOC_CHOICES:
+        return value
+    if value:
+        import warnings
+
+        warnings.warn(f"{MALLOC_ENV}={value!r} is not one of {', '.join(MALLOC_CHOICES)}; using auto", stacklevel=2)
+    return next((choice for name, choice in _OLD_SWITCHES if os.environ.get(name)), "auto")
+
+
 def tune_allocator() -> dict:
     """Set the glibc thresholds above (once per process); returns and records what was done."""
     if ALLOCATOR["state"] != "not run":
         return ALLOCATOR
-    if os.environ.get(OFF_ENV):
-        state = f"off ({OFF_ENV} set)"
+    if malloc_choice() == "system":
+        state = f"off ({MALLOC_ENV}=system)"
     elif tcmalloc_loaded():
         state = "tcmalloc"
     elif platform.libc_ver()[0] != "glibc":
@@ -99,10 +118,10 @@ def reexec_with_tcmalloc(args: list[str]) -> None:
 
     The ``cxr`` command calls it at start: kept because tcmalloc still measured faster than
     :func:`tune_allocator`'s setting (``cxrkit.load(run).predict`` 1.1-1.5x, on a loaded host:
-    docs/results/alloc_speed.md). Set CXR_NO_TCMALLOC=1 to opt out.
+    docs/results/alloc_speed.md). ``CXR_MALLOC=glibc`` or ``system`` opts out.
     Returns normally (no re-exec) when there is nothing to do.
     """
-    if os.environ.get("CXR_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+    if malloc_choice() != "auto" or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
         return
     lib = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
     if not lib:

@@ -33,8 +33,8 @@ def test_layer_contracts_are_kept():
     [
         ("run/layout.py", "import cxrkit.cli.main"),  # bottom layer reaching the top
         ("inference/predictor.py", "from cxrkit.training import fit"),  # serving reaching training
-        ("data/splits.py", "def _f():\n    from cxrkit.models import create_model"),  # a function-level import
-        ("lungs/roi.py", "from cxrkit.training import fit"),  # the lung ROI sits below training
+        ("data/splits.py", "def _f():\n    from cxrkit.models import build_classifier"),  # a function-level import
+        ("lungs/locate.py", "from cxrkit.training import fit"),  # the lung ROI sits below training
         ("models/factory.py", "from cxrkit.lungs import segmenter"),  # ... and above models
     ],
 )

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from cxrkit.data import DatasetError
-from cxrkit.data.regions import border_mask, lung_box_mask, occlude
+from cxrkit.data.regions import border_mask, occlude
 from cxrkit.evaluation.audit import audit_run
 from cxrkit.evaluation.evaluate import evaluate_run
 from cxrkit.inference import Predictor
 from cxrkit.inference.splits import predict_split
+from cxrkit.lungs.locate import lung_box_mask
 from cxrkit.run import RunError, read_card
 
 

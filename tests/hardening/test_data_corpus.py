@@ -25,7 +25,7 @@ from PIL import Image
 
 from cxrkit.data import ImageReadError, load_dataset, read_image
 from cxrkit.data.sources import DatasetError
-from cxrkit.inference.files import find_images
+from cxrkit.inference.inputs import find_images
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cxrkit.data.images import WORK_SIDE
-from cxrkit.explain import files as explain_files_module
+from cxrkit.explain import image_files as explain_files_module
 from cxrkit.explain.overlay import OVERLAY_SIDE
 
 pytestmark = pytest.mark.timeout(600)

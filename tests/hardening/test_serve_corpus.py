@@ -96,8 +96,10 @@ def test_oversize_pixels_are_refused_from_the_header(predictor, make_dicom):
 
 def test_huge_images_are_reduced_before_any_per_pixel_work(predictor, monkeypatch):
     seen = []
-    prepare = predictor.prepare
-    monkeypatch.setattr(predictor, "prepare", lambda gray, name=None: seen.append(gray.shape) or prepare(gray, name))
+    prepare = predictor.prepare_with_roi  # what the server calls on each decoded upload
+    monkeypatch.setattr(
+        predictor, "prepare_with_roi", lambda gray, name=None: seen.append(gray.shape) or prepare(gray, name)
+    )
     exif = Image.Exif()
     exif[0x0112] = 6  # stored landscape, shown rotated by 90 degrees: portrait
     rotated = encode(smooth((1000, 3000), 1), "JPEG", exif=exif.tobytes())

@@ -23,7 +23,7 @@ def test_onnx_backend_never_builds_the_torch_model(onnx_run, monkeypatch, synth_
     def no_network(*a, **k):
         raise AssertionError("the ONNX backend built the torch network")
 
-    monkeypatch.setattr(loading, "create_model", no_network)
+    monkeypatch.setattr(loading, "build_classifier", no_network)
     p = Predictor.from_run(onnx_run, backend="onnx")
     assert p.run.model is None and p.engine.model is None
     probs = p.proba_from_uint8(np.stack([synth_array(s, (64, 64)) for s in range(3)]))

@@ -104,7 +104,7 @@ def test_ensemble_directory_round_trip(ens, members, images, tmp_path):
     broken = create_ensemble(tmp_path / "e2", [members[0], moved])
     update_card(moved, "split", {**read_card(moved).split, "hash": "1" * 64})
     with pytest.raises(EnsembleError, match="changed since the ensemble was made"):
-        Predictor.from_run(broken)
+        cxrkit.load(broken)
     with pytest.raises(cxrkit.errors.UsageError, match="explain one member|use one member"):
         loaded.model  # noqa: B018
 
@@ -123,14 +123,17 @@ def test_members_with_different_preprocessing_decode_once_prepare_each(members, 
     assert got == pytest.approx({c: (parts[0][c] + parts[1][c]) / 2 for c in got}, abs=1e-6)
     from cxrkit.inference.splits import predict_split
 
-    ens = Predictor.from_run(create_ensemble(tmp_path / "e", [members[0], small]))
+    ens = cxrkit.load(create_ensemble(tmp_path / "e", [members[0], small]))
     scored = predict_split(ens, None, "val", 1)  # each member on its own cached pixels
     by_member = [predict_split(Predictor.from_run(m), None, "val", 1) for m in (members[0], small)]
     mean = np.mean([b.probs(Predictor.from_run(m).temperature) for b, m in zip(by_member, (members[0], small))], 0)
     np.testing.assert_allclose(scored.probs(), mean, atol=1e-5)
     assert [r.path for r in scored.dataset.records] == [r.path for r in by_member[0].dataset.records]
-    with pytest.raises(cxrkit.errors.UsageError, match="differ in preprocessing.*audit each member"):
-        ens.preprocessing.to_dict()  # what the audit's and CAM summary's one-input caches ask for
+    assert ens.preprocessing.to_dict() == {
+        "members": [read_card(m).preprocessing.to_dict() for m in (members[0], small)]
+    }
+    with pytest.raises(cxrkit.errors.UsageError, match="load it with cxrkit.load"):
+        Predictor.from_run(tmp_path / "e")  # the single-run loader: ensembles go through cxrkit.load
 
 
 def _cli(args) -> int:
@@ -181,7 +184,7 @@ def test_serve_an_ensemble(ens, blob_dataset):
         cam = upload(f"{url}/v1/explain", path.read_bytes(), path.name)
     assert health["model_id"].startswith("ens@") and health["tta"] == "none"
     assert r.status == 200, r.body
-    expected = Predictor.from_run(ens).predict([path]).results[0]
+    expected = cxrkit.load(ens).predict([path]).results[0]
     assert r.json()["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
     assert cam.status == 422 and "use one member" in cam.json()["detail"]
 
@@ -192,10 +195,10 @@ def test_export_an_ensemble_onnx_parity(tiny_run, tmp_path, synth_array):
     ens = create_ensemble(tmp_path / "ens", runs)
     assert _cli(["export", str(ens), "--onnx"]) == 0
     assert all(read_card(r).onnx for r in runs) and read_card(ens).extra["onnx_ensemble"]["check"]["images"] == 4
-    a, b = Predictor.from_run(ens), Predictor.from_run(ens, backend="onnx")
+    a, b = cxrkit.load(ens), cxrkit.load(ens, backend="onnx")
     assert [m.backend for m in b.members] == ["onnx", "onnx"]
     x = np.stack([a.preprocessing.to_uint8(synth_array(s)) for s in range(6)])
     np.testing.assert_allclose(a.proba_from_uint8(x), b.proba_from_uint8(x), atol=1e-4)
     with pytest.raises(RunError):  # a member retrained after export: its onnx is stale, refused
         update_card(runs[1], "onnx", {**read_card(runs[1]).onnx, "weights_sha256": "0"})
-        Predictor.from_run(ens, backend="onnx")
+        cxrkit.load(ens, backend="onnx")

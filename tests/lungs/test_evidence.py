@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from cxrkit.lungs.evidence import FIXED_BOX, region_masks
+from cxrkit.lungs.locate import FIXED_BOX, region_masks
 
 from .conftest import two_lobe
 
@@ -33,7 +33,7 @@ def test_audit_uses_the_classifiers_own_lung_run_and_names_it(roi_run, tiny_run,
 
     result, data, cache = roi_run
     audit = audit_run(Predictor.from_run(result.run_dir), split="all", cache_dir=cache, workers=1)
-    own = Predictor.from_run(result.run_dir).preprocessing.lung_run
+    own = Predictor.from_run(result.run_dir).preprocessing.lung_run_dir  # the run's own copy, resolved
     assert audit["lung_region"]["source"] == "predicted" and audit["lung_region"]["lung_run"] == own
     assert all(o["region"].startswith(f"predicted lung masks ({own})") for o in audit["occlusion"])
     plain = audit_run(Predictor.from_run(tiny_run.run_dir), split="test", workers=1)

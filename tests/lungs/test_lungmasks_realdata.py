@@ -33,3 +33,7 @@ def test_all_344_masks_read_and_look_like_two_lungs():
     by_role = {r: {p.patient_id for p, x in zip(pairs, roles) if x == r} for r in ("train", "val", "test")}
     assert not (by_role["train"] & by_role["test"]) and not (by_role["val"] & by_role["test"])
     assert 0.15 < np.mean([x == "test" for x in roles]) < 0.3
+
+
+def test_the_lungmasks_folder_reads_as_its_manifest():
+    assert mask_pairs(MANIFEST.parent) == mask_pairs(MANIFEST)

@@ -81,7 +81,7 @@ def test_cli_train_stops_on_a_bad_mask_with_one_line(tmp_path, capsys):
     manifest = write_pairs(tmp_path / "d", 6, (32, 32))
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "d" / "mask3.png")
     with pytest.raises(SystemExit) as exit_:
-        main(["lungs", "train", "--data", str(manifest), "--out", str(tmp_path / "run"), "--size", "64"])
+        main(["lungs", "train", "--data", str(manifest), "--out", str(tmp_path / "run"), "--input-size", "64"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "mask3.png" in err and "empty" in err
@@ -107,3 +107,31 @@ def test_learning_rate_warms_up_and_anneals_by_steps_or_time():
     assert learning_rate(1.0, 0, 0.0) < learning_rate(1.0, 29, 0.0) == 1.0
     assert learning_rate(1.0, 100, 0.5) == pytest.approx(0.5)
     assert learning_rate(1.0, 100, 1.0) == pytest.approx(0.0) == learning_rate(1.0, 100, 3.0)
+
+
+def test_cli_train_keeps_size_as_a_deprecated_alias_of_input_size(tmp_path, capsys):
+    manifest = write_pairs(tmp_path / "d", 6, (32, 32))
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "d" / "mask3.png")  # stops before training
+    for flags in (["--size", "64"], ["--size", "64", "--input-size", "64"]):
+        with pytest.raises(SystemExit):
+            main(["lungs", "train", "--data", str(manifest), "--out", str(tmp_path / "run"), *flags])
+        assert "--size is deprecated" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "lungs",
+                "train",
+                "--data",
+                str(manifest),
+                "--out",
+                str(tmp_path / "r"),
+                "--size",
+                "64",
+                "--input-size",
+                "96",
+            ]
+        )
+    assert exit_.value.code == 2 and "disagree" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["lungs", "train", "--data", str(manifest), "--out", str(tmp_path / "r"), "--input-size", "70"])
+    assert exit_.value.code == 2 and "--input-size 70" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from cxrkit.lungs.card import LungRunError
+from cxrkit.run.lung_card import LungRunError
 
 from .conftest import CLASSES, N_NOISE, two_lobe
 
@@ -22,7 +22,8 @@ def test_card_records_the_roi_the_lung_weights_and_the_fallbacks(roi_run, lung_r
     card = read_card(result.run_dir)
     p = card.preprocessing.to_dict()
     assert p["roi"] == "lungs" and p["roi_margin"] == 0.05
-    assert p["lung_run"] == str(lung_run[0].resolve()) and p["lung_run_sha256"] == weights_sha256(lung_run[0])
+    assert p["lung_run"] == "lungs" and p["lung_run_sha256"] == weights_sha256(lung_run[0])  # carried along
+    assert weights_sha256(result.run_dir / "lungs") == p["lung_run_sha256"]
     assert card.training["roi_images"] == 3 * 8 + N_NOISE
     assert card.training["roi_fallbacks"] == N_NOISE  # the noise films, and only they
     examples = card.training["roi_fallback_examples"]
@@ -133,43 +134,42 @@ def test_roi_card_round_trips_and_old_cards_have_none(tmp_path):
 def test_changed_lung_weights_or_a_missing_lung_run_are_refused(roi_run, lung_run, tmp_path):
     from cxrkit.data.transforms import Preprocessing
     from cxrkit.errors import UsageError
-    from cxrkit.lungs.preprocess import from_card, with_lung_roi
+    from cxrkit.lungs.preprocess import build_pipeline, with_lung_roi
 
     base = Preprocessing(input_size=32)
-    spec = {"roi": "lungs", "lung_run": str(lung_run[0]), "lung_run_sha256": "0" * 64}
+    spec = {**base.to_dict(), "roi": "lungs", "lung_run": str(lung_run[0]), "lung_run_sha256": "0" * 64}
     with pytest.raises(LungRunError, match="not the ones this model was trained with"):
-        from_card(base, spec)
+        build_pipeline(spec)
     with pytest.raises(LungRunError, match=r"model.safetensors: not found"):
-        from_card(base, {**spec, "lung_run": str(tmp_path)})
+        build_pipeline({**spec, "lung_run": str(tmp_path)})
     with pytest.raises(UsageError, match="--roi lungs needs --lung-run"):
         with_lung_roi(base, "lungs", None)
     with pytest.raises(UsageError, match="--roi-blank .* needs --roi lungs"):
         with_lung_roi(base, "none", blank=True)
-    assert from_card(base, {}) is base and with_lung_roi(base) is base  # old cards: no ROI
+    assert build_pipeline(base.to_dict()) == base and with_lung_roi(base) == base  # old cards: no ROI
 
 
 def test_cam_overlays_are_drawn_on_the_lung_crop_the_maps_cover(roi_run, tiny_run):
     from cxrkit.inference import Predictor
-    from cxrkit.lungs.preprocess import model_view
 
     result, data, _ = roi_run
     predictor = Predictor.from_run(result.run_dir)
     film = predictor.decode(data / "covid" / "covid_1.png")
     ((box, reason),) = predictor.preprocessing.boxes([film])
     x0, y0, x1, y1 = box
-    np.testing.assert_array_equal(model_view(predictor.preprocessing, film), film[y0:y1, x0:x1])
+    np.testing.assert_array_equal(predictor.preprocessing.view(film), film[y0:y1, x0:x1])
     assert reason == "ok" and (y1 - y0, x1 - x0) != film.shape
     plain = Predictor.from_run(tiny_run.run_dir)
-    assert model_view(plain.preprocessing, film) is film
+    assert plain.preprocessing.view(film) is film
 
 
 def test_roi_blank_blacks_out_all_but_the_predicted_lungs(roi_run):
     from cxrkit.inference import Predictor
-    from cxrkit.lungs.preprocess import film_mask, from_card
+    from cxrkit.lungs.preprocess import build_pipeline, film_mask
 
     result, data, _ = roi_run
     crop = Predictor.from_run(result.run_dir).preprocessing
-    blank = from_card(crop.base, {**crop.to_dict(), "roi_blank": True})
+    blank = build_pipeline({**crop.to_dict(), "roi_blank": True}, result.run_dir)
     assert blank.to_dict()["roi_blank"] is True and crop.to_dict()["roi_blank"] is False
     img, _ = two_lobe(5)
     ((box, reason, net_mask),) = blank._found([img])
@@ -182,3 +182,50 @@ def test_roi_blank_blacks_out_all_but_the_predicted_lungs(roi_run):
     assert (blank.to_uint8(img) != crop.to_uint8(img)).mean() > 0.05
     films = [np.full((96, 96), 100, np.uint8)]  # no lungs: the fallback film is not blanked
     np.testing.assert_array_equal(blank.to_uint8_many(films)[0], crop.to_uint8_many(films)[0])
+
+
+def test_a_moved_roi_run_predicts_the_same_without_its_lung_run(lung_run, tmp_path, tiny_config):
+    """The run carries its lung model: move the folder, delete the lung run, same probabilities."""
+    import shutil
+
+    from cxrkit.inference import Predictor
+    from cxrkit.training import train
+
+    from .conftest import write_lung_dataset
+
+    lungs = shutil.copytree(lung_run[0], tmp_path / "lungs_elsewhere")
+    data = write_lung_dataset(tmp_path / "data", per_class=4)
+    cfg = tiny_config(
+        data, tmp_path / "run", tmp_path / "cache", input_size=32, epochs=1, roi="lungs", lung_run=str(lungs)
+    )
+    run = train(cfg, progress_bar=False).run_dir
+    files = [data / "covid" / "covid_0.png", data / "normal" / "noise_0.png"]
+    before = Predictor.from_run(run).predict_proba(files)
+    moved = shutil.move(str(run), tmp_path / "moved" / "run")
+    shutil.rmtree(lungs)
+    after = Predictor.from_run(moved).predict_proba(files)
+    np.testing.assert_array_equal(after, before)
+
+
+@pytest.mark.slow
+def test_export_makes_an_older_roi_run_self_contained(roi_run, lung_run, tmp_path):
+    """A run whose card names its lung run by an absolute path (as before runs carried it)."""
+    import shutil
+
+    from cxrkit.inference import Predictor
+    from cxrkit.inference.export import export_onnx
+    from cxrkit.run import read_card, update_card
+
+    result, data, _ = roi_run
+    old = shutil.copytree(result.run_dir, tmp_path / "old")
+    shutil.rmtree(old / "lungs")
+    spec = read_card(old).preprocessing
+    update_card(old, "preprocessing", type(spec)(**{**vars(spec), "lung_run": str(lung_run[0].resolve())}))
+    files = [data / "covid" / "covid_1.png", data / "normal" / "noise_1.png"]
+    before = Predictor.from_run(old).predict_proba(files)
+    export_onnx(old)
+    assert read_card(old).preprocessing.lung_run == "lungs" and (old / "lungs" / "lungs.onnx").is_file()
+    moved = shutil.move(str(old), tmp_path / "elsewhere")
+    after = Predictor.from_run(moved)
+    assert after.preprocessing.lung_run_dir == str((moved / "lungs").resolve())  # its own copy
+    np.testing.assert_array_equal(after.predict_proba(files), before)

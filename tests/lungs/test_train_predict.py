@@ -12,8 +12,8 @@ from cxrkit import RESEARCH_NOTICE
 from cxrkit.cli.main import main
 from cxrkit.errors import UsageError
 from cxrkit.lungs import LungSegmenter, LungTrainConfig, lung_masks_for, mask_pairs, train_lungs
-from cxrkit.lungs.card import CARD, WEIGHTS, LungRunError, read_card, write_card
 from cxrkit.lungs.train import dice, patient_split
+from cxrkit.run.lung_card import CARD, WEIGHTS, LungRunError, read_card, write_card
 
 from .conftest import two_lobe, write_pairs
 
@@ -138,3 +138,9 @@ def test_lung_masks_for_gives_none_where_the_caller_must_fall_back(lung_run):
     assert good.shape == (90, 90) and good.dtype == bool and good.any()
     assert flat is None
     assert lung_masks_for(films, None) == [None, None]
+
+
+def test_a_folder_holding_manifest_and_masks_reads_as_its_manifest(tmp_path):
+    """``cxr lungs train --data lungmasks`` (the folder, not its CSV) finds the same pairs."""
+    manifest = write_pairs(tmp_path / "lungmasks", 6, (32, 32))
+    assert mask_pairs(manifest.parent) == mask_pairs(manifest)

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from cxrkit.errors import UsageError
-from cxrkit.models import create_model, keep_outputs
+from cxrkit.models import build_classifier, keep_outputs
 
 
 @pytest.mark.parametrize("name", ["resdense_tiny", "tf_efficientnet_lite0"])
 def test_kept_logits_are_the_first_n(name):
     torch.manual_seed(0)
-    model, _ = create_model(name, 4, pretrained=False)
+    model, _ = build_classifier(name, 4, pretrained=False)
     model.eval()
     x = torch.randn(2, 1, 64, 64)
     with torch.no_grad():

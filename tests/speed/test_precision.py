@@ -49,3 +49,17 @@ def test_autocast_runs_the_forward_in_bf16_and_32_leaves_it_alone():
             assert layer(x).dtype == torch.bfloat16
         with autocast("32"):
             assert layer(x).dtype == torch.float32
+
+
+def test_training_speaks_the_inference_precision_vocabulary():
+    from cxrkit._precision import training_precision
+
+    assert training_precision("bf16", cuda=True) == ("bf16-mixed", "")
+    assert training_precision("32", cuda=True) == ("32-true", "")
+    assert training_precision(None, cuda=False) == ("32-true", "")  # auto on a CPU: fp32
+    assert training_precision("auto", cuda=True, cuda_bf16=True)[0] == "bf16-mixed"
+    assert training_precision("auto", cuda=True, cuda_bf16=False)[0] == "16-mixed"
+    old, note = training_precision("bf16-mixed", cuda=True)
+    assert old == "bf16-mixed" and "deprecated: use --precision bf16" in note
+    with pytest.raises(UsageError, match="--precision must be one of auto, 32, bf16, 16"):
+        training_precision("fp8", cuda=False)

@@ -65,11 +65,11 @@ def test_group_codes_and_balanced_weights(blob_dataset, tmp_path):
 
 
 def test_adversary_gradient_is_reversed_for_the_features():
-    from cxrkit.models import create_model
+    from cxrkit.models import build_classifier
     from cxrkit.training.module import CxrClassifier
 
     torch.manual_seed(0)
-    model, _ = create_model("resdense_tiny", 3, pretrained=False)
+    model, _ = build_classifier("resdense_tiny", 3, pretrained=False)
     pre = {"input_size": 32, "mean": 0.5, "std": 0.5, "contrast": "none"}
     module = CxrClassifier(model, ["a", "b", "c"], pre, debias={"population": 2}, debias_weight=1.0, augment="none")
     x, y, g = torch.rand(4, 1, 32, 32), torch.tensor([0, 1, 2, 0]), torch.tensor([[0], [1], [0], [-1]])

@@ -8,7 +8,7 @@ import torch
 
 from cxrkit.inference import Predictor
 from cxrkit.inference.splits import predict_split
-from cxrkit.models import create_model, load_run
+from cxrkit.models import build_classifier, load_run
 from cxrkit.run import read_card
 from cxrkit.training import train
 
@@ -23,7 +23,7 @@ def test_head_trained_on_cached_features_is_saved_in_the_full_model(blob_dataset
 
     # the backbone is the seeded initial one, untouched; the head is not
     torch.manual_seed(cfg.seed)
-    initial, _ = create_model(cfg.model, 3, in_chans=1, pretrained=False)
+    initial, _ = build_classifier(cfg.model, 3, in_chans=1, pretrained=False)
     trained = load_run(result.run_dir).model.state_dict()
     start = initial.state_dict()
     head_keys = {k for k in trained if k.startswith("head.") or k.startswith("fc.") or k.startswith("classifier.")}

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 from ..data import write_split
 from ..data.duplicates import DEFAULT_MAX_DISTANCE
 from ..data.splits import SPLIT_BY, SPLITS

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json, atomic_write_text
+from .._meta import RESEARCH_NOTICE
 from ..run import RunDir
 from ..run.layout import AUDIT_DIR, AUDIT_FILE, EVALUATION_DIR
 from ._console import CliError, console
@@ -154,10 +154,10 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 def run_audit(args: argparse.Namespace) -> None:
     from ..evaluation.audit import audit_run
-    from ..inference.predictor import Predictor
+    from ..inference.loader import load_predictor
 
     result = audit_run(
-        Predictor.from_run(args.run_dir), args.data, args.split, args.by, args.workers, lung_run=args.lung_run
+        load_predictor(args.run_dir), args.data, args.split, args.by, args.workers, lung_run=args.lung_run
     )
     out = args.out or RunDir(args.run_dir).audit
     atomic_write_json(out / AUDIT_FILE, {"notice": RESEARCH_NOTICE, **result})

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 from ..data.files import IMAGE_SUFFIXES
 from ..explain.defaults import DEFAULT_METHOD, METHOD_CLASSES, SLOW_METHODS
 from ._console import CliError, console, err_console, progress_bar
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from ..explain.cams import Explainer
-    from ..inference.predictor import Predictor
+    from ..inference.loader import load_predictor
 
     if args.summary == bool(args.images):
         raise CliError("give IMAGE files/folders to explain, or --summary for a dataset split (not both)")
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> None:
     if unknown:
         raise CliError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_CLASSES)}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    predictor = Predictor.from_run(args.run_dir, device, precision=args.precision)
+    predictor = load_predictor(args.run_dir, device, precision=args.precision)
     if predictor.precision_note:
         console.print(f"note: {predictor.precision_note}")
     explainer = Explainer(
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _files(args: argparse.Namespace, explainer, out: Path) -> None:
-    from ..explain.files import explain_files
+    from ..explain.image_files import explain_files
 
     target = "all" if args.all_classes else _class_index(explainer.predictor.classes, args.target_class)
     with progress_bar("explaining images") as update:

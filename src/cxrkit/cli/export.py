@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         description="Export the run's model to ONNX (dynamic batch axis; input (B, 1, S, S) float32 "
         "after the run's preprocessing, output logits), check onnxruntime against "
         "PyTorch, and record file, input, preprocessing and opset in the model card "
-        "under 'onnx'. `cxr predict --backend onnx` and `cxr serve --backend onnx` use it.",
+        "under 'onnx'. `cxr predict --backend onnx` and `cxr serve --backend onnx` use it. A roi: lungs "
+        "run made before runs carried their lung model gets a copy of it in RUN/lungs, so it can be moved whole.",
         epilog="Examples:  cxr export runs/lite0 --onnx\n"
         "           cxr export runs/lite0 --onnx --int8   (also an int8 model, calibrated on train images)",
         formatter_class=argparse.RawDescriptionHelpFormatter,

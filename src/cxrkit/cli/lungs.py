@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
+from ..lungs.config import LungTrainConfig
+from ._config_args import add_config_arguments, config_values
 
 
 def register(subparsers) -> None:
@@ -33,19 +36,8 @@ def register(subparsers) -> None:
         default=None,
         help="where a manifest's 'file' paths live when not beside the CSV (default: ../cxr of the CSV)",
     )
-    t.add_argument("--arch", default="unet_small", choices=("unet_small", "lite0_unet"))
-    t.add_argument(
-        "--size",
-        type=int,
-        default=128,
-        help="network input size in px, a multiple of 32 (default 128: val Dice as at 192 px, 2.2x less work)",
-    )
-    t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--max-minutes", type=float, default=15.0, help="stop after this many minutes (default 15)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None, help="torch threads (1 is much faster on a busy CPU)")
+    add_config_arguments(t, LungTrainConfig)
+    t.add_argument("--size", type=int, default=None, help="deprecated: use --input-size")
     t.add_argument("--resume", action="store_true", help="continue an unfinished run in --out from last.pt")
     t.set_defaults(func=_train)
     q = sub.add_parser(
@@ -70,20 +62,17 @@ def register(subparsers) -> None:
 
 def _train(args) -> None:
     from ..errors import UsageError
-    from ..lungs.train import LungTrainConfig, train_lungs
+    from ..lungs.train import train_lungs
 
-    if args.size % 32 or args.size < 64:
-        raise UsageError(f"--size {args.size}: must be a multiple of 32 and at least 64")
-    cfg = LungTrainConfig(
-        arch=args.arch,
-        input_size=args.size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        max_minutes=args.max_minutes,
-        seed=args.seed,
-        threads=args.threads,
-    )
+    values = config_values(args, LungTrainConfig)
+    if args.size is not None:
+        print("note: --size is deprecated and will be removed; use --input-size", file=sys.stderr)
+        if values.get("input_size", args.size) != args.size:
+            raise UsageError(
+                f"--size {args.size} and --input-size {values['input_size']} disagree; give --input-size only"
+            )
+        values["input_size"] = args.size
+    cfg = LungTrainConfig(**values)
     card = train_lungs(args.data, args.out, cfg, images_root=args.images_root, resume=args.resume)
     test = card.get("test_dice") or {}
     print(

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .. import RESEARCH_NOTICE, __version__
+from .._meta import RESEARCH_NOTICE, __version__
 from .._speed import reexec_with_tcmalloc
 from ..errors import CxrkitError
 from . import data, demo, ensemble, evaluate, explain, export, lungs, pacs, predict, protocols, serve, train

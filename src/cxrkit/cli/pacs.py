@@ -8,7 +8,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 from ..errors import UsageError
 from ..inference.defaults import DEFAULT_THRESHOLD
 from ._console import console, err_console
@@ -107,8 +107,7 @@ def _log(line: str) -> None:
 
 def make_job(args: argparse.Namespace, after_study=None):
     """The PacsJob for the parsed options (tests pass ``after_study`` to act between studies)."""
-    import cxrkit
-
+    from ..inference.loader import load_predictor
     from ..pacs.config import PacsConfig
     from ..pacs.job import PacsJob
     from ..pacs.state import JobState, default_state_path
@@ -119,7 +118,7 @@ def make_job(args: argparse.Namespace, after_study=None):
     if args.insecure:
         _log("warning: --insecure: TLS certificates are not verified")
     cfg = PacsConfig(args.url, args.credentials, verify, args.timeout, args.attempts)
-    predictor = cxrkit.load(args.run_dir, threshold=args.threshold, precision=args.precision)
+    predictor = load_predictor(args.run_dir, threshold=args.threshold, precision=args.precision)
     if predictor.precision_note:
         _log(f"note: {predictor.precision_note}")
     job = PacsJob(predictor, cfg.connect(), cam=args.cam, reprocess=args.reprocess, log=_log, after_study=after_study)

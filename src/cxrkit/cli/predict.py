@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import RESEARCH_NOTICE
 from .._io import atomic_write_text
+from .._meta import RESEARCH_NOTICE
 from .._precision import PRECISIONS
 from ..inference.defaults import BACKENDS, DEFAULT_THRESHOLD
 from ..run import RunDir
@@ -134,7 +134,7 @@ def split_runs(run_dir: Path, inputs: list[Path]) -> tuple[list[Path], list[Path
 def load_predictor(args: argparse.Namespace, device):
     """The Predictor of ``args.run_dir``, or the ensemble of the leading run directories."""
     from ..inference.ensemble import EnsemblePredictor
-    from ..inference.predictor import Predictor
+    from ..inference.loader import load_predictor
 
     kw = dict(
         device=device,
@@ -146,7 +146,7 @@ def load_predictor(args: argparse.Namespace, device):
     )
     if len(args.runs) > 1:
         return EnsemblePredictor.from_members(args.runs, **kw)
-    return Predictor.from_run(args.run_dir, **kw)
+    return load_predictor(args.run_dir, **kw)
 
 
 def output_format(fmt: str | None, out: Path | None) -> str:
@@ -164,7 +164,7 @@ def _sharded(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..inference.files import find_images
+    from ..inference.inputs import find_images
 
     args.runs, args.inputs = split_runs(args.run_dir, args.inputs)
     if not args.inputs:
@@ -254,7 +254,7 @@ def render(preds, fmt: str, predictor, threshold: float) -> str:
     if fmt == "json":
         return json.dumps(predictions_json(preds, predictor, threshold), indent=2) + "\n"
     if fmt == "csv":
-        roi = getattr(predictor, "roi_fallback", None) if predictor.preprocessing.to_dict().get("roi") else None
+        roi = predictor.roi_fallback if predictor.preprocessing.roi != "none" else None
         return predictions_csv(preds, predictor.classes, roi_fallback=roi)
     buffer = Console(record=True, width=160, file=io.StringIO())
     _print_table(buffer, preds, predictor.classes, threshold)

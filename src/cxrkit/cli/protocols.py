@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 from ..training.config import TrainConfig, read_config_file
 from ..workflows.protocols import DEFAULT_PROTOCOLS, PROTOCOL_KEYS, PROTOCOLS, parse_protocols
 from ._config_args import add_config_arguments, config_values

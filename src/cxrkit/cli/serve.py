@@ -6,7 +6,7 @@ import argparse
 import ipaddress
 from pathlib import Path
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 from ..errors import CxrkitError
 from ..inference.defaults import BACKENDS, DEFAULT_THRESHOLD
 from ._console import CliError, console, err_console
@@ -87,7 +87,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from ..inference.predictor import Predictor
+    from ..inference.loader import load_predictor
     from ..serve import create_app
     from ..serve.limits import Limits
     from ..serve.server import bind_socket, server_config
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> None:
             "address can use the model; the service has no authentication"
         )
     try:
-        predictor = Predictor.from_run(
+        predictor = load_predictor(
             args.run_dir, backend=args.backend, threshold=args.threshold, tta=args.tta, precision=args.precision
         )
     except CxrkitError:

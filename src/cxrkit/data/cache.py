@@ -25,7 +25,7 @@ from .dataset import CxrDataset
 from .images import read_gray
 
 if TYPE_CHECKING:  # annotations only: importing the cache must not import torch (cxr --help)
-    from .transforms import Preprocessing
+    from .pipeline import Pipeline as Preprocessing
 
 # Bump when the pixels produced for the same files and settings change (decoder or
 # Preprocessing code), so caches written by older code are not reused.
@@ -50,7 +50,10 @@ def files_fingerprint(paths: list[Path], settings: dict) -> str:
 
 
 def cache_key(paths: list[Path], spec: Preprocessing) -> str:
-    return files_fingerprint(paths, {"version": CACHE_VERSION, **spec.to_dict()})
+    """Where a lung model lives does not change the pixels (its weights' sha256, in the key, does):
+    a run that carries its lung model (``lung_run: lungs``) finds the cache training built."""
+    settings = {k: v for k, v in spec.to_dict().items() if k != "lung_run"}
+    return files_fingerprint(paths, {"version": CACHE_VERSION, **settings})
 
 
 def _load(job: tuple[Path, Preprocessing]) -> np.ndarray:
@@ -76,7 +79,7 @@ def cached_images(
 
 
 def roi_report(dataset: CxrDataset, spec: Preprocessing, cache_dir: str | Path | None = None) -> dict:
-    """What a ROI step (``spec.to_uint8_many``, e.g. ``roi: lungs``) did to the cached images:
+    """What a batched ROI step (e.g. ``roi: lungs``) did to the cached images:
     ``{"roi_images", "roi_fallbacks", "roi_fallback_examples"}``; ``{}`` without a ROI."""
     path = _target(dataset, spec, cache_dir).with_suffix(".roi.json")
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -93,7 +96,7 @@ def _build(target: Path, jobs: list[tuple[Path, Preprocessing]], size: int, work
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(jobs), size, size))
-    if jobs and hasattr(jobs[0][1], "to_uint8_many"):  # a ROI step: segment batches in this process
+    if jobs and jobs[0][1].batched:  # e.g. a lung ROI step: its model stays in this process
         atomic_write_json(target.with_suffix(".roi.json"), _build_batched(arr, jobs, workers, progress))
     elif workers > 1 and len(jobs) > 64:
         with ProcessPoolExecutor(workers) as pool:

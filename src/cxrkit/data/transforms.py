@@ -11,7 +11,8 @@ contrast, gamma), so it runs on the GPU when there is one and costs little on a 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UsageError
+from .pipeline import ROI_OK
 
 CONTRAST_MODES = ("percentile", "none", "equalize", "clahe")
 
@@ -35,7 +37,12 @@ class Preprocessing:
     so the tiles cover the same anatomy whatever the source's resolution (resolution is itself
     a trace of the source).
     Images are resized to a square without cropping (most public CXRs are already square).
+    It is the chain without a ROI step of :class:`cxrkit.data.pipeline.Pipeline`.
     """
+
+    roi: ClassVar[str] = "none"
+    batched: ClassVar[bool] = False  # pure numpy: caches may fan out to worker processes
+    lung_run_dir: ClassVar[str | None] = None
 
     input_size: int = 224
     mean: float = 0.5
@@ -54,7 +61,7 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     def to_uint8(self, gray: np.ndarray) -> np.ndarray:
         """Decoded gray image -> (input_size, input_size) uint8, ready to cache.
@@ -79,6 +86,17 @@ class Preprocessing:
         if self.contrast == "clahe":
             return clahe(out)
         return out
+
+    def to_uint8_many(self, grays: list[np.ndarray]) -> tuple[np.ndarray, list[str]]:
+        size = self.input_size
+        pixels = [self.to_uint8(g) for g in grays]
+        return (np.stack(pixels) if pixels else np.zeros((0, size, size), np.uint8)), [ROI_OK] * len(pixels)
+
+    def view(self, gray: np.ndarray) -> np.ndarray:
+        return gray
+
+    def roi_settings(self) -> dict:
+        return {}
 
     def normalise(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float batch (B, 1, H, W) -> the model's input."""

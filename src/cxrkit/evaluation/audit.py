@@ -16,7 +16,7 @@ Measured, not asserted (DeGrave et al. 2021; Roberts et al. 2021):
 3. **Occlusion.** Balanced accuracy when the central lung field is hidden, when only it is
    kept, and when a border band (text, arrows, markers) is blanked. The lung field is the
    predicted lung mask of every image when a lung run is given (``--lung-run``, or the
-   classifier's own with ``roi: lungs``; :mod:`cxrkit.lungs.evidence`), else the data's masks
+   classifier's own with ``roi: lungs``; :mod:`cxrkit.lungs.locate`), else the data's masks
    when every image has one, else the documented fixed box; ``lung_region`` names which.
    Hidden pixels are set to the image's mean intensity, so no new edge or colour is introduced.
 4. **Verdict** written from these numbers by :func:`verdict` (rules in its docstring).
@@ -34,10 +34,10 @@ from ..data.cache import cached_images
 from ..data.dataset import CxrDataset
 from ..data.groups import group_value
 from ..data.prepare import prepare
-from ..data.regions import BORDER_BAND, LUNG_BOX, border_mask, lung_box_mask, lung_masks, occlude
+from ..data.regions import BORDER_BAND, border_mask, occlude
 from ..inference.predictor import Predictor
 from ..inference.splits import SplitPredictions, is_external, predict_split
-from ..lungs.evidence import lung_run_of, region_masks
+from ..lungs.locate import LUNG_BOX, lung_box_mask, lung_fields
 from ..models import backbone_features
 
 # probed where the data has them; view: does the model tell AP (bedside) from PA within a class?
@@ -237,8 +237,8 @@ def audit_run(
 ) -> dict:
     """All audit measurements for the evaluated images, plus the verdict; ``lung_run``: a run of
     ``cxr lungs train`` whose masks define the lung field (default: the classifier's own ROI run)."""
+    predictor.model  # one network to probe: an ensemble is refused here, naming a member
     preds = preds or predict_split(predictor, data, split, workers, cache_dir)
-    size = predictor.preprocessing.input_size
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
     columns = [
         c for c in (columns if columns is not None else list(AUDIT_COLUMNS)) if c in preds.dataset.metadata_columns
@@ -265,9 +265,7 @@ def audit_run(
             pixel_features(train_images), train_ds, pixel_features(images), preds.dataset, columns
         )
         probes = with_pixel_baseline(probes, pixel_probes)
-    lung_run = lung_run_of(predictor, lung_run)
-    own = None if getattr(predictor.preprocessing, "roi", "none") != "none" else lung_masks(preds.dataset, size)
-    masks, region = region_masks(images, lung_run, own)
+    masks, region = lung_fields(images, predictor, preds.dataset, lung_run)
     occlusion = occlusion_tests(predictor, images, preds.y_true, masks, region["region"])
     adults = adult_only(preds, predictor.temperature)
     return {

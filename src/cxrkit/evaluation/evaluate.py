@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 from ..errors import UsageError
+from ..inference.loader import load_predictor
 from ..inference.predictor import Predictor
 from ..inference.splits import SplitPredictions, is_external, predict_split
 from ..run import update_card
@@ -76,7 +77,7 @@ def evaluate_run(
     ``abnormal``: labels that are not model classes, scored by the rule of
     :mod:`cxrkit.evaluation.abnormal` (``metrics.json["abnormal"]``).
     """
-    predictor = predictor or Predictor.from_run(run_dir)
+    predictor = predictor or load_predictor(run_dir)
     cal = calibrate_run(predictor, workers, cache_dir)
     preds = preds or predict_split(predictor, data, split, workers, cache_dir, abnormal=abnormal)
     classes, y = preds.classes, preds.y_true

@@ -14,7 +14,6 @@ import numpy as np
 
 from .._io import atomic_write_bytes
 from ..inference.predictor import Predictor
-from ..lungs.preprocess import model_view
 from .cams import Explainer
 from .defaults import DEFAULT_METHOD
 from .overlay import overlay_figure, png_bytes
@@ -38,7 +37,7 @@ class CamOverlays:
 
     def png(self, gray: np.ndarray, explanation, index: int = 0) -> bytes:
         """The overlay of image ``index`` of ``explanation`` on ``gray`` (its decoded original)."""
-        e, gray = explanation, model_view(self.predictor.preprocessing, gray)  # roi: lungs: the lung crop
+        e, gray = explanation, self.predictor.preprocessing.view(gray)  # roi: lungs: the lung crop
         return png_bytes(
             overlay_figure(
                 gray, e.maps[index], e.classes[index], e.probabilities[index], self.predictor.classes, self.caption

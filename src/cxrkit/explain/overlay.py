@@ -17,8 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .. import RESEARCH_NOTICE
 from .._io import atomic_write_bytes
+from .._meta import RESEARCH_NOTICE
 
 __all__ = [
     "OVERLAY_SIDE",

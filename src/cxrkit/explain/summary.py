@@ -8,9 +8,9 @@ For the predicted class of every image of a split (maps on the common S x S mode
 * the share of map energy inside the lung field and inside the border band (text, markers,
   collimation), per true class: each image's map sum in the region over its total, averaged
   over images. The lung field is each image's predicted lung mask when a lung run is given
-  (``--lung-run``, or the classifier's own with ``roi: lungs``; :mod:`cxrkit.lungs.evidence`),
+  (``--lung-run``, or the classifier's own with ``roi: lungs``; :mod:`cxrkit.lungs.locate`),
   else the dataset's lung masks when every image has one, else the documented fixed central
-  box of cxrkit.data.regions (LUNG_BOX); ``lung_region`` names which. Pixels of the border
+  box of cxrkit.lungs.locate (LUNG_BOX); ``lung_region`` names which. Pixels of the border
   band count as border only, so the two shares of an image add up to at most 1.
 
 :func:`write_summary` writes the PNGs and ``summary.json``, whose ``images`` and
@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json
+from .._meta import RESEARCH_NOTICE
 from .._numeric import softmax
 from ..data.cache import cached_images
-from ..data.regions import border_mask, lung_masks
+from ..data.regions import border_mask
 from ..inference.splits import is_external, predict_split
-from ..lungs.evidence import lung_run_of, region_masks
+from ..lungs.locate import lung_fields
 from .cams import Explainer
 from .overlay import annotate, draw_overlay, panel_grid, save_png
 
@@ -98,6 +98,7 @@ def explain_split(
     as in :func:`cxrkit.evaluation.audit.audit_run`. ``preds``: that split's predictions when the
     caller has them (``cxr evaluate --explain`` / the demo predicted it already)."""
     predictor = explainer.predictor
+    predictor.model  # CAMs need one model input: an ensemble is refused here, naming a member
     if preds is None:
         preds = predict_split(predictor, data, split, workers, cache_dir)
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)
@@ -108,8 +109,7 @@ def explain_split(
     picked = _most_confident(y_true, probs, cases)
     wanted = {i for by_kind in picked.values() for idx in by_kind.values() for i in idx}
 
-    own = None if getattr(predictor.preprocessing, "roi", "none") != "none" else lung_masks(preds.dataset, size)
-    masks, region = region_masks(images, lung_run_of(predictor, lung_run), own)
+    masks, region = lung_fields(images, predictor, preds.dataset, lung_run)
     border = border_mask(size)
     sums = {"true": np.zeros((n_classes, size, size)), "predicted": np.zeros((n_classes, size, size))}
     lung_share, border_share = np.full(n, np.nan), np.full(n, np.nan)

@@ -19,7 +19,8 @@ _LAZY = {
     "Predictions": "predictor",
     "Failure": "predictor",
     "softmax": "predictor",
-    "find_images": "files",
+    "load_predictor": "loader",
+    "find_images": "inputs",
     "export_onnx": "export",
     "ExportError": "export",
 }

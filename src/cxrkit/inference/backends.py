@@ -67,13 +67,35 @@ class OnnxBackend:
         return self.session.run(None, {self.input_name: onnx_input(self.preprocessing, batch)})[0]
 
 
-def _int8_backend(run: LoadedRun, device=None, precision: str = "32"):
-    from .quantize import OnnxInt8Backend  # quantize imports this module
-
-    return OnnxInt8Backend(run, device, precision)
+INT8_FILE = "model.int8.onnx"  # made by cxrkit.inference.quantize (cxr export --onnx --int8)
+INT8_CARD_SECTION = "onnx_int8"
 
 
-BACKEND_CLASSES = {"torch": TorchBackend, "onnx": OnnxBackend, "onnx-int8": _int8_backend}
+class OnnxInt8Backend(OnnxBackend):
+    """The ``onnx-int8`` backend: the int8 model, run like the fp32 ONNX one."""
+
+    name = "onnx-int8"
+
+    def __init__(self, run: LoadedRun, device=None, precision: str = "32"):
+        entry = run.card.extra.get(INT8_CARD_SECTION)
+        how = f"make it with `cxr export {run.run_dir} --onnx --int8`"
+        if not entry:
+            raise RunError(f"{run.run_dir}: no int8 model in the model card; {how}")
+        path = run.run_dir / entry["file"]
+        if not path.is_file():
+            raise RunError(f"{path}: int8 model listed in the model card is missing; {how}")
+        if entry.get("preprocessing") != run.preprocessing.to_dict() or entry.get("weights_sha256") != file_sha256(
+            RunDir(run.run_dir).weights
+        ):
+            raise RunError(f"{path}: made from other weights or preprocessing than the run's; {how}")
+        self.preprocessing = run.preprocessing
+        self.session = onnx_session(path)
+        self.input_name = self.session.get_inputs()[0].name
+        self.streams = os.cpu_count() or 1
+        self.lock, self.model = threading.RLock(), None
+
+
+BACKEND_CLASSES = {"torch": TorchBackend, "onnx": OnnxBackend, "onnx-int8": OnnxInt8Backend}
 NEEDS_TORCH_MODEL = {"torch"}
 
 
@@ -88,7 +110,7 @@ def choose_backend(run: LoadedRun) -> tuple[str, str]:
     native bf16 (AVX512-BF16/AMX), torch bf16 may be faster: name ``--backend torch`` there.
     """
     skipped = []
-    int8 = run.card.extra.get("onnx_int8") or {}
+    int8 = run.card.extra.get(INT8_CARD_SECTION) or {}
     if int8:
         ms = (int8.get("candidates", {}).get(int8.get("format"), {}) or {}).get("ms_per_batch32")
         fp32_ms = int8.get("fp32_ms_per_batch32")
@@ -96,7 +118,7 @@ def choose_backend(run: LoadedRun) -> tuple[str, str]:
             skipped.append(f"int8 export not faster than fp32 at export ({ms} vs {fp32_ms} ms per batch of 32)")
         else:
             try:
-                _int8_backend(run)
+                OnnxInt8Backend(run)
                 return "onnx-int8", "auto: int8 ONNX export (passed parity with fp32 at export)"
             except RunError as exc:
                 skipped.append(str(exc))

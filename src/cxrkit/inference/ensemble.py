@@ -36,11 +36,12 @@ import numpy as np
 from .._io import atomic_write_json
 from .._numeric import softmax
 from ..data.cache import cached_images
+from ..data.pipeline import ROI_OK
 from ..errors import CxrkitError, UsageError
 from ..models import LoadedRun, load_run
 from ..run import ModelCard, ModelSpec, RunDir, read_card, write_card, writes_run
 from .defaults import DEFAULT_THRESHOLD
-from .predictor import Predictor
+from .predictor import FallbackLog, Predictor
 from .splits import SplitPredictions
 from .tta import views
 
@@ -147,32 +148,55 @@ def member_paths(ens_dir: str | Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class PackedInput:
-    """The ensemble's 'preprocessing' when members differ: each member's uint8 image, flattened,
-    end to end in one vector, so one decode feeds every member through the Predictor's batching."""
+    """The ensemble's chain when members differ: each member's uint8 image, flattened, end to end
+    in one vector, so one decode feeds every member through the Predictor's batching.
+
+    It is a :class:`~cxrkit.data.pipeline.Pipeline` with one exception: its pixels are not one
+    (S, S) model input, so what needs one (a CAM, the audit's network) refuses the ensemble
+    and names a member to use instead (:meth:`EnsemblePredictor.no_network_error`).
+    """
 
     specs: tuple
+    batched = True  # the members' ROI steps hold models
 
     @property
     def input_size(self) -> int:
         return max(s.input_size for s in self.specs)
 
     @property
+    def roi(self) -> str:
+        return next((s.roi for s in self.specs if s.roi != "none"), "none")
+
+    @property
+    def lung_run_dir(self) -> str | None:
+        return next((s.lung_run_dir for s in self.specs if s.lung_run_dir), None)
+
+    @property
     def length(self) -> int:
         return sum(s.input_size**2 for s in self.specs)
 
     def to_uint8(self, gray: np.ndarray) -> np.ndarray:
-        return np.concatenate([s.to_uint8(gray).ravel() for s in self.specs])
+        return self.to_uint8_many([gray])[0][0]
+
+    def to_uint8_many(self, grays: list[np.ndarray]) -> tuple[np.ndarray, list[str]]:
+        """Each member's pixels end to end; an image's outcome is the first member's fallback
+        reason (``member k: reason``), else ``ok``."""
+        parts = [s.to_uint8_many(grays) for s in self.specs]
+        packed = np.concatenate([p.reshape(len(grays), -1) for p, _ in parts], axis=1)
+        reasons = []
+        for i in range(len(grays)):
+            bad = [f"member {k + 1}: {r[i]}" for k, (_, r) in enumerate(parts) if r[i] != ROI_OK]
+            reasons.append(bad[0] if bad else ROI_OK)
+        return packed, reasons
+
+    def view(self, gray: np.ndarray) -> np.ndarray:
+        return gray  # no single model input: CAMs of an ensemble are refused before this is asked
 
     def to_dict(self) -> dict:
-        """Asked for by what stores images under one preprocessing (the audit's and the CAM
-        summary's split cache): refused, as those paths would feed every member the first one's
-        pixels. Scoring a split (``predict_split``) reads each member's own cache instead."""
-        sizes = ", ".join(str(s.input_size) for s in self.specs)
-        raise UsageError(
-            f"the ensemble's members differ in preprocessing (input sizes {sizes}, contrast or ROI): "
-            "its metrics work (cxr evaluate), but the audit and CAM summaries need one model input; "
-            "audit each member, or ensemble members that share preprocessing"
-        )
+        return {"members": [s.to_dict() for s in self.specs]}
+
+    def roi_settings(self) -> dict:
+        return {"members": [s.roi_settings() or {"roi": "none"} for s in self.specs]} if self.roi != "none" else {}
 
     def unpack(self, batch: np.ndarray) -> list[np.ndarray]:
         out, start = [], 0
@@ -199,6 +223,7 @@ class EnsemblePredictor(Predictor):
         specs = [m.preprocessing for m in members]
         self.shared = all(s == specs[0] for s in specs)
         self.preprocessing = specs[0] if self.shared else PackedInput(tuple(specs))
+        self.fallbacks = FallbackLog()
         self.batch_size = members[0].batch_size
         self.backend = "+".join(dict.fromkeys(m.backend for m in members))  # auto may choose per member
         notes = dict.fromkeys(m.backend_note for m in members if m.backend_note)
@@ -270,6 +295,11 @@ class EnsemblePredictor(Predictor):
         member order): how a split is scored when members differ in preprocessing."""
         mean = np.mean([m.proba_from_uint8(x) for m, x in zip(self.members, inputs)], axis=0, dtype=np.float64)
         return np.log(np.maximum(mean, _TINY)).astype(np.float32)
+
+    def dataset_logits(self, dataset, cache_dir=None, workers: int = 2) -> np.ndarray:
+        """Each member on its own cached pixels (members may differ in preprocessing)."""
+        inputs = [cached_images(dataset, m.preprocessing, cache_dir, workers=workers) for m in self.members]
+        return self.logits_from_member_uint8(inputs)
 
     def proba_from_uint8(self, images: np.ndarray, temperature: float | None = None) -> np.ndarray:
         t = self.temperature if temperature is None else temperature

@@ -10,14 +10,15 @@ Every export is checked against PyTorch before the card points at it.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import CxrkitError
+from ..lungs.preprocess import make_self_contained
 from ..models import load_run
+from ..models.onnx_graph import export_graph
 from ..run import RunDir, update_card, writes_run
 from ..run.layout import ONNX_FILE
 from .backends import file_sha256
@@ -55,34 +56,18 @@ def max_prob_difference(a: Predictor, b: Predictor, images: np.ndarray) -> float
 def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int = ONNX_OPSET) -> dict:
     """Write the ONNX model (default ``RUN_DIR/model.onnx``), check it, record it in the card.
 
+    A ``roi: lungs`` run that still names its lung run by an absolute path (made before runs
+    carried their lung model) gets a copy of it first (:func:`~cxrkit.lungs.preprocess.make_self_contained`),
+    so the exported run directory can be moved or copied whole.
     Returns the card's ``onnx`` entry. Raises :class:`ExportError` if onnxruntime's
     probabilities differ from PyTorch's by more than ``PARITY_TOLERANCE``.
     """
     run_dir = Path(run_dir)
+    make_self_contained(run_dir)  # an older roi: lungs run takes its lung model in, as new ones do
     run = load_run(run_dir)
     pre = run.preprocessing
     out = Path(out) if out else run_dir / ONNX_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.onnx")
-    dummy = torch.zeros(2, pre.channels, pre.input_size, pre.input_size)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exporter chatter about internal deprecations
-            torch.onnx.export(
-                run.model.eval(),
-                (dummy,),
-                tmp,
-                dynamo=True,
-                external_data=False,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                opset_version=opset,
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
-                verbose=False,
-            )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    export_graph(run.model, (2, pre.channels, pre.input_size, pre.input_size), out, INPUT_NAME, OUTPUT_NAME, opset)
     s = pre.input_size
     entry = {
         "file": os.path.relpath(out.resolve(), run_dir.resolve())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .._io import csv_text
 from .._meta import RESEARCH_NOTICE
-from ..run.card import ROI_FIELDS
 from .predictor import Predictions, Predictor
 from .tta import describe
 
@@ -28,14 +27,15 @@ def predictions_json(preds: Predictions, predictor: Predictor, threshold: float)
 
 
 def _roi_section(predictor) -> dict:
-    """With ``roi: lungs``: the ROI settings (lung run and its weights' sha256)."""
-    pre = predictor.preprocessing.to_dict()
-    return {"roi": {k: pre[k] for k in ROI_FIELDS if k in pre}} if pre.get("roi", "none") != "none" else {}
+    """With ``roi: lungs``: the ROI settings (lung run and its weights' sha256; per member for an
+    ensemble whose members differ)."""
+    settings = predictor.preprocessing.roi_settings()
+    return {"roi": settings} if settings else {}
 
 
 def _roi_flag(predictor, name: str) -> dict:
     """``roi_fallback``: why this input got the whole film instead of its lungs (None: it got them)."""
-    if predictor.preprocessing.to_dict().get("roi", "none") == "none":
+    if predictor.preprocessing.roi == "none":
         return {}
     return {"roi_fallback": predictor.roi_fallback(name)}
 

@@ -10,7 +10,8 @@ Non-finite outputs are never returned as an answer: such an input becomes a :cla
 from __future__ import annotations
 
 import os
-from collections import deque
+import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -20,10 +21,11 @@ import numpy as np
 import torch
 
 from .._numeric import softmax
+from ..data.cache import cached_images
 from ..data.images import ImageReadError, as_float01, read_gray
+from ..data.pipeline import ROI_OK
 from ..errors import CxrkitError, UsageError
-from ..lungs.preprocess import LungRoiPreprocessing
-from ..lungs.preprocess import from_card as lung_roi_from_card
+from ..lungs.preprocess import build_pipeline
 from ..models import LoadedRun, load_run
 from ..run import RunDir, RunError
 from .backends import BACKEND_CLASSES, NEEDS_TORCH_MODEL, choose_backend
@@ -81,8 +83,8 @@ class Predictor:
     ``precision`` ("32", "bf16" or "auto": bf16 where the device computes it natively) applies
     to the torch backend; the resolved one is :attr:`precision`. ``tta`` "standard" averages
     the probabilities over :mod:`cxrkit.inference.tta`'s views (7 forward passes per image).
-    A run directory made by ``cxr ensemble create`` loads as an
-    :class:`~cxrkit.inference.ensemble.EnsemblePredictor` through :meth:`from_run`.
+    :meth:`from_run` loads one run; ``cxrkit.load`` (:func:`cxrkit.inference.loader.load_predictor`)
+    loads a run or an ensemble directory.
     """
 
     def __init__(
@@ -106,8 +108,10 @@ class Predictor:
         self.device = torch.device(device)
         self.engine = BACKEND_CLASSES[backend](run, self.device, precision)
         self.classes = run.classes
-        # roi: lungs puts the lung crop in front of the card's preprocessing (cxrkit.lungs.preprocess)
-        self.preprocessing = lung_roi_from_card(run.preprocessing, run.card.preprocessing.to_dict(), str(run.run_dir))
+        # the card's chain (roi: lungs puts the lung crop in front): cxrkit.lungs.preprocess.build_pipeline
+        card = RunDir(run.run_dir).card
+        self.preprocessing = build_pipeline(run.card.preprocessing.to_dict(), run.run_dir, str(card))
+        self.fallbacks = FallbackLog()
         self.batch_size = batch_size
         self.backend = backend
         self.threshold = check_threshold(threshold)
@@ -127,9 +131,10 @@ class Predictor:
         tta: str = "none",
     ) -> "Predictor":
         if RunDir(run_dir).is_ensemble():
-            from .ensemble import load_ensemble
-
-            return load_ensemble(run_dir, device, batch_size, backend, threshold, precision, tta)
+            raise UsageError(
+                f"{run_dir} is an ensemble directory; load it with cxrkit.load() "
+                "(cxrkit.inference.load_predictor), which also loads single runs"
+            )
         note = ""
         if backend == "auto":  # chosen once here; the model's weights are read only when torch is the choice
             run = load_run(run_dir, device, with_model=False)
@@ -178,6 +183,10 @@ class Predictor:
             out = list(pool.map(self._forward, batches))
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
+    def dataset_logits(self, dataset, cache_dir=None, workers: int = 2) -> np.ndarray:
+        """Logits of every image of ``dataset``, read through the image cache (scoring a split)."""
+        return self.logits_from_uint8(cached_images(dataset, self.preprocessing, cache_dir, workers=workers))
+
     def _inference_pool(self) -> ThreadPoolExecutor | _InCallingThread:
         """Where batches run: a thread per stream for ONNX; the caller's own thread for PyTorch,
         whose callers may hold :attr:`lock` (CAMs) and would deadlock a worker thread."""
@@ -221,26 +230,24 @@ class Predictor:
         return as_float01(self._read(item, name))
 
     def prepare(self, item: ImageInput, name: str | None = None) -> np.ndarray:
-        """One input -> the model's (S, S) uint8 image (:meth:`decode`, then the run's preprocessing;
-        with ``roi: lungs`` a fallback to the whole image is recorded under ``name``: :meth:`roi_fallback`)."""
-        if isinstance(self.preprocessing, LungRoiPreprocessing):
-            return self.preprocessing.to_uint8(self._read(item, name), name=name)
-        return self.preprocessing.to_uint8(self._read(item, name))
+        """One input -> the model's uint8 image (:meth:`decode`, then the run's preprocessing;
+        with a ROI step a fallback to the whole image is recorded under ``name``: :meth:`roi_fallback`)."""
+        pixels, reason = self.prepare_with_roi(item, name)
+        if name is not None:
+            self.fallbacks.record(name, reason)
+        return pixels
 
     def prepare_with_roi(self, item: ImageInput, name: str | None = None) -> tuple[np.ndarray, str | None]:
         """:meth:`prepare` and why this input got the whole film instead of its lungs (None: it got
         them, or the run has no ROI), returned rather than recorded: a server answering two
         uploads of the same name at once cannot mix them up."""
-        if isinstance(self.preprocessing, LungRoiPreprocessing):
-            pixels, (reason,) = self.preprocessing.to_uint8_many([self._read(item, name)])
-            return pixels[0], None if reason == "ok" else reason
-        return self.prepare(item, name), None
+        pixels, (reason,) = self.preprocessing.to_uint8_many([self._read(item, name)])
+        return pixels[0], None if reason == ROI_OK else reason
 
     def roi_fallback(self, name: str) -> str | None:
         """Why input ``name`` got the whole image instead of its lung box; None when it got its
         lungs or the run has no ROI."""
-        roi = self.preprocessing
-        return roi.fallback(name) if isinstance(roi, LungRoiPreprocessing) else None
+        return self.fallbacks.get(name)
 
     def _read(self, item: ImageInput, name: str | None) -> np.ndarray:
         """:meth:`decode` without the float conversion (8-bit files stay uint8: faster to preprocess)."""
@@ -351,6 +358,29 @@ class Predictor:
                     yield _split(n0, [f.result() for f in futures])
             for n0, futures in pending:
                 yield _split(n0, [f.result() for f in futures])
+
+
+class FallbackLog:
+    """Why inputs got the whole film instead of their lungs, by input name (bounded: a server's
+    memory stays small); thread-safe, as decoding runs in threads."""
+
+    MAX_RECORDED = 10_000
+
+    def __init__(self):
+        self._reasons: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def record(self, name: str, reason: str | None) -> None:
+        with self._lock:
+            self._reasons.pop(name, None)
+            if reason is not None:
+                self._reasons[name] = reason
+                while len(self._reasons) > self.MAX_RECORDED:
+                    self._reasons.popitem(last=False)
+
+    def get(self, name: str) -> str | None:
+        with self._lock:
+            return self._reasons.get(name)
 
 
 class _InCallingThread:

@@ -27,18 +27,18 @@ import csv
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CxrkitError
-from ..run import RunDir, RunError, read_card, update_card, writes_run
-from .backends import OnnxBackend, file_sha256, onnx_input, onnx_session
+from ..run import RunDir, read_card, update_card, writes_run
+from .backends import INT8_CARD_SECTION as CARD_SECTION
+from .backends import INT8_FILE, OnnxInt8Backend, file_sha256, onnx_input, onnx_session
+from .predictor import Predictor
 
-INT8_FILE = "model.int8.onnx"
-CARD_SECTION = "onnx_int8"
+__all__ = ["OnnxInt8Backend", "QuantizationError", "quantize_run"]  # the backend lives with the backends
 MIN_AGREEMENT = 0.99
 MAX_MEAN_PROB_DIFF = 0.02
 FORMATS = ("qdq", "qoperator")
@@ -158,13 +158,11 @@ def quantize_run(
     ``keep_failed``: where to save the fastest candidate when none passes (benches measure it;
     the card is still left alone).
     """
-    import cxrkit
-
     run_dir = Path(run_dir)
     if unknown := set(formats) - set(FORMATS):
         raise QuantizationError(f"unknown int8 format(s) {sorted(unknown)}; choose from {FORMATS}")
     src = _fp32_export(run_dir)
-    predictor = cxrkit.load(run_dir, backend="onnx")
+    predictor = Predictor.from_run(run_dir, backend="onnx")
     calib = _inputs(predictor, split_images(run_dir, "train", calibration))
     held_out = _inputs(predictor, split_images(run_dir, "val", check))
     temperature = predictor.temperature
@@ -219,27 +217,3 @@ def quantize_run(
     }
     update_card(run_dir, CARD_SECTION, entry)
     return entry
-
-
-class OnnxInt8Backend(OnnxBackend):
-    """The Predictor's ``onnx-int8`` backend: the int8 model, run like the fp32 ONNX one."""
-
-    name = "onnx-int8"
-
-    def __init__(self, run, device=None, precision: str = "32"):
-        entry = run.card.extra.get(CARD_SECTION)
-        how = f"make it with `cxr export {run.run_dir} --onnx --int8`"
-        if not entry:
-            raise RunError(f"{run.run_dir}: no int8 model in the model card; {how}")
-        path = run.run_dir / entry["file"]
-        if not path.is_file():
-            raise RunError(f"{path}: int8 model listed in the model card is missing; {how}")
-        if entry.get("preprocessing") != run.preprocessing.to_dict() or entry.get("weights_sha256") != file_sha256(
-            RunDir(run.run_dir).weights
-        ):
-            raise RunError(f"{path}: made from other weights or preprocessing than the run's; {how}")
-        self.preprocessing = run.preprocessing
-        self.session = onnx_session(path)
-        self.input_name = self.session.get_inputs()[0].name
-        self.streams = os.cpu_count() or 1
-        self.lock, self.model = threading.RLock(), None

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from .._numeric import softmax
-from ..data.cache import cached_images
 from ..data.classes import normalise_label
 from ..data.dataset import CxrDataset
 from ..data.multi import data_roots
@@ -113,11 +112,7 @@ def predict_split(
 
 
 def _logits(predictor: Predictor, ds: CxrDataset, cache_dir, workers: int) -> np.ndarray:
-    specs = getattr(predictor.preprocessing, "specs", None)  # an ensemble whose members differ
-    if specs is None:
-        return predictor.logits_from_uint8(cached_images(ds, predictor.preprocessing, cache_dir, workers=workers))
-    per_member = [cached_images(ds, spec, cache_dir, workers=workers) for spec in specs]  # each on its own pixels
-    return predictor.logits_from_member_uint8(per_member)
+    return predictor.dataset_logits(ds, cache_dir, workers)
 
 
 def _abnormal(predictor: Predictor, data, split: str, labels: list[str], workers: int, cache_dir) -> SplitPredictions:

@@ -10,15 +10,15 @@ Public face (torch is imported only by the names that need it)::
     crop = crop_to_roi(image, box)
 """
 
+from .locate import crop_to_roi, lung_roi_box, scale_box
 from .masks import MaskError, MaskPair, mask_pairs, read_mask
 from .quality import fraction_range, quality
-from .roi import crop_to_roi, lung_roi_box, scale_box
 
 _LAZY = {
     "LungSegmenter": "segmenter",
     "lung_masks_for": "segmenter",
     "train_lungs": "train",
-    "LungTrainConfig": "train",
+    "LungTrainConfig": "config",
     "predict_to_dir": "predict",
 }
 

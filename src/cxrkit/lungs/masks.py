@@ -66,6 +66,8 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
 def mask_pairs(data: str | Path, images_root: str | Path | None = None) -> list[MaskPair]:
     """Every image of ``data`` that has a mask; raises MaskError when none has."""
     data = Path(data)
+    if data.is_dir() and (data / MANIFEST).is_file() and _has_mask_column(data / MANIFEST):
+        data = data / MANIFEST  # a lungmasks-style folder: manifest.csv + masks/, not class folders
     if data.is_file() and data.suffix.lower() == ".csv":
         pairs = _from_csv(data, Path(images_root) if images_root else data.resolve().parent.parent / "cxr")
     else:
@@ -83,6 +85,14 @@ def mask_pairs(data: str | Path, images_root: str | Path | None = None) -> list[
             "a Kaggle v4 folder with <CLASS>/masks/, or lungmasks/manifest.csv"
         )
     return pairs
+
+
+MANIFEST = "manifest.csv"
+
+
+def _has_mask_column(csv_path: Path) -> bool:
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        return "mask" in (next(csv.reader(fh), None) or [])
 
 
 def _from_csv(csv_path: Path, images_root: Path) -> list[MaskPair]:

@@ -10,34 +10,21 @@ its metadata and is re-exported when they change.
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._io import atomic_write_bytes
-from . import card as cards
+from ..models.onnx_graph import export_graph, graph_metadata
+from ..run import lung_card as cards
 
 ONNX = "lungs.onnx"
 
 
 def export_onnx(model: torch.nn.Module, size: int, path: str | Path, weights_sha256: str = "") -> Path:
-    import onnx
-
-    buf = io.BytesIO()
-    torch.onnx.export(
-        model.eval(),
-        torch.zeros(1, 1, size, size),
-        buf,
-        input_names=["x"],
-        output_names=["logits"],
-        dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
-        dynamo=False,
-    )
-    proto = onnx.load_from_string(buf.getvalue())
-    onnx.helper.set_model_props(proto, {"weights_sha256": weights_sha256})
-    return atomic_write_bytes(path, proto.SerializeToString())
+    """``lungs.onnx`` through the shared exporter (TorchScript: see :mod:`cxrkit.models.onnx_graph`)."""
+    meta = {"weights_sha256": weights_sha256}
+    return export_graph(model, (1, 1, size, size), path, "x", "logits", dynamo=False, metadata=meta)
 
 
 def session(path: str | Path, threads: int = 2):
@@ -69,14 +56,9 @@ class OnnxNet:
 
 def onnx_net(run_dir: str | Path, model: torch.nn.Module, size: int, threads: int = 2) -> OnnxNet:
     """The run's ONNX network, exported first when missing or made from other weights."""
-    import onnx
-
     run_dir = Path(run_dir)
     digest = hashlib.sha256((run_dir / cards.WEIGHTS).read_bytes()).hexdigest()
     path = run_dir / ONNX
-    if (
-        not path.is_file()
-        or {p.key: p.value for p in onnx.load(str(path)).metadata_props}.get("weights_sha256") != digest
-    ):
+    if not path.is_file() or graph_metadata(path).get("weights_sha256") != digest:
         export_onnx(model, size, path, digest)
     return OnnxNet(session(path, threads))

@@ -20,7 +20,7 @@ from .._io import atomic_write_bytes, atomic_write_json
 from .._meta import RESEARCH_NOTICE
 from ..data import read_image
 from ..errors import CxrkitError
-from .roi import lung_roi_box
+from .locate import lung_roi_box
 from .segmenter import LungSegmenter, as_uint8
 
 OK_COLOUR, BAD_COLOUR = (40, 200, 80), (230, 50, 40)

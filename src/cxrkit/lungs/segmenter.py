@@ -19,7 +19,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from ..errors import UsageError
-from . import card as cards
+from ..run import lung_card as cards
 from .model import build
 from .quality import DEFAULT_RANGE, quality
 

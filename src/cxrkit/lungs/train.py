@@ -9,16 +9,19 @@
 * **Loss**: BCE + soft Dice (per image). AdamW, warm-up then cosine decay over the epochs or
   ``max_minutes``, whichever ends first (a busy CPU then still gets an annealed model); the checkpoint with the best
   val Dice is kept. ``last.pt`` after each epoch makes a stopped run resumable.
+* **Loop**: a LightningModule run by a Trainer, as the classifier's
+  (:mod:`cxrkit.lungs.segmentation_module`, which says what it keeps from the former own loop).
 * **Test**: Dice of each held-out image at its own size, with a patient bootstrap 95% CI.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,36 +29,19 @@ import torch
 from torch.nn import functional as F
 
 from .._io import atomic_write_text, csv_text
+from .._lightning import quiet_lightning
 from .._meta import RESEARCH_NOTICE
 from ..data import read_image
 from ..errors import UsageError
+from ..run import lung_card as cards
 from ..run import writes_run
-from . import card as cards
+from .config import LungTrainConfig
 from .masks import MaskPair, mask_pairs, read_mask
 from .model import build
 from .quality import fraction_range
-from .segmenter import LungSegmenter, to_input
+from .segmenter import LungSegmenter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LungTrainConfig:
-    arch: str = "unet_small"
-    # 128 px: val Dice 0.954 as at 192 px (runs/lungs vs runs/lungs128, 40 epochs each) at 0.44x the
-    # network's work, which brings the roi: lungs step from 5.5 to 4.5 ms per film and its cost in
-    # end-to-end prediction from +27% to +12% (docs/results/lungs_roi_speed.md)
-    input_size: int = 128
-    epochs: int = 40
-    batch_size: int = 16
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    max_minutes: float = 15.0
-    seed: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    pretrained: bool = True  # only lite0_unet has pretrained weights
-    threads: int | None = None  # torch threads while training; 1 is ~10x faster on an oversubscribed CPU
 
 
 def patient_split(pairs: list[MaskPair], val: float, test: float, seed: int) -> list[str]:
@@ -189,14 +175,14 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * math.ceil(len(x_tr) / cfg.batch_size)
     gen = torch.Generator().manual_seed(cfg.seed)
-    state = cards.load_resume(out) if resume else None
-    start, best, history, step, spent = 0, -1.0, [], 0, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"])
-        start, best, history = int(state["epoch"]), float(state["best"]), list(state["history"])
-        step, spent = int(state["step"]), float(state["seconds"])
+    saved = cards.load_resume(out) if resume else None
+    state = {"epoch": 0, "best": -1.0, "history": [], "step": 0, "seconds": 0.0}
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        gen.set_state(saved["gen"])
+        state = {k: saved[k] for k in state}
+        state["history"] = list(state["history"])
     base = {
         "arch": cfg.arch,
         "input_size": cfg.input_size,
@@ -208,49 +194,41 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
         "split": {s: len(v) for s, v in part.items()},
         "split_patients": {s: len({p.patient_id or p.image for p in v}) for s, v in part.items()},
     }
-    t0 = time.monotonic()
+    t0, spent = time.monotonic(), float(state["seconds"])
 
     def progress() -> float:  # of the schedule: steps or minutes, whichever runs out first
-        return max(step / total_steps, (spent + time.monotonic() - t0) / max(60 * cfg.max_minutes, 1e-9))
+        return max(state["step"] / total_steps, (spent + time.monotonic() - t0) / max(60 * cfg.max_minutes, 1e-9))
 
-    for epoch in range(start, cfg.epochs):
-        model.train()
-        order = torch.randperm(len(x_tr), generator=gen)
-        total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            xb, yb = augment(x_tr[idx], y_tr[idx], gen)
-            loss = seg_loss(model(to_input(xb, cfg.input_size).contiguous(memory_format=torch.channels_last)), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg.lr, step, progress())
-            opt.step()
-            step += 1
-            total += float(loss.detach()) * len(idx)
-        val_dice = _val_dice(model, x_va, y_va, cfg.input_size)
-        history.append({"epoch": epoch + 1, "train_loss": round(total / len(x_tr), 4), "val_dice": round(val_dice, 4)})
-        log.info("lungs epoch %d: loss %.4f val dice %.4f", epoch + 1, total / len(x_tr), val_dice)
-        if val_dice > best:
-            best = val_dice
+    def after_epoch(train_loss: float, val_dice: float) -> bool:
+        """Record the epoch, keep the best weights, write last.pt; True when the budget is spent."""
+        epoch = state["epoch"] = state["epoch"] + 1
+        history = state["history"]
+        history.append({"epoch": epoch, "train_loss": round(train_loss / len(x_tr), 4), "val_dice": round(val_dice, 4)})
+        log.info("lungs epoch %d: loss %.4f val dice %.4f", epoch, train_loss / len(x_tr), val_dice)
+        if val_dice > state["best"]:
+            state["best"] = val_dice
             cards.save_weights(out, model.state_dict())
-            cards.write_card(out, {**base, "status": "training", "best_val_dice": best, "history": history})
-        cards.save_resume(
-            out,
-            {
-                "model": model.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step,
-                "seconds": spent + time.monotonic() - t0,
-                "gen": gen.get_state(),
-                "epoch": epoch + 1,
-                "best": best,
-                "history": history,
-            },
+            cards.write_card(out, {**base, "status": "training", "best_val_dice": val_dice, "history": history})
+        resume_state = {"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state()}
+        cards.save_resume(out, {**resume_state, **state, "seconds": spent + time.monotonic() - t0})
+        if progress() >= 1 and epoch < cfg.epochs:
+            log.warning("lungs: stopping after %d epochs, --max-minutes %.1f reached", epoch, cfg.max_minutes)
+            return True
+        return False
+
+    if state["epoch"] < cfg.epochs:
+        from .segmentation_module import EpochBatches, LungSegmentation, fit
+
+        lr_at = functools.partial(learning_rate, cfg.lr)
+        module = LungSegmentation(
+            model, cfg.input_size, opt, seg_loss, augment, gen, lr_at, progress, state, after_epoch
         )
-        if progress() >= 1 and epoch + 1 < cfg.epochs:
-            log.warning("lungs: stopping after %d epochs, --max-minutes %.1f reached", epoch + 1, cfg.max_minutes)
-            break
+        train_set = torch.utils.data.TensorDataset(x_tr, y_tr)
+        train = torch.utils.data.DataLoader(train_set, batch_sampler=EpochBatches(len(x_tr), cfg.batch_size, gen))
+        val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_va, y_va), batch_size=32)
+        quiet_lightning()
+        fit(module, train, val, cfg.epochs - state["epoch"])
+    best, history = state["best"], state["history"]
     seg = LungSegmenter.from_run(out) if (out / cards.CARD).exists() else None
     test_masks = [read_mask(p.mask, read_image(p.image).shape) for p in part["test"]]
     card = {
@@ -265,15 +243,3 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
     }
     cards.write_card(out, card)
     return cards.read_card(out)
-
-
-@torch.inference_mode()
-def _val_dice(model, x: torch.Tensor, y: torch.Tensor, size: int) -> float:
-    model.eval()
-    scores = []
-    for i in range(0, len(x), 32):
-        pred = model(to_input(x[i : i + 32], size).contiguous(memory_format=torch.channels_last)) > 0
-        t = y[i : i + 32] > 0.5
-        inter = (pred & t).sum((1, 2, 3)).float()
-        scores.append((2 * inter / (pred.sum((1, 2, 3)) + t.sum((1, 2, 3))).float().clamp_min(1)).tolist())
-    return float(np.mean([s for chunk in scores for s in chunk]))

@@ -4,7 +4,7 @@ Importing this package registers ``resdense_tiny/small/base`` in timm's registry
 """
 
 from . import resdense  # noqa: F401  (registers the resdense_* names in timm)
-from .factory import DEFAULT_MODEL, ModelInfo, create_model, keep_outputs, list_models
+from .factory import DEFAULT_MODEL, ModelInfo, build_classifier, keep_outputs, recommended_models
 from .features import backbone_features, pooled_features
 from .loading import LoadedRun, load_run, preprocessing_of, save_weights
 from .weights import (
@@ -23,10 +23,10 @@ __all__ = [
     "ModelInfo",
     "WeightsError",
     "backbone_features",
-    "create_model",
+    "build_classifier",
     "create_with_weights",
     "keep_outputs",
-    "list_models",
+    "recommended_models",
     "load_run",
     "load_state_dict_into",
     "load_weights_file",
@@ -35,3 +35,19 @@ __all__ = [
     "read_state_dict",
     "save_weights",
 ]
+
+# Renamed: timm's functions of these names return other things (a model; every timm name).
+_RENAMED = {"create_model": "build_classifier", "list_models": "recommended_models"}
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        import warnings
+
+        warnings.warn(
+            f"cxrkit.models.{name} is renamed {_RENAMED[name]} (it differs from timm.{name}); the old name will go",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

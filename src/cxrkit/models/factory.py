@@ -1,6 +1,6 @@
 """One entry point for every model: any timm name or our ``resdense_*``, with its weights.
 
-Besides the module, ``create_model`` returns a ModelInfo: what preprocessing the
+Besides the module, ``build_classifier`` returns a ModelInfo: what preprocessing the
 model expects (size, channels, mean/std) and where its weights came from, so the
 model card describes the model instead of each command re-deriving it.
 """
@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import UsageError
 from .weights import create_with_weights
 
-__all__ = ["DEFAULT_MODEL", "ModelInfo", "create_model", "list_models"]
+__all__ = ["DEFAULT_MODEL", "ModelInfo", "build_classifier", "recommended_models"]
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 
@@ -58,7 +58,7 @@ class ModelInfo:
     dropped_keys: tuple[str, ...] = ()
 
 
-def create_model(
+def build_classifier(
     name: str,
     num_classes: int,
     *,
@@ -98,7 +98,7 @@ def create_model(
     return model, info
 
 
-def list_models() -> list[str]:
+def recommended_models() -> list[str]:
     """Names we recommend and test; any other timm name works too."""
     return list(_RECOMMENDED)
 

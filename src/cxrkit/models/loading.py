@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save
 from .._io import atomic_write_bytes
 from ..data.transforms import Preprocessing
 from ..run import ModelCard, RunDir, RunError, read_card
-from .factory import create_model
+from .factory import build_classifier
 
 
 @dataclass
@@ -42,7 +42,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_model
             f"{run.root}: no {run.weights.name}; the run did not finish (resume it with "
             f"`cxr train --resume {run.root}`)"
         )
-    model, _ = create_model(card.model.name, len(card.classes), in_chans=card.model.in_chans, pretrained=False)
+    model, _ = build_classifier(card.model.name, len(card.classes), in_chans=card.model.in_chans, pretrained=False)
     try:
         state = load_file(str(run.weights))
     except (SafetensorError, OSError, ValueError) as exc:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 from ..inference.defaults import DEFAULT_THRESHOLD
 from .config import Connection, PacsError
 from .query import Instance, Issue, existing_results, find_studies, plan_study, retrieve_bytes
@@ -267,11 +267,10 @@ class PacsJob:
 
     def _overlay(self, ex, i: int, item: tuple, numbers: dict[str, int]):
         from ..explain import overlay_figure
-        from ..lungs.preprocess import model_view
 
         inst, header, gray = item
         caption = f"{self._explainer.method} on layer {self._explainer.layer_name}; model {self.naming.model_id}"
-        view = model_view(self.predictor.preprocessing, gray)  # roi: lungs: the maps cover the lung crop
+        view = self.predictor.preprocessing.view(gray)  # roi: lungs: the maps cover the lung crop
         fig = overlay_figure(
             view, ex.maps[i], ex.classes[i], ex.probabilities[i], list(self.predictor.classes), caption
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import RESEARCH_NOTICE, __version__
+from .._meta import RESEARCH_NOTICE, __version__
 
 MANUFACTURER = "cxrkit"
 SERIES_PREFIX = "cxrkit"

@@ -13,6 +13,7 @@ and how to feed it; nothing outside the folder is needed to load it.
       model.safetensors    weights only (loading never runs pickled code)
       model_card.json      ModelCard: classes, preprocessing, backbone, data, split, metrics, ...
       model.onnx           optional, `cxr export --onnx` (recorded in card.onnx)
+      lungs/               with roi: lungs, the lung model the ROI step runs (card: lung_run "lungs")
       checkpoints/         best.ckpt, last.ckpt (Lightning; read with weights_only=True)
       logs/version_N/      CSV (+ TensorBoard) metrics
       evaluation/          metrics.json, plots, report.html (`cxr evaluate`)

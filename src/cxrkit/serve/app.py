@@ -22,11 +22,12 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from .. import RESEARCH_NOTICE, __version__
+from .._meta import RESEARCH_NOTICE, __version__
 from ..errors import CxrkitError, UsageError
 from ..explain.cam_png import CamOverlays
 from ..inference.defaults import check_threshold
 from ..inference.ensemble import EnsemblePredictor
+from ..inference.loader import load_predictor
 from ..inference.predictor import Predictor
 from . import responses
 from .images import decode_upload, shrink
@@ -112,7 +113,7 @@ def create_app(
     ``docs`` serves Swagger UI at /docs and /redoc, which load their scripts from a CDN
     (jsdelivr), so they are off unless asked for; /openapi.json is always there.
     """
-    predictor = model if isinstance(model, Predictor) else Predictor.from_run(model)
+    predictor = model if isinstance(model, Predictor) else load_predictor(model)
     check_predictor(predictor)
     threshold = predictor.threshold if threshold is None else check_threshold(threshold)
     limits = limits or Limits()
@@ -141,7 +142,7 @@ def create_app(
         name, data = await read_upload(request, limits.max_upload_bytes, limits.body_timeout_s)
         return await gate.run(_model_errors, work, name, data, *args)
 
-    has_roi = predictor.preprocessing.to_dict().get("roi", "none") != "none"
+    has_roi = predictor.preprocessing.roi != "none"
 
     def decoded(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray, dict]:
         """(gray image at most work_side, model input, ``roi_fallback`` with ``roi: lungs``) of one upload."""
@@ -216,7 +217,7 @@ def create_app(
             "input_size": predictor.preprocessing.input_size,
             "tta": predictor.tta,
             "precision": predictor.precision,
-            "roi": predictor.preprocessing.to_dict().get("roi", "none"),
+            "roi": predictor.preprocessing.roi,
             "threshold": threshold,
             "max_upload_bytes": limits.max_upload_bytes,
             "max_pixels": limits.max_pixels,

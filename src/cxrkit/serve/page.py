@@ -15,7 +15,7 @@ import html
 import json
 import re
 
-from .. import RESEARCH_NOTICE
+from .._meta import RESEARCH_NOTICE
 
 _PAGE = """<!doctype html>
 <html lang="en">

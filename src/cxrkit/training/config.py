@@ -180,7 +180,10 @@ class TrainConfig:
     num_nodes: int = _f(1, "machines in a distributed run", group="hardware")
     strategy: str = _f("auto", "Lightning strategy: auto, ddp, ...", group="hardware")
     precision: str | None = _f(
-        None, "e.g. 32-true, bf16-mixed (default: bf16/16-mixed on GPU, 32 on CPU)", group="hardware"
+        None,
+        "auto, 32, bf16 or 16, as in cxr predict (default auto: bf16/16 mixed on GPU, 32 on CPU); "
+        "Lightning's names (bf16-mixed, 32-true) are deprecated",
+        group="hardware",
     )
     channels_last: bool = _f(True, "channels_last memory format (1.7x faster on CPU here)", group="hardware")
     workers: int = _f(

@@ -7,7 +7,6 @@ write weights and the card. A start that fails before fitting removes the folder
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 import warnings
@@ -23,6 +22,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from .._distributed import cuda_wanted, is_launch_rank_zero
 from .._io import atomic_write_text
+from .._lightning import quiet_lightning
+from .._precision import training_precision
 from ..data.cache import cached_images, roi_report
 from ..data.dataset import CxrDataset
 from ..data.groups import group_codes, joint_group_codes
@@ -30,8 +31,8 @@ from ..data.prepare import prepare
 from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
-from ..lungs.preprocess import with_lung_roi
-from ..models import backbone_features, create_model, keep_outputs, save_weights
+from ..lungs.preprocess import carry_lung_run, with_lung_roi
+from ..models import backbone_features, build_classifier, keep_outputs, save_weights
 from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, run_lock, write_card
 from .checkpoint_io import SafeCheckpointIO
 from .config import TrainConfig
@@ -40,21 +41,6 @@ from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
 from .left_out import report_left_out, write_skipped
 from .module import CxrClassifier
-
-# Lightning chatter that says nothing about this run (tips, notes on our deliberate choices).
-_QUIET = (
-    ".*on_after_batch_transfer.*",
-    ".*LeafSpec.*",
-    ".*number of training batches.*",
-    ".*does not have many workers.*",
-    ".*Checkpoint directory .* exists and is not empty.*",
-)
-
-
-def _quiet_lightning() -> None:
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    for pattern in _QUIET:
-        warnings.filterwarnings("ignore", message=pattern)
 
 
 @dataclass
@@ -65,11 +51,12 @@ class TrainResult:
 
 
 def _precision(config: TrainConfig) -> str:
-    if config.precision:
-        return config.precision
-    if cuda_wanted(config.accelerator):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
+    """Lightning's precision for ``config.precision`` (auto, 32, bf16: inference's vocabulary)."""
+    cuda = cuda_wanted(config.accelerator)
+    precision, note = training_precision(config.precision, cuda, cuda and torch.cuda.is_bf16_supported())
+    if note:
+        warnings.warn(note, FutureWarning, stacklevel=2)
+    return precision
 
 
 def _loggers(run_dir: Path):
@@ -107,6 +94,7 @@ def prepare_data(
 
 
 def _check_start(config: TrainConfig, resume: bool) -> RunDir:
+    training_precision(config.precision, cuda=False)  # an unknown --precision fails before any work
     if config.debias and config.cache_features:
         raise UsageError("debias trains the backbone's features; it cannot be combined with cache_features")
     if config.cache_features and parse_finetune(config.finetune) != 0:
@@ -146,7 +134,7 @@ class _Built:
 
 
 def _build_model(config: TrainConfig, n_classes: int) -> _Built:
-    model, info = create_model(
+    model, info = build_classifier(
         config.model, n_classes, in_chans=1, pretrained=config.pretrained, weights=config.weights
     )
     trainable = apply_finetune(model, config.finetune)
@@ -385,7 +373,7 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
     """The body of :func:`train`, run under the lock."""
     start = time.perf_counter()
     run = _check_start(config, resume)
-    _quiet_lightning()
+    quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     # In a distributed run the launcher re-runs this function in every process; only global
     # rank 0 writes, and the other ranks train on the split rank 0 wrote before launching them.
@@ -433,6 +421,7 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
     if config.aux_classes:  # saved as an ordinary run of the reported classes
         keep_outputs(built.model, _n_reported(config, ds))
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
+    built.pre = carry_lung_run(built.pre, run.root)  # roi: lungs: the run keeps its own lung model
     card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
     card.training.update(roi_report(ds, built.pre, config.cache_dir))  # lung-ROI fallbacks, if any
     card.data.update(left_out)  # skipped files and too-small classes, counted

@@ -18,7 +18,7 @@ from ..evaluation.report import format_ci, headline_protocol, write_report
 from ..explain.cams import Explainer
 from ..explain.summary import explain_split, write_summary
 from ..inference.ensemble import with_tta
-from ..inference.predictor import Predictor
+from ..inference.loader import load_predictor
 from ..inference.splits import predict_split
 from ..inference.tta import describe
 from ..run import RunDir, writes_run
@@ -58,7 +58,7 @@ def evaluate_and_report(
     """
     run = RunDir(run_dir)
     out = Path(out) if out else run.evaluation
-    predictor = Predictor.from_run(run.root, tta=tta, precision=precision)
+    predictor = load_predictor(run.root, tta=tta, precision=precision)
     if predictor.precision_note:
         on_stage(f"note: {predictor.precision_note}")
     on_stage(f"predicting the {split or 'default'} split of {data or 'the training data'}")

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import RESEARCH_NOTICE
 from .._io import atomic_write_json, atomic_write_text
+from .._meta import RESEARCH_NOTICE
 from ..data.splits import EXCLUDED
 from ..errors import UsageError
 

@@ -1,9 +1,9 @@
 """The lung run directory: ``lung_card.json`` + ``model.safetensors`` (+ ``last.pt`` to resume).
 
-Kept in this one module so it can move onto the shared run-directory layer (``cxrkit.run``)
-without touching the rest of ``cxrkit.lungs``. Every file is written atomically (temporary
-file + rename) and weights are read with safetensors, so loading never runs pickled code; the
-resume state is read with ``torch.load(weights_only=True)``.
+It lives in the run-directory layer with the classifier's card (:mod:`cxrkit.run.card`) and
+needs no torch to import (weights go through lazy imports). Every file is written atomically
+(temporary file + rename) and weights are read with safetensors, so loading never runs pickled
+code; the resume state is read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations

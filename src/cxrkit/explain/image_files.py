@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import WORK_SIDE, shrink
-from ..inference.files import find_images
+from ..inference.inputs import find_images
 from ..inference.predictor import Failure
-from ..lungs.preprocess import model_view
 from .cams import Explainer
 from .overlay import OVERLAY_SIDE, overlay_figure, save_map, save_png
 
@@ -58,7 +57,7 @@ def explain_files(
             for i, (f, gray) in enumerate(decoded):
                 stem = _unique_stem(f.stem, used)
                 fig = overlay_figure(
-                    shrink(model_view(predictor.preprocessing, gray), OVERLAY_SIDE),  # roi lungs: the crop
+                    shrink(predictor.preprocessing.view(gray), OVERLAY_SIDE),  # roi lungs: the crop
                     exp.maps[i],
                     exp.classes[i],
                     exp.probabilities[i],
