@@ -97,3 +97,20 @@ def test_abnormal_label_that_is_a_model_class_is_refused(tiny_run, blob_dataset,
     shutil.copytree(blob_dataset, data)
     with pytest.raises(UsageError, match="already a model class"):
         evaluate_run(tiny_run.run_dir, data, abnormal=["normal"], n_resamples=10, workers=1)
+
+
+def test_a_run_on_a_manifest_with_outside_paths_evaluates_its_own_split(blob_writer, tiny_config, tmp_path):
+    """Re-reading the training data honours the run's allow_outside_paths (was: every row refused)."""
+    from cxrkit.evaluation.evaluate import evaluate_run
+    from cxrkit.training import train
+
+    data = blob_writer(tmp_path / "imgs", per_class=12)
+    listing = tmp_path / "list"
+    listing.mkdir()
+    lines = ["file,label"] + [f"{p},{p.parent.name}" for p in sorted(data.rglob("*.png"))]
+    (listing / "manifest.csv").write_text("\n".join(lines) + "\n")
+    cfg = tiny_config(listing, tmp_path / "run", tmp_path / "cache", allow_outside_paths=True, epochs=1)
+    run = train(cfg, progress_bar=False).run_dir
+    ev = evaluate_run(run, n_resamples=10, workers=1)
+    assert ev["data"]["external"] is False and ev["overall"]["n_images"] > 0
+    assert ev["protocol"]["leaked_test_images"] == 0

@@ -39,6 +39,7 @@ from ..inference.predictor import Predictor
 from ..inference.splits import SplitPredictions, is_external, predict_split
 from ..lungs.locate import LUNG_BOX, lung_box_mask, lung_fields
 from ..models import backbone_features
+from ..run import RunDir
 
 # probed where the data has them; view: does the model tell AP (bedside) from PA within a class?
 AUDIT_COLUMNS = ("population", "subsource", "view")
@@ -254,6 +255,7 @@ def audit_run(
         split_file=predictor.run.run_dir / "split.csv",
         workers=workers,
         cache_dir=cache_dir,
+        allow_outside_paths=RunDir(predictor.run.run_dir).reads_outside_paths(),
     )
     train_ds = train_prep.split.subset(train_prep.dataset, "train")
     probes = []

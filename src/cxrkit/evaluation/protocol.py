@@ -21,9 +21,18 @@ from ..training.config import parse_yaml
 KINDS = {"patient": "patient-disjoint", "image": "random image", "source": "leave-source-out"}
 
 
-def split_facts(data, classes, split_file, dup_threshold: int, workers: int = 2, cache_dir=None) -> dict:
+def split_facts(
+    data, classes, split_file, dup_threshold: int, workers: int = 2, cache_dir=None, allow_outside_paths=False
+) -> dict:
     """Leaked test images, classes absent from test, images left out, and counts per split."""
-    prep = prepare(data, classes, split_file=split_file, workers=workers, cache_dir=cache_dir)
+    prep = prepare(
+        data,
+        classes,
+        split_file=split_file,
+        workers=workers,
+        cache_dir=cache_dir,
+        allow_outside_paths=allow_outside_paths,
+    )
     pairs = near_duplicate_pairs([i.phash for i in prep.infos], dup_threshold)
     counts = prep.split.counts(prep.dataset)
     return {
@@ -45,7 +54,15 @@ def run_protocol(run_dir: str | Path, card, external: bool, workers: int = 2, ca
     if external or not run.split.is_file():
         return {**protocol, "external": external, "leaky": False, "leaked_test_images": None}
     threshold = config.get("dup_threshold", DEFAULT_MAX_DISTANCE)
-    facts = split_facts(card.data["path"], card.classes, run.split, threshold, workers, cache_dir)
+    facts = split_facts(
+        card.data["path"],
+        card.classes,
+        run.split,
+        threshold,
+        workers,
+        cache_dir,
+        config.get("allow_outside_paths") is True,
+    )
     leaky = protocol["split_by"] == "image" or facts["leaked_test_images"] > 0
     return {**protocol, "external": False, "leaky": leaky, **facts}
 

@@ -86,7 +86,15 @@ def predict_split(
             f"{split!r} split of this run; evaluate it whole with --split all"
         )
     split_file = None if split == "all" else RunDir(predictor.run.run_dir).split
-    prep = prepare(data, predictor.classes, split_file=split_file, workers=workers, cache_dir=cache_dir)
+    outside = not external and RunDir(predictor.run.run_dir).reads_outside_paths()
+    prep = prepare(
+        data,
+        predictor.classes,
+        split_file=split_file,
+        workers=workers,
+        cache_dir=cache_dir,
+        allow_outside_paths=outside,
+    )
     ds = prep.dataset if split == "all" else prep.split.subset(prep.dataset, split)
     if len(ds) == 0:
         raise UsageError(f"the {split} split of {data} is empty")

@@ -63,6 +63,17 @@ class RunDir:
     def config(self) -> Path:
         return self.root / CONFIG_FILE
 
+    def reads_outside_paths(self) -> bool:
+        """Whether the run was trained with ``allow_outside_paths`` (its manifest lists files outside
+        its folder): re-reading its data for evaluation must allow the same, or every row is refused."""
+        import yaml
+
+        try:
+            config = yaml.safe_load(self.config.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return False
+        return isinstance(config, dict) and config.get("allow_outside_paths") is True
+
     @property
     def split(self) -> Path:
         return self.root / SPLIT_FILE
