@@ -8,8 +8,9 @@ into ``RUN/external``::
     cxr evaluate RUN --data ../shared/data/external --by view population+label+view population+label \
         --abnormal pneumonia --audit --precision 32 --out RUN/external
 
-and writes one JSON (rows + the host, commit, date, command, threads and load it ran under)
-and its Markdown table. Columns, in the order a recipe is chosen by: val accuracy (what the
+and writes one JSON (rows + the host, commit, date, command, threads and load it ran under);
+``bench/render_results.py`` renders it into ``docs/results/external_recipes.md``.
+Columns, in the order a recipe is chosen by: val accuracy (what the
 checkpoint was chosen on), then on ``external/``: Hannover COVID called COVID, NIH adult
 normals AP / PA called normal, NIH children's normals called normal, NIH pneumonias AP / PA
 called normal (the abnormal rule), the AUC of not-normal (pneumonia vs normal films), the
@@ -35,7 +36,7 @@ from pathlib import Path
 from _common import command_line, git_commit, host_info, load_note, markdown_table
 
 from cxrkit import RESEARCH_NOTICE
-from cxrkit._io import atomic_write_json, atomic_write_text
+from cxrkit._io import atomic_write_json
 
 BY = ["view", "population+label+view", "population+label"]
 HEADER = [
@@ -170,7 +171,6 @@ def main() -> None:
     }
     atomic_write_json(args.out.with_suffix(".json"), result)
     text = f"# {result['title']}\n\n{markdown_table(HEADER, result['rows'])}\n\n{RESEARCH_NOTICE}\n"
-    atomic_write_text(args.out.with_suffix(".md"), text)
     print(text)
 
 
