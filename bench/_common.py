@@ -68,39 +68,6 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
 
 
-def host_info() -> dict:
-    """CPU model, its vector flags (what makes one host faster than another), cores, thread settings."""
-    model, flags = "unknown", []
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown":
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = sorted(f for f in value.split() if f.startswith(("avx", "amx", "fma", "f16c")))
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "cpu_flags": flags,
-        "cpu_count": os.cpu_count(),
-        "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
-    }
-
-
-def git_commit() -> str:
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=root, capture_output=True, text=True)
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def split_files(run_dir: str | Path, split: str) -> tuple[list[str], list[str]]:
     """(paths, labels) of one split of a run, from its split.csv and the data folder in config.yaml."""
     import yaml

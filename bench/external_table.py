@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from _common import command_line, git_commit, host_info, load_note, markdown_table
+from _common import markdown_table, save_result
 
 from cxrkit import RESEARCH_NOTICE
-from cxrkit._io import atomic_write_json
 
 BY = ["view", "population+label+view", "population+label"]
 HEADER = [
@@ -149,29 +147,18 @@ def main() -> None:
     ap.add_argument("--external", default="../shared/data/external")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "external_recipes")
     args = ap.parse_args()
-    start = time.perf_counter()
-    rows = [row(r, args.external) for r in args.runs]
-    import torch
+    import torch  # noqa: F401  (run_meta records the thread count of an imported torch)
 
-    result = {
-        "title": "Recipes on val and on external/ (issue 26)",
-        "notice": RESEARCH_NOTICE,
-        "columns": HEADER,
-        "rows": [[r["cells"][h] for h in HEADER] for r in rows],
-        "sources": [r["evaluation"] for r in rows],
-        "meta": {
-            "command": command_line(),
-            "commit": git_commit(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            **host_info(),
-            "torch_threads": torch.get_num_threads(),
-            "load": load_note(),
-            "seconds": round(time.perf_counter() - start, 1),
-        },
-    }
-    atomic_write_json(args.out.with_suffix(".json"), result)
-    text = f"# {result['title']}\n\n{markdown_table(HEADER, result['rows'])}\n\n{RESEARCH_NOTICE}\n"
-    print(text)
+    rows = [row(r, args.external) for r in args.runs]
+    table = {"title": "Recipes", "columns": HEADER, "rows": [[r["cells"][h] for h in HEADER] for r in rows]}
+    save_result(
+        args.out,
+        {"sources": [r["evaluation"] for r in rows]},
+        title="Recipes on val and on external/ (issue 26)",
+        tables=[table],
+        markdown=f"{RESEARCH_NOTICE}\n",
+    )
+    print(markdown_table(HEADER, table["rows"]))
 
 
 if __name__ == "__main__":
