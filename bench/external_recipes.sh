@@ -17,14 +17,10 @@ CXR=${CXR:-.venv/bin/cxr}
 PY=${PY:-.venv/bin/python}
 DATA=(../shared/data/cxr ../shared/data/nih)
 mkdir -p "$OUT"
-done_list=" "
+# shellcheck source=bench/_queue.sh
+source "$(dirname "$0")/_queue.sh"
 while true; do
-    next=""
-    while read -r name flags; do
-        [[ -z "$name" || "$name" == \#* ]] && continue
-        [[ "$done_list" == *" $name "* ]] && continue
-        next="$name"; nflags="$flags"; break
-    done < "$QUEUE"
+    queue_next "$QUEUE"
     [[ -z "$next" ]] && break
     t0=$SECONDS
     if [[ ! -f "$OUT/$next/model_card.json" ]]; then

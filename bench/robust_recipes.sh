@@ -19,14 +19,10 @@ CXR=${CXR:-.venv/bin/cxr}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 BASE=(--model tf_efficientnet_lite0 --input-size 96 --epochs 4 --warmup-epochs 0.5 --patience 2 --workers 1)
 mkdir -p "$OUT"
-done_list=" "
+# shellcheck source=bench/_queue.sh
+source "$(dirname "$0")/_queue.sh"
 while true; do
-    next=""
-    while read -r name flags; do
-        [[ -z "$name" || "$name" == \#* ]] && continue
-        [[ "$done_list" == *" $name "* ]] && continue
-        next="$name"; nflags="$flags"; break
-    done < "$QUEUE"
+    queue_next "$QUEUE"
     [[ -z "$next" ]] && break
     t0=$SECONDS
     protocols=patient,lso-adult
