@@ -19,10 +19,10 @@ def blob_centres(request) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_run):
-    """Predictor of the trained resdense_tiny run (64 px, 3 blob classes)."""
+    """Predictor of the trained resdense_tiny run (64 px, 3 blob classes), in fp32 on every host."""
     from cxrkit.inference.predictor import Predictor
 
-    return Predictor.from_run(tiny_run.run_dir)
+    return Predictor.from_run(tiny_run.run_dir, precision="32")
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,8 @@ def lite0_predictor(tiny_predictor):
     return Predictor(
         LoadedRun(
             Path("lite0"), model, tiny_predictor.run.card, list(tiny_predictor.classes), tiny_predictor.preprocessing
-        )
+        ),
+        precision="32",
     )
 
 

@@ -14,7 +14,7 @@ from cxrkit.inference.sharded import launch, predict_sharded
 run, data, out, mode = sys.argv[1:5]
 fabric = launch("cpu", int(os.environ["LOCAL_WORLD_SIZE"]), 1)
 files, _, _ = find_images([data])
-predictor = Predictor.from_run(run, batch_size=4)
+predictor = Predictor.from_run(run, batch_size=4, precision="32")
 
 
 def crash_on_rank_one(chunk: int) -> None:

@@ -34,6 +34,6 @@ def test_onnx_backend_never_builds_the_torch_model(onnx_run, monkeypatch, synth_
 
 def test_both_backends_agree(onnx_run, synth_array):
     images = np.stack([synth_array(s, (64, 64)) for s in range(6)])
-    a = Predictor.from_run(onnx_run).proba_from_uint8(images)
+    a = Predictor.from_run(onnx_run, backend="torch", precision="32").proba_from_uint8(images)
     b = Predictor.from_run(onnx_run, backend="onnx").proba_from_uint8(images)
     assert np.abs(a - b).max() < 1e-4

@@ -53,21 +53,21 @@ def images(members, synth_array) -> np.ndarray:
 
 
 def test_one_member_equals_the_member(members, images):
-    one = EnsemblePredictor.from_members(members[:1])
-    member = Predictor.from_run(members[0])
+    one = EnsemblePredictor.from_members(members[:1], precision="32")
+    member = Predictor.from_run(members[0], precision="32")
     np.testing.assert_allclose(one.proba_from_uint8(images), member.proba_from_uint8(images), atol=1e-6)
     assert one.classes == member.classes and one.temperature == 1.0
 
 
 def test_two_members_average_probabilities_each_after_its_own_temperature(members, images):
-    a, b = (Predictor.from_run(m) for m in members)
+    a, b = (Predictor.from_run(m, precision="32") for m in members)
     assert (a.temperature, b.temperature) == (2.0, 0.5)
     pa, pb = a.proba_from_uint8(images), b.proba_from_uint8(images)
     assert np.abs(pa - pb).max() > 1e-3  # the members differ, so the test can tell
-    got = EnsemblePredictor.from_members(members).proba_from_uint8(images)
+    got = EnsemblePredictor.from_members(members, precision="32").proba_from_uint8(images)
     np.testing.assert_allclose(got, (pa + pb) / 2, atol=1e-6)
-    tta = EnsemblePredictor.from_members(members, tta="standard").proba_from_uint8(images)
-    ta, tb = (Predictor.from_run(m, tta="standard").proba_from_uint8(images) for m in members)
+    tta = EnsemblePredictor.from_members(members, tta="standard", precision="32").proba_from_uint8(images)
+    ta, tb = (Predictor.from_run(m, tta="standard", precision="32").proba_from_uint8(images) for m in members)
     np.testing.assert_allclose(tta, (ta + tb) / 2, atol=1e-6)
 
 
@@ -93,9 +93,9 @@ def test_ensemble_directory_round_trip(ens, members, images, tmp_path):
     card = read_card(ens)
     assert card.is_ensemble and card.classes == spec["classes"] == read_card(members[0]).classes
     assert RunDir(ens).split.read_bytes() == RunDir(members[0]).split.read_bytes()
-    loaded = cxrkit.load(ens)
+    loaded = cxrkit.load(ens, precision="32")
     assert isinstance(loaded, EnsemblePredictor) and loaded.model_id.startswith("ens@")
-    expected = EnsemblePredictor.from_members(members).proba_from_uint8(images)
+    expected = EnsemblePredictor.from_members(members, precision="32").proba_from_uint8(images)
     np.testing.assert_allclose(loaded.proba_from_uint8(images), expected, atol=1e-6)
     assert create_ensemble(ens, members) == ens  # same members: kept
     with pytest.raises(EnsembleError, match="not this ensemble"):
@@ -114,18 +114,20 @@ def test_members_with_different_preprocessing_decode_once_prepare_each(members, 
     card = json.loads(RunDir(small).card.read_text())
     card["preprocessing"]["input_size"] = 48
     RunDir(small).card.write_text(json.dumps(card))
-    ensemble = EnsemblePredictor.from_members([members[0], small])
+    ensemble = EnsemblePredictor.from_members([members[0], small], precision="32")
     path = make_image("x.png", seed=3)
     packed = ensemble.prepare(path)
     assert packed.shape == (64 * 64 + 48 * 48,)
     got = ensemble.predict([path]).results[0].probabilities
-    parts = [Predictor.from_run(m).predict([path]).results[0].probabilities for m in (members[0], small)]
+    parts = [
+        Predictor.from_run(m, precision="32").predict([path]).results[0].probabilities for m in (members[0], small)
+    ]
     assert got == pytest.approx({c: (parts[0][c] + parts[1][c]) / 2 for c in got}, abs=1e-6)
     from cxrkit.inference.splits import predict_split
 
-    ens = cxrkit.load(create_ensemble(tmp_path / "e", [members[0], small]))
+    ens = cxrkit.load(create_ensemble(tmp_path / "e", [members[0], small]), precision="32")
     scored = predict_split(ens, None, "val", 1)  # each member on its own cached pixels
-    by_member = [predict_split(Predictor.from_run(m), None, "val", 1) for m in (members[0], small)]
+    by_member = [predict_split(Predictor.from_run(m, precision="32"), None, "val", 1) for m in (members[0], small)]
     mean = np.mean([b.probs(Predictor.from_run(m).temperature) for b, m in zip(by_member, (members[0], small))], 0)
     np.testing.assert_allclose(scored.probs(), mean, atol=1e-5)
     assert [r.path for r in scored.dataset.records] == [r.path for r in by_member[0].dataset.records]
@@ -178,13 +180,13 @@ def test_serve_an_ensemble(ens, blob_dataset):
     from cxrkit.serve.server import running
 
     path = blob_dataset / "normal" / "normal_000.png"
-    with running(create_app(ens)) as url:
+    with running(create_app(cxrkit.load(ens, precision="32"))) as url:
         health = request(f"{url}/healthz").json()
         r = upload(f"{url}/v1/predict", path.read_bytes(), path.name)
         cam = upload(f"{url}/v1/explain", path.read_bytes(), path.name)
     assert health["model_id"].startswith("ens@") and health["tta"] == "none"
     assert r.status == 200, r.body
-    expected = cxrkit.load(ens).predict([path]).results[0]
+    expected = cxrkit.load(ens, precision="32").predict([path]).results[0]
     assert r.json()["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
     assert cam.status == 422 and "use one member" in cam.json()["detail"]
 
@@ -195,7 +197,7 @@ def test_export_an_ensemble_onnx_parity(tiny_run, tmp_path, synth_array):
     ens = create_ensemble(tmp_path / "ens", runs)
     assert _cli(["export", str(ens), "--onnx"]) == 0
     assert all(read_card(r).onnx for r in runs) and read_card(ens).extra["onnx_ensemble"]["check"]["images"] == 4
-    a, b = cxrkit.load(ens), cxrkit.load(ens, backend="onnx")
+    a, b = cxrkit.load(ens, backend="torch", precision="32"), cxrkit.load(ens, backend="onnx")
     assert [m.backend for m in b.members] == ["onnx", "onnx"]
     x = np.stack([a.preprocessing.to_uint8(synth_array(s)) for s in range(6)])
     np.testing.assert_allclose(a.proba_from_uint8(x), b.proba_from_uint8(x), atol=1e-4)

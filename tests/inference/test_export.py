@@ -30,7 +30,10 @@ def test_export_records_file_input_preprocessing_and_opset(onnx_run):
 
 
 def test_parity_on_synthetic_images_at_several_batch_sizes(onnx_run, blob_dataset):
-    torch_p, onnx_p = Predictor.from_run(onnx_run), Predictor.from_run(onnx_run, backend="onnx")
+    torch_p, onnx_p = (
+        Predictor.from_run(onnx_run, backend="torch", precision="32"),
+        Predictor.from_run(onnx_run, backend="onnx"),
+    )
     files = sorted(blob_dataset.glob("*/*.png"))[::6]
     images = np.stack([torch_p.prepare(f) for f in files])
     for n in (1, 3, len(images)):
@@ -41,7 +44,10 @@ def test_parity_on_synthetic_images_at_several_batch_sizes(onnx_run, blob_datase
 
 @pytest.mark.realdata
 def test_parity_on_real_radiographs(onnx_run, real_images):
-    torch_p, onnx_p = Predictor.from_run(onnx_run), Predictor.from_run(onnx_run, backend="onnx")
+    torch_p, onnx_p = (
+        Predictor.from_run(onnx_run, backend="torch", precision="32"),
+        Predictor.from_run(onnx_run, backend="onnx"),
+    )
     images = np.stack([torch_p.prepare(f) for f in real_images])  # the run's own preprocessing
     assert max_prob_difference(torch_p, onnx_p, images) <= PARITY_TOLERANCE
 
@@ -80,7 +86,7 @@ def test_onnx_batches_in_flight_keep_input_order_and_failures(onnx_run, blob_dat
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     files = sorted(blob_dataset.glob("*/*.png"))[::4]
     inputs = files[:5] + [bad] + files[5:]
-    torch_p = Predictor.from_run(onnx_run, batch_size=2)
+    torch_p = Predictor.from_run(onnx_run, batch_size=2, backend="torch", precision="32")
     onnx_p = Predictor.from_run(onnx_run, batch_size=2, backend="onnx")
     onnx_p.streams = 3  # more than this machine may have cores: exercise the pipelining
     seen = []

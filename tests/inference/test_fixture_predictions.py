@@ -44,5 +44,5 @@ def test_a_run_from_610fccc_predicts_the_recorded_probabilities(name, tmp_path):
     torch.manual_seed(0)
     model, _ = build_classifier("resdense_tiny", 3, in_chans=1, pretrained=False)
     save_weights(tmp_path, model)
-    got = Predictor.from_run(tmp_path).predict_proba(_images())
+    got = Predictor.from_run(tmp_path, backend="torch", precision="32").predict_proba(_images())
     np.testing.assert_allclose(got, np.array(RECORDED[name]), rtol=0, atol=1e-6)

@@ -45,13 +45,13 @@ def inputs(blob_dataset, tmp_path):
 
 @pytest.fixture
 def single_csv(tiny_run, inputs):
-    predictor = Predictor.from_run(tiny_run.run_dir, batch_size=4)
+    predictor = Predictor.from_run(tiny_run.run_dir, batch_size=4, precision="32")
     files, _, _ = find_images([inputs])
     return predictions_csv(predictor.predict(files), predictor.classes)
 
 
 def test_one_process_resumes_after_a_crash_and_refuses_another_jobs_parts(tiny_run, inputs, single_csv, tmp_path):
-    predictor = Predictor.from_run(tiny_run.run_dir, batch_size=4)
+    predictor = Predictor.from_run(tiny_run.run_dir, batch_size=4, precision="32")
     files, _, _ = find_images([inputs])
     fabric = launch("cpu", 1)
     out = tmp_path / "p.csv"
@@ -77,7 +77,7 @@ def test_one_process_resumes_after_a_crash_and_refuses_another_jobs_parts(tiny_r
     assert_same_predictions(out.read_text(), single_csv)
     assert not parts_dir(out).exists()  # removed once the merged file was written
 
-    other = Predictor.from_run(tiny_run.run_dir, batch_size=4, threshold=0.9)
+    other = Predictor.from_run(tiny_run.run_dir, batch_size=4, threshold=0.9, precision="32")
     with pytest.raises(KeyboardInterrupt):
         predict_sharded(other, files, out, fabric, chunk_size=8, on_chunk=crash)
     with pytest.raises(ShardPlanError, match="threshold"):

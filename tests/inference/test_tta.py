@@ -55,11 +55,11 @@ def test_shift_zoom_contrast_do_what_they_say(batch):
 
 def test_identity_only_is_plain_prediction_and_standard_averages_views(tiny_run, batch):
     run = load_run(tiny_run.run_dir)
-    plain, none = Predictor(run), Predictor(run, tta="none")
+    plain, none = Predictor(run, precision="32"), Predictor(run, precision="32", tta="none")
     images = np.stack([plain.preprocessing.to_uint8(b) for b in batch])
     assert np.array_equal(none.proba_from_uint8(images), plain.proba_from_uint8(images))
     assert np.array_equal(average_views(plain.proba_from_uint8, images, "none"), plain.proba_from_uint8(images))
-    tta = Predictor(run, tta="standard")
+    tta = Predictor(run, precision="32", tta="standard")
     got = tta.proba_from_uint8(images)
     t = plain.temperature
     expected = np.mean([softmax(plain.logits_from_uint8(v), t) for v in views(images, "standard")], axis=0)
@@ -73,7 +73,7 @@ def test_identity_only_is_plain_prediction_and_standard_averages_views(tiny_run,
 
 
 def test_onnx_backend_with_tta_matches_torch(onnx_run, batch):
-    a = Predictor.from_run(onnx_run, tta="standard")
+    a = Predictor.from_run(onnx_run, backend="torch", precision="32", tta="standard")
     b = Predictor.from_run(onnx_run, backend="onnx", tta="standard")
     images = np.stack([a.preprocessing.to_uint8(x) for x in batch])
     np.testing.assert_allclose(a.proba_from_uint8(images), b.proba_from_uint8(images), atol=1e-4)
@@ -84,7 +84,7 @@ def test_cli_predict_records_tta(tiny_run, blob_dataset, capsys):
     main(["predict", str(tiny_run.run_dir), *files, "--format", "json", "--tta", "--precision", "32"])
     doc = json.loads(capsys.readouterr().out)
     assert doc["tta"] == "standard" and doc["tta_views"] == list(VIEWS) and doc["ensemble_members"] is None
-    expected = Predictor.from_run(tiny_run.run_dir, tta="standard").predict(files).results
+    expected = Predictor.from_run(tiny_run.run_dir, precision="32", tta="standard").predict(files).results
     for r, e in zip(doc["results"], expected, strict=True):
         assert r["probabilities"] == pytest.approx(e.probabilities, abs=1e-6)
     main(["predict", str(tiny_run.run_dir), *files, "--format", "json"])

@@ -43,7 +43,7 @@ def trio(roi_run, tmp_path_factory):
 
 
 def _mean_of_members(members, files):
-    return np.mean([Predictor.from_run(m).predict_proba(files) for m in members], axis=0)
+    return np.mean([Predictor.from_run(m, precision="32").predict_proba(files) for m in members], axis=0)
 
 
 def test_predict_json_and_csv_average_members_that_differ_in_every_step(trio, capsys):
@@ -71,7 +71,7 @@ def test_serve_answers_with_the_members_mean(trio):
 
     ens, members, data = trio
     path = data / "viral_pneumonia" / "viral_pneumonia_1.png"
-    with running(create_app(ens)) as url:
+    with running(create_app(cxrkit.load(ens, precision="32"))) as url:
         health = request(f"{url}/healthz").json()
         r = upload(f"{url}/v1/predict", path.read_bytes(), path.name)
         cam = upload(f"{url}/v1/explain", path.read_bytes(), path.name)
@@ -89,7 +89,7 @@ def test_pacs_job_reports_each_instance_with_the_ensemble(trio, monkeypatch):
     from ..pacs.conftest import synthetic_dicom
 
     ens, members, data = trio
-    predictor = cxrkit.load(ens)
+    predictor = cxrkit.load(ens, precision="32")
     job = PacsJob(predictor, conn=None, log=lambda line: None)
     header = synthetic_dicom(seed=1)
     inst = SimpleNamespace(study=header.StudyInstanceUID, series=header.SeriesInstanceUID, sop=header.SOPInstanceUID)

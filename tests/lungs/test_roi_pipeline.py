@@ -87,7 +87,10 @@ def test_onnx_backend_applies_the_same_roi(roi_run):
     result, data, _ = roi_run
     export_onnx(result.run_dir)
     files = sorted((data / "covid").glob("*.png"))[:4] + [data / "normal" / "noise_1.png"]
-    torch_p, onnx_p = Predictor.from_run(result.run_dir), Predictor.from_run(result.run_dir, backend="onnx")
+    torch_p, onnx_p = (
+        Predictor.from_run(result.run_dir, backend="torch", precision="32"),
+        Predictor.from_run(result.run_dir, backend="onnx"),
+    )
     np.testing.assert_array_equal(
         np.stack([torch_p.prepare(f) for f in files]), np.stack([onnx_p.prepare(f) for f in files])
     )
@@ -200,10 +203,10 @@ def test_a_moved_roi_run_predicts_the_same_without_its_lung_run(lung_run, tmp_pa
     )
     run = train(cfg, progress_bar=False).run_dir
     files = [data / "covid" / "covid_0.png", data / "normal" / "noise_0.png"]
-    before = Predictor.from_run(run).predict_proba(files)
+    before = Predictor.from_run(run, precision="32").predict_proba(files)
     moved = shutil.move(str(run), tmp_path / "moved" / "run")
     shutil.rmtree(lungs)
-    after = Predictor.from_run(moved).predict_proba(files)
+    after = Predictor.from_run(moved, precision="32").predict_proba(files)
     np.testing.assert_array_equal(after, before)
 
 
@@ -222,10 +225,10 @@ def test_export_makes_an_older_roi_run_self_contained(roi_run, lung_run, tmp_pat
     spec = read_card(old).preprocessing
     update_card(old, "preprocessing", type(spec)(**{**vars(spec), "lung_run": str(lung_run[0].resolve())}))
     files = [data / "covid" / "covid_1.png", data / "normal" / "noise_1.png"]
-    before = Predictor.from_run(old).predict_proba(files)
+    before = Predictor.from_run(old, backend="torch", precision="32").predict_proba(files)
     export_onnx(old)
     assert read_card(old).preprocessing.lung_run == "lungs" and (old / "lungs" / "lungs.onnx").is_file()
     moved = shutil.move(str(old), tmp_path / "elsewhere")
-    after = Predictor.from_run(moved)
+    after = Predictor.from_run(moved, backend="torch", precision="32")  # the export would be auto's choice
     assert after.preprocessing.lung_run_dir == str((moved / "lungs").resolve())  # its own copy
     np.testing.assert_array_equal(after.predict_proba(files), before)

@@ -32,8 +32,10 @@ def http() -> type[Http]:
 @pytest.fixture(scope="session")
 def served(tiny_run):
     """The tiny run behind a live server with a 200 kB upload limit: (base URL, app)."""
+    import cxrkit
     from cxrkit.serve import create_app
 
-    app = create_app(tiny_run.run_dir, max_upload_bytes=SMALL_LIMIT)
+    # fp32 named: "auto" runs bf16 on hosts with native bf16, and tests check the recorded precision
+    app = create_app(cxrkit.load(tiny_run.run_dir, precision="32"), max_upload_bytes=SMALL_LIMIT)
     with running(app) as url:
         yield url, app

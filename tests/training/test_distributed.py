@@ -68,7 +68,7 @@ def test_two_process_ddp_on_cpu_matches_single_process_metrics(blob_writer, tmp_
     assert n_val % 2 == 1  # uneven shards: a padded sampler would count one image twice
 
     # the val metrics synced over both processes equal those of one process over all of val
-    preds = predict_split(Predictor.from_run(out), split="val", workers=1, cache_dir=tmp_path / "cache")
+    preds = predict_split(Predictor.from_run(out, precision="32"), split="val", workers=1, cache_dir=tmp_path / "cache")
     logits, y = torch.from_numpy(preds.logits), torch.from_numpy(preds.y_true)
     train_counts = np.array([counts["train"][c] for c in card.classes], float)
     weights = torch.tensor(train_counts.sum() / (len(train_counts) * train_counts), dtype=torch.float32)

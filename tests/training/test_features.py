@@ -35,7 +35,9 @@ def test_head_trained_on_cached_features_is_saved_in_the_full_model(blob_dataset
             torch.testing.assert_close(trained[k], start[k], msg=k)
 
     # the val metrics of the feature run are those of the saved full model on the val images
-    preds = predict_split(Predictor.from_run(result.run_dir), split="val", workers=1, cache_dir=tmp_path / "cache")
+    preds = predict_split(
+        Predictor.from_run(result.run_dir, precision="32"), split="val", workers=1, cache_dir=tmp_path / "cache"
+    )
     acc = float((preds.logits.argmax(1) == preds.y_true).mean())
     assert card.val_metrics["val/acc"] == pytest.approx(acc, abs=1e-6)
 

@@ -154,10 +154,16 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 def run_audit(args: argparse.Namespace) -> None:
     from ..evaluation.audit import audit_run
+    from ..inference.defaults import NETWORK_BACKEND
     from ..inference.loader import load_predictor
 
     result = audit_run(
-        load_predictor(args.run_dir), args.data, args.split, args.by, args.workers, lung_run=args.lung_run
+        load_predictor(args.run_dir, backend=NETWORK_BACKEND),
+        args.data,
+        args.split,
+        args.by,
+        args.workers,
+        lung_run=args.lung_run,
     )
     out = args.out or RunDir(args.run_dir).audit
     atomic_write_json(out / AUDIT_FILE, {"notice": RESEARCH_NOTICE, **result})

@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from ..explain.cams import Explainer
+    from ..inference.defaults import NETWORK_BACKEND
     from ..inference.loader import load_predictor
 
     if args.summary == bool(args.images):
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> None:
     if unknown:
         raise CliError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_CLASSES)}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    predictor = load_predictor(args.run_dir, device, precision=args.precision)
+    predictor = load_predictor(args.run_dir, device, backend=NETWORK_BACKEND, precision=args.precision)
     if predictor.precision_note:
         console.print(f"note: {predictor.precision_note}")
     explainer = Explainer(

@@ -15,7 +15,7 @@ from rich.table import Table
 from .._io import atomic_write_text
 from .._meta import RESEARCH_NOTICE
 from .._precision import PRECISIONS
-from ..inference.defaults import BACKENDS, DEFAULT_THRESHOLD
+from ..inference.defaults import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, DEFAULT_THRESHOLD
 from ..run import RunDir
 from ._console import CliError, console, err_console, progress_bar
 
@@ -59,10 +59,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="auto",
-        help="auto (default): the fastest export the run has that passed parity: the int8 ONNX model "
+        default=DEFAULT_BACKEND,
+        help="auto: the fastest export the run has that passed parity: the int8 ONNX model "
         "(`cxr export RUN --onnx --int8`), else the fp32 ONNX one (`cxr export RUN --onnx`; 1.7x torch "
-        "end to end on a 2-core CPU), else torch; or name one: torch, onnx, onnx-int8",
+        f"end to end on a 2-core CPU), else torch; or name one: torch, onnx, onnx-int8 (default {DEFAULT_BACKEND})",
     )
     add_precision_argument(p)
     p.add_argument(
@@ -102,9 +102,9 @@ def add_precision_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="auto",
+        default=DEFAULT_PRECISION,
         help="torch backend arithmetic: auto (bf16 where the CPU/GPU computes it natively, "
-        "~1.7x faster on AVX-512 BF16 CPUs; else fp32), 32 or bf16 (default auto)",
+        f"~1.7x faster on AVX-512 BF16 CPUs; else fp32), 32 or bf16 (default {DEFAULT_PRECISION})",
     )
 
 

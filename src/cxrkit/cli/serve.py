@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._meta import RESEARCH_NOTICE
 from ..errors import CxrkitError
-from ..inference.defaults import BACKENDS, DEFAULT_THRESHOLD
+from ..inference.defaults import BACKENDS, DEFAULT_BACKEND, DEFAULT_THRESHOLD
 from ._console import CliError, console, err_console
 from .predict import add_precision_argument, add_tta_argument
 
@@ -70,9 +70,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="auto",
-        help="auto (default): the run's int8 ONNX export, else its fp32 one, else torch (see `cxr predict -h`); "
-        "/v1/explain always runs the torch network",
+        default=DEFAULT_BACKEND,
+        help="auto: the run's int8 ONNX export, else its fp32 one, else torch (see `cxr predict -h`); "
+        f"/v1/explain always runs the torch network (default {DEFAULT_BACKEND})",
     )
     add_tta_argument(p)
     add_precision_argument(p)

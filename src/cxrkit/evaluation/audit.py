@@ -35,6 +35,7 @@ from ..data.dataset import CxrDataset
 from ..data.groups import group_value
 from ..data.prepare import prepare
 from ..data.regions import BORDER_BAND, border_mask, occlude
+from ..inference.loader import with_network
 from ..inference.predictor import Predictor
 from ..inference.splits import SplitPredictions, is_external, predict_split
 from ..lungs.locate import LUNG_BOX, lung_box_mask, lung_fields
@@ -238,6 +239,7 @@ def audit_run(
 ) -> dict:
     """All audit measurements for the evaluated images, plus the verdict; ``lung_run``: a run of
     ``cxr lungs train`` whose masks define the lung field (default: the classifier's own ROI run)."""
+    predictor = with_network(predictor)  # an ONNX export has no features to probe: the same run on torch
     predictor.model  # one network to probe: an ensemble is refused here, naming a member
     preds = preds or predict_split(predictor, data, split, workers, cache_dir)
     images = cached_images(preds.dataset, predictor.preprocessing, cache_dir, workers=workers)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .._meta import RESEARCH_NOTICE
 from ..errors import UsageError
+from ..inference.defaults import NETWORK_BACKEND
 from ..inference.loader import load_predictor
 from ..inference.predictor import Predictor
 from ..inference.splits import SplitPredictions, is_external, predict_split
@@ -77,7 +78,7 @@ def evaluate_run(
     ``abnormal``: labels that are not model classes, scored by the rule of
     :mod:`cxrkit.evaluation.abnormal` (``metrics.json["abnormal"]``).
     """
-    predictor = predictor or load_predictor(run_dir)
+    predictor = predictor or load_predictor(run_dir, backend=NETWORK_BACKEND)
     cal = calibrate_run(predictor, workers, cache_dir)
     preds = preds or predict_split(predictor, data, split, workers, cache_dir, abnormal=abnormal)
     classes, y = preds.classes, preds.y_true

@@ -23,8 +23,8 @@ class CamOverlays:
     """Explain preprocessed images and render the overlay PNGs, for one predictor."""
 
     def __init__(self, predictor: Predictor, method: str | None = None):
-        self.predictor = _with_network(predictor)
-        self.explainer = Explainer(self.predictor, method or DEFAULT_METHOD)
+        self.explainer = Explainer(predictor, method or DEFAULT_METHOD)
+        self.predictor = self.explainer.predictor  # the torch one when predictor ran an ONNX export
 
     @property
     def caption(self) -> str:
@@ -59,22 +59,6 @@ class CamOverlays:
             if progress:
                 progress(len(written), len(files))
         return written
-
-
-def _with_network(predictor: Predictor) -> Predictor:
-    """``predictor``, or the same run on the torch backend when it runs an ONNX export (which has
-    no network to hook, e.g. when ``--backend auto`` chose it): maps need gradients."""
-    if predictor.engine is not None and getattr(predictor.engine, "model", None) is None:
-        return Predictor.from_run(
-            predictor.run.run_dir,
-            predictor.device,
-            predictor.batch_size,
-            "torch",
-            predictor.threshold,
-            predictor.precision,
-            predictor.tta,
-        )
-    return predictor
 
 
 def _unique(stem: str, used: set[str]) -> str:

@@ -36,6 +36,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from .._precision import autocast
 from ..errors import UsageError
+from ..inference.loader import with_network
 from ..inference.predictor import Predictor
 from .defaults import DEFAULT_METHOD, METHOD_CLASSES
 from .layers import find_target_layer
@@ -71,6 +72,9 @@ class Explanation:
 class Explainer:
     """CAM maps for preprocessed uint8 images, on the predictor's model and device.
 
+    A predictor that runs an ONNX export (``backend="auto"``, the default, picks one when the run
+    has it) has no network to hook: :attr:`predictor` is then the same run on torch
+    (:func:`cxrkit.inference.loader.with_network`), so ``Explainer(cxrkit.load(run))`` works whatever the backend.
     ``target_layer`` is a dotted module name (default: chosen per backbone, see
     cxrkit.explain.layers). The predictor's model stops tracking weight gradients: CAMs need
     gradients of activations only, and a backward pass without weight gradients is cheaper.
@@ -87,7 +91,7 @@ class Explainer:
     ):
         if method not in METHODS:
             raise UsageError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
-        self.predictor = predictor
+        self.predictor = predictor = with_network(predictor)
         self.method = method
         self.aug_smooth = aug_smooth
         self.eigen_smooth = eigen_smooth

@@ -40,7 +40,7 @@ from ..data.pipeline import ROI_OK
 from ..errors import CxrkitError, UsageError
 from ..models import LoadedRun, load_run
 from ..run import ModelCard, ModelSpec, RunDir, read_card, write_card, writes_run
-from .defaults import DEFAULT_THRESHOLD
+from .defaults import DEFAULT_BACKEND, DEFAULT_PRECISION, DEFAULT_THRESHOLD
 from .predictor import FallbackLog, Predictor
 from .splits import SplitPredictions
 from .tta import views
@@ -239,9 +239,9 @@ class EnsemblePredictor(Predictor):
         run_dir,
         device="cpu",
         batch_size=32,
-        backend="torch",
+        backend=DEFAULT_BACKEND,
         threshold=DEFAULT_THRESHOLD,
-        precision="32",
+        precision=DEFAULT_PRECISION,
         tta="none",
     ):
         return load_ensemble(run_dir, device, batch_size, backend, threshold, precision, tta)
@@ -310,7 +310,13 @@ class EnsemblePredictor(Predictor):
 
 
 def load_ensemble(
-    ens_dir, device="cpu", batch_size=32, backend="torch", threshold=DEFAULT_THRESHOLD, precision="32", tta="none"
+    ens_dir,
+    device="cpu",
+    batch_size=32,
+    backend=DEFAULT_BACKEND,
+    threshold=DEFAULT_THRESHOLD,
+    precision=DEFAULT_PRECISION,
+    tta="none",
 ) -> EnsemblePredictor:
     """The :class:`EnsemblePredictor` of an ensemble directory (members checked, see :func:`member_paths`)."""
     kw = dict(device=device, batch_size=batch_size, backend=backend, threshold=threshold, precision=precision)

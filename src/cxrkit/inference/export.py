@@ -29,6 +29,9 @@ ONNX_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 # Max |p_onnx - p_torch| accepted for the check images; float32 kernels differ by ~1e-6.
 PARITY_TOLERANCE = 1e-4
+# What an export is checked against: the fp32 PyTorch network, named because the API's default
+# ("auto", cxrkit.inference.defaults) may pick an existing export or bf16 on this host.
+PARITY_REFERENCE = {"backend": "torch", "precision": "32"}
 
 
 class ExportError(CxrkitError, RuntimeError):
@@ -92,7 +95,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
         "exporter": f"torch.onnx (dynamo) {torch.__version__}",
         "weights_sha256": file_sha256(RunDir(run_dir).weights),
     }
-    torch_predictor = Predictor(run)
+    torch_predictor = Predictor(run, **PARITY_REFERENCE)
     run.card.onnx = entry
     images = np.stack([pre.to_uint8(g) for g in check_images(s)])
     diff = max_prob_difference(torch_predictor, Predictor(run, backend="onnx"), images)
@@ -119,7 +122,7 @@ def export_ensemble_onnx(ens_dir: str | Path, opset: int = ONNX_OPSET) -> dict:
 
     members = member_paths(ens_dir)
     files = [{"run": str(m), "file": export_onnx(m, None, opset)["file"]} for m in members]
-    as_torch, as_onnx = load_ensemble(ens_dir), load_ensemble(ens_dir, backend="onnx")
+    as_torch, as_onnx = load_ensemble(ens_dir, **PARITY_REFERENCE), load_ensemble(ens_dir, backend="onnx")
     pre = as_torch.preprocessing
     images = np.stack([pre.to_uint8(g) for g in check_images(pre.input_size)])
     diff = max_prob_difference(as_torch, as_onnx, images)

@@ -2,7 +2,7 @@
 
 Preprocessing comes from the run's model card (never re-coded per command), so evaluate,
 predict, explain and serve see exactly the pixels training saw. The arithmetic runs on a
-backend object (:mod:`cxrkit.inference.backends`): the PyTorch model (default, fp32 or bf16)
+backend object (:mod:`cxrkit.inference.backends`): the PyTorch model (fp32 or bf16)
 or the ONNX export made by ``cxr export`` (onnxruntime; the torch network is never built).
 Non-finite outputs are never returned as an answer: such an input becomes a :class:`Failure`.
 """
@@ -29,7 +29,7 @@ from ..lungs.preprocess import build_pipeline
 from ..models import LoadedRun, load_run
 from ..run import RunDir, RunError
 from .backends import BACKEND_CLASSES, NEEDS_TORCH_MODEL, choose_backend
-from .defaults import BACKENDS, DEFAULT_THRESHOLD, check_threshold
+from .defaults import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, DEFAULT_THRESHOLD, check_threshold
 from .tta import average_views, check_tta
 
 ImageInput = str | Path | np.ndarray | bytes
@@ -81,7 +81,9 @@ class Predictor:
     ``lock`` is held while the PyTorch model runs: code that hooks the model (CAMs) holds it
     too, so a concurrent forward pass can never leak into another request's activations.
     ``precision`` ("32", "bf16" or "auto": bf16 where the device computes it natively) applies
-    to the torch backend; the resolved one is :attr:`precision`. ``tta`` "standard" averages
+    to the torch backend; the resolved one is :attr:`precision`. ``backend`` and ``precision``
+    default to the CLI's (:mod:`cxrkit.inference.defaults`: "auto"; the chosen backend is
+    :attr:`backend`, why in :attr:`backend_note`). ``tta`` "standard" averages
     the probabilities over :mod:`cxrkit.inference.tta`'s views (7 forward passes per image).
     :meth:`from_run` loads one run; ``cxrkit.load`` (:func:`cxrkit.inference.loader.load_predictor`)
     loads a run or an ensemble directory.
@@ -92,9 +94,9 @@ class Predictor:
         run: LoadedRun,
         device: str | torch.device = "cpu",
         batch_size: int = 32,
-        backend: str = "torch",
+        backend: str = DEFAULT_BACKEND,
         threshold: float = DEFAULT_THRESHOLD,
-        precision: str = "32",
+        precision: str = DEFAULT_PRECISION,
         tta: str = "none",
     ):
         if backend not in BACKENDS:
@@ -125,9 +127,9 @@ class Predictor:
         run_dir: str | Path,
         device: str | torch.device = "cpu",
         batch_size: int = 32,
-        backend: str = "torch",
+        backend: str = DEFAULT_BACKEND,
         threshold: float = DEFAULT_THRESHOLD,
-        precision: str = "32",
+        precision: str = DEFAULT_PRECISION,
         tta: str = "none",
     ) -> "Predictor":
         if RunDir(run_dir).is_ensemble():

@@ -17,6 +17,7 @@ from ..evaluation.evaluate import evaluate_run
 from ..evaluation.report import format_ci, headline_protocol, write_report
 from ..explain.cams import Explainer
 from ..explain.summary import explain_split, write_summary
+from ..inference.defaults import DEFAULT_PRECISION, NETWORK_BACKEND
 from ..inference.ensemble import with_tta
 from ..inference.loader import load_predictor
 from ..inference.splits import predict_split
@@ -45,7 +46,7 @@ def evaluate_and_report(
     lung_run=None,
     progress: Callable[[int, int], None] | None = None,
     tta: str = "none",
-    precision: str = "auto",
+    precision: str = DEFAULT_PRECISION,
     abnormal: list[str] | None = None,
 ) -> Evaluated:
     """Metrics with CIs (+ the shortcut audit, + Grad-CAM class summaries) into ``out``'s report.
@@ -58,7 +59,7 @@ def evaluate_and_report(
     """
     run = RunDir(run_dir)
     out = Path(out) if out else run.evaluation
-    predictor = load_predictor(run.root, tta=tta, precision=precision)
+    predictor = load_predictor(run.root, backend=NETWORK_BACKEND, tta=tta, precision=precision)
     if predictor.precision_note:
         on_stage(f"note: {predictor.precision_note}")
     on_stage(f"predicting the {split or 'default'} split of {data or 'the training data'}")
