@@ -32,7 +32,7 @@ from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
 from ..lungs.preprocess import carry_lung_run, with_lung_roi
-from ..models import backbone_features, build_classifier, keep_outputs, save_weights
+from ..models import backbone_features, build_classifier, save_weights
 from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, run_lock, write_card
 from .checkpoint_io import SafeCheckpointIO
 from .config import TrainConfig
@@ -288,7 +288,10 @@ def _aux_card(config: TrainConfig, ds: CxrDataset, split) -> dict:
     aux = ds.classes[_n_reported(config, ds) :]
     return {
         "aux_classes": list(aux),
-        "aux_rule": "renormalised over the classes",
+        # the weights keep these outputs after the classes (cxrkit.run.ModelCard.aux_outputs):
+        # the Predictor reports the classes renormalised plus their summed "other abnormal" mass
+        "aux_outputs": list(aux),
+        "aux_rule": "classes renormalised; auxiliary mass reported as other_abnormal",
         "aux_train_images": {c: train[c] for c in aux},
     }
 
@@ -418,8 +421,6 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]  # metrics of the saved model
     if trainer.global_rank != 0:
         return TrainResult(run.root, None, trainer)
-    if config.aux_classes:  # saved as an ordinary run of the reported classes
-        keep_outputs(built.model, _n_reported(config, ds))
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
     built.pre = carry_lung_run(built.pre, run.root)  # roi: lungs: the run keeps its own lung model
     card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
