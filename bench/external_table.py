@@ -13,7 +13,9 @@ and writes one JSON (rows + the host, commit, date, command, threads and load it
 Columns, in the order a recipe is chosen by: val accuracy (what the
 checkpoint was chosen on), then on ``external/``: Hannover COVID called COVID, NIH adult
 normals AP / PA called normal, NIH children's normals called normal, NIH pneumonias AP / PA
-called normal (the abnormal rule), the AUC of not-normal (pneumonia vs normal films), the
+called normal (the abnormal rule: with auxiliary outputs, a "normal" flagged other-abnormal
+at the threshold fitted on val is not called normal), the share of external/'s normal films
+that flag costs, the AUC of not-normal (pneumonia vs normal films), the
 audit's within-normal view probe on the features beside its 12 x 12 pixel floor; reported and
 never chosen on: the patient-disjoint test accuracy; and the training minutes.
 
@@ -47,6 +49,7 @@ HEADER = [
     "child normal",
     "pneumonia AP called normal",
     "pneumonia PA called normal",
+    "normals flagged other-abnormal",
     "AUC not-normal",
     "view probe in normals (features / pixels)",
     "patient test acc",
@@ -132,6 +135,7 @@ def row(run: Path, external: str) -> dict:
         "child normal": _pct(_sens(ext, "population+label", ["pediatric/normal"], "normal")),
         "pneumonia AP called normal": _pct((by_view.get("AP") or {}).get("called_normal")),
         "pneumonia PA called normal": _pct((by_view.get("PA") or {}).get("called_normal")),
+        "normals flagged other-abnormal": _pct(abn.get("normals_flagged")),
         "AUC not-normal": f"{abn['auc_not_normal']['value']:.3f}" if abn.get("auc_not_normal") else "-",
         "view probe in normals (features / pixels)": _view_probe(ext),
         "patient test acc": _pct(own["overall"]["metrics"]["accuracy"]) if own else "-",

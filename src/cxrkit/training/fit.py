@@ -27,6 +27,7 @@ from .._precision import training_precision
 from ..data.cache import cached_images, roi_report
 from ..data.dataset import CxrDataset
 from ..data.groups import group_codes, joint_group_codes
+from ..data.multi import load_data
 from ..data.prepare import prepare
 from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
@@ -35,7 +36,7 @@ from ..lungs.preprocess import carry_lung_run, with_lung_roi
 from ..models import backbone_features, build_classifier, save_weights
 from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, run_lock, write_card
 from .checkpoint_io import SafeCheckpointIO
-from .config import TrainConfig
+from .config import DEFAULT_AUX_CLASSES, TrainConfig
 from .datamodule import CxrDataModule
 from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
@@ -71,10 +72,29 @@ def _loggers(run_dir: Path):
     return loggers
 
 
+def resolve_aux_classes(config: TrainConfig) -> list[str]:
+    """The auxiliary classes to train: as given (``["none"]``: none), or by default those of
+    :data:`~cxrkit.training.config.DEFAULT_AUX_CLASSES` that the data holds and ``classes`` does not.
+
+    Why ``pneumonia`` by default: trained on cxr + nih, it moved external/'s NIH AP normals called
+    normal from 60.4% to 94.6% (issue 26, docs/results/external_recipes.md); a data set without
+    such films trains exactly as before (no extra output that learnt nothing).
+    """
+    if config.aux_classes is not None:
+        given = [c for c in config.aux_classes if c.strip().lower() != "none"]
+        return given
+    if isinstance(config.classes, str) and config.classes.strip().lower() == "all":
+        return []
+    held = load_data(config.data, config.classes, allow_outside_paths=config.allow_outside_paths).excluded
+    return [c for c in DEFAULT_AUX_CLASSES if held.get(c, 0) > 0]
+
+
 def prepare_data(
     config: TrainConfig, split_file: str | Path | None = None, progress: Callable[[int, int], None] | None = None
 ):
-    """``config``'s dataset, decoded and split by its protocol (or by ``split_file``)."""
+    """``config``'s dataset, decoded and split by its protocol (or by ``split_file``); resolves
+    ``config.aux_classes`` first (:func:`resolve_aux_classes`)."""
+    config.aux_classes = resolve_aux_classes(config)
     return prepare(
         config.data,
         config.classes,
