@@ -103,6 +103,12 @@ def _view_probe(ev: dict) -> str:
     return "-"
 
 
+def _data_name(path: str) -> str:
+    """A dataset's folder name (a manifest: its folder's, e.g. a merged ``cxr_nih/manifest.csv``)."""
+    p = Path(path)
+    return p.parent.name if p.suffix == ".csv" else p.name
+
+
 def _recipe(run: Path) -> str:
     import yaml
 
@@ -111,9 +117,9 @@ def _recipe(run: Path) -> str:
     config = yaml.safe_load((run / "config.yaml").read_text())
     defaults = TrainConfig(data="x", out="x").to_dict()
     keep = ("data", "aux_classes", "balance", "balance_by", "augment", "input_size", "model", "epochs", "roi", "debias")
-    diff = {k: config.get(k) for k in keep if k == "data" or config.get(k) != defaults.get(k)}
+    diff = {k: config.get(k) for k in keep if k == "data" or (config.get(k) or None) != (defaults.get(k) or None)}
     data = diff.pop("data")
-    names = " + ".join(Path(d).name for d in (data if isinstance(data, list) else [data]))
+    names = " + ".join(_data_name(d) for d in (data if isinstance(data, list) else [data]))
     return "; ".join([names, *(f"{k}={v}" for k, v in diff.items())])
 
 
@@ -122,7 +128,7 @@ def row(run: Path, external: str) -> dict:
     card = json.loads((run / "model_card.json").read_text())
     adult = ["adult/normal/{}", "adult (assumed)/normal/{}"]
     trained = card["data"]["path"] if isinstance(card["data"]["path"], list) else [card["data"]["path"]]
-    shares = any("nih" in Path(p).name for p in trained)  # nih/ (or a manifest merged from it) was trained on
+    shares = any("nih" in _data_name(p) for p in trained)  # nih/ (or a manifest merged from it) was trained on
     abn = ext.get("abnormal") or {}
     by_view = (abn.get("by") or {}).get("view", {})
     cells = {
