@@ -84,6 +84,14 @@ def test_trained_run_reports_classes_and_other_abnormal(blob_writer, tiny_config
     assert text.splitlines()[0].endswith("p_normal,p_other_abnormal,other_abnormal_flag,error")
     assert "other_abnormal" in preds.results[0].to_dict()
 
+    # the ONNX export carries the auxiliary outputs too: same other-abnormal answers
+    from cxrkit.inference.export import export_onnx
+
+    export_onnx(result.run_dir)
+    onnx = cxrkit.load(result.run_dir, backend="onnx")
+    other_onnx = np.array([r.other_abnormal for r in onnx.predict([*normals, *bacterial]).results])
+    assert np.allclose(other_onnx, other, atol=1e-4)
+
 
 @pytest.mark.slow
 def test_an_auxiliary_class_without_images_is_allowed(blob_dataset, tiny_config, tmp_path):
