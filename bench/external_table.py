@@ -13,7 +13,9 @@ and writes one JSON (rows + the host, commit, date, command, threads and load it
 Columns, in the order a recipe is chosen by: val accuracy (what the
 checkpoint was chosen on), then on ``external/``: Hannover COVID called COVID, NIH adult
 normals AP / PA called normal, NIH children's normals called normal, NIH pneumonias AP / PA
-called normal (the abnormal rule), the AUC of not-normal (pneumonia vs normal films), the
+called normal (the abnormal rule: with auxiliary outputs, a "normal" flagged other-abnormal
+at the threshold fitted on val is not called normal), the share of external/'s normal films
+that flag costs, the AUC of not-normal (pneumonia vs normal films), the
 audit's within-normal view probe on the features beside its 12 x 12 pixel floor; reported and
 never chosen on: the patient-disjoint test accuracy; and the training minutes.
 
@@ -47,6 +49,7 @@ HEADER = [
     "child normal",
     "pneumonia AP called normal",
     "pneumonia PA called normal",
+    "normals flagged other-abnormal",
     "AUC not-normal",
     "view probe in normals (features / pixels)",
     "patient test acc",
@@ -100,6 +103,12 @@ def _view_probe(ev: dict) -> str:
     return "-"
 
 
+def _data_name(path: str) -> str:
+    """A dataset's folder name (a manifest: its folder's, e.g. a merged ``cxr_nih/manifest.csv``)."""
+    p = Path(path)
+    return p.parent.name if p.suffix == ".csv" else p.name
+
+
 def _recipe(run: Path) -> str:
     import yaml
 
@@ -108,9 +117,9 @@ def _recipe(run: Path) -> str:
     config = yaml.safe_load((run / "config.yaml").read_text())
     defaults = TrainConfig(data="x", out="x").to_dict()
     keep = ("data", "aux_classes", "balance", "balance_by", "augment", "input_size", "model", "epochs", "roi", "debias")
-    diff = {k: config.get(k) for k in keep if k == "data" or config.get(k) != defaults.get(k)}
+    diff = {k: config.get(k) for k in keep if k == "data" or (config.get(k) or None) != (defaults.get(k) or None)}
     data = diff.pop("data")
-    names = " + ".join(Path(d).name for d in (data if isinstance(data, list) else [data]))
+    names = " + ".join(_data_name(d) for d in (data if isinstance(data, list) else [data]))
     return "; ".join([names, *(f"{k}={v}" for k, v in diff.items())])
 
 
@@ -119,7 +128,7 @@ def row(run: Path, external: str) -> dict:
     card = json.loads((run / "model_card.json").read_text())
     adult = ["adult/normal/{}", "adult (assumed)/normal/{}"]
     trained = card["data"]["path"] if isinstance(card["data"]["path"], list) else [card["data"]["path"]]
-    shares = any("nih" in Path(p).name for p in trained)  # nih/ (or a manifest merged from it) was trained on
+    shares = any("nih" in _data_name(p) for p in trained)  # nih/ (or a manifest merged from it) was trained on
     abn = ext.get("abnormal") or {}
     by_view = (abn.get("by") or {}).get("view", {})
     cells = {
@@ -132,6 +141,7 @@ def row(run: Path, external: str) -> dict:
         "child normal": _pct(_sens(ext, "population+label", ["pediatric/normal"], "normal")),
         "pneumonia AP called normal": _pct((by_view.get("AP") or {}).get("called_normal")),
         "pneumonia PA called normal": _pct((by_view.get("PA") or {}).get("called_normal")),
+        "normals flagged other-abnormal": _pct(abn.get("normals_flagged")),
         "AUC not-normal": f"{abn['auc_not_normal']['value']:.3f}" if abn.get("auc_not_normal") else "-",
         "view probe in normals (features / pixels)": _view_probe(ext),
         "patient test acc": _pct(own["overall"]["metrics"]["accuracy"]) if own else "-",

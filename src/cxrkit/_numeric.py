@@ -11,3 +11,9 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def other_abnormal(logits: np.ndarray, n_classes: int, temperature: float = 1.0) -> np.ndarray:
+    """Softmax mass of the outputs after the first ``n_classes`` (a model's auxiliary classes):
+    the probability of "abnormal, but none of the classes"; zeros when there are none."""
+    return softmax(logits, temperature)[..., n_classes:].sum(-1)

@@ -102,3 +102,13 @@ def test_sr_content_and_derived_uids():
     assert float(items["Probability of normal"].MeasuredValueSequence[0].NumericValue) == 0.5
     assert items["Uncertain (top probability below threshold)"].TextValue == "yes"
     assert "0123456789ab" in items["Algorithm Version"].TextValue
+    assert not any("another abnormality" in k for k in items)  # a model without auxiliary outputs
+
+    flagged = SimpleNamespace(**vars(pred), other_abnormal=0.8, other_abnormal_flag=True)
+    sr = structured_report(flagged, ["covid", "viral_pneumonia", "normal"], source, naming, 0.6, 1.3, 1)
+    items = {i.ConceptNameCodeSequence[0].CodeMeaning: i for i in sr.ContentSequence}
+    assert items["Other abnormality flagged (needs a reader)"].TextValue == "yes"
+    assert (
+        float(items["Probability of another abnormality (none of the classes)"].MeasuredValueSequence[0].NumericValue)
+        == 0.8
+    )

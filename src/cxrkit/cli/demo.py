@@ -13,6 +13,8 @@ from ._console import CliError, console, progress_bar
 from .train import add_config_file_argument
 
 SHARED_DATA = Path("../shared/data/cxr")
+# trained beside it when present: adult AP/PA normals and adult pneumonias (issue 26's recipe)
+SHARED_EXTRA = Path("../shared/data/nih")
 GET_DATA = (
     "No dataset found. Download the COVID-19 Radiography Database from Kaggle "
     "(https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database), unzip it, "
@@ -22,17 +24,18 @@ GET_DATA = (
 
 
 def find_data(given) -> str | list[str]:
-    """The dataset(s) to use: --data (one or several), else $CXR_DATA, else ../shared/data/cxr;
-    else say where to get one."""
+    """The dataset(s) to use: --data (one or several), else $CXR_DATA, else ../shared/data/cxr
+    (with ../shared/data/nih beside it when present); else say where to get one."""
     if given:
         paths = [Path(g) for g in (given if isinstance(given, list) else [given])]
         for path in paths:
             if not path.exists():
                 raise CliError(f"{path}: no such dataset folder. {GET_DATA}")
         return [str(p) for p in paths] if len(paths) > 1 else str(paths[0])
-    for candidate in (os.environ.get("CXR_DATA"), SHARED_DATA):
-        if candidate and Path(candidate).exists():
-            return str(candidate)
+    if os.environ.get("CXR_DATA") and Path(os.environ["CXR_DATA"]).exists():
+        return os.environ["CXR_DATA"]
+    if SHARED_DATA.exists():
+        return [str(SHARED_DATA), str(SHARED_EXTRA)] if SHARED_EXTRA.exists() else str(SHARED_DATA)
     raise CliError(GET_DATA)
 
 
@@ -45,7 +48,7 @@ def register(subparsers) -> None:
         "calibration, subgroups, the shortcut audit and Grad-CAM class summaries; "
         "write report.html. A finished run in --out is reused, an interrupted one resumed. "
         "Every `cxr train` option and --config work here too.",
-        epilog="Examples:\n  cxr demo                                   # ../shared/data/cxr or $CXR_DATA\n"
+        epilog="Examples:\n  cxr demo                                   # ../shared/data/cxr (+ nih) or $CXR_DATA\n"
         "  cxr demo --data DATA --out runs/demo2 --config fast   # a quick look",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -269,9 +269,14 @@ def _print_table(out: Console, preds, classes: list[str], threshold: float) -> N
         t.add_column(c, justify="right")
     for r in preds.results:
         label = f"{r.predicted_class} [yellow](uncertain)[/]" if r.uncertain else r.predicted_class
+        if r.other_abnormal_flag:
+            label += f" [red](other abnormal {r.other_abnormal:.2f})[/]"
         t.add_row(escape(r.name), label, *(f"{r.probabilities[c]:.3f}" for c in classes))
     if preds.results:
         out.print(t)
+    n_other = sum(bool(r.other_abnormal_flag) for r in preds.results)
+    if n_other:
+        out.print(f"{n_other} film(s) flagged other abnormal (none of the classes): they need a reader")
     n_uncertain = sum(r.uncertain for r in preds.results)
     if n_uncertain:
         out.print(f"{n_uncertain} prediction(s) uncertain: top probability below {threshold:g}")

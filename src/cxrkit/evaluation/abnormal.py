@@ -13,6 +13,12 @@ miss and any other class is a hit. Reported, with patient-level bootstrap CIs:
   data's normal films are still called normal (an operating point chosen on these normals
   is *fitted on the evaluated data*: reported as a diagnostic, never written into the run);
 * per value of each ``--by`` column, ``called_normal`` with its CI.
+
+A model with auxiliary outputs (e.g. trained with ``--aux-classes pneumonia``) also gives each
+film an "other abnormal" probability: a film predicted ``normal`` whose other-abnormal
+probability reaches the threshold fitted on val is *flagged*, not called normal, and
+``normals_flagged`` says what that costs on the data's normal films. The AUC then ranks films by
+``1 - p(normal)`` over every output, ``p(normal) * (1 - other abnormal)``.
 """
 
 from __future__ import annotations
@@ -40,27 +46,45 @@ def abnormal_results(
     by: dict[str, list[str]] | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
+    other: np.ndarray | None = None,
+    normal_other: np.ndarray | None = None,
+    threshold: float | None = None,
 ) -> dict:
     """The ``abnormal`` section of ``metrics.json``.
 
     ``probs_abnormal``: (N, C) calibrated probabilities of the abnormal films; ``labels`` their
     labels; ``probs_normal_films``: (M, C) of the data's films labelled normal; ``groups`` /
-    ``normal_groups``: patient ids for the bootstrap; ``by``: column -> value per abnormal film.
+    ``normal_groups``: patient ids for the bootstrap; ``by``: column -> value per abnormal film;
+    ``other`` / ``normal_other``: the other-abnormal probabilities of both (None: the model has
+    no auxiliary outputs) and ``threshold`` the flag's, fitted on val (None: no flag).
     """
     k = classes.index(NORMAL)
-    wins = probs_abnormal.argmax(1) == k
+    flag = _flags(other, threshold, len(labels))
+    wins = (probs_abnormal.argmax(1) == k) & ~flag
+    rule = "a film of these labels predicted 'normal' is a miss; any other class is a hit"
+    if threshold is not None and other is not None:
+        rule += f"; a 'normal' flagged other-abnormal (p >= {threshold:.3f}, fitted on val) is a hit"
     out = {
         "labels": sorted(set(labels)),
-        "rule": "a film of these labels predicted 'normal' is a miss; any other class is a hit",
+        "rule": rule,
         "n_images": int(len(labels)),
         "called_normal": bootstrap_ci(_called_normal(wins), len(wins), groups, n_resamples, seed)["called_normal"],
         "predicted": {c: int((probs_abnormal.argmax(1) == i).sum()) for i, c in enumerate(classes)},
         "by": {},
     }
+    if other is not None:
+        out["flagged"] = int(flag.sum())
     if len(probs_normal_films):
-        out.update(
-            _against_normals(probs_abnormal[:, k], probs_normal_films[:, k], groups, normal_groups, n_resamples, seed)
-        )
+        p_abn, p_norm = probs_abnormal[:, k], probs_normal_films[:, k]
+        if other is not None and normal_other is not None:  # p(normal) over every output
+            p_abn, p_norm = p_abn * (1 - other), p_norm * (1 - normal_other)
+        out.update(_against_normals(p_abn, p_norm, groups, normal_groups, n_resamples, seed))
+        if threshold is not None and normal_other is not None:
+            flagged = _flags(normal_other, threshold, len(p_norm))
+            share = bootstrap_ci(
+                lambda i: {"x": float(flagged[i].mean())}, len(p_norm), normal_groups, n_resamples, seed
+            )
+            out["normals_flagged"] = share["x"]
     for col, values in (by or {}).items():
         values_arr = np.asarray([v or "(missing)" for v in values])
         out["by"][col] = {}
@@ -70,6 +94,13 @@ def abnormal_results(
             ci = bootstrap_ci(_called_normal(wins[idx]), len(idx), sub, n_resamples, seed)["called_normal"]
             out["by"][col][v] = {"n_images": int(len(idx)), "called_normal": ci}
     return out
+
+
+def _flags(other: np.ndarray | None, threshold: float | None, n: int) -> np.ndarray:
+    """Which films the other-abnormal flag marks (none without auxiliary outputs or threshold)."""
+    if other is None or threshold is None:
+        return np.zeros(n, bool)
+    return np.asarray(other) >= threshold
 
 
 def _against_normals(p_abn, p_norm, groups, normal_groups, n_resamples, seed) -> dict:

@@ -192,6 +192,14 @@ def abnormal_rows(abn: dict) -> list[list[str]]:
         rows.append(
             [f"called normal at {abn['operating_point']} (diagnostic)", "", format_ci("x", abn["called_normal_at_90"])]
         )
+    if abn.get("normals_flagged"):  # the price of the other-abnormal flag, on the same normals
+        rows.append(
+            [
+                f"normal films flagged other-abnormal (of {abn['normal_films']})",
+                "",
+                format_ci("x", abn["normals_flagged"]),
+            ]
+        )
     return rows
 
 

@@ -220,6 +220,7 @@ class EnsemblePredictor(Predictor):
         self.device = members[0].device
         self.engine = None
         self.classes = list(run.card.classes)
+        self.aux_classes = []  # members' auxiliary outputs are not averaged: no "other abnormal"
         specs = [m.preprocessing for m in members]
         self.shared = all(s == specs[0] for s in specs)
         self.preprocessing = specs[0] if self.shared else PackedInput(tuple(specs))
@@ -289,6 +290,9 @@ class EnsemblePredictor(Predictor):
     def logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
         """log of the mean member probability (each member's temperature and TTA applied)."""
         return self.logits_from_member_uint8(self.member_inputs(images))
+
+    def all_logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
+        return self.logits_from_uint8(images)
 
     def logits_from_member_uint8(self, inputs: list[np.ndarray]) -> np.ndarray:
         """:meth:`logits_from_uint8` from each member's own model pixels (one array per member, in

@@ -86,9 +86,11 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, opset: int =
         },
         "output": {
             "name": OUTPUT_NAME,
-            "shape": ["batch", len(run.classes)],
+            "shape": ["batch", len(run.classes) + len(run.aux_classes)],
             "classes": run.classes,
-            "description": "logits; probabilities = softmax(logits / calibration.temperature)",
+            **({"aux_outputs": run.aux_classes} if run.aux_classes else {}),
+            "description": "logits; probabilities = softmax(logits / calibration.temperature)"
+            + (" over the classes; the auxiliary outputs follow them (other abnormal)" if run.aux_classes else ""),
         },
         "preprocessing": pre.to_dict(),
         "opset": opset,

@@ -20,9 +20,24 @@ def predictions_json(preds: Predictions, predictor: Predictor, threshold: float)
         **describe(predictor.tta),
         "ensemble_members": getattr(predictor, "member_ids", None),
         "threshold": threshold,
+        **_other_section(predictor),
         **_roi_section(predictor),
         "results": [{**r.to_dict(), **_roi_flag(predictor, r.name)} for r in preds.results],
         "errors": [e.to_dict() for e in preds.errors],
+    }
+
+
+def _other_section(predictor) -> dict:
+    """With auxiliary outputs: what ``other_abnormal`` sums and the flag's threshold."""
+    if not predictor.aux_classes:
+        return {}
+    return {
+        "other_abnormal": {
+            "outputs": predictor.aux_classes,
+            "threshold": predictor.other_abnormal_threshold,
+            "meaning": "probability of an abnormality that is none of the classes; a flagged film needs a "
+            "reader whatever predicted_class says (threshold fitted on val; None until `cxr evaluate` ran)",
+        }
     }
 
 
@@ -40,6 +55,10 @@ def _roi_flag(predictor, name: str) -> dict:
     return {"roi_fallback": predictor.roi_fallback(name)}
 
 
+# models with auxiliary outputs: the "other abnormal" probability and its flag (fitted on val)
+OTHER_COLUMNS = ["p_other_abnormal", "other_abnormal_flag"]
+
+
 def predictions_csv(preds: Predictions, classes: list[str], roi_fallback=None) -> str:
     """One row per input: results first, then failed inputs with their reason in ``error``;
     ``roi_fallback`` (``Predictor.roi_fallback`` of a ``roi: lungs`` run) adds that column.
@@ -47,7 +66,9 @@ def predictions_csv(preds: Predictions, classes: list[str], roi_fallback=None) -
     Quoted per RFC 4180; a file name starting with ``= + - @`` is written with a leading ``'``
     so a spreadsheet shows it instead of running it (:func:`cxrkit._io.csv_cell`)."""
     roi = [] if roi_fallback is None else ["roi_fallback"]
-    rows = [["file", "predicted_class", "confidence", "uncertain", *(f"p_{c}" for c in classes), "error", *roi]]
+    other = OTHER_COLUMNS if any(r.other_abnormal is not None for r in preds.results) else []
+    head = ["file", "predicted_class", "confidence", "uncertain", *(f"p_{c}" for c in classes), *other, "error", *roi]
+    rows = [head]
     for r in preds.results:
         rows.append(
             [
@@ -56,10 +77,11 @@ def predictions_csv(preds: Predictions, classes: list[str], roi_fallback=None) -
                 f"{r.confidence:.6f}",
                 str(r.uncertain).lower(),
                 *(f"{r.probabilities[c]:.6f}" for c in classes),
+                *([f"{r.other_abnormal:.6f}", str(r.other_abnormal_flag).lower()] if other else []),
                 "",
                 *([roi_fallback(r.name) or ""] if roi else []),
             ]
         )
     for e in preds.errors:
-        rows.append([e.name, "", "", "", *([""] * len(classes)), e.reason, *([""] if roi else [])])
+        rows.append([e.name, "", "", "", *([""] * (len(classes) + len(other))), e.reason, *([""] if roi else [])])
     return csv_text(rows)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._numeric import softmax
+from .._numeric import other_abnormal, softmax
 from ..data.cache import cached_images
 from ..data.images import ImageReadError, as_float01, read_gray
 from ..data.pipeline import ROI_OK
@@ -44,9 +44,17 @@ class Prediction:
     predicted_class: str
     confidence: float  # the top probability
     uncertain: bool  # confidence < threshold
+    # models with auxiliary outputs only (None otherwise): the probability of "abnormal, but none
+    # of the classes" and whether it reaches the threshold fitted on val (the film then needs a
+    # reader whatever ``predicted_class`` says)
+    other_abnormal: float | None = None
+    other_abnormal_flag: bool | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.other_abnormal is None:  # a model without auxiliary outputs: the fields mean nothing
+            del d["other_abnormal"], d["other_abnormal_flag"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class Predictor:
         self.device = torch.device(device)
         self.engine = BACKEND_CLASSES[backend](run, self.device, precision)
         self.classes = run.classes
+        self.aux_classes = list(run.aux_classes)  # trained extra outputs, reported as "other abnormal"
         # the card's chain (roi: lungs puts the lung crop in front): cxrkit.lungs.preprocess.build_pipeline
         card = RunDir(run.run_dir).card
         self.preprocessing = build_pipeline(run.card.preprocessing.to_dict(), run.run_dir, str(card))
@@ -176,18 +185,24 @@ class Predictor:
         return f"{self.run.run_dir.name}@{self.run.card.split_hash[:12]}"
 
     def logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
-        """Logits for preprocessed uint8 images (N, S, S), in batches."""
+        """Logits of the model's classes for preprocessed uint8 images (N, S, S), in batches."""
+        return self.all_logits_from_uint8(images)[:, : len(self.classes)]
+
+    def all_logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
+        """Every output (N, classes + :attr:`aux_classes`): the auxiliary ones come last."""
         batches = [
             np.asarray(images[start : start + self.batch_size])[:, None]
             for start in range(0, len(images), self.batch_size)
         ]
         with self._inference_pool() as pool:
             out = list(pool.map(self._forward, batches))
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+        width = len(self.classes) + len(self.aux_classes)
+        return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
     def dataset_logits(self, dataset, cache_dir=None, workers: int = 2) -> np.ndarray:
-        """Logits of every image of ``dataset``, read through the image cache (scoring a split)."""
-        return self.logits_from_uint8(cached_images(dataset, self.preprocessing, cache_dir, workers=workers))
+        """Every output (classes, then auxiliary ones) for each image of ``dataset``, read
+        through the image cache (scoring a split: :mod:`cxrkit.inference.splits`)."""
+        return self.all_logits_from_uint8(cached_images(dataset, self.preprocessing, cache_dir, workers=workers))
 
     def _inference_pool(self) -> ThreadPoolExecutor | _InCallingThread:
         """Where batches run: a thread per stream for ONNX; the caller's own thread for PyTorch,
@@ -210,6 +225,30 @@ class Predictor:
         """Probabilities (after the temperature), averaged over the TTA views when ``tta`` is on."""
         t = self.temperature if temperature is None else temperature
         return average_views(lambda v: softmax(self.logits_from_uint8(v), t), images, self.tta)
+
+    def proba_and_other_from_uint8(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`proba_from_uint8` and the "other abnormal" probability from the same passes.
+
+        Other abnormal: the softmax mass of the auxiliary outputs (None without them). The class
+        probabilities stay renormalised over the classes, so they read as before and match
+        evaluation; the flag (:attr:`other_abnormal_threshold`) says when the rest is large.
+        """
+        if not self.aux_classes:
+            return self.proba_from_uint8(images), None
+        n, t = len(self.classes), self.temperature
+
+        def both(v: np.ndarray) -> np.ndarray:
+            logits = self.all_logits_from_uint8(v)
+            return np.concatenate([softmax(logits[:, :n], t), other_abnormal(logits, n, t)[:, None]], 1)
+
+        out = average_views(both, images, self.tta)
+        return out[:, :n], out[:, n]
+
+    @property
+    def other_abnormal_threshold(self) -> float | None:
+        """Other-abnormal probability from which a film is flagged (fitted on val by
+        ``cxr evaluate``; None before, or for a model without auxiliary outputs)."""
+        return self.run.card.other_abnormal_threshold if self.aux_classes else None
 
     def blank_input(self, value: int = 128) -> np.ndarray:
         """One uniform model input (1, S, S) uint8: a health probe that needs no decoder."""
@@ -317,11 +356,17 @@ class Predictor:
         self, images: np.ndarray, names: list[str], threshold: float
     ) -> list[Prediction | Failure]:
         out: list[Prediction | Failure] = []
-        for name, probs in zip(names, self.proba_from_uint8(images)):
-            if not np.isfinite(probs).all():
+        probs_all, other = self.proba_and_other_from_uint8(images)
+        limit = self.other_abnormal_threshold
+        for i, (name, probs) in enumerate(zip(names, probs_all)):
+            if not np.isfinite(probs).all() or (other is not None and not np.isfinite(other[i])):
                 out.append(Failure(name, NON_FINITE))
                 continue
             top = int(probs.argmax())
+            extra = {}
+            if other is not None:
+                flagged = limit is not None and bool(other[i] >= limit)
+                extra = {"other_abnormal": float(other[i]), "other_abnormal_flag": flagged}
             out.append(
                 Prediction(
                     name,
@@ -329,6 +374,7 @@ class Predictor:
                     self.classes[top],
                     float(probs[top]),
                     bool(probs[top] < threshold),
+                    **extra,
                 )
             )
         return out

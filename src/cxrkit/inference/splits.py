@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._numeric import softmax
+from .._numeric import other_abnormal, softmax
 from ..data.classes import normalise_label
 from ..data.dataset import CxrDataset
 from ..data.multi import data_roots
@@ -32,9 +32,16 @@ class SplitPredictions:
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}: unreadable, never predicted
     # films of labels that are not model classes, scored by a rule (``abnormal=``); y_true is -1
     abnormal: "SplitPredictions | None" = None
+    aux_logits: np.ndarray | None = None  # (N, K) outputs of the model's auxiliary classes, if any
 
     def probs(self, temperature: float = 1.0) -> np.ndarray:
         return softmax(self.logits, temperature)
+
+    def other_abnormal(self, temperature: float = 1.0) -> np.ndarray | None:
+        """Probability of "abnormal, none of the classes" per image (None: no auxiliary outputs)."""
+        if self.aux_logits is None:
+            return None
+        return other_abnormal(np.concatenate([self.logits, self.aux_logits], 1), len(self.classes), temperature)
 
     @property
     def patient_groups(self) -> list[str | None] | None:
@@ -98,7 +105,7 @@ def predict_split(
     ds = prep.dataset if split == "all" else prep.split.subset(prep.dataset, split)
     if len(ds) == 0:
         raise UsageError(f"the {split} split of {data} is empty")
-    logits = _logits(predictor, ds, cache_dir, workers)
+    logits, aux = _logits(predictor, ds, cache_dir, workers)
     abnormal_preds = None
     if abnormal:
         abnormal_preds = _abnormal(predictor, data, split, abnormal, workers, cache_dir)
@@ -116,11 +123,15 @@ def predict_split(
         missing,
         skipped,
         abnormal_preds,
+        aux,
     )
 
 
-def _logits(predictor: Predictor, ds: CxrDataset, cache_dir, workers: int) -> np.ndarray:
-    return predictor.dataset_logits(ds, cache_dir, workers)
+def _logits(predictor: Predictor, ds: CxrDataset, cache_dir, workers: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(logits of the classes, logits of the auxiliary outputs or None)."""
+    every = predictor.dataset_logits(ds, cache_dir, workers)
+    n = len(predictor.classes)
+    return every[:, :n], (every[:, n:] if every.shape[1] > n else None)
 
 
 def _abnormal(predictor: Predictor, data, split: str, labels: list[str], workers: int, cache_dir) -> SplitPredictions:
@@ -136,12 +147,14 @@ def _abnormal(predictor: Predictor, data, split: str, labels: list[str], workers
     if len(ds) == 0:
         found = ", ".join(f"{c} ({n})" for c, n in whole.class_counts().items())
         raise UsageError(f"--abnormal {', '.join(wanted)}: no such films in {data}; its labels are {found}")
+    logits, aux = _logits(predictor, ds, cache_dir, workers)
     return SplitPredictions(
         ds,
         np.full(len(ds), -1, np.int64),
-        _logits(predictor, ds, cache_dir, workers),
+        logits,
         predictor.classes,
         {},
         [c for c, n in ds.class_counts().items() if n == 0],
         [{"path": str(s.path), "reason": s.reason} for s in ds.skipped],
+        aux_logits=aux,
     )

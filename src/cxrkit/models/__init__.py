@@ -4,7 +4,7 @@ Importing this package registers ``resdense_tiny/small/base`` in timm's registry
 """
 
 from . import resdense  # noqa: F401  (registers the resdense_* names in timm)
-from .factory import DEFAULT_MODEL, ModelInfo, build_classifier, keep_outputs, recommended_models
+from .factory import DEFAULT_MODEL, ModelInfo, build_classifier, recommended_models
 from .features import backbone_features, pooled_features
 from .loading import LoadedRun, load_run, preprocessing_of, save_weights
 from .weights import (
@@ -25,7 +25,6 @@ __all__ = [
     "backbone_features",
     "build_classifier",
     "create_with_weights",
-    "keep_outputs",
     "recommended_models",
     "load_run",
     "load_state_dict_into",

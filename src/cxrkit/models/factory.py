@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import timm
-import torch
 from torch import nn
 
 from ..errors import UsageError
@@ -108,28 +107,3 @@ def _per_channel(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
     if len(values) == in_chans:
         return tuple(float(v) for v in values)
     return (sum(values) / len(values),) * in_chans
-
-
-def keep_outputs(model: nn.Module, n: int) -> nn.Module:
-    """Shrink ``model``'s linear classifier to its first ``n`` outputs, in place.
-
-    A model trained with auxiliary classes (config ``aux_classes``) is saved this way: the kept
-    logits are exactly the first ``n`` of the trained ones, so its softmax is the trained
-    softmax renormalised over the kept classes, and the saved run is an ordinary ``n``-class
-    run that every command (predict, CAMs, ONNX) reads unchanged.
-    """
-    head = model.get_classifier()
-    if not isinstance(head, nn.Linear):
-        raise UsageError(
-            f"auxiliary classes need a linear classifier; {type(model).__name__} has {type(head).__name__}"
-        )
-    if n > head.out_features:
-        raise UsageError(f"cannot keep {n} of {head.out_features} outputs")
-    weight, bias = head.weight.detach()[:n].clone(), None if head.bias is None else head.bias.detach()[:n].clone()
-    model.reset_classifier(n)
-    new = model.get_classifier()
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if bias is not None:
-            new.bias.copy_(bias)
-    return model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,6 +22,8 @@ class LoadedRun:
     card: ModelCard
     classes: list[str]
     preprocessing: Preprocessing
+    # outputs after ``classes`` (card ``model.aux_outputs``): summed into "other abnormal"
+    aux_classes: list[str] = field(default_factory=list)
 
 
 def preprocessing_of(card: ModelCard) -> Preprocessing:
@@ -36,13 +38,14 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_model
     run = RunDir(run_dir)
     card = read_card(run.root)
     if not with_model:
-        return LoadedRun(run.root, None, card, list(card.classes), preprocessing_of(card))
+        return LoadedRun(run.root, None, card, list(card.classes), preprocessing_of(card), card.aux_outputs)
     if not run.weights.is_file():
         raise RunError(
             f"{run.root}: no {run.weights.name}; the run did not finish (resume it with "
             f"`cxr train --resume {run.root}`)"
         )
-    model, _ = build_classifier(card.model.name, len(card.classes), in_chans=card.model.in_chans, pretrained=False)
+    n_out = len(card.classes) + len(card.aux_outputs)
+    model, _ = build_classifier(card.model.name, n_out, in_chans=card.model.in_chans, pretrained=False)
     try:
         state = load_file(str(run.weights))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -55,7 +58,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_model
     except (RuntimeError, OSError) as exc:
         raise RunError(f"{run.weights}: weights do not fit model {card.model.name} ({exc})") from None
     model.eval().to(device)
-    return LoadedRun(run.root, model, card, list(card.classes), preprocessing_of(card))
+    return LoadedRun(run.root, model, card, list(card.classes), preprocessing_of(card), card.aux_outputs)
 
 
 def save_weights(run_dir: str | Path, model: torch.nn.Module) -> Path:

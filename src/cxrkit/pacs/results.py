@@ -92,6 +92,27 @@ def _code(value: str, meaning: str, scheme: str = SCHEME):
     return CodedConcept(value, scheme, meaning)
 
 
+def _other_abnormal_items(prediction, unit, has) -> list:
+    """Models with auxiliary outputs: the other-abnormal probability and its flag (none otherwise)."""
+    from highdicom.sr import NumContentItem, TextContentItem
+
+    if getattr(prediction, "other_abnormal", None) is None:
+        return []
+    return [
+        NumContentItem(
+            _code("OTHERABN", "Probability of another abnormality (none of the classes)"),
+            float(prediction.other_abnormal),
+            unit,
+            relationship_type=has,
+        ),
+        TextContentItem(
+            _code("OTHERFLAG", "Other abnormality flagged (needs a reader)"),
+            "yes" if prediction.other_abnormal_flag else "no",
+            has,
+        ),
+    ]
+
+
 def content_tree(prediction, classes: list[str], source, naming: ResultNaming, threshold: float, temperature: float):
     """The SR content: root container with the finding, probabilities, flag, model, notice, source."""
     from highdicom.sr import (
@@ -118,6 +139,7 @@ def content_tree(prediction, classes: list[str], source, naming: ResultNaming, t
             "yes" if prediction.uncertain else "no",
             has,
         ),
+        *_other_abnormal_items(prediction, unit, has),
         NumContentItem(_code("THRESHOLD", "Uncertain threshold"), float(threshold), unit, relationship_type=has),
         NumContentItem(
             _code("TEMPERATURE", "Calibration temperature"), float(temperature), unit, relationship_type=has

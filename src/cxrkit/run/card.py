@@ -130,6 +130,22 @@ class ModelCard:
         return self.calibration.temperature if self.calibration else 1.0
 
     @property
+    def aux_outputs(self) -> list[str]:
+        """Auxiliary classes whose outputs the weights carry after ``classes`` (``model.aux_outputs``).
+
+        Trained as extra classes (e.g. NIH ``pneumonia``: abnormal, but not a class of the task)
+        and reported as one "other abnormal" probability instead of being dropped; runs saved
+        before this field dropped them (their card lists ``aux_classes`` only).
+        """
+        return list(self.model.extra.get("aux_outputs") or [])
+
+    @property
+    def other_abnormal_threshold(self) -> float | None:
+        """The "other abnormal" flag's threshold fitted on val (None: not fitted, or no aux outputs)."""
+        fitted = (self.calibration.extra.get("other_abnormal") or {}) if self.calibration else {}
+        return fitted.get("threshold")
+
+    @property
     def is_ensemble(self) -> bool:
         """The card of an ensemble directory (members in ensemble.json, no weights of its own)."""
         return "ensemble" in self.extra
@@ -211,6 +227,9 @@ class ModelCard:
             raise bad(f"preprocessing.roi must be 'none' or 'lungs', got {p.roi!r}")
         if not isinstance(self.model.name, str) or not self.model.name:
             raise bad("model.name is missing")
+        aux = self.model.extra.get("aux_outputs") or []
+        if not isinstance(aux, list) or not all(isinstance(x, str) and x for x in aux) or set(aux) & set(c):
+            raise bad(f"model.aux_outputs must be a list of names that are not classes, got {aux!r}")
         if self.calibration is not None:
             t = self.calibration.temperature
             lo, hi = TEMPERATURE_RANGE

@@ -71,6 +71,16 @@ class PredictResponse(BaseModel):
         description="runs with roi lungs: why this image got the whole film instead of its lung crop "
         "(null: it got its lungs, or the run has no ROI; see roi in /healthz)",
     )
+    other_abnormal: float | None = Field(
+        None,
+        description="models trained with auxiliary classes: probability of an abnormality that is none of the "
+        "classes (null: the model has none)",
+    )
+    other_abnormal_flag: bool | None = Field(
+        None,
+        description="other_abnormal reached the threshold fitted on val: the film needs a reader whatever "
+        "predicted_class says",
+    )
     threshold: float
     model_id: str
     notice: str

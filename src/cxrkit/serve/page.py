@@ -49,6 +49,7 @@ _PAGE = """<!doctype html>
   .bar .fill { height: 100%; background: var(--accent); width: 0; transition: width .3s; }
   .bar.top .fill { background: #16a34a; }
   #predicted { font-size: 22px; font-weight: 700; }
+  #other { display: none; margin-top: 6px; padding: 6px 10px; border-radius: 6px; background: #fee2e2; }
   #uncertain { display: none; margin-top: 6px; padding: 6px 10px; border-radius: 6px; background: #fef3c7;
                color: var(--warn); font-weight: 600; }
   #error { display: none; margin-top: 16px; padding: 10px 14px; border-radius: 8px; background: #fde8e8;
@@ -77,6 +78,7 @@ _PAGE = """<!doctype html>
       <h2>Prediction</h2>
       <div id="predicted"></div>
       <div id="uncertain">Uncertain: the top probability is below __THRESHOLD_TEXT__. Do not rely on this result.</div>
+      <div id="other">Other abnormality likely (none of the model's classes): this film needs a reader.</div>
       <div id="bars"></div>
       <p class="muted">Probabilities are calibrated on the run's validation split.</p>
     </div>
@@ -142,6 +144,7 @@ async function analyse(file) {
     $("predicted").textContent = pretty(pred.predicted_class) + " (" + (100 * pred.confidence).toFixed(1) + " %)";
     $("predicted").dataset.cls = pred.predicted_class;
     $("uncertain").style.display = pred.uncertain ? "block" : "none";
+    $("other").style.display = pred.other_abnormal_flag ? "block" : "none";
     drawBars(pred.probabilities, pred.predicted_class);
     if (lastOriginal) URL.revokeObjectURL(lastOriginal);
     lastOriginal = URL.createObjectURL(file);

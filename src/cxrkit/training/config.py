@@ -32,6 +32,8 @@ CONFIG_FILE = "config.yaml"
 PRESET_DIR = Path(str(resources.files("cxrkit") / "configs"))
 # What `cxr demo` changes from TrainConfig's defaults: the whole demo fits in ~30 minutes on a
 # 2-core laptop CPU (see docs/cpu-speed.md).
+# labels trained as auxiliary outputs when the data holds them and --aux-classes is not given
+DEFAULT_AUX_CLASSES = ("pneumonia",)
 DEMO_DEFAULTS = {"epochs": 8, "max_minutes": 18.0}
 
 
@@ -62,8 +64,9 @@ class TrainConfig:
     )
     aux_classes: list[str] | None = _f(
         None,
-        "auxiliary classes trained as extra outputs and dropped at prediction (probabilities "
-        "renormalised over --classes), e.g. bacterial_pneumonia; their images only join train",
+        "auxiliary classes: labels that are not classes, trained as extra outputs and reported as one "
+        "'other abnormal' probability (flagged at a threshold fitted on val); their images only join "
+        "train. Default: pneumonia when the data has such films (e.g. ../shared/data/nih); 'none' for none",
         group="data",
         metavar="CLASS",
     )

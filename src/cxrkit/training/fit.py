@@ -27,15 +27,16 @@ from .._precision import training_precision
 from ..data.cache import cached_images, roi_report
 from ..data.dataset import CxrDataset
 from ..data.groups import group_codes, joint_group_codes
+from ..data.multi import load_data
 from ..data.prepare import prepare
 from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
 from ..lungs.preprocess import carry_lung_run, with_lung_roi
-from ..models import backbone_features, build_classifier, keep_outputs, save_weights
+from ..models import backbone_features, build_classifier, save_weights
 from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, run_lock, write_card
 from .checkpoint_io import SafeCheckpointIO
-from .config import TrainConfig
+from .config import DEFAULT_AUX_CLASSES, TrainConfig
 from .datamodule import CxrDataModule
 from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
@@ -71,10 +72,29 @@ def _loggers(run_dir: Path):
     return loggers
 
 
+def resolve_aux_classes(config: TrainConfig) -> list[str]:
+    """The auxiliary classes to train: as given (``["none"]``: none), or by default those of
+    :data:`~cxrkit.training.config.DEFAULT_AUX_CLASSES` that the data holds and ``classes`` does not.
+
+    Why ``pneumonia`` by default: trained on cxr + nih, it moved external/'s NIH AP normals called
+    normal from 60.4% to 94.6% (issue 26, docs/results/external_recipes.md); a data set without
+    such films trains exactly as before (no extra output that learnt nothing).
+    """
+    if config.aux_classes is not None:
+        given = [c for c in config.aux_classes if c.strip().lower() != "none"]
+        return given
+    if isinstance(config.classes, str) and config.classes.strip().lower() == "all":
+        return []
+    held = load_data(config.data, config.classes, allow_outside_paths=config.allow_outside_paths).excluded
+    return [c for c in DEFAULT_AUX_CLASSES if held.get(c, 0) > 0]
+
+
 def prepare_data(
     config: TrainConfig, split_file: str | Path | None = None, progress: Callable[[int, int], None] | None = None
 ):
-    """``config``'s dataset, decoded and split by its protocol (or by ``split_file``)."""
+    """``config``'s dataset, decoded and split by its protocol (or by ``split_file``); resolves
+    ``config.aux_classes`` first (:func:`resolve_aux_classes`)."""
+    config.aux_classes = resolve_aux_classes(config)
     return prepare(
         config.data,
         config.classes,
@@ -288,7 +308,10 @@ def _aux_card(config: TrainConfig, ds: CxrDataset, split) -> dict:
     aux = ds.classes[_n_reported(config, ds) :]
     return {
         "aux_classes": list(aux),
-        "aux_rule": "renormalised over the classes",
+        # the weights keep these outputs after the classes (cxrkit.run.ModelCard.aux_outputs):
+        # the Predictor reports the classes renormalised plus their summed "other abnormal" mass
+        "aux_outputs": list(aux),
+        "aux_rule": "classes renormalised; auxiliary mass reported as other_abnormal",
         "aux_train_images": {c: train[c] for c in aux},
     }
 
@@ -418,8 +441,6 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]  # metrics of the saved model
     if trainer.global_rank != 0:
         return TrainResult(run.root, None, trainer)
-    if config.aux_classes:  # saved as an ordinary run of the reported classes
-        keep_outputs(built.model, _n_reported(config, ds))
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
     built.pre = carry_lung_run(built.pre, run.root)  # roi: lungs: the run keeps its own lung model
     card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
