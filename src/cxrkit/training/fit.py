@@ -11,7 +11,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -92,9 +92,8 @@ def resolve_aux_classes(config: TrainConfig) -> list[str]:
 def prepare_data(
     config: TrainConfig, split_file: str | Path | None = None, progress: Callable[[int, int], None] | None = None
 ):
-    """``config``'s dataset, decoded and split by its protocol (or by ``split_file``); resolves
-    ``config.aux_classes`` first (:func:`resolve_aux_classes`)."""
-    config.aux_classes = resolve_aux_classes(config)
+    """``config``'s dataset, decoded and split by its protocol (or by ``split_file``), with the
+    auxiliary classes of :func:`resolve_aux_classes` (``config`` itself is not changed)."""
     return prepare(
         config.data,
         config.classes,
@@ -109,7 +108,7 @@ def prepare_data(
         split_by=config.split_by,
         holdout=config.holdout_source,
         select=config.select,
-        aux_classes=config.aux_classes,
+        aux_classes=resolve_aux_classes(config),
     )
 
 
@@ -395,6 +394,8 @@ def train(
 def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> TrainResult:
     """The body of :func:`train`, run under the lock."""
     start = time.perf_counter()
+    # the default auxiliary classes resolved once, on a copy: the caller's config stays as given
+    config = replace(config, aux_classes=resolve_aux_classes(config))
     run = _check_start(config, resume)
     quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
