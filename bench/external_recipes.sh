@@ -16,24 +16,20 @@ OUT=${2:-runs/r26}
 CXR=${CXR:-.venv/bin/cxr}
 PY=${PY:-.venv/bin/python}
 DATA=(../shared/data/cxr ../shared/data/nih)
-mkdir -p "$OUT"
+# one candidate: train it (or resume a run that was cut off); a finished run is reused
+train_one() {
+    local name=$1 flags=$2
+    [[ -f "$OUT/$name/model_card.json" ]] && return 0
+    if [[ -d "$OUT/$name" ]]; then
+        $CXR train --resume "$OUT/$name" >> "$OUT/$name.log" 2>&1
+    else
+        # shellcheck disable=SC2086
+        $CXR train --data "${DATA[@]}" --out "$OUT/$name" $flags > "$OUT/$name.log" 2>&1
+    fi
+}
 # shellcheck source=bench/_queue.sh
 source "$(dirname "$0")/_queue.sh"
-while true; do
-    queue_next "$QUEUE"
-    [[ -z "$next" ]] && break
-    t0=$SECONDS
-    if [[ ! -f "$OUT/$next/model_card.json" ]]; then
-        if [[ -d "$OUT/$next" ]]; then
-            $CXR train --resume "$OUT/$next" >> "$OUT/$next.log" 2>&1
-        else
-            # shellcheck disable=SC2086
-            $CXR train --data "${DATA[@]}" --out "$OUT/$next" $nflags > "$OUT/$next.log" 2>&1
-        fi
-    fi
-    echo "$next rc=$? $((SECONDS - t0)) s" >> "$OUT/wall.txt"
-    done_list="$done_list$next "
-done
+run_queue "$QUEUE" "$OUT" train_one
 runs=()
 for d in "$OUT"/*/; do [[ -f "$d/model_card.json" ]] && runs+=("${d%/}"); done
 [[ ${#runs[@]} -gt 0 ]] && $PY bench/external_table.py "${runs[@]}"

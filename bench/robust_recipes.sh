@@ -18,25 +18,22 @@ OUT=${3:-runs/r16}
 CXR=${CXR:-.venv/bin/cxr}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 BASE=(--model tf_efficientnet_lite0 --input-size 96 --epochs 4 --warmup-epochs 0.5 --patience 2 --workers 1)
-mkdir -p "$OUT"
-# shellcheck source=bench/_queue.sh
-source "$(dirname "$0")/_queue.sh"
-while true; do
-    queue_next "$QUEUE"
-    [[ -z "$next" ]] && break
-    t0=$SECONDS
-    protocols=patient,lso-adult
-    if [[ "$nflags" == protocols=* ]]; then
-        protocols=${nflags%% *}; protocols=${protocols#protocols=}; nflags=${nflags#* }
+# one variant: its protocols run, then the audit of its patient run
+train_one() {
+    local name=$1 flags=$2 protocols=patient,lso-adult rc
+    if [[ "$flags" == protocols=* ]]; then
+        protocols=${flags%% *}; protocols=${protocols#protocols=}; flags=${flags#* }
     fi
     # shellcheck disable=SC2086
-    $CXR protocols --data "$DATA" --out "$OUT/$next" --protocols "$protocols" "${BASE[@]}" $nflags \
-        > "$OUT/$next.log" 2>&1
+    $CXR protocols --data "$DATA" --out "$OUT/$name" --protocols "$protocols" "${BASE[@]}" $flags \
+        > "$OUT/$name.log" 2>&1
     rc=$?
     # The audit lands in the patient run's evaluation/metrics.json (key "audit"); skip it when there.
-    if [[ $rc -eq 0 ]] && ! grep -q '"audit"' "$OUT/$next/patient/run/evaluation/metrics.json" 2>/dev/null; then
-        $CXR evaluate "$OUT/$next/patient/run" --audit --workers 1 >> "$OUT/$next.log" 2>&1
+    if [[ $rc -eq 0 ]] && ! grep -q '"audit"' "$OUT/$name/patient/run/evaluation/metrics.json" 2>/dev/null; then
+        $CXR evaluate "$OUT/$name/patient/run" --audit --workers 1 >> "$OUT/$name.log" 2>&1
     fi
-    echo "$next rc=$rc $((SECONDS - t0)) s" >> "$OUT/wall.txt"
-    done_list="$done_list$next "
-done
+    return $rc
+}
+# shellcheck source=bench/_queue.sh
+source "$(dirname "$0")/_queue.sh"
+run_queue "$QUEUE" "$OUT" train_one

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -140,13 +141,9 @@ def blob_dataset(tmp_path_factory) -> Path:
     return write_blob_dataset(tmp_path_factory.mktemp("blobs"))
 
 
-def _tiny_config(data, out, cache, **overrides):
-    """A TrainConfig for a seconds-long run of resdense_tiny at 64 px on CPU."""
-    from cxrkit.training import TrainConfig
-
+def _tiny_settings(cache, **overrides) -> dict:
+    """TrainConfig fields of a seconds-long run of resdense_tiny at 64 px on CPU (no data/out)."""
     base = dict(
-        data=str(data),
-        out=str(out),
         model="resdense_tiny",
         pretrained=False,
         input_size=64,
@@ -162,7 +159,36 @@ def _tiny_config(data, out, cache, **overrides):
         # by tests/training/test_aux_classes.py
         augment="basic",
     )
-    return TrainConfig(**{**base, **overrides})
+    return {**base, **overrides}
+
+
+def _tiny_config(data, out, cache, **overrides):
+    """A TrainConfig for a seconds-long run of resdense_tiny at 64 px on CPU."""
+    from cxrkit.training import TrainConfig
+
+    return TrainConfig(data=str(data), out=str(out), **_tiny_settings(cache, **overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_settings():
+    """``tiny_settings(cache, **overrides)`` -> the fields of :func:`tiny_config` as a dict (no data/out)."""
+    return _tiny_settings
+
+
+def _tiny_train_argv(data, out, cache, *flags: str) -> list[str]:
+    """``python -m cxrkit train`` of a seconds-long resdense_tiny run, as a user launches it; ``flags``
+    are added at the end (later flags win, e.g. ``"--input-size", "64"``)."""
+    return [
+        *(sys.executable, "-m", "cxrkit", "train", "--data", str(data), "--out", str(out)),
+        *("--model", "resdense_tiny", "--pretrained", "none", "--epochs", "2", "--input-size", "32"),
+        *("--workers", "1", "--cache-dir", str(cache), *flags),
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_train_argv():
+    """``tiny_train_argv(data, out, cache, *flags)`` -> argv of a seconds-long ``cxr train`` process."""
+    return _tiny_train_argv
 
 
 @pytest.fixture(scope="session")

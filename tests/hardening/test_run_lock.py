@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -18,36 +17,13 @@ from cxrkit.run import lock_path
 pytestmark = pytest.mark.timeout(600)
 
 
-def _train_cmd(data, out, cache):
-    return [
-        sys.executable,
-        "-m",
-        "cxrkit.cli.main",
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--model",
-        "resdense_tiny",
-        "--pretrained",
-        "none",
-        "--epochs",
-        "2",
-        "--input-size",
-        "32",
-        "--workers",
-        "1",
-        "--cache-dir",
-        str(cache),
-    ]
-
-
-def test_two_trainings_into_one_out_at_once_one_runs_the_other_exits_2_naming_the_lock(blob_dataset, tmp_path):
-    out, env = tmp_path / "run", {**os.environ, "CXR_NO_TCMALLOC": "1", "OMP_NUM_THREADS": "1"}
+def test_two_trainings_into_one_out_at_once_one_runs_the_other_exits_2_naming_the_lock(
+    blob_dataset, tmp_path, tiny_train_argv, multiprocess_env
+):
+    out, env = tmp_path / "run", multiprocess_env
     procs = [
         subprocess.Popen(
-            _train_cmd(blob_dataset, out, tmp_path / f"cache{i}"),
+            tiny_train_argv(blob_dataset, out, tmp_path / f"cache{i}"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -120,10 +96,12 @@ def test_every_run_writer_is_refused_while_another_process_holds_the_lock(
         assert not (tmp_path / made).exists(), f"a refused start left {made}/ behind"
 
 
-def test_a_stale_lock_left_by_a_killed_training_is_explained_and_does_not_block(blob_dataset, tmp_path):
+def test_a_stale_lock_left_by_a_killed_training_is_explained_and_does_not_block(
+    blob_dataset, tmp_path, tiny_train_argv, multiprocess_env
+):
     out = tmp_path / "run"
-    env = {**os.environ, "CXR_NO_TCMALLOC": "1", "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(_train_cmd(blob_dataset, out, tmp_path / "c"), env=env, stderr=subprocess.DEVNULL)
+    env = multiprocess_env
+    first = subprocess.Popen(tiny_train_argv(blob_dataset, out, tmp_path / "c"), env=env, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not lock_path(out).exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -131,7 +109,7 @@ def test_a_stale_lock_left_by_a_killed_training_is_explained_and_does_not_block(
     first.wait()
     assert lock_path(out).exists()
     res = subprocess.run(
-        _train_cmd(blob_dataset, out, tmp_path / "c"), capture_output=True, text=True, env=env, timeout=500
+        tiny_train_argv(blob_dataset, out, tmp_path / "c"), capture_output=True, text=True, env=env, timeout=500
     )
     flat = " ".join(res.stdout.split())
     if res.returncode == 2:  # the killed run had already written part of a run: said so, not a lock

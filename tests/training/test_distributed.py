@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,45 +15,14 @@ from cxrkit.run import read_card
 
 
 @pytest.mark.timeout(300)
-def test_two_process_ddp_on_cpu_matches_single_process_metrics(blob_writer, tmp_path, multiprocess_env):
+def test_two_process_ddp_on_cpu_matches_single_process_metrics(
+    blob_writer, tmp_path, multiprocess_env, tiny_train_argv
+):
     data = blob_writer(tmp_path / "data", per_class=25)
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "cxrkit",
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--model",
-        "resdense_tiny",
-        "--pretrained",
-        "none",
-        "--input-size",
-        "64",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--lr",
-        "3e-3",
-        "--warmup-epochs",
-        "0.5",
-        "--workers",
-        "1",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--fractions",
-        "0.6,0.2,0.2",
-        "--accelerator",
-        "cpu",
-        "--devices",
-        "2",
-        "--strategy",
-        "ddp",
-    ]
+    cmd = tiny_train_argv(data, out, tmp_path / "cache", "--input-size", "64", "--batch-size", "8", "--lr", "3e-3")
+    cmd += ["--warmup-epochs", "0.5", "--fractions", "0.6,0.2,0.2", "--accelerator", "cpu", "--devices", "2"]
+    cmd += ["--strategy", "ddp"]
     proc = subprocess.run(cmd, env=multiprocess_env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stdout + proc.stderr

@@ -45,20 +45,8 @@ def sourced_blobs(tmp_path_factory, blob_writer):
     return root
 
 
-def _base(tmp_path):
-    return dict(
-        model="resdense_tiny",
-        pretrained=False,
-        input_size=64,
-        epochs=1,
-        batch_size=8,
-        lr=3e-3,
-        warmup_epochs=0.5,
-        workers=1,
-        cache_dir=str(tmp_path / "cache"),
-        patience=10,
-        dup_threshold=-1,
-    )
+def _base(tmp_path, tiny_settings):
+    return tiny_settings(tmp_path / "cache", epochs=1, dup_threshold=-1, augment="robust")
 
 
 ONE_CLASS_TEST = Protocol(
@@ -86,7 +74,7 @@ def test_config_may_not_set_the_split(tmp_path):
 
 
 @pytest.mark.slow
-def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_path, monkeypatch):
+def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_path, monkeypatch, tiny_settings):
     import cxrkit.training.fit as fit
 
     protocols = [PROTOCOLS["patient"], PROTOCOLS["image"], ONE_CLASS_TEST]
@@ -101,12 +89,18 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
     out = tmp_path / "p"
     with pytest.raises(KeyboardInterrupt):
         run_protocols(
-            str(sourced_blobs), out, protocols, _base(tmp_path), resamples=50, workers=1, on_protocol_done=killer
+            str(sourced_blobs),
+            out,
+            protocols,
+            _base(tmp_path, tiny_settings),
+            resamples=50,
+            workers=1,
+            on_protocol_done=killer,
         )
     assert trained == ["patient", "image"] and not (out / "protocols.json").exists()
     patient_result = (out / "patient" / "result.json").read_bytes()
 
-    table = run_protocols(str(sourced_blobs), out, protocols, _base(tmp_path), resamples=50, workers=1)
+    table = run_protocols(str(sourced_blobs), out, protocols, _base(tmp_path, tiny_settings), resamples=50, workers=1)
     assert trained == ["patient", "image", "source"]  # finished protocols were reused, not retrained
     assert (out / "patient" / "result.json").read_bytes() == patient_result
     rows = {r["protocol"]: r for r in table["rows"]}
@@ -152,7 +146,9 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
 
     # another recipe in the same folder is refused, not mixed into the table
     with pytest.raises(CxrkitError, match="another config"):
-        run_protocols(str(sourced_blobs), out, protocols[:1], {**_base(tmp_path), "epochs": 3}, resamples=50)
+        run_protocols(
+            str(sourced_blobs), out, protocols[:1], {**_base(tmp_path, tiny_settings), "epochs": 3}, resamples=50
+        )
 
     # an external set: every protocol's model scored on it whole
     shutil.rmtree(out / "adult-normals")
@@ -160,7 +156,7 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
         str(sourced_blobs),
         tmp_path / "e",
         [PEDIATRIC_ONLY],
-        _base(tmp_path),
+        _base(tmp_path, tiny_settings),
         resamples=50,
         workers=1,
         external=str(sourced_blobs),

@@ -244,8 +244,12 @@ class EnsemblePredictor(Predictor):
         threshold=DEFAULT_THRESHOLD,
         precision=DEFAULT_PRECISION,
         tta="none",
-    ):
-        return load_ensemble(run_dir, device, batch_size, backend, threshold, precision, tta)
+    ) -> EnsemblePredictor:
+        """The ensemble of an ensemble directory (members checked, see :func:`member_paths`);
+        also exported as :func:`load_ensemble`."""
+        kw = dict(device=device, batch_size=batch_size, backend=backend, threshold=threshold, precision=precision)
+        members = [Predictor.from_run(p, tta=tta, **kw) for p in member_paths(run_dir)]
+        return cls(members, load_run(run_dir, with_model=False), threshold)
 
     @classmethod
     def from_members(cls, run_dirs: list[str | Path], **kw) -> EnsemblePredictor:
@@ -313,19 +317,7 @@ class EnsemblePredictor(Predictor):
         return super().blank_input(value) if self.shared else np.full((1, self.preprocessing.length), value, np.uint8)
 
 
-def load_ensemble(
-    ens_dir,
-    device="cpu",
-    batch_size=32,
-    backend=DEFAULT_BACKEND,
-    threshold=DEFAULT_THRESHOLD,
-    precision=DEFAULT_PRECISION,
-    tta="none",
-) -> EnsemblePredictor:
-    """The :class:`EnsemblePredictor` of an ensemble directory (members checked, see :func:`member_paths`)."""
-    kw = dict(device=device, batch_size=batch_size, backend=backend, threshold=threshold, precision=precision)
-    members = [Predictor.from_run(p, tta=tta, **kw) for p in member_paths(ens_dir)]
-    return EnsemblePredictor(members, load_run(ens_dir, with_model=False), threshold)
+load_ensemble = EnsemblePredictor.from_run  # the function name the API and the CLI use
 
 
 @dataclass

@@ -394,8 +394,9 @@ def train(
 def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> TrainResult:
     """The body of :func:`train`, run under the lock."""
     start = time.perf_counter()
-    # the default auxiliary classes resolved once, on a copy: the caller's config stays as given
-    config = replace(config, aux_classes=resolve_aux_classes(config))
+    # the default auxiliary classes resolved once, on a copy: the caller's config stays as given,
+    # and so does the run's config.yaml (a resume resolves them again; the card records the result)
+    given, config = config, replace(config, aux_classes=resolve_aux_classes(config))
     run = _check_start(config, resume)
     quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -417,7 +418,7 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
         if writer:
             run.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.split, split_csv)
-            atomic_write_text(run.config, config.to_yaml())
+            atomic_write_text(run.config, given.to_yaml())
             write_skipped(run, ds)
         built.pre = with_lung_roi(
             built.pre, config.roi, config.lung_run, blank=config.roi_blank
