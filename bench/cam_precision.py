@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["gradcam", "layercam"])
     args = ap.parse_args()
     files, _ = split_files(args.run, "val")
-    p32, pbf = Predictor.from_run(args.run, precision="32"), Predictor.from_run(args.run, precision="bf16")
+    p32, pbf = (Predictor.from_run(args.run, backend="torch", precision=p) for p in ("32", "bf16"))
     images = np.stack([p32.prepare(f) for f in files[: args.images]])
     side = images.shape[-1]
     rows, out = [], {"run": str(args.run), "images": len(images), "side": side, "methods": {}}

@@ -178,8 +178,9 @@ def main(argv=None) -> None:
             export_onnx(run)  # RUN_DIR/model.onnx, recorded in the card
         export_s = time.perf_counter() - t
         files = pick_images(args.data, args.images)
-        torch_p = Predictor.from_run(run, batch_size=args.batch)
-        onnx_p = Predictor.from_run(run, batch_size=args.batch, backend="onnx")
+        # fp32 on both sides, whatever this host's "auto" would pick: the comparison is the engine
+        torch_p = Predictor.from_run(run, batch_size=args.batch, backend="torch", precision="32")
+        onnx_p = Predictor.from_run(run, batch_size=args.batch, backend="onnx", precision="32")
         images = np.stack([torch_p.prepare(f) for f in files[: args.batch]])
 
         # This host's speed swings up to 2x from one minute to the next (shared CPUs), so every

@@ -48,7 +48,7 @@ def backends(run: str, int8_file: str | None) -> dict:
     from cxrkit.inference.backends import OnnxBackend, onnx_session
     from cxrkit.inference.quantize import OnnxInt8Backend
 
-    torch_p = cxrkit.load(run)
+    torch_p = cxrkit.load(run, backend="torch", precision="32")  # the network itself, in fp32 (autocast below)
     model = torch_p.model
 
     def torch_forward(precision):
@@ -112,7 +112,8 @@ def main(argv=None) -> None:
             args.int8_file, gate = str(failed), f"FAILED: {exc}"
             print(f"int8 failed the export gate: {exc}", flush=True)
     files, labels = split_files(args.run, "test")
-    predictor = cxrkit.load(args.run)
+    # fp32 torch: the reference every engine is held to
+    predictor = cxrkit.load(args.run, backend="torch", precision="32")
     classes, t = predictor.classes, predictor.temperature
     keep = [i for i, lab in enumerate(labels) if lab in classes]
     images = np.stack([predictor.prepare(files[i]) for i in keep])

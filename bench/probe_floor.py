@@ -47,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
 
-    predictor = cxrkit.load(args.run, backend="torch")
+    predictor = cxrkit.load(args.run, backend="torch", precision="32")  # the same features on every host
     spec, card = predictor.preprocessing, predictor.run.card
     prep = prepare(card.data["path"], predictor.classes, split_file=args.run / "split.csv", workers=args.workers)
     train, val = (prep.split.subset(prep.dataset, s) for s in ("train", "val"))

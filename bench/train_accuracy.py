@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     e2e = statistics.median(n / s for s, n in steady)
     model_only = model_only_throughput(args.model, size, args.batch_size)
 
-    preds = predict_split(Predictor.from_run(out), split="test")
+    preds = predict_split(Predictor.from_run(out, backend="torch", precision="32"), split="test")
     summary = summarize(preds.y_true, preds.probs(), preds.classes, groups=preds.patient_groups)
     total_seconds = time.perf_counter() - start
     m = summary["metrics"]

@@ -65,10 +65,11 @@ def main(argv=None) -> None:
     with TemporaryDirectory() as tmp:
         runs = [make_run(Path(tmp), f"m{i}", i, args.size) for i in range(2)]
         ens = create_ensemble(Path(tmp) / "ens", runs)
+        fp32 = dict(backend="torch", precision="32")  # the same arithmetic on every host: the cost is the views
         predictors = {
-            "plain": Predictor.from_run(runs[0]),
-            "tta standard (7 views)": Predictor.from_run(runs[0], tta="standard"),
-            "ensemble of 2": load_predictor(ens),
+            "plain": Predictor.from_run(runs[0], **fp32),
+            "tta standard (7 views)": Predictor.from_run(runs[0], tta="standard", **fp32),
+            "ensemble of 2": load_predictor(ens, **fp32),
         }
         pre = Preprocessing(input_size=args.size)
         gray = rng.random((args.images, 32, 32), dtype=np.float32)
