@@ -25,7 +25,7 @@ def test_readme_is_short_and_starts_with_the_two_commands():
     assert README.stat().st_size <= 12 * 1024, f"README.md is {README.stat().st_size} bytes; keep it <= 12 KB"
     assert TEXT.splitlines()[:4] == [
         "```",
-        "make demo     # set up .venv, then run the main job on ../shared/data/cxr (or DATA=path)",
+        "make demo     # set up .venv, then run the main job on ../shared/data/cxr + nih (or DATA=path)",
         "make test     # set up .venv, then run the test suite",
         "```",
     ]
