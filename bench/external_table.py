@@ -25,7 +25,7 @@ trained on, ``external/``'s NIH films share a hospital with training (other pati
 table says so in its ``note`` column.
 
 Usage: python bench/external_table.py RUN [RUN ...] [--external ../shared/data/external]
-       [--out bench/results/external_recipes]
+       [--out bench/results/external_recipes] [--title TITLE] [--note TEXT]
 """
 
 from __future__ import annotations
@@ -156,6 +156,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--external", default="../shared/data/external")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "external_recipes")
+    ap.add_argument("--title", default="Recipes on val and on external/ (issue 26)")
+    ap.add_argument("--note", default="", help="a line shown under the table (e.g. what else ran on the host)")
     args = ap.parse_args()
     import torch  # noqa: F401  (run_meta records the thread count of an imported torch)
 
@@ -164,9 +166,9 @@ def main() -> None:
     save_result(
         args.out,
         {"sources": [r["evaluation"] for r in rows]},
-        title="Recipes on val and on external/ (issue 26)",
+        title=args.title,
         tables=[table],
-        markdown=f"{RESEARCH_NOTICE}\n",
+        markdown=f"{RESEARCH_NOTICE}\n" + (f"\n{args.note}\n" if args.note else ""),
     )
     print(markdown_table(HEADER, table["rows"]))
 
