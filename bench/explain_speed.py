@@ -47,7 +47,8 @@ def predictor_for(model_name: str) -> Predictor:
     model, _ = build_classifier(model_name, len(CLASSES), in_chans=1, pretrained=False)
     pre = Preprocessing(input_size=SIZE)
     card = ModelCard(list(CLASSES), PreprocessingSpec(**pre.to_dict()), ModelSpec(name=model_name))
-    return Predictor(LoadedRun(Path(model_name), model, card, list(CLASSES), pre), precision="32")  # as measured before
+    # fp32, as its results were measured
+    return Predictor(LoadedRun(Path(model_name), model, card, list(CLASSES), pre), precision="32")
 
 
 def maps_per_second(explainer: Explainer, images: np.ndarray, repeats: int) -> float:

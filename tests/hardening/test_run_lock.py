@@ -103,8 +103,7 @@ def test_every_run_writer_is_refused_while_another_process_holds_the_lock(
 def test_a_stale_lock_left_by_a_killed_training_is_explained_and_does_not_block(
     blob_dataset, tmp_path, tiny_train_argv, multiprocess_env
 ):
-    out = tmp_path / "run"
-    env = multiprocess_env
+    out, env = tmp_path / "run", multiprocess_env
     first = subprocess.Popen(tiny_train_argv(blob_dataset, out, tmp_path / "c"), env=env, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not lock_path(out).exists() and time.time() < deadline:

@@ -45,7 +45,9 @@ def sourced_blobs(tmp_path_factory, blob_writer):
     return root
 
 
-def _base(tmp_path, tiny_settings):
+@pytest.fixture
+def base(tmp_path, tiny_settings) -> dict:
+    """The protocols' recipe: one epoch of the tiny run, robust augmentation, no near-duplicate merging."""
     return tiny_settings(tmp_path / "cache", epochs=1, dup_threshold=-1, augment="robust")
 
 
@@ -74,7 +76,7 @@ def test_config_may_not_set_the_split(tmp_path):
 
 
 @pytest.mark.slow
-def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_path, monkeypatch, tiny_settings):
+def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_path, monkeypatch, base):
     import cxrkit.training.fit as fit
 
     protocols = [PROTOCOLS["patient"], PROTOCOLS["image"], ONE_CLASS_TEST]
@@ -92,7 +94,7 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
             str(sourced_blobs),
             out,
             protocols,
-            _base(tmp_path, tiny_settings),
+            base,
             resamples=50,
             workers=1,
             on_protocol_done=killer,
@@ -100,7 +102,7 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
     assert trained == ["patient", "image"] and not (out / "protocols.json").exists()
     patient_result = (out / "patient" / "result.json").read_bytes()
 
-    table = run_protocols(str(sourced_blobs), out, protocols, _base(tmp_path, tiny_settings), resamples=50, workers=1)
+    table = run_protocols(str(sourced_blobs), out, protocols, base, resamples=50, workers=1)
     assert trained == ["patient", "image", "source"]  # finished protocols were reused, not retrained
     assert (out / "patient" / "result.json").read_bytes() == patient_result
     rows = {r["protocol"]: r for r in table["rows"]}
@@ -146,9 +148,7 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
 
     # another recipe in the same folder is refused, not mixed into the table
     with pytest.raises(CxrkitError, match="another config"):
-        run_protocols(
-            str(sourced_blobs), out, protocols[:1], {**_base(tmp_path, tiny_settings), "epochs": 3}, resamples=50
-        )
+        run_protocols(str(sourced_blobs), out, protocols[:1], {**base, "epochs": 3}, resamples=50)
 
     # an external set: every protocol's model scored on it whole
     shutil.rmtree(out / "adult-normals")
@@ -156,7 +156,7 @@ def test_table_leaks_missing_classes_and_resume_after_kill(sourced_blobs, tmp_pa
         str(sourced_blobs),
         tmp_path / "e",
         [PEDIATRIC_ONLY],
-        _base(tmp_path, tiny_settings),
+        base,
         resamples=50,
         workers=1,
         external=str(sourced_blobs),
