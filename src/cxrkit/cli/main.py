@@ -10,10 +10,10 @@ from pathlib import Path
 from .._meta import RESEARCH_NOTICE, __version__
 from .._speed import reexec_with_tcmalloc
 from ..errors import CxrkitError
-from . import data, demo, ensemble, evaluate, explain, export, lungs, pacs, predict, protocols, serve, train
+from . import adapt, data, demo, ensemble, evaluate, explain, export, lungs, pacs, predict, protocols, serve, train
 from ._console import fail
 
-COMMANDS = (demo, data, train, evaluate, explain, predict, ensemble, export, serve, lungs, protocols, pacs)
+COMMANDS = (demo, data, train, adapt, evaluate, explain, predict, ensemble, export, serve, lungs, protocols, pacs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,16 +40,17 @@ def data_roots(data) -> list[str]:
     return [str(data)]
 
 
-def load_data(data, classes=None, *, allow_outside_paths: bool = False) -> CxrDataset:
-    """Read one dataset or the union of several (``data`` a path or a list of paths)."""
+def load_data(data, classes=None, *, allow_outside_paths: bool = False, min_classes: int = 2) -> CxrDataset:
+    """Read one dataset or the union of several (``data`` a path or a list of paths); ``min_classes``:
+    :func:`~cxrkit.data.sources.load_dataset`'s."""
     roots = data_roots(data)
     if len(roots) == 1:
-        return load_dataset(roots[0], classes, allow_outside_paths=allow_outside_paths)
+        return load_dataset(roots[0], classes, allow_outside_paths=allow_outside_paths, min_classes=min_classes)
     _check_nesting([Path(r).expanduser().resolve() for r in roots])
     parts = []
     for root in roots:
         try:
-            parts.append(load_dataset(root, classes, allow_outside_paths=allow_outside_paths))
+            parts.append(load_dataset(root, classes, allow_outside_paths=allow_outside_paths, min_classes=min_classes))
         except DatasetError as exc:
             raise DatasetError(f"{exc} (one of {len(roots)} datasets given with --data)") from None
     return union(parts)

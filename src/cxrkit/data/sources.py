@@ -90,11 +90,14 @@ def register_source(cls: type[Source]) -> type[Source]:
     return cls
 
 
-def load_dataset(path: str | Path, classes=None, *, allow_outside_paths: bool = False) -> CxrDataset:
+def load_dataset(
+    path: str | Path, classes=None, *, allow_outside_paths: bool = False, min_classes: int = 2
+) -> CxrDataset:
     """Read ``path`` (a folder or a CSV) keeping ``classes`` in that order.
 
     ``classes`` is a list, a comma-separated string, ``None`` for the default
-    (covid, viral_pneumonia, normal) or ``"all"`` for every class found, sorted.
+    (covid, viral_pneumonia, normal) or ``"all"`` for every class found, sorted (at least
+    ``min_classes`` of them: training needs two; a site's labeled films may hold one).
     ``allow_outside_paths``: read manifest rows whose path leaves the manifest's folder.
     """
     path = Path(path).expanduser().resolve()
@@ -104,26 +107,26 @@ def load_dataset(path: str | Path, classes=None, *, allow_outside_paths: bool = 
         raise DatasetError(f"{path}: expected a folder of class folders or a CSV manifest")
     for cls in SOURCES:
         if cls.detect(path):
-            return _finish(cls.name, classes, cls(allow_outside_paths).records(path))
+            return _finish(cls.name, classes, cls(allow_outside_paths).records(path), min_classes)
     raise DatasetError(
         f"{path}: not a dataset layout cxrkit knows (class folders, a manifest CSV, or an ieee8023 metadata.csv)"
     )
 
 
-def _resolve_classes(classes, found: Counter, root: Path) -> tuple[str, ...]:
+def _resolve_classes(classes, found: Counter, root: Path, min_classes: int = 2) -> tuple[str, ...]:
     if isinstance(classes, str) and classes.strip().lower() == "all":
-        if len(found) < 2:
+        if len(found) < min_classes or not found:
             raise DatasetError(
-                f"{root}: need at least two classes, found "
+                f"{root}: need at least {'two classes' if min_classes == 2 else f'{min_classes} class(es)'}, found "
                 f"{', '.join(f'{c} ({n})' for c, n in sorted(found.items())) or 'no images'}"
             )
         return tuple(sorted(found))
     return parse_classes(classes)
 
 
-def _finish(source: str, classes, f: Found) -> CxrDataset:
+def _finish(source: str, classes, f: Found, min_classes: int = 2) -> CxrDataset:
     found = Counter(r.label for r in f.records)
-    selected = _resolve_classes(classes, found, f.root)
+    selected = _resolve_classes(classes, found, f.root, min_classes)
     if not any(found.get(c) for c in selected):
         raise DatasetError(
             f"{f.root}: none of the classes {', '.join(selected)} were found; the data has "

@@ -1,0 +1,221 @@
+"""`cxr adapt`: a run adapted to a new site's labeled films, and the site report's folds.
+
+Synthetic data: the base learns blob positions; the "site" moves every blob a little and adds
+labels the base has no class for, as a later acquisition would.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrkit.cli.main import main
+from cxrkit.errors import UsageError
+
+pytestmark = pytest.mark.slow
+
+
+def _blob_folder(root, label, centre, n, seed):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    (root / label).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = rng.normal(100, 20, (64, 64)) + 120 * np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / 60)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / label / f"{label}_{i:03d}.png")
+
+
+def _site(root, n=8, extra=("bacterial_pneumonia",)):
+    """A site: normal and viral films with shifted blobs, plus labels that are not classes."""
+    _blob_folder(root, "normal", (44, 28), n, 11)
+    _blob_folder(root, "viral_pneumonia", (20, 44), n, 12)
+    for k, label in enumerate(extra):
+        _blob_folder(root, label, (48, 48), n // 2, 13 + k)
+    return root
+
+
+@pytest.fixture(scope="module")
+def aux_base(blob_writer, tiny_config, tmp_path_factory):
+    """A tiny base with an auxiliary 'pneumonia' output, calibrated as `cxr train` leaves it."""
+    from cxrkit.training import train
+
+    root = tmp_path_factory.mktemp("aux_base")
+    data = blob_writer(root / "d", per_class=16)
+    _blob_folder(data, "pneumonia", (48, 48), 16, 5)
+    config = tiny_config(data, root / "run", root / "cache", epochs=2)
+    return train(config, progress_bar=False).run_dir, root / "cache"
+
+
+def _settings(**kw):
+    from cxrkit.training.adapt import AdaptSettings
+
+    return AdaptSettings(**{"epochs": 1, "replay": 24, "batch_size": 8, **kw})
+
+
+def test_adapted_run_keeps_the_base_and_names_its_lineage(aux_base, tmp_path):
+    import cxrkit
+    from cxrkit.run import read_card
+    from cxrkit.workflows.adapt import adapt
+
+    base, cache = aux_base
+    site = _site(tmp_path / "site", extra=("bacterial_pneumonia", "fracture"))
+    said = []
+    result = adapt(base, site, tmp_path / "new", _settings(), workers=1, cache_dir=cache, on_stage=said.append)
+    card, base_card = read_card(result.run_dir), read_card(base)
+    assert card.classes == base_card.classes and card.aux_outputs == base_card.aux_outputs == ["pneumonia"]
+    assert card.preprocessing == base_card.preprocessing
+    lineage = card.extra["adaptation"]
+    assert lineage["base_run"] == str(base.resolve())
+    # labels that are no class train the base's auxiliary output, and it is said
+    assert lineage["site"]["label_map"]["bacterial_pneumonia"] == "pneumonia"
+    assert lineage["site"]["label_map"]["fracture"] == "pneumonia"
+    assert lineage["site"]["films"] == {"bacterial_pneumonia": 4, "fracture": 4, "normal": 8, "viral_pneumonia": 8}
+    assert any("bacterial_pneumonia trains the base's output pneumonia" in m for m in said)
+    assert card.calibration is not None and card.calibration.fitted_on  # refit: ready to predict at once
+    assert (result.run_dir / "split.csv").read_text() == (base / "split.csv").read_text()
+    # the weights moved, and the new run predicts like any run
+    old = cxrkit.load(base, backend="torch", precision="32")
+    new = cxrkit.load(result.run_dir, backend="torch", precision="32")
+    films = sorted((site / "normal").glob("*.png"))[:3]
+    assert not np.allclose(old.predict_proba(films), new.predict_proba(films))
+    assert len(new.predict(films).results) == 3
+
+
+def test_adapted_run_works_everywhere_a_run_does(aux_base, tmp_path):
+    import cxrkit
+    from cxrkit.evaluation.evaluate import evaluate_run
+    from cxrkit.explain import Explainer
+    from cxrkit.inference import Predictor
+    from cxrkit.inference.export import export_onnx
+    from cxrkit.serve.app import create_app
+    from cxrkit.workflows.adapt import adapt
+
+    base, cache = aux_base
+    site = _site(tmp_path / "site")
+    run = adapt(base, site, tmp_path / "new", _settings(), workers=1, cache_dir=cache).run_dir
+    film = sorted((site / "normal").glob("*.png"))[0]
+    # evaluate: the base's own test split by default (what the adaptation cost elsewhere)
+    metrics = evaluate_run(run, workers=1, cache_dir=cache, n_resamples=20)
+    assert metrics["data"]["split"] == "test" and metrics["overall"]["n_images"] > 0
+    # explain
+    predictor = Predictor.from_run(run)
+    images = np.stack([predictor.preprocessing.to_uint8(np.asarray(Image.open(film)))])
+    assert Explainer(predictor).explain(images).maps.shape[0] == 1
+    # export: ONNX gives the torch probabilities
+    export_onnx(run)
+    torch_p = cxrkit.load(run, backend="torch", precision="32").predict_proba([film])
+    onnx_p = cxrkit.load(run, backend="onnx").predict_proba([film])
+    assert np.allclose(torch_p, onnx_p, atol=1e-4)
+    # serve
+    from cxrkit.serve.client import upload
+    from cxrkit.serve.server import running
+
+    with running(create_app(cxrkit.load(run, precision="32"))) as url:
+        r = upload(f"{url}/v1/predict", film.read_bytes(), "a.png")
+    assert r.status == 200 and set(r.json()["probabilities"]) == {"covid", "viral_pneumonia", "normal"}
+
+
+def test_site_report_measures_on_held_out_patients(aux_base, tmp_path):
+    from cxrkit.workflows.adapt import site_report
+
+    base, cache = aux_base
+    site = _site(tmp_path / "site", n=6)
+    report = site_report(
+        base, site, tmp_path / "rep", folds=2, shots=(0, 2, None), settings=_settings(), workers=1, cache_dir=cache,
+        resamples=20,
+    )
+    saved = json.loads((tmp_path / "rep" / "site_report.json").read_text())
+    assert saved["learning_curve"][0]["shots"] == 0 and [s["shots"] for s in saved["learning_curve"]] == [0, 2, "all"]
+    for step in report["learning_curve"]:
+        assert step["films"] == {"viral_pneumonia": 6, "normal": 6}  # every class film predicted once per step
+        m = step["metrics"]["balanced_accuracy"]
+        assert 0.0 <= m["lo"] <= m["value"] <= m["hi"] <= 1.0
+    assert (tmp_path / "rep" / "learning_curve.png").stat().st_size > 1000
+    md = (tmp_path / "rep" / "site_report.md").read_text()
+    assert "| 0 (base) |" in md and "base run's own test split" in md
+    assert report["adapted_on_all"]["adapted"]["accuracy"]["value"] >= 0
+    assert (tmp_path / "rep" / "model" / "model_card.json").is_file()
+    assert not (tmp_path / "rep" / "work").exists()
+
+
+def test_folds_are_patient_disjoint_and_nested_shots():
+    from cxrkit.workflows.adapt import shot_rows, site_folds
+
+    patients = [f"p{i // 2}" for i in range(40)]  # two films per patient
+    labels = np.array([0 if i < 20 else 1 for i in range(40)])
+    fold = site_folds(patients, labels, 5, seed=3)
+    for p in set(patients):
+        assert len({fold[i] for i, q in enumerate(patients) if q == p}) == 1
+    assert sorted(np.bincount(fold)) == [8] * 5
+    pool = np.nonzero(fold != 0)[0]
+    five, two = set(shot_rows(patients, labels, pool, 5, 1)), set(shot_rows(patients, labels, pool, 2, 1))
+    assert two < five and len({patients[i] for i in five}) == 10
+
+
+def test_one_patient_cannot_be_folded():
+    from cxrkit.workflows.adapt import site_folds
+
+    with pytest.raises(UsageError, match="1 patient; folds need at least 2"):
+        site_folds(["p1", "p1"], np.array([0, 0]), 5)
+    with pytest.raises(UsageError, match="--folds 3"):
+        site_folds(["a", "b", "c"], np.array([0, 1, 0]), 5)
+
+
+def test_bad_sites_and_bases_get_one_clear_line(aux_base, tiny_run, tmp_path, capsys):
+    base, cache = aux_base
+    common = ["--epochs", "1", "--replay", "8", "--workers", "1"]
+
+    def run(*argv):
+        with pytest.raises(SystemExit) as exc:
+            main(["adapt", *map(str, argv), *common])
+        return exc.value.code, capsys.readouterr().err
+
+    # unknown labels and no auxiliary output to take them: nothing to train on
+    odd = tmp_path / "odd"
+    _blob_folder(odd, "fracture", (10, 10), 4, 1)
+    code, err = run(tiny_run.run_dir, "--data", odd, "--out", tmp_path / "o1")
+    assert code == 2 and "no film maps to an output" in err and "fracture (4)" in err and "--map" in err
+    assert not (tmp_path / "o1").exists()
+    # images that do not decode: all of them -> refused, naming what was found
+    broken = tmp_path / "broken"
+    (broken / "normal").mkdir(parents=True)
+    for i in range(3):
+        (broken / "normal" / f"x{i}.png").write_bytes(b"not a png")
+    code, err = run(base, "--data", broken, "--out", tmp_path / "o2")
+    assert code == 2 and "no film maps" in err and "no readable films" in err
+    # an ensemble: adapt a member
+    from cxrkit.inference.ensemble import create_ensemble
+
+    ens = tmp_path / "ens"
+    create_ensemble(ens, [tiny_run.run_dir, tiny_run.run_dir])
+    code, err = run(ens, "--data", _site(tmp_path / "s"), "--out", tmp_path / "o3")
+    assert code == 2 and "is an ensemble; adapt one member" in err
+    # a bad --map and an existing --out
+    code, err = run(base, "--data", tmp_path / "s", "--out", tmp_path / "o4", "--map", "fracture")
+    assert code == 2 and "LABEL=CLASS" in err
+    code, err = run(base, "--data", tmp_path / "s", "--out", base)
+    assert code == 2 and "already holds a run" in err
+
+
+def test_some_unreadable_site_films_are_listed_and_the_rest_adapts(aux_base, tmp_path):
+    from cxrkit.workflows.adapt import adapt
+
+    base, cache = aux_base
+    site = _site(tmp_path / "site", extra=())
+    (site / "normal" / "broken.png").write_bytes(b"\x89PNG truncated")
+    result = adapt(base, site, tmp_path / "new", _settings(), workers=1, cache_dir=cache)
+    assert [s["path"].endswith("broken.png") for s in result.skipped] == [True]
+    assert result.card.extra["adaptation"]["site"]["films"] == {"normal": 8, "viral_pneumonia": 8}
+
+
+def test_one_patient_site_adapts_with_a_warning(aux_base, tmp_path):
+    from cxrkit.workflows.adapt import adapt
+
+    base, cache = aux_base
+    site = tmp_path / "site"
+    _blob_folder(site, "normal", (44, 28), 1, 1)
+    said = []
+    adapt(base, site, tmp_path / "new", _settings(), workers=1, cache_dir=cache, on_stage=said.append)
+    assert any("one site patient" in m for m in said)
+    shutil.rmtree(tmp_path / "new")
