@@ -85,13 +85,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     from ..training import train
+    from ..workflows.training import train_ready
 
     resume = bool(args.resume)
     if not is_launch_rank_zero():  # another process of a distributed run: rank 0 reports
         train(config, resume=resume, progress_bar=False)
         return
     with progress_bar("preparing images") as update:
-        result = train(config, resume=resume, on_stage=_say, data_progress=update)
+        result = train_ready(config, resume=resume, on_stage=_say, data_progress=update)
     card = result.card
     if card:
         v = card.val_metrics

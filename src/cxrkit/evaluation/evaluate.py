@@ -63,6 +63,15 @@ def calibrate_run(predictor: Predictor, workers: int = 2, cache_dir=None, allow_
     return card.to_dict()["calibration"]
 
 
+def run_calibration(predictor: Predictor, workers: int = 2, cache_dir=None) -> dict:
+    """The run's calibration as ``cxr train`` (or ``cxr adapt``) fitted it; fitted here, once, only
+    for a run saved before training fitted it. Evaluating never changes what a run predicts."""
+    card = predictor.run.card
+    if card.calibration is not None:
+        return card.to_dict()["calibration"]
+    return calibrate_run(predictor, workers, cache_dir)
+
+
 # The "other abnormal" flag fires on at most this share of val's normal films.
 OTHER_ABNORMAL_NORMALS_FLAGGED = 0.05
 
@@ -110,7 +119,7 @@ def evaluate_run(
     :mod:`cxrkit.evaluation.abnormal` (``metrics.json["abnormal"]``).
     """
     predictor = predictor or load_predictor(run_dir, backend=NETWORK_BACKEND)
-    cal = calibrate_run(predictor, workers, cache_dir)
+    cal = run_calibration(predictor, workers, cache_dir)
     preds = preds or predict_split(predictor, data, split, workers, cache_dir, abnormal=abnormal)
     classes, y = preds.classes, preds.y_true
     before, after = preds.probs(), preds.probs(cal["temperature"])

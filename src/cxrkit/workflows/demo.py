@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..run import RunDir
-from ..training import TrainConfig, train
+from ..training import TrainConfig
 from ..training.config import DEMO_DEFAULTS  # noqa: F401  (re-exported: the demo's recipe)
 from ..training.fit import prepare_data
 from .evaluation import Evaluated, evaluate_and_report
 from .inspect import write_inspection
+from .training import train_ready
 
 DEFAULT_BY = ("population", "subsource")
 
@@ -63,7 +64,7 @@ def run_demo(
     if run.is_finished():
         on_stage(f"reusing the finished run in {run.root} (choose another --out to train anew)")
     else:
-        train(
+        train_ready(
             config,
             resume=run.last_checkpoint.is_file(),
             on_stage=on_stage,
