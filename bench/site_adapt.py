@@ -1,0 +1,116 @@
+"""Adapting the default model to a new site, measured in patient folds within the site (issue 34).
+
+Runs ``cxr adapt BASE --data SITE --out OUT --folds K`` through the API (the same
+:func:`cxrkit.workflows.adapt.site_report`) and writes one results file: the learning curve
+(0 = the base model, then labeled site patients per label) with 95% patient-bootstrap CIs on
+held-out site patients, and, when the final model is made, the base and the adapted run on the
+base run's own test split (what the adaptation cost elsewhere). ``bench/render_results.py``
+renders it into ``docs/results/NAME.md``; ``--figure`` also copies the learning-curve plot into
+the docs. The site's films are never copied: the report reads them in place.
+
+Usage:
+  python bench/site_adapt.py BASE_RUN --site ../shared/data/site --out runs/site/NAME \\
+      [--folds 5] [--shots 0 5 10 25 all] [--no-final] [--replay 800] [--site-repeats 1] \\
+      [--anchor 0] [--epochs 4] [--lr 1e-4] [--result bench/results/site_adapt] [--figure PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from _common import save_result
+
+from cxrkit.cli.adapt import _shots
+from cxrkit.evaluation.site_plots import curve_series
+from cxrkit.training.adapt import AdaptSettings
+from cxrkit.workflows.adapt import site_report
+
+
+def _pct(ci) -> str:
+    if not ci or ci.get("value") is None or ci["value"] != ci["value"]:
+        return "n/a"
+    return f"{ci['value'] * 100:.1f} [{ci['lo'] * 100:.1f}, {ci['hi'] * 100:.1f}]"
+
+
+def tables(report: dict) -> list[dict]:
+    series = curve_series(report)
+    names = ["balanced accuracy" if k == "balanced_accuracy" else f"{k.split('/', 1)[1]} called {k.split('/', 1)[1]}" for k in series]
+    rows = []
+    for j, step in enumerate(report["learning_curve"]):
+        films = ", ".join(f"{c} {n}" for c, n in step["films"].items())
+        rows.append([step["label"], films, *(_pct(series[k][j]) for k in series)])
+    out = [
+        {
+            "title": f"Held-out site patients ({report['folds']} patient-disjoint folds), % with 95% CI",
+            "columns": ["labeled site patients per label", "films", *names],
+            "rows": rows,
+        }
+    ]
+    final = report.get("adapted_on_all")
+    if final:
+        b, a = final["base"], final["adapted"]
+        out.append(
+            {
+                "title": "What it cost elsewhere: the base run's own patient-disjoint test split, accuracy %",
+                "columns": ["model", "films", "accuracy [95% CI]", "change (points)"],
+                "rows": [
+                    ["base (default model)", b["n_images"], _pct(b["accuracy"]), ""],
+                    [
+                        "adapted on every site film",
+                        a["n_images"],
+                        _pct(a["accuracy"]),
+                        f"{(a['accuracy']['value'] - b['accuracy']['value']) * 100:+.1f}",
+                    ],
+                ],
+            }
+        )
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("base", type=Path)
+    p.add_argument("--site", type=Path, default=Path("../shared/data/site"))
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--shots", nargs="+", type=_shots, default=[0, 5, 10, 25, None])
+    p.add_argument("--no-final", action="store_true", help="skip the model adapted on every film")
+    d = AdaptSettings()
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--replay", type=int, default=d.replay)
+    p.add_argument("--site-repeats", type=int, default=d.site_repeats)
+    p.add_argument("--anchor", type=float, default=d.anchor)
+    p.add_argument("--result", type=Path, default=Path("bench/results/site_adapt"))
+    p.add_argument("--title", default="Adapting the default model to a new site (site/)")
+    p.add_argument("--figure", type=Path, default=None, help="copy learning_curve.png here")
+    a = p.parse_args()
+    settings = AdaptSettings(
+        epochs=a.epochs, lr=a.lr, replay=a.replay, site_repeats=a.site_repeats, anchor=a.anchor
+    )
+    report = site_report(
+        a.base,
+        a.site,
+        a.out,
+        a.folds,
+        tuple(a.shots),
+        settings,
+        on_stage=lambda m: print(m, file=sys.stderr, flush=True),
+        final_model=not a.no_final,
+    )
+    if a.figure:
+        shutil.copyfile(a.out / "learning_curve.png", a.figure)
+    note = (
+        f"{report['protocol']}. Base: the default recipe (`cxr train --data ../shared/data/cxr ../shared/data/nih`). "
+        f"Site labels trained as another output: "
+        + (", ".join(f"{k} -> {v}" for k, v in report["label_map"].items() if k != v) or "none")
+        + f". Settings: {settings.to_dict()}. Wall time of the whole report: {report['seconds'] / 60:.1f} min."
+    )
+    save_result(a.result, report, title=a.title, tables=tables(report), markdown=note)
+
+
+if __name__ == "__main__":
+    main()
