@@ -88,7 +88,7 @@ def test_every_run_writer_is_refused_while_another_process_holds_the_lock(
             ["lungs", "train", "--data", str(tmp_path), "--out", str(tmp_path / "lungs")],
         ),
         "train": (tmp_path / "new", ["train", "--data", str(blob_dataset), "--out", str(tmp_path / "new")]),
-        "resume": (run, ["train", "--resume", str(run)]),
+        "resume": (run, ["train", "--resume", str(run), "--epochs", "5"]),  # plain: refused as finished
     }[command]
     pid = foreign_lock(target)
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
