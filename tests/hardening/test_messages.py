@@ -1,4 +1,5 @@
-"""Issue 29 classes 3 and 5: broken run files are one line naming the file; messages blame the right thing."""
+"""Issue 29 classes 3 and 5, issue 37 item 11a: broken run files are one line naming the file; messages
+blame the right thing."""
 
 from __future__ import annotations
 
@@ -119,3 +120,25 @@ def test_serve_on_a_busy_port_is_one_line_before_serving(tiny_run, capsys):
     err = " ".join(captured.err.split())
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err, err
     assert "serving" not in captured.out, "nothing may claim to serve before the port is bound"
+
+
+def _killed(tiny_run, dest):
+    """A run killed after a checkpoint, before it wrote its model and card."""
+    run = shutil.copytree(tiny_run.run_dir, dest)
+    (run / "model_card.json").unlink()
+    (run / "model.safetensors").unlink()
+    return run
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_an_unfinished_run_is_not_called_not_a_run_directory(tiny_run, tmp_path, capsys, command):
+    run = _killed(tiny_run, tmp_path / "run")
+    image = tmp_path / "x.png"
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(image)
+    argv = ["predict", run, image] if command == "predict" else ["evaluate", run, "--resamples", "5"]
+    err = _error(argv, capsys)
+    assert f"{run}: an unfinished run" in err and f"`cxr train --resume {run}`" in err, err
+    assert "not a run directory" not in err
+    shutil.rmtree(run / "checkpoints")  # stopped before its first checkpoint: nothing to resume
+    err = _error(argv, capsys)
+    assert "before its first checkpoint" in err and "nothing to resume" in err, err
