@@ -1,4 +1,4 @@
-"""Issue 29 classes 3 and 5, issue 37 item 11a: broken run files are one line naming the file; messages
+"""Issue 29 classes 3 and 5, issue 37 items 6 and 11a: broken run files are one line naming the file; messages
 blame the right thing."""
 
 from __future__ import annotations
@@ -142,3 +142,15 @@ def test_an_unfinished_run_is_not_called_not_a_run_directory(tiny_run, tmp_path,
     shutil.rmtree(run / "checkpoints")  # stopped before its first checkpoint: nothing to resume
     err = _error(argv, capsys)
     assert "before its first checkpoint" in err and "nothing to resume" in err, err
+
+
+def test_ensemble_members_that_disagree_about_auxiliary_outputs_are_named(tiny_run, tmp_path, capsys):
+    plain = shutil.copytree(tiny_run.run_dir, tmp_path / "plain")
+    aux = shutil.copytree(tiny_run.run_dir, tmp_path / "aux")
+    card = json.loads((aux / "model_card.json").read_text())
+    card["model"]["aux_outputs"] = ["bacterial_pneumonia"]
+    (aux / "model_card.json").write_text(json.dumps(card))
+    err = _error(["ensemble", "create", plain, aux, "--out", tmp_path / "ens"], capsys)
+    assert "disagree about auxiliary outputs" in err and str(aux) in err and str(plain) in err, err
+    assert "bacterial_pneumonia" in err and "none" in err and "not a run directory" not in err
+    assert not (tmp_path / "ens").exists()
