@@ -1,4 +1,4 @@
-"""Issue 29 classes 3 and 5, issue 37 items 6 and 11a: broken run files are one line naming the file; messages
+"""Issue 29 classes 3 and 5, issue 37 items 6, 7 and 11a: broken run files are one line naming the file; messages
 blame the right thing."""
 
 from __future__ import annotations
@@ -154,3 +154,16 @@ def test_ensemble_members_that_disagree_about_auxiliary_outputs_are_named(tiny_r
     assert "disagree about auxiliary outputs" in err and str(aux) in err and str(plain) in err, err
     assert "bacterial_pneumonia" in err and "none" in err and "not a run directory" not in err
     assert not (tmp_path / "ens").exists()
+
+
+def test_evaluate_takes_several_data_roots_as_train_does(tiny_run, blob_dataset, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root, classes in ((a, ("covid", "viral_pneumonia")), (b, ("normal",))):
+        for c in classes:
+            shutil.copytree(blob_dataset / c, root / c)
+    run = shutil.copytree(tiny_run.run_dir, tmp_path / "run")
+    out = tmp_path / "ev"
+    argv = ["evaluate", run, "--data", a, b, "--workers", "1", "--resamples", "5", "--out", out]
+    assert main([str(x) for x in argv]) in (0, None)
+    ev = json.loads((out / "metrics.json").read_text())
+    assert ev["data"]["path"] == [str(a), str(b)] and ev["data"]["external"] is True
