@@ -1,5 +1,5 @@
-"""Issue 29 classes 3 and 5, issue 37 items 6, 7 and 11a: broken run files are one line naming the file; messages
-blame the right thing."""
+"""Issue 29 classes 3 and 5, issue 37 items 6, 7, 11a and 11d: broken run files are one line naming the
+file; messages blame the right thing; evaluate reads several roots as train does."""
 
 from __future__ import annotations
 
@@ -167,3 +167,35 @@ def test_evaluate_takes_several_data_roots_as_train_does(tiny_run, blob_dataset,
     assert main([str(x) for x in argv]) in (0, None)
     ev = json.loads((out / "metrics.json").read_text())
     assert ev["data"]["path"] == [str(a), str(b)] and ev["data"]["external"] is True
+
+
+def _animated_png(path, first: np.ndarray, second: np.ndarray):
+    frames = [Image.fromarray(first), Image.fromarray(second)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    return path
+
+
+def test_an_animated_png_is_refused_naming_the_file_not_predicted_from_its_black_first_frame(
+    tiny_run, tmp_path, capsys, synth_array
+):
+    path = _animated_png(tmp_path / "anim.png", np.zeros((64, 64), np.uint8), synth_array(1))
+    with Image.open(path) as img:
+        assert img.n_frames == 2  # really animated
+    with pytest.raises(ImageReadError, match="2 frames"):
+        read_image(path)
+    with pytest.raises(SystemExit) as exc:  # predict reports a failed input and exits 1 (its --help)
+        main(["predict", str(tiny_run.run_dir), str(path)])
+    captured = capsys.readouterr()
+    said = " ".join((captured.out + captured.err).split())
+    assert exc.value.code == 1 and "anim.png" in said and "2 frames" in said and "Traceback" not in said, said
+
+
+def test_the_service_refuses_an_animated_png_it_would_reduce(tmp_path, synth_array):
+    from cxrkit.serve.images import decode_upload
+    from cxrkit.serve.limits import Limits
+    from cxrkit.serve.responses import HttpError
+
+    path = _animated_png(tmp_path / "anim.png", np.zeros((128, 128), np.uint8), synth_array(1, (128, 128)))
+    with pytest.raises(HttpError, match="2 frames") as exc:
+        decode_upload(None, path.read_bytes(), "anim.png", Limits(work_side=64))
+    assert exc.value.status == 422
