@@ -1,4 +1,5 @@
-"""Issue 29 classes 3 and 5: broken run files are one line naming the file; messages blame the right thing."""
+"""Issue 29 classes 3 and 5, issue 37 items 6, 7, 11a and 11d: broken run files are one line naming the
+file; messages blame the right thing; evaluate reads several roots as train does."""
 
 from __future__ import annotations
 
@@ -119,3 +120,82 @@ def test_serve_on_a_busy_port_is_one_line_before_serving(tiny_run, capsys):
     err = " ".join(captured.err.split())
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err, err
     assert "serving" not in captured.out, "nothing may claim to serve before the port is bound"
+
+
+def _killed(tiny_run, dest):
+    """A run killed after a checkpoint, before it wrote its model and card."""
+    run = shutil.copytree(tiny_run.run_dir, dest)
+    (run / "model_card.json").unlink()
+    (run / "model.safetensors").unlink()
+    return run
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_an_unfinished_run_is_not_called_not_a_run_directory(tiny_run, tmp_path, capsys, command):
+    run = _killed(tiny_run, tmp_path / "run")
+    image = tmp_path / "x.png"
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(image)
+    argv = ["predict", run, image] if command == "predict" else ["evaluate", run, "--resamples", "5"]
+    err = _error(argv, capsys)
+    assert f"{run}: an unfinished run" in err and f"`cxr train --resume {run}`" in err, err
+    assert "not a run directory" not in err
+    shutil.rmtree(run / "checkpoints")  # stopped before its first checkpoint: nothing to resume
+    err = _error(argv, capsys)
+    assert "before its first checkpoint" in err and "nothing to resume" in err, err
+
+
+def test_ensemble_members_that_disagree_about_auxiliary_outputs_are_named(tiny_run, tmp_path, capsys):
+    plain = shutil.copytree(tiny_run.run_dir, tmp_path / "plain")
+    aux = shutil.copytree(tiny_run.run_dir, tmp_path / "aux")
+    card = json.loads((aux / "model_card.json").read_text())
+    card["model"]["aux_outputs"] = ["bacterial_pneumonia"]
+    (aux / "model_card.json").write_text(json.dumps(card))
+    err = _error(["ensemble", "create", plain, aux, "--out", tmp_path / "ens"], capsys)
+    assert "disagree about auxiliary outputs" in err and str(aux) in err and str(plain) in err, err
+    assert "bacterial_pneumonia" in err and "none" in err and "not a run directory" not in err
+    assert not (tmp_path / "ens").exists()
+
+
+def test_evaluate_takes_several_data_roots_as_train_does(tiny_run, blob_dataset, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root, classes in ((a, ("covid", "viral_pneumonia")), (b, ("normal",))):
+        for c in classes:
+            shutil.copytree(blob_dataset / c, root / c)
+    run = shutil.copytree(tiny_run.run_dir, tmp_path / "run")
+    out = tmp_path / "ev"
+    argv = ["evaluate", run, "--data", a, b, "--workers", "1", "--resamples", "5", "--out", out]
+    assert main([str(x) for x in argv]) in (0, None)
+    ev = json.loads((out / "metrics.json").read_text())
+    assert ev["data"]["path"] == [str(a), str(b)] and ev["data"]["external"] is True
+
+
+def _animated_png(path, first: np.ndarray, second: np.ndarray):
+    frames = [Image.fromarray(first), Image.fromarray(second)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    return path
+
+
+def test_an_animated_png_is_refused_naming_the_file_not_predicted_from_its_black_first_frame(
+    tiny_run, tmp_path, capsys, synth_array
+):
+    path = _animated_png(tmp_path / "anim.png", np.zeros((64, 64), np.uint8), synth_array(1))
+    with Image.open(path) as img:
+        assert img.n_frames == 2  # really animated
+    with pytest.raises(ImageReadError, match="2 frames"):
+        read_image(path)
+    with pytest.raises(SystemExit) as exc:  # predict reports a failed input and exits 1 (its --help)
+        main(["predict", str(tiny_run.run_dir), str(path)])
+    captured = capsys.readouterr()
+    said = " ".join((captured.out + captured.err).split())
+    assert exc.value.code == 1 and "anim.png" in said and "2 frames" in said and "Traceback" not in said, said
+
+
+def test_the_service_refuses_an_animated_png_it_would_reduce(tmp_path, synth_array):
+    from cxrkit.serve.images import decode_upload
+    from cxrkit.serve.limits import Limits
+    from cxrkit.serve.responses import HttpError
+
+    path = _animated_png(tmp_path / "anim.png", np.zeros((128, 128), np.uint8), synth_array(1, (128, 128)))
+    with pytest.raises(HttpError, match="2 frames") as exc:
+        decode_upload(None, path.read_bytes(), "anim.png", Limits(work_side=64))
+    assert exc.value.status == 422

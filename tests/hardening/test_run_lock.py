@@ -1,4 +1,5 @@
-"""Issue 29 class 2: one writer per run directory, for every command that writes one."""
+"""Issue 29 class 2: one writer per run directory, for every command that writes one; issue 37 item 11:
+a lock whose pid is no longer cxrkit is called stale, a run being trained is called so."""
 
 from __future__ import annotations
 
@@ -46,16 +47,21 @@ def test_two_trainings_into_one_out_at_once_one_runs_the_other_exits_2_naming_th
     assert not lock_path(out).exists(), "the winner releases its lock"
 
 
+def _holding(run_dir, pid: int) -> None:
+    path = lock_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {"pid": pid, "host": socket.gethostname(), "started": "earlier", "command": "cxr train"}
+    path.write_text(json.dumps(info))
+
+
 @pytest.fixture
 def foreign_lock():
-    """``foreign_lock(dir)``: a lock on ``dir`` held by another live process (as a running cxr)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    """``foreign_lock(dir)``: a lock on ``dir`` held by another live process (as a running cxr: its
+    command line names ``cxr``, which is how a lock's live pid is told from a reused one)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "cxr", "train"])
 
     def hold(run_dir) -> int:
-        path = lock_path(run_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        info = {"pid": proc.pid, "host": socket.gethostname(), "started": "earlier", "command": "cxr train"}
-        path.write_text(json.dumps(info))
+        _holding(run_dir, proc.pid)
         return proc.pid
 
     yield hold
@@ -88,7 +94,7 @@ def test_every_run_writer_is_refused_while_another_process_holds_the_lock(
             ["lungs", "train", "--data", str(tmp_path), "--out", str(tmp_path / "lungs")],
         ),
         "train": (tmp_path / "new", ["train", "--data", str(blob_dataset), "--out", str(tmp_path / "new")]),
-        "resume": (run, ["train", "--resume", str(run)]),
+        "resume": (run, ["train", "--resume", str(run), "--epochs", "5"]),  # plain: refused as finished
     }[command]
     pid = foreign_lock(target)
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
@@ -121,3 +127,47 @@ def test_a_stale_lock_left_by_a_killed_training_is_explained_and_does_not_block(
         assert res.returncode == 0, res.stderr[-800:]
     assert f"stale lock {lock_path(out)}" in flat and f"pid {first.pid}" in flat, res.stdout[-800:]
     assert not lock_path(out).exists()
+
+
+@pytest.fixture
+def other_process():
+    """A live process that is not cxrkit (what a reused pid runs)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("holder", ["reused", "pid1"])
+def test_a_lock_naming_a_live_process_that_is_not_cxrkit_is_called_stale_naming_the_file(
+    tiny_run, tmp_path, capsys, other_process, holder
+):
+    pid = other_process if holder == "reused" else 1
+    try:
+        init = open("/proc/1/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        init = None
+    if holder == "pid1" and (init is None or "cxr" in init):
+        pytest.skip("pid 1's command line cannot be read here, or names cxr")
+    run = shutil.copytree(tiny_run.run_dir, tmp_path / "run")
+    _holding(run, pid)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    err = _refused(["train", "--resume", str(run), "--epochs", "5"], capsys)
+    assert "looks stale" in err and f"remove {lock_path(run)}" in err and f"pid {pid}" in err, err
+    assert "wait for it" not in err
+    assert lock_path(run).exists(), "a live process is never provably not the holder: the user removes it"
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_run_being_trained_is_said_to_be_training_not_to_be_no_run(
+    tiny_run, tmp_path, foreign_lock, capsys, make_image, command
+):
+    run = shutil.copytree(tiny_run.run_dir, tmp_path / "run")
+    (run / "model_card.json").unlink()
+    (run / "model.safetensors").unlink()
+    pid = foreign_lock(run)
+    argv = ["evaluate", str(run), "--resamples", "5"] if command == "evaluate" else ["predict", str(run)]
+    err = _refused(argv + ([str(make_image("x.png"))] if command == "predict" else []), capsys)
+    assert f"{run}: still training" in err and f"pid {pid}" in err and str(lock_path(run)) in err, err
+    assert "not a run directory" not in err

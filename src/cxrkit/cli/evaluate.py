@@ -20,9 +20,12 @@ def _common(p: argparse.ArgumentParser, run_help: str = "run directory made by `
     p.add_argument("run_dir", type=Path, nargs="?" if optional else None, help=run_help)
     p.add_argument(
         "--data",
+        nargs="+",
         default=None,
+        metavar="DATA",
         help="dataset to evaluate on (default: the run's training data with its split); "
-        "other data is external validation, classes matched by name",
+        "other data is external validation, classes matched by name; several roots are read as one "
+        "dataset, as `cxr train --data A B` reads them",
     )
     p.add_argument(
         "--split",
@@ -121,6 +124,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_compare)
 
 
+def _data(args: argparse.Namespace):
+    """``--data``: None, one root as a string, or several as a list (what the library reads)."""
+    if not args.data:
+        return None
+    return args.data[0] if len(args.data) == 1 else args.data
+
+
 def run_evaluate(args: argparse.Namespace) -> None:
     from ..evaluation.report import render_markdown
     from ..workflows import evaluate_and_report
@@ -135,7 +145,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         raise CliError("say which run to evaluate: RUN_DIR, or --ensemble RUN_A RUN_B ...")
     result = evaluate_and_report(
         run_dir,
-        args.data,
+        _data(args),
         args.split,
         args.by,
         args.resamples,
@@ -159,7 +169,7 @@ def run_audit(args: argparse.Namespace) -> None:
 
     result = audit_run(
         load_predictor(args.run_dir, backend=NETWORK_BACKEND),
-        args.data,
+        _data(args),
         args.split,
         args.by,
         args.workers,

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = args.debug or bool(os.environ.get("CXR_DEBUG"))
     try:
         args.func(args)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+    except KeyboardInterrupt as exc:  # a stopped training says what it kept and how to continue
+        fail(str(exc) or "interrupted", 130)
     except (CxrkitError, OSError) as exc:
         if debug:
             raise

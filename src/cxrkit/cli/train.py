@@ -9,6 +9,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from .._distributed import is_launch_rank_zero
+from ..errors import CxrkitError
+from ..run import RunDir, read_card
 from ..training.config import CONFIG_FILE, TrainConfig, read_config_file, resolve_config
 from ._config_args import add_config_arguments, config_values
 from ._console import CliError, console, progress_bar
@@ -78,8 +80,24 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                 f"{cfg_path}: not UTF-8 text; the run's config is damaged (restore it, or start a new run)"
             ) from None
         saved = TrainConfig.from_yaml(text, str(cfg_path))
+        if "epochs" not in flags and RunDir(args.resume).is_finished():
+            raise CliError(_finished(args.resume, saved))
         return dataclasses.replace(saved, **flags, out=str(args.resume))
     return resolve_config(read_config_file(args.config) if args.config else None, flags)
+
+
+def _finished(run_dir: Path, saved: TrainConfig) -> str:
+    """A plain --resume of a finished run: nothing to continue (an early-stopped run would train one
+    more epoch and rewrite its card, dropping the calibration `cxr evaluate` fitted)."""
+    try:
+        done = int(read_card(run_dir).training["epochs_run"])
+    except (CxrkitError, KeyError, TypeError, ValueError):
+        done = saved.epochs
+    return (
+        f"{run_dir} finished after {done} of {saved.epochs} epoch(s); its model and card are in place and nothing "
+        f"was changed. To train it further, give more epochs: `cxr train --resume {run_dir} --epochs N` with N "
+        f"above {done} (a new model: run `cxr evaluate` again for its calibration)"
+    )
 
 
 def run(args: argparse.Namespace) -> None:

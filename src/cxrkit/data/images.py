@@ -6,6 +6,10 @@ cheap to preprocess) or :func:`read_image` (the same, always as float32 in [0, 1
 PNG/JPEG/BMP/TIFF in 8 or 16 bit and any PIL mode, with EXIF orientation applied; DICOM
 through pydicom with rescale, VOI LUT/windowing and MONOCHROME1 inversion.
 
+A raster file of several frames (animated PNG/GIF/WebP, multi-page TIFF) is refused
+(:func:`check_frames`): which frame is the film is not known, and frame 0 of an animation can be
+black, which used to be predicted as if it were the film. (A multi-frame DICOM gives its first frame.)
+
 Decoded pixels are checked before anyone sees them (:func:`check_pixels`): a float TIFF
 with one NaN would otherwise min-max into a blank model input, and a DICOM whose
 BitsAllocated or SamplesPerPixel disagrees with its pixel data decodes into noise. Anything
@@ -38,6 +42,7 @@ __all__ = [
     "as_float01",
     "check_pixels",
     "check_size",
+    "check_frames",
     "shrink",
     "WORK_SIDE",
 ]
@@ -144,6 +149,17 @@ def check_size(w: int, h: int, label: str) -> None:
         )
 
 
+def check_frames(img: Image.Image, label: str) -> None:
+    """Refuse a raster image of more than one frame, naming the file (see the module docstring)."""
+    frames = getattr(img, "n_frames", 1)
+    if isinstance(frames, int) and frames > 1:
+        raise ImageReadError(
+            label,
+            f"an image of {frames} frames (animated or multi-page); a radiograph is one still image and "
+            "which frame is the film is not known: save the film alone as a single-frame PNG, JPEG or TIFF",
+        )
+
+
 def _read_raster(data: bytes, label: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
@@ -155,6 +171,7 @@ def _read_raster(data: bytes, label: str) -> np.ndarray:
                     f"image is {img.width}x{img.height} pixels, above the {MAX_PIXELS:,}-pixel "
                     "safety limit (possible decompression bomb)",
                 )
+            check_frames(img, label)
             img.load()
             img = _upright(img)
     except ImageReadError:

@@ -7,8 +7,9 @@ lite0 members: 5.7 img/s vs 11.0 plain, 1.96x the time, docs/results/tta_ensembl
 Rule: member probabilities, each after the member's own temperature (and TTA when asked), are
 averaged; the ensemble's own temperature (1.0 until ``cxr evaluate ENS`` fits one on val and
 saves it in the ensemble's card) is applied to the log of that mean. Members must have the same
-classes in the same order and the same split hash (the same split.csv): an ensemble is chosen
-on one val split, and no member may have trained on another member's test images.
+classes in the same order, the same auxiliary outputs (``model.aux_outputs``, or none) and the
+same split hash (the same split.csv): an ensemble is chosen on one val split, and no member may
+have trained on another member's test images.
 
 An ensemble directory (``cxr ensemble create --out ENS RUN_A RUN_B``)::
 
@@ -66,12 +67,21 @@ def check_members(cards: list[tuple[Path, ModelCard]]) -> None:
                 f"{path} has classes {card.classes}, {path0} has {card0.classes}: members must have "
                 "the same classes in the same order"
             )
+        if card.aux_outputs != card0.aux_outputs:
+            raise EnsembleError(
+                f"members disagree about auxiliary outputs: {path} has {_aux(card)}, {path0} has {_aux(card0)}; "
+                "an ensemble averages one set of outputs, so combine runs trained with the same --aux-classes"
+            )
         if card.split_hash != card0.split_hash:
             raise EnsembleError(
                 f"{path} was trained on split {card.split_hash[:12]}, {path0} on {card0.split_hash[:12]}: "
                 "ensemble members must share one split.csv (same split hash), or the ensemble's test "
                 "images may be another member's training images; retrain with the same --split-file"
             )
+
+
+def _aux(card: ModelCard) -> str:
+    return ", ".join(card.aux_outputs) if card.aux_outputs else "none"
 
 
 def ensemble_card(cards: list[tuple[Path, ModelCard]]) -> ModelCard:

@@ -27,7 +27,7 @@ from .card import (
     write_card,
 )
 from .layout import RunDir
-from .lock import RunLockedError, lock_path, run_lock, writes_run
+from .lock import RunLockedError, describe_holder, live_holder, lock_path, run_lock, writes_run
 
 __all__ = [
     "CARD_FORMAT",
@@ -38,7 +38,9 @@ __all__ = [
     "RunDir",
     "RunError",
     "RunLockedError",
+    "describe_holder",
     "git_commit",
+    "live_holder",
     "lock_path",
     "package_versions",
     "read_card",

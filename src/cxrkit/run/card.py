@@ -24,6 +24,7 @@ from .._io import atomic_write_json
 from .._meta import RESEARCH_NOTICE, __version__
 from ..errors import CxrkitError
 from .layout import CARD_FILE, RunDir
+from .lock import describe_holder, live_holder, lock_path
 
 CARD_FORMAT = "cxrkit-model-card/1"
 VERSIONED_PACKAGES = (
@@ -278,12 +279,35 @@ def read_card(run_dir: str | Path) -> ModelCard:
     """The validated card of ``run_dir`` (a :class:`RunError` says what is wrong and what to do)."""
     path = RunDir(run_dir).card
     if not path.is_file():
-        raise RunError(f"{run_dir}: not a run directory (no {CARD_FILE}); train one with `cxr train`")
+        raise RunError(_no_card(run_dir))
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"{path}: not valid JSON ({exc}); the run directory is damaged") from None
     return ModelCard.from_dict(d, str(path))
+
+
+def _no_card(run_dir: str | Path) -> str:
+    """Why ``run_dir`` has no card, and what to do: a run still training or one that stopped
+    (config.yaml, checkpoints) is not "not a run directory"; that would send the user to train anew."""
+    run = RunDir(run_dir)
+    if not (run.config.is_file() or run.checkpoints.is_dir()):
+        return f"{run_dir}: not a run directory (no {CARD_FILE}); train one with `cxr train`"
+    holder = live_holder(run.root)
+    if holder:
+        return (
+            f"{run_dir}: still training ({describe_holder(holder)}, lock {lock_path(run.root)}); its "
+            f"{CARD_FILE} is written when training ends: wait for it"
+        )
+    if run.last_checkpoint.is_file():
+        return (
+            f"{run_dir}: an unfinished run (training stopped before writing {CARD_FILE}; its last checkpoint "
+            f"is kept): continue it with `cxr train --resume {run_dir}`"
+        )
+    return (
+        f"{run_dir}: an unfinished run that stopped before its first checkpoint (no {CARD_FILE}, nothing "
+        "to resume): train it again with the `cxr train` command that started it"
+    )
 
 
 def write_card(run_dir: str | Path, card: ModelCard) -> Path:

@@ -15,7 +15,10 @@ start that removes its folder leaves nothing behind. A lock whose process is gon
 pid no longer running) is stale: it is taken over under an ``flock`` of the parent folder
 (so two takers cannot both replace it) and the caller is told. A lock from another host
 cannot be checked: the error names the host and pid and says to remove the file when that
-process is gone.
+process is gone. A lock whose pid runs but is not cxrkit (``/proc/PID/cmdline``: the pid was
+reused, e.g. by pid 1 after a container restart) is not taken over, as a live process is never
+provably not the holder, but the error says the lock looks stale and names the file to remove,
+instead of "wait for it" forever.
 """
 
 from __future__ import annotations
@@ -77,6 +80,50 @@ def _is_stale(holder: dict) -> bool:
     return pid == os.getpid() or not _pid_alive(pid)  # our own pid, not held by us: a reused pid
 
 
+def _command_line(pid: int) -> list[str] | None:
+    """The arguments ``pid`` runs with, from ``/proc`` (None where unreadable: no /proc, gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def _is_cxrkit(args: list[str]) -> bool:
+    """``args`` run cxrkit: the ``cxr`` script, ``python -m cxrkit[.cli.main]``, a file of the package."""
+    for arg in args:
+        path = Path(arg)
+        if path.name in ("cxr", "cxrkit") or arg.startswith("cxrkit.") or "cxrkit" in path.parts[:-1]:
+            return True
+    return False
+
+
+def _reused_pid(holder: dict) -> list[str] | None:
+    """What the holder's pid runs now, when that is visibly not cxrkit (same host); else None.
+
+    Not proof that the holder is gone (a script that imports cxrkit shows only its own name),
+    so it changes the message, not the decision."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return None
+    args = _command_line(pid)
+    return args if args is not None and not _is_cxrkit(args) else None
+
+
+def live_holder(run_dir: str | Path) -> dict | None:
+    """The lock's holder while it looks like a running cxrkit process; None when there is no lock,
+    or it is stale or looks stale (what a reader of the folder needs: "is it being written?")."""
+    holder = _holder(lock_path(run_dir))
+    if not holder or _is_stale(holder) or _reused_pid(holder) is not None:
+        return None
+    return holder
+
+
+def describe_holder(holder: dict) -> str:
+    """``pid 123 on host (cxr train, since 2024-...)``: the lock's holder in words."""
+    return _describe(holder)
+
+
 def _describe(holder: dict) -> str:
     return (
         f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
@@ -122,6 +169,13 @@ def _locked_error(run_dir: Path, path: Path, holder: dict) -> RunLockedError:
         return RunLockedError(
             f"{path}: unreadable lock of {run_dir}; another cxr command may be starting. If none is "
             "running, remove the lock file and retry"
+        )
+    now = _reused_pid(holder)
+    if now is not None:
+        return RunLockedError(
+            f"{path}: the lock of {run_dir} names {_describe(holder)}, but pid {holder['pid']} now runs "
+            f"`{' '.join(now)[:120]}`, not cxrkit: the lock looks stale (its process ended and the pid was "
+            f"reused). If no cxrkit command or script is writing {run_dir}, remove {path} and retry"
         )
     remote = holder.get("host") != socket.gethostname()
     return RunLockedError(

@@ -23,7 +23,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..data.images import ImageReadError, check_size, is_dicom, shrink
+from ..data.images import ImageReadError, check_frames, check_size, is_dicom, shrink
 from ..errors import CxrkitError
 from .limits import Limits
 from .responses import HttpError
@@ -81,6 +81,7 @@ def _reduced_raster(data: bytes, name: str, side: int) -> bytes:
     """The raster image with its long side reduced to ``side``, upright, as uncompressed TIFF."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            check_frames(img, name)  # as the reader does: the reduced copy would keep frame 0 alone
             img.draft(None, (side, side))  # JPEG: decode at the smallest DCT scale still >= side
             if img.mode == "P":
                 img = img.convert("RGBA")
@@ -93,6 +94,8 @@ def _reduced_raster(data: bytes, name: str, side: int) -> bytes:
                 img = img.convert("RGB")
             buf = io.BytesIO()
             img.save(buf, format="TIFF")
+    except ImageReadError as exc:
+        raise HttpError(422, str(exc)) from None
     except Exception as exc:
         raise HttpError(422, f"{name}: corrupt or truncated image ({type(exc).__name__}: {exc})") from None
     return buf.getvalue()

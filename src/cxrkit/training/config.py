@@ -232,6 +232,27 @@ class TrainConfig:
         return cls.from_dict(parse_yaml(text, source), source)
 
 
+# Fields that name files or folders. config.yaml stores them absolute (:func:`with_absolute_paths`):
+# `data: data/tiny` as typed was read from the folder the run was started in, so `cxr train
+# --resume /abs/run` from anywhere else said the data folder did not exist.
+PATH_FIELDS = ("data", "weights", "lung_run", "split_file", "cache_dir")
+
+
+def with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with its :data:`PATH_FIELDS` made absolute (``~`` expanded) against the current
+    folder; ``out`` stays as given (a run directory may be moved and is resumed by its own path)."""
+
+    def absolute(path: str) -> str:
+        return os.path.abspath(os.path.expanduser(str(path)))
+
+    changes = {}
+    for name in PATH_FIELDS:
+        value = getattr(config, name)
+        if value is not None:
+            changes[name] = [absolute(v) for v in value] if isinstance(value, (list, tuple)) else absolute(value)
+    return dataclasses.replace(config, **changes)
+
+
 def check_keys(d: dict, source: str) -> dict:
     """``d`` with known keys only (else a UsageError naming them and ``source``), fractions a tuple."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}

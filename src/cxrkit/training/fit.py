@@ -1,12 +1,15 @@
 """``train(config)``: dataset -> split -> cached images -> Lightning fit -> run directory.
 
-:func:`train` reads as its steps: check the start, read and split the data, build the model
-(weights checked before anything is written), write config + split, cache the images, fit,
-write weights and the card. A start that fails before fitting removes the folder it created.
+:func:`train` reads as its steps: check the start (a resume: epochs left to train, see
+:mod:`.resume`), read and split the data, build the model (weights checked), cache the images,
+write config + split (last, so a refused start or resume changes no file), fit, write weights
+and the card. A start that fails before fitting removes the folder it created; a Ctrl-C while
+fitting is :class:`~cxrkit.training.resume.TrainingStopped`, naming the command that continues.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import warnings
@@ -36,12 +39,13 @@ from ..lungs.preprocess import carry_lung_run, with_lung_roi
 from ..models import backbone_features, build_classifier, save_weights
 from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, run_lock, write_card
 from .checkpoint_io import SafeCheckpointIO
-from .config import DEFAULT_AUX_CLASSES, TrainConfig
+from .config import DEFAULT_AUX_CLASSES, TrainConfig, with_absolute_paths
 from .datamodule import CxrDataModule
 from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
 from .left_out import report_left_out, write_skipped
 from .module import CxrClassifier
+from .resume import check_resume, stopped
 
 
 @dataclass
@@ -129,13 +133,14 @@ def _check_start(config: TrainConfig, resume: bool) -> RunDir:
         )
     if resume:
         try:  # refuse an unreadable or unsafe checkpoint now, not as a traceback inside Lightning
-            SafeCheckpointIO().load_checkpoint(run.last_checkpoint)
+            checkpoint = SafeCheckpointIO().load_checkpoint(run.last_checkpoint)
         except Exception as exc:
             raise UsageError(
                 f"{run.last_checkpoint}: not a checkpoint cxrkit can read safely "
                 f"({type(exc).__name__}: {str(exc)[:200]}); nothing was changed. Start a new run with "
                 "another --out"
             ) from None
+        check_resume(config, run, checkpoint)  # epochs left to train, paths readable from here
     if not resume and run.has_started():
         raise UsageError(
             f"{run.root} already holds a run; continue it with --resume {run.root} "
@@ -391,13 +396,24 @@ def train(
         return _train(config, resume, progress_bar, on_stage, data_progress, callbacks)
 
 
+@contextlib.contextmanager
+def _stops_on_ctrl_c(trainer: L.Trainer, run: RunDir, epochs: int):
+    """Lightning turns Ctrl-C into ``sys.exit(1)`` with nothing said; make it :class:`TrainingStopped`."""
+    try:
+        yield
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        raise stopped(run, epochs) from None
+
+
 def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> TrainResult:
     """The body of :func:`train`, run under the lock."""
     start = time.perf_counter()
+    run = _check_start(config, resume)  # before any data is read: a refused resume costs nothing
     # the default auxiliary classes resolved once, on a copy: the caller's config stays as given,
     # and so does the run's config.yaml (a resume resolves them again; the card records the result)
     given, config = config, replace(config, aux_classes=resolve_aux_classes(config))
-    run = _check_start(config, resume)
     quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     # In a distributed run the launcher re-runs this function in every process; only global
@@ -415,11 +431,6 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
         on_stage(f"building {config.model}")
         built = _build_model(config, len(ds.classes))
         split_csv = split_to_csv(ds, split)
-        if writer:
-            run.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run.split, split_csv)
-            atomic_write_text(run.config, given.to_yaml())
-            write_skipped(run, ds)
         built.pre = with_lung_roi(
             built.pre, config.roi, config.lung_run, blank=config.roi_blank
         )  # crop before the resize
@@ -428,6 +439,11 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
         images = cached_images(ds, built.pre, config.cache_dir, workers=config.workers, progress=data_progress)
         module, dm = _module_and_data(config, built, ds, images, train_idx, val_idx, counts, on_stage, data_progress)
         trainer, best = _trainer(config, run, progress_bar, callbacks)
+        if writer:  # last: a start or resume refused above has changed no file of the run
+            run.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run.split, split_csv)
+            atomic_write_text(run.config, with_absolute_paths(given).to_yaml())  # resumable from anywhere
+            write_skipped(run, ds)
     except BaseException:
         if created:  # a failed start leaves nothing behind
             shutil.rmtree(run.root, ignore_errors=True)
@@ -435,12 +451,16 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
 
     on_stage(f"training ({built.trainable:,} trainable parameters)")
     fit_start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(run.last_checkpoint) if resume else None, weights_only=True)
+    with _stops_on_ctrl_c(trainer, run, config.epochs):
+        trainer.fit(module, datamodule=dm, ckpt_path=str(run.last_checkpoint) if resume else None, weights_only=True)
     fit_seconds = time.perf_counter() - fit_start
 
-    best_path = Path(best.best_model_path) if best.best_model_path else run.last_checkpoint
+    # by name in this run: a resumed checkpoint keeps the path of best.ckpt where the run was trained
+    # (Lightning: "dirpath has changed"), which is another run's after a copy, or gone after a move
+    best_path = run.checkpoints / Path(best.best_model_path).name if best.best_model_path else run.last_checkpoint
     module.load_state_dict(SafeCheckpointIO().load_checkpoint(best_path)["state_dict"])
-    val = trainer.validate(module, datamodule=dm, verbose=False)[0]  # metrics of the saved model
+    with _stops_on_ctrl_c(trainer, run, config.epochs):
+        val = trainer.validate(module, datamodule=dm, verbose=False)[0]  # metrics of the saved model
     if trainer.global_rank != 0:
         return TrainResult(run.root, None, trainer)
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place

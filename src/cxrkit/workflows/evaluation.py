@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.multi import data_roots
 from ..errors import UsageError
 from ..evaluation.audit import audit_run
 from ..evaluation.evaluate import evaluate_run
@@ -62,7 +63,8 @@ def evaluate_and_report(
     predictor = load_predictor(run.root, backend=NETWORK_BACKEND, tta=tta, precision=precision)
     if predictor.precision_note:
         on_stage(f"note: {predictor.precision_note}")
-    on_stage(f"predicting the {split or 'default'} split of {data or 'the training data'}")
+    where = " + ".join(data_roots(data)) if data else "the training data"
+    on_stage(f"predicting the {split or 'default'} split of {where}")
     preds = with_tta(predictor, predict_split(predictor, data, split, workers, abnormal=abnormal), workers)
     on_stage(f"metrics with {resamples} bootstrap resamples")
     ev = evaluate_run(run.root, data, split, by, resamples, workers, predictor=predictor, preds=preds)
