@@ -54,12 +54,13 @@ def tables(report: dict) -> list[dict]:
         b, a = final["base"], final["adapted"]
         out.append(
             {
-                "title": "What it cost elsewhere: the base run's own patient-disjoint test split, accuracy %",
-                "columns": ["model", "films", "accuracy [95% CI]", "change (points)"],
+                "title": "What it cost elsewhere: the base run's own patient-disjoint splits, accuracy %",
+                "columns": ["model", "val [95% CI]", "test films", "test [95% CI]", "test change (points)"],
                 "rows": [
-                    ["base (default model)", b["n_images"], _pct(b["accuracy"]), ""],
+                    ["base (default model)", _pct(b.get("val_accuracy")), b["n_images"], _pct(b["accuracy"]), ""],
                     [
                         "adapted on every site film",
+                        _pct(a.get("val_accuracy")),
                         a["n_images"],
                         _pct(a["accuracy"]),
                         f"{(a['accuracy']['value'] - b['accuracy']['value']) * 100:+.1f}",
@@ -82,6 +83,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--replay", type=int, default=d.replay)
+    p.add_argument("--replay-ratio", type=float, default=d.replay_ratio)
     p.add_argument("--site-repeats", type=int, default=d.site_repeats)
     p.add_argument("--anchor", type=float, default=d.anchor)
     p.add_argument("--result", type=Path, default=Path("bench/results/site_adapt"))
@@ -89,7 +91,7 @@ def main() -> None:
     p.add_argument("--figure", type=Path, default=None, help="copy learning_curve.png here")
     a = p.parse_args()
     settings = AdaptSettings(
-        epochs=a.epochs, lr=a.lr, replay=a.replay, site_repeats=a.site_repeats, anchor=a.anchor
+        epochs=a.epochs, lr=a.lr, replay=a.replay, replay_ratio=a.replay_ratio, site_repeats=a.site_repeats, anchor=a.anchor
     )
     report = site_report(
         a.base,

@@ -219,3 +219,10 @@ def test_one_patient_site_adapts_with_a_warning(aux_base, tmp_path):
     adapt(base, site, tmp_path / "new", _settings(), workers=1, cache_dir=cache, on_stage=said.append)
     assert any("one site patient" in m for m in said)
     shutil.rmtree(tmp_path / "new")
+
+
+def test_replay_is_bounded_by_count_and_by_site_films():
+    from cxrkit.training.adapt import AdaptSettings, n_replay
+
+    s = AdaptSettings()
+    assert n_replay(s, 15) == 60 and n_replay(s, 215) == 800 and n_replay(AdaptSettings(replay=0), 50) == 0

@@ -77,6 +77,12 @@ def register(subparsers) -> None:
         help=f"films of the base's training split mixed in, so it does not forget (default {d.replay})",
     )
     p.add_argument(
+        "--replay-ratio",
+        type=float,
+        default=d.replay_ratio,
+        help=f"and at most this many replayed films per site film (default {d.replay_ratio:g})",
+    )
+    p.add_argument(
         "--site-repeats",
         type=int,
         default=d.site_repeats,
@@ -106,6 +112,7 @@ def run(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         lr=args.lr,
         replay=args.replay,
+        replay_ratio=args.replay_ratio,
         site_repeats=args.site_repeats,
         anchor=args.anchor,
         seed=args.seed,

@@ -60,7 +60,8 @@ class AdaptSettings:
 
     epochs: int = 4
     lr: float = 1e-4
-    replay: int = 800  # films of the base run's training split mixed into every epoch
+    replay: int = 800  # at most this many films of the base run's training split in every epoch
+    replay_ratio: float = 4.0  # ... and at most this many per site film: few site films, few steps to undo
     site_repeats: int = 1  # each site film is seen this many times per epoch
     anchor: float = 0.0  # L2-SP weight pulling every parameter toward the base's
     batch_size: int = 32
@@ -239,6 +240,16 @@ class AnchoredClassifier(CxrClassifier):
         return loss
 
 
+def n_replay(settings: AdaptSettings, n_site: int) -> int:
+    """Replayed films for ``n_site`` site films: ``replay`` at most, ``replay_ratio`` per site film.
+
+    Why a ratio: replay is there so the fine-tune does not forget; 15 site films (5 patients per
+    label) take a few dozen steps that need far less of it than 200 do, and 800 replayed films
+    would drown them (and cost the time of a full fit on each step of a learning curve).
+    """
+    return int(min(settings.replay, round(settings.replay_ratio * n_site)))
+
+
 def replay_rows(n_available: int, n: int, seed: int) -> np.ndarray:
     """``n`` of the base's training films (all when fewer), drawn once per seed."""
     rng = np.random.default_rng(seed)
@@ -254,12 +265,12 @@ def fit_adapted(
 ) -> torch.nn.Module:
     """A copy of the base network fine-tuned on ``site_rows`` (default: every site film) plus
     ``settings.replay`` of the base's training films; returned in eval mode on the CPU."""
-    site_rows = np.arange(len(sd.site)) if site_rows is None else np.asarray(site_rows)
+    site_rows = _rows(sd, site_rows)
     if len(site_rows) == 0:
         raise UsageError("no site films to adapt on")
     quiet_lightning()
     L.seed_everything(settings.seed, workers=True, verbose=False)
-    replay = replay_rows(len(sd.base_labels), settings.replay, settings.seed)
+    replay = replay_rows(len(sd.base_labels), n_replay(settings, len(site_rows)), settings.seed)
     repeated = np.tile(site_rows, max(1, settings.site_repeats))
     images = np.concatenate([np.asarray(sd.base_images[replay]), sd.site_images[repeated]])
     labels = np.concatenate([sd.base_labels[replay], sd.site_labels[repeated]])
@@ -306,9 +317,13 @@ def _weights_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _rows(sd: SiteData, site_rows: np.ndarray | None) -> np.ndarray:
+    return np.arange(len(sd.site)) if site_rows is None else np.asarray(site_rows)
+
+
 def site_record(sd: SiteData, site_rows: np.ndarray | None = None) -> dict:
     """What the card says of the site films used: folder, fingerprint, films and patients per label."""
-    rows = np.arange(len(sd.site)) if site_rows is None else np.asarray(site_rows)
+    rows = _rows(sd, site_rows)
     used = [sd.site.records[i] for i in rows]
     patients = sd.patients
     per_label = Counter(r.label for r in used)
@@ -358,7 +373,7 @@ def write_adapted(
                 "base_adaptation": base_card.extra.get("adaptation"),  # lineage of a twice-adapted run
                 "site": site_record(sd, site_rows),
                 "settings": settings.to_dict(),
-                "replayed_films": int(min(settings.replay, len(sd.base_labels))),
+                "replayed_films": int(min(n_replay(settings, len(_rows(sd, site_rows))), len(sd.base_labels))),
                 "method": "fine-tune on site films + replay of the base's training split"
                 + (f" + L2-SP toward the base weights ({settings.anchor:g})" if settings.anchor > 0 else ""),
             },
@@ -395,7 +410,8 @@ def adapt_run(
         on_stage("warning: one site patient; the adaptation cannot be measured (use cxr adapt --folds on more)")
     on_stage(
         f"fine-tuning {sd.base.card.model.name} on {len(sd.site)} site film(s) + "
-        f"{min(settings.replay, len(sd.base_labels))} replayed training films, {settings.epochs} epochs"
+        f"{min(n_replay(settings, len(sd.site)), len(sd.base_labels))} replayed training films, "
+        f"{settings.epochs} epochs"
     )
     start = time.perf_counter()
     model = fit_adapted(sd, None, settings, callbacks, progress_bar)

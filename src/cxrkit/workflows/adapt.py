@@ -255,15 +255,21 @@ def _mean_patients_per_label(patients, labels, fold, shots, seed) -> int:
 
 
 def _final_model(base_run, site, model_dir: Path, settings, workers, cache_dir, resamples, on_stage) -> dict:
-    """Adapt on every site film into ``model_dir``; the base and the adapted run on the base's test split."""
+    """Adapt on every site film into ``model_dir``; the base and the adapted run on the base's val and
+    test splits (fp32 torch, so hosts agree)."""
     on_stage(f"adapting on every site film -> {model_dir}")
     result = adapt(base_run, site, model_dir, settings, workers, cache_dir, on_stage=on_stage)
-    on_stage("scoring the base and the adapted run on the base run's own test split")
+    on_stage("scoring the base and the adapted run on the base run's own val and test splits")
     rows = {}
     for name, run in (("base", base_run), ("adapted", model_dir)):
-        preds = predict_split(load_predictor(run, backend="torch", precision="32"), None, "test", workers, cache_dir)
-        summary = summarize(preds.y_true, preds.probs(), preds.classes, preds.patient_groups, resamples)
-        rows[name] = {"n_images": summary["n_images"], "accuracy": summary["metrics"]["accuracy"]}
+        predictor = load_predictor(run, backend="torch", precision="32")
+        for split in ("test", "val"):  # val: what a recipe is chosen on; test: what is reported
+            preds = predict_split(predictor, None, split, workers, cache_dir)
+            summary = summarize(preds.y_true, preds.probs(), preds.classes, preds.patient_groups, resamples)
+            key = "" if split == "test" else "val_"
+            rows.setdefault(name, {}).update(
+                {f"{key}n_images": summary["n_images"], f"{key}accuracy": summary["metrics"]["accuracy"]}
+            )
     rows["run_dir"] = str(result.run_dir)
     rows["calibration"] = result.calibration
     return rows
