@@ -10,7 +10,7 @@ from .inference.defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
 tune_allocator()  # before torch allocates anything: see cxrkit._speed (CXR_MALLOC=system: off)
 
 
-__all__ = ["RESEARCH_NOTICE", "__version__", "load"]
+__all__ = ["RESEARCH_NOTICE", "__version__", "adapt", "load", "site_report"]
 
 
 def load(
@@ -36,3 +36,32 @@ def load(
     from .inference.loader import load_predictor
 
     return load_predictor(run_dir, device, backend=backend, precision=precision, threshold=threshold, tta=tta)
+
+
+def adapt(base_run, site, out, *, workers: int = 2, on_stage=None, **settings):
+    """Adapt ``base_run`` to the labeled films of a new ``site`` into the run directory ``out``.
+
+    What ``cxr adapt BASE --data SITE --out OUT`` runs: fine-tune on every site film plus films
+    replayed from the base's own training split, then refit the calibration on the base's val
+    split. ``settings`` are :class:`cxrkit.training.adapt.AdaptSettings` fields (``epochs``,
+    ``lr``, ``replay``, ``replay_ratio``, ``site_repeats``, ``anchor``, ``label_map``, ``seed``).
+    Returns a :class:`cxrkit.workflows.adapt.AdaptResult`; ``cxrkit.load(out)`` predicts with it.
+    Measure before trusting it: :func:`site_report`.
+    """
+    from .training.adapt import AdaptSettings
+    from .workflows.adapt import adapt as _adapt
+
+    return _adapt(base_run, site, out, AdaptSettings(**settings), workers, on_stage=on_stage or (lambda m: None))
+
+
+def site_report(base_run, site, out, folds: int = 5, shots=(0, 5, 10, 25, None), *, workers: int = 2, **settings):
+    """The site report of ``cxr adapt BASE --data SITE --out OUT --folds K``: the base model and the
+    adapted one on held-out site patients (``folds`` patient-disjoint folds) for a learning curve
+    over ``shots`` labeled patients per label (None: all), then the model adapted on every film
+    (``out/model``) and its cost on the base's own test split. Returns the report dict, also
+    written to ``out/site_report.json`` with ``site_report.md`` and ``learning_curve.png``.
+    """
+    from .training.adapt import AdaptSettings
+    from .workflows.adapt import site_report as _site_report
+
+    return _site_report(base_run, site, out, folds, tuple(shots), AdaptSettings(**settings), workers)

@@ -23,6 +23,10 @@ _LAZY = {
     "markdown_table": "evaluation",
     "PROTOCOLS": "protocols",
     "run_protocols": "protocols",
+    "adapt": "adapt",
+    "AdaptResult": "adapt",
+    "site_report": "adapt",
+    "train_ready": "training",
 }
 
 __all__ = list(_LAZY)
