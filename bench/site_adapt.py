@@ -24,7 +24,7 @@ from pathlib import Path
 from _common import save_result
 
 from cxrkit.cli.adapt import _shots
-from cxrkit.evaluation.site_plots import curve_series
+from cxrkit.evaluation.site_plots import curve_series, series_name
 from cxrkit.training.adapt import AdaptSettings
 from cxrkit.workflows.adapt import site_report
 
@@ -37,7 +37,7 @@ def _pct(ci) -> str:
 
 def tables(report: dict) -> list[dict]:
     series = curve_series(report)
-    names = ["balanced accuracy" if k == "balanced_accuracy" else f"{k.split('/', 1)[1]} called {k.split('/', 1)[1]}" for k in series]
+    names = [series_name(k) for k in series]
     rows = []
     for j, step in enumerate(report["learning_curve"]):
         films = ", ".join(f"{c} {n}" for c, n in step["films"].items())
@@ -91,7 +91,12 @@ def main() -> None:
     p.add_argument("--figure", type=Path, default=None, help="copy learning_curve.png here")
     a = p.parse_args()
     settings = AdaptSettings(
-        epochs=a.epochs, lr=a.lr, replay=a.replay, replay_ratio=a.replay_ratio, site_repeats=a.site_repeats, anchor=a.anchor
+        epochs=a.epochs,
+        lr=a.lr,
+        replay=a.replay,
+        replay_ratio=a.replay_ratio,
+        site_repeats=a.site_repeats,
+        anchor=a.anchor,
     )
     report = site_report(
         a.base,

@@ -141,6 +141,24 @@ def blob_dataset(tmp_path_factory) -> Path:
     return write_blob_dataset(tmp_path_factory.mktemp("blobs"))
 
 
+def write_blob_folder(root: Path, label: str, centre: tuple[int, int], n: int, seed: int = 0) -> Path:
+    """``n`` 64 px films of one blob at ``centre`` in ``root/label``: an extra label (an auxiliary
+    class, a site's shifted acquisition) beside :func:`write_blob_dataset`'s classes."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    (root / label).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = rng.normal(100, 20, (64, 64)) + 120 * np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / 60)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / label / f"{label}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def blob_folder():
+    """``blob_folder(root, label, centre, n, seed=0)`` writes one more label of blob films."""
+    return write_blob_folder
+
+
 def _tiny_settings(cache, **overrides) -> dict:
     """TrainConfig fields of a seconds-long run of resdense_tiny at 64 px on CPU (no data/out)."""
     base = dict(

@@ -17,32 +17,23 @@ from cxrkit.errors import UsageError
 pytestmark = pytest.mark.slow
 
 
-def _blob_folder(root, label, centre, n, seed):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:64, :64]
-    (root / label).mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        img = rng.normal(100, 20, (64, 64)) + 120 * np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / 60)
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / label / f"{label}_{i:03d}.png")
-
-
-def _site(root, n=8, extra=("bacterial_pneumonia",)):
+def _site(blob_folder, root, n=8, extra=("bacterial_pneumonia",)):
     """A site: normal and viral films with shifted blobs, plus labels that are not classes."""
-    _blob_folder(root, "normal", (44, 28), n, 11)
-    _blob_folder(root, "viral_pneumonia", (20, 44), n, 12)
+    blob_folder(root, "normal", (44, 28), n, 11)
+    blob_folder(root, "viral_pneumonia", (20, 44), n, 12)
     for k, label in enumerate(extra):
-        _blob_folder(root, label, (48, 48), n // 2, 13 + k)
+        blob_folder(root, label, (48, 48), n // 2, 13 + k)
     return root
 
 
 @pytest.fixture(scope="module")
-def aux_base(blob_writer, tiny_config, tmp_path_factory):
+def aux_base(blob_writer, tiny_config, tmp_path_factory, blob_folder):
     """A tiny base with an auxiliary 'pneumonia' output, calibrated as `cxr train` leaves it."""
     from cxrkit.training import train
 
     root = tmp_path_factory.mktemp("aux_base")
     data = blob_writer(root / "d", per_class=16)
-    _blob_folder(data, "pneumonia", (48, 48), 16, 5)
+    blob_folder(data, "pneumonia", (48, 48), 16, 5)
     config = tiny_config(data, root / "run", root / "cache", epochs=2)
     return train(config, progress_bar=False).run_dir, root / "cache"
 
@@ -53,13 +44,13 @@ def _settings(**kw):
     return AdaptSettings(**{"epochs": 1, "replay": 24, "batch_size": 8, **kw})
 
 
-def test_adapted_run_keeps_the_base_and_names_its_lineage(aux_base, tmp_path):
+def test_adapted_run_keeps_the_base_and_names_its_lineage(aux_base, tmp_path, blob_folder):
     import cxrkit
     from cxrkit.run import read_card
     from cxrkit.workflows.adapt import adapt
 
     base, cache = aux_base
-    site = _site(tmp_path / "site", extra=("bacterial_pneumonia", "fracture"))
+    site = _site(blob_folder, tmp_path / "site", extra=("bacterial_pneumonia", "fracture"))
     said = []
     result = adapt(base, site, tmp_path / "new", _settings(), workers=1, cache_dir=cache, on_stage=said.append)
     card, base_card = read_card(result.run_dir), read_card(base)
@@ -82,7 +73,7 @@ def test_adapted_run_keeps_the_base_and_names_its_lineage(aux_base, tmp_path):
     assert len(new.predict(films).results) == 3
 
 
-def test_adapted_run_works_everywhere_a_run_does(aux_base, tmp_path):
+def test_adapted_run_works_everywhere_a_run_does(aux_base, tmp_path, blob_folder):
     import cxrkit
     from cxrkit.evaluation.evaluate import evaluate_run
     from cxrkit.explain import Explainer
@@ -92,7 +83,7 @@ def test_adapted_run_works_everywhere_a_run_does(aux_base, tmp_path):
     from cxrkit.workflows.adapt import adapt
 
     base, cache = aux_base
-    site = _site(tmp_path / "site")
+    site = _site(blob_folder, tmp_path / "site")
     run = adapt(base, site, tmp_path / "new", _settings(), workers=1, cache_dir=cache).run_dir
     film = sorted((site / "normal").glob("*.png"))[0]
     # evaluate: the base's own test split by default (what the adaptation cost elsewhere)
@@ -116,13 +107,20 @@ def test_adapted_run_works_everywhere_a_run_does(aux_base, tmp_path):
     assert r.status == 200 and set(r.json()["probabilities"]) == {"covid", "viral_pneumonia", "normal"}
 
 
-def test_site_report_measures_on_held_out_patients(aux_base, tmp_path):
+def test_site_report_measures_on_held_out_patients(aux_base, tmp_path, blob_folder):
     from cxrkit.workflows.adapt import site_report
 
     base, cache = aux_base
-    site = _site(tmp_path / "site", n=6)
+    site = _site(blob_folder, tmp_path / "site", n=6)
     report = site_report(
-        base, site, tmp_path / "rep", folds=2, shots=(0, 2, None), settings=_settings(), workers=1, cache_dir=cache,
+        base,
+        site,
+        tmp_path / "rep",
+        folds=2,
+        shots=(0, 2, None),
+        settings=_settings(),
+        workers=1,
+        cache_dir=cache,
         resamples=20,
     )
     saved = json.loads((tmp_path / "rep" / "site_report.json").read_text())
@@ -162,7 +160,7 @@ def test_one_patient_cannot_be_folded():
         site_folds(["a", "b", "c"], np.array([0, 1, 0]), 5)
 
 
-def test_bad_sites_and_bases_get_one_clear_line(aux_base, tiny_run, tmp_path, capsys):
+def test_bad_sites_and_bases_get_one_clear_line(aux_base, tiny_run, tmp_path, capsys, blob_folder):
     base, cache = aux_base
     common = ["--epochs", "1", "--replay", "8", "--workers", "1"]
 
@@ -173,7 +171,7 @@ def test_bad_sites_and_bases_get_one_clear_line(aux_base, tiny_run, tmp_path, ca
 
     # unknown labels and no auxiliary output to take them: nothing to train on
     odd = tmp_path / "odd"
-    _blob_folder(odd, "fracture", (10, 10), 4, 1)
+    blob_folder(odd, "fracture", (10, 10), 4, 1)
     code, err = run(tiny_run.run_dir, "--data", odd, "--out", tmp_path / "o1")
     assert code == 2 and "no film maps to an output" in err and "fracture (4)" in err and "--map" in err
     assert not (tmp_path / "o1").exists()
@@ -189,7 +187,7 @@ def test_bad_sites_and_bases_get_one_clear_line(aux_base, tiny_run, tmp_path, ca
 
     ens = tmp_path / "ens"
     create_ensemble(ens, [tiny_run.run_dir, tiny_run.run_dir])
-    code, err = run(ens, "--data", _site(tmp_path / "s"), "--out", tmp_path / "o3")
+    code, err = run(ens, "--data", _site(blob_folder, tmp_path / "s"), "--out", tmp_path / "o3")
     assert code == 2 and "is an ensemble; adapt one member" in err
     # a bad --map and an existing --out
     code, err = run(base, "--data", tmp_path / "s", "--out", tmp_path / "o4", "--map", "fracture")
@@ -198,23 +196,23 @@ def test_bad_sites_and_bases_get_one_clear_line(aux_base, tiny_run, tmp_path, ca
     assert code == 2 and "already holds a run" in err
 
 
-def test_some_unreadable_site_films_are_listed_and_the_rest_adapts(aux_base, tmp_path):
+def test_some_unreadable_site_films_are_listed_and_the_rest_adapts(aux_base, tmp_path, blob_folder):
     from cxrkit.workflows.adapt import adapt
 
     base, cache = aux_base
-    site = _site(tmp_path / "site", extra=())
+    site = _site(blob_folder, tmp_path / "site", extra=())
     (site / "normal" / "broken.png").write_bytes(b"\x89PNG truncated")
     result = adapt(base, site, tmp_path / "new", _settings(), workers=1, cache_dir=cache)
     assert [s["path"].endswith("broken.png") for s in result.skipped] == [True]
     assert result.card.extra["adaptation"]["site"]["films"] == {"normal": 8, "viral_pneumonia": 8}
 
 
-def test_one_patient_site_adapts_with_a_warning(aux_base, tmp_path):
+def test_one_patient_site_adapts_with_a_warning(aux_base, tmp_path, blob_folder):
     from cxrkit.workflows.adapt import adapt
 
     base, cache = aux_base
     site = tmp_path / "site"
-    _blob_folder(site, "normal", (44, 28), 1, 1)
+    blob_folder(site, "normal", (44, 28), 1, 1)
     said = []
     adapt(base, site, tmp_path / "new", _settings(), workers=1, cache_dir=cache, on_stage=said.append)
     assert any("one site patient" in m for m in said)

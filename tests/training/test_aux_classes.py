@@ -3,25 +3,18 @@ auxiliary mass as "other abnormal", flagged from a threshold fitted on val."""
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from cxrkit.data.prepare import prepare
 from cxrkit.errors import UsageError
 
 
-def _with_aux(blob_writer, root, per_class=16):
+def _with_aux(blob_writer, blob_folder, root, per_class=16):
     blob_writer(root, per_class=per_class)
-    rng = np.random.default_rng(5)
-    yy, xx = np.mgrid[:64, :64]
-    (root / "bacterial_pneumonia").mkdir()
-    for i in range(per_class):
-        img = rng.normal(100, 20, (64, 64)) + 120 * np.exp(-((yy - 48) ** 2 + (xx - 48) ** 2) / 60)
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "bacterial_pneumonia" / f"b_{i:03d}.png")
-    return root
+    return blob_folder(root, "bacterial_pneumonia", (48, 48), per_class, seed=5)
 
 
-def test_main_split_is_unchanged_and_aux_only_trains(blob_writer, tmp_path):
-    data = _with_aux(blob_writer, tmp_path / "d")
+def test_main_split_is_unchanged_and_aux_only_trains(blob_writer, blob_folder, tmp_path):
+    data = _with_aux(blob_writer, blob_folder, tmp_path / "d")
     cache = tmp_path / "cache"
     plain = prepare(data, "covid,viral_pneumonia,normal", workers=1, cache_dir=cache)
     aux = prepare(data, "covid,viral_pneumonia,normal", aux_classes=["bacteria"], workers=1, cache_dir=cache)
@@ -36,14 +29,14 @@ def test_main_split_is_unchanged_and_aux_only_trains(blob_writer, tmp_path):
     assert aux.split.stats["auxiliary"] == {"classes": ["bacterial_pneumonia"], "train": 16, "excluded": 0}
 
 
-def test_aux_class_cannot_also_be_a_class(blob_writer, tmp_path):
-    data = _with_aux(blob_writer, tmp_path / "d", per_class=4)
+def test_aux_class_cannot_also_be_a_class(blob_writer, blob_folder, tmp_path):
+    data = _with_aux(blob_writer, blob_folder, tmp_path / "d", per_class=4)
     with pytest.raises(UsageError, match="both as a class and as an auxiliary"):
         prepare(data, "covid,normal", aux_classes=["normal"], workers=1, cache_dir=tmp_path / "c")
 
 
 @pytest.mark.slow
-def test_trained_run_reports_classes_and_other_abnormal(blob_writer, tiny_config, tmp_path, monkeypatch):
+def test_trained_run_reports_classes_and_other_abnormal(blob_writer, blob_folder, tiny_config, tmp_path, monkeypatch):
     import cxrkit
     from cxrkit.evaluation import evaluate
     from cxrkit.evaluation.evaluate import calibrate_run
@@ -51,7 +44,7 @@ def test_trained_run_reports_classes_and_other_abnormal(blob_writer, tiny_config
     from cxrkit.run import read_card
     from cxrkit.training import train
 
-    data = _with_aux(blob_writer, tmp_path / "d")
+    data = _with_aux(blob_writer, blob_folder, tmp_path / "d")
     result = train(
         tiny_config(
             data, tmp_path / "run", tmp_path / "cache", aux_classes=["bacterial_pneumonia"], epochs=3, augment="robust"

@@ -5,26 +5,17 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
 pytestmark = pytest.mark.slow
 
 
-def _aux_folder(root, n=40):
-    rng = np.random.default_rng(9)
-    yy, xx = np.mgrid[:64, :64]
-    (root / "pneumonia").mkdir()
-    for i in range(n):
-        img = rng.normal(100, 20, (64, 64)) + 120 * np.exp(-((yy - 48) ** 2 + (xx - 48) ** 2) / 60)
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "pneumonia" / f"p_{i:03d}.png")
-
-
-def test_predict_after_train_equals_predict_after_evaluate(blob_writer, tiny_train_argv, tmp_path, multiprocess_env):
+def test_predict_after_train_equals_predict_after_evaluate(
+    blob_writer, blob_folder, tiny_train_argv, tmp_path, multiprocess_env
+):
     # 230 films per class: val holds >= 30 normals, enough to fit both the temperature and the flag
     data = blob_writer(tmp_path / "d", per_class=230)
-    _aux_folder(data)
+    blob_folder(data, "pneumonia", (48, 48), 40, seed=9)
     run, cache = tmp_path / "run", tmp_path / "cache"
     subprocess.run(tiny_train_argv(data, run, cache), check=True, env=multiprocess_env, capture_output=True)
     card = json.loads((run / "model_card.json").read_text())
@@ -35,7 +26,20 @@ def test_predict_after_train_equals_predict_after_evaluate(blob_writer, tiny_tra
 
     def predict(name):
         out = tmp_path / name
-        cmd = [sys.executable, "-m", "cxrkit", "predict", str(run), *films, "--out", str(out), "--backend", "torch", "--precision", "32"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cxrkit",
+            "predict",
+            str(run),
+            *films,
+            "--out",
+            str(out),
+            "--backend",
+            "torch",
+            "--precision",
+            "32",
+        ]
         subprocess.run(cmd, check=True, env=multiprocess_env, capture_output=True)
         return out.read_bytes()
 

@@ -139,7 +139,9 @@ def run(args: argparse.Namespace) -> None:
         from ..evaluation.site_plots import site_markdown
 
         console.print(site_markdown(report), markup=False)
-        console.print(f"report: {escape(str(args.out / 'site_report.md'))}; adapted run: {escape(str(args.out / 'model'))}")
+        console.print(
+            f"report: {escape(str(args.out / 'site_report.md'))}; adapted run: {escape(str(args.out / 'model'))}"
+        )
         return
     t = result.calibration.get("temperature")
     console.print(

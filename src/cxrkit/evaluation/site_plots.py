@@ -25,6 +25,14 @@ def curve_series(report: dict) -> dict[str, list[dict | None]]:
     return {k: [step["metrics"].get(k) for step in report["learning_curve"]] for k in keys}
 
 
+def series_name(key: str) -> str:
+    """``"called_right/normal"`` -> ``"normal called normal"``; the mean -> ``"balanced accuracy"``."""
+    if key == "balanced_accuracy":
+        return "balanced accuracy"
+    label = key.split("/", 1)[1]
+    return f"{label} called {label}"
+
+
 def learning_curve_png(report: dict, path: str | Path) -> Path:
     fig = _figure(6.4, 3.8)
     ax = fig.add_subplot()
@@ -35,9 +43,15 @@ def learning_curve_png(report: dict, path: str | Path) -> Path:
         lo = np.array([c["lo"] if c and is_defined(c["lo"]) else np.nan for c in cis])
         hi = np.array([c["hi"] if c and is_defined(c["hi"]) else np.nan for c in cis])
         shift = (j - 1) * 0.06
-        label = "balanced accuracy" if key == "balanced_accuracy" else f"{key.split('/', 1)[1]} called {key.split('/', 1)[1]}"
+        label = (
+            "balanced accuracy"
+            if key == "balanced_accuracy"
+            else f"{key.split('/', 1)[1]} called {key.split('/', 1)[1]}"
+        )
         style = {"lw": 2.2, "color": "black"} if key == "balanced_accuracy" else {"lw": 1.4}
-        ax.errorbar(x + shift, v * 100, yerr=[(v - lo) * 100, (hi - v) * 100], marker="o", capsize=3, label=label, **style)
+        ax.errorbar(
+            x + shift, v * 100, yerr=[(v - lo) * 100, (hi - v) * 100], marker="o", capsize=3, label=label, **style
+        )
     ax.set_xticks(x, [str(s["label"]) for s in steps])
     ax.set_xlabel("labeled site patients per label used for adaptation (0: the base model)")
     ax.set_ylabel("held-out site films, %")
@@ -56,7 +70,7 @@ def _cell(ci: dict | None) -> str:
 def site_markdown(report: dict) -> str:
     """The learning curve as a Markdown table, then the cost on the base's own test split."""
     series = curve_series(report)
-    names = ["balanced accuracy" if k == "balanced_accuracy" else f"{k.split('/', 1)[1]} called right" for k in series]
+    names = [series_name(k) for k in series]
     lines = [
         "| labeled patients per label | films | " + " | ".join(names) + " |",
         "| --- | --- | " + " | ".join("---" for _ in names) + " |",
@@ -66,10 +80,16 @@ def site_markdown(report: dict) -> str:
         lines.append(f"| {step['label']} | {films} | " + " | ".join(_cell(series[k][j]) for k in series) + " |")
     text = "\n".join(lines) + "\n\n" + report["protocol"] + ".\n"
     if report.get("left_out"):
-        text += "\nLeft out (no output of the base): " + ", ".join(f"{k} ({v})" for k, v in report["left_out"].items()) + ".\n"
+        text += (
+            "\nLeft out (no output of the base): "
+            + ", ".join(f"{k} ({v})" for k, v in report["left_out"].items())
+            + ".\n"
+        )
     mapped = {k: v for k, v in report.get("label_map", {}).items() if k != v}
     if mapped:
-        text += "\nSite labels trained as another output: " + ", ".join(f"{k} -> {v}" for k, v in mapped.items()) + ".\n"
+        text += (
+            "\nSite labels trained as another output: " + ", ".join(f"{k} -> {v}" for k, v in mapped.items()) + ".\n"
+        )
     final = report.get("adapted_on_all")
     if final:
         b, a = final["base"], final["adapted"]

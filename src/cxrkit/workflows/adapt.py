@@ -37,7 +37,7 @@ from ..inference.defaults import NETWORK_BACKEND
 from ..inference.loader import load_predictor
 from ..inference.splits import predict_split
 from ..run import ModelCard, RunDir, git_commit, run_lock
-from ..training.adapt import AdaptSettings, SiteData, adapt_run, fit_adapted, load_site, write_adapted
+from ..training.adapt import AdaptSettings, adapt_run, fit_adapted, load_site, write_adapted
 
 SITE_REPORT_FORMAT = "cxrkit-site-report/1"
 DEFAULT_SHOTS = (0, 5, 10, 25, None)  # labeled patients per label; None: every training-fold patient
@@ -123,7 +123,11 @@ def _site_metrics(y: np.ndarray, logits: np.ndarray, classes: list[str], groups:
     """Per site label that is a class, the share called that class, and their mean (balanced
     accuracy), with patient-bootstrap 95% CIs; over the films whose label is a class."""
     keep = y < len(classes)
-    y, pred, groups = y[keep], softmax(logits[keep][:, : len(classes)]).argmax(1), [g for g, k in zip(groups, keep) if k]
+    y, pred, groups = (
+        y[keep],
+        softmax(logits[keep][:, : len(classes)]).argmax(1),
+        [g for g, k in zip(groups, keep) if k],
+    )
     present = [c for c in range(len(classes)) if (y == c).any()]
 
     def metric(idx):
@@ -233,7 +237,9 @@ def site_report(
         "host": _host(),
     }
     if final_model:
-        report["adapted_on_all"] = _final_model(base_run, site, out / "model", settings, workers, cache_dir, resamples, on_stage)
+        report["adapted_on_all"] = _final_model(
+            base_run, site, out / "model", settings, workers, cache_dir, resamples, on_stage
+        )
     report["seconds"] = round(time.perf_counter() - start, 1)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "site_report.json", json.dumps(report, indent=2, allow_nan=True))
