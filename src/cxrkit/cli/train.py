@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
+import sys
 from pathlib import Path
 
 from rich.markup import escape
@@ -11,7 +13,7 @@ from rich.markup import escape
 from .._distributed import is_launch_rank_zero
 from ..training.config import CONFIG_FILE, TrainConfig, read_config_file, resolve_config
 from ._config_args import add_config_arguments, config_values
-from ._console import CliError, console, progress_bar
+from ._console import CliError, console, err_console, progress_bar
 
 # Flags that may change when a run is resumed: where and how fast it runs, not what it learns.
 RESUMABLE = {"accelerator", "devices", "num_nodes", "strategy", "workers", "cache_dir", "max_minutes", "epochs"}
@@ -85,13 +87,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     from ..training import train
+    from ..training.stop import TrainingStopped
 
     resume = bool(args.resume)
     if not is_launch_rank_zero():  # another process of a distributed run: rank 0 reports
         train(config, resume=resume, progress_bar=False)
         return
-    with progress_bar("preparing images") as update:
-        result = train(config, resume=resume, on_stage=_say, data_progress=update)
+    try:
+        with progress_bar("preparing images") as update:
+            result = train(config, resume=resume, on_stage=_say, data_progress=update)
+    except TrainingStopped as stop:
+        exit_stopped(stop, f"cxr train --resume {shlex.quote(config.out)}")
     card = result.card
     if card:
         v = card.val_metrics
@@ -106,6 +112,17 @@ def run(args: argparse.Namespace) -> None:
                 f"[yellow]note:[/] {n_skipped} file(s) skipped ({escape(str(result.run_dir / 'skipped.csv'))}), "
                 f"{len(warnings)} warning(s); both are in the model card's data section"
             )
+
+
+def exit_stopped(stop, resume_command: str) -> None:
+    """Say where a training stopped by a signal left its checkpoint and the command that goes on
+    from it, then exit 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as a shell would."""
+    err_console.print(f"[yellow]stopped:[/] {escape(str(stop))}")
+    if stop.checkpoint is not None:
+        err_console.print(f"continue with: [bold]{escape(resume_command)}[/]")
+    else:
+        err_console.print("nothing to resume yet: start it again with the same command")
+    sys.exit(stop.exit_code)
 
 
 def _say(message: str) -> None:

@@ -42,6 +42,7 @@ from .features import FeatureHeadClassifier
 from .freeze import apply_finetune, parse_finetune
 from .left_out import report_left_out, write_skipped
 from .module import CxrClassifier
+from .stop import StopOnSignal
 
 
 @dataclass
@@ -267,6 +268,7 @@ def _trainer(config: TrainConfig, run: RunDir, progress_bar: bool, callbacks) ->
         best,
         EarlyStopping("val/loss", patience=config.patience, mode="min"),
         LearningRateMonitor("epoch"),
+        StopOnSignal(run.last_checkpoint),  # SIGINT/SIGTERM: a checkpoint to resume from, then TrainingStopped
         *callbacks,
     ]
     if progress_bar:
@@ -384,6 +386,8 @@ def train(
     using its saved split. ``callbacks`` are added to Lightning's (e.g. custom logging).
     The writing process holds the run directory's lock (:func:`cxrkit.run.run_lock`) throughout:
     a second writer into the same ``out`` is refused, naming the process that holds it.
+    A first SIGINT or SIGTERM during the fit saves ``checkpoints/last.ckpt`` after the batch in
+    progress and raises :class:`~cxrkit.training.stop.TrainingStopped` (resume with ``resume=True``).
     """
     if not is_launch_rank_zero():  # the other ranks of a distributed run write nothing
         return _train(config, resume, progress_bar, on_stage, data_progress, callbacks)
