@@ -13,7 +13,7 @@ from rich.markup import escape
 from .._distributed import is_launch_rank_zero
 from ..training.config import CONFIG_FILE, TrainConfig, read_config_file, resolve_config
 from ._config_args import add_config_arguments, config_values
-from ._console import CliError, console, err_console, progress_bar
+from ._console import CliError, console, err_console, plain, progress_bar, say
 
 # Flags that may change when a run is resumed: where and how fast it runs, not what it learns.
 RESUMABLE = {"accelerator", "devices", "num_nodes", "strategy", "workers", "cache_dir", "max_minutes", "epochs"}
@@ -93,9 +93,13 @@ def run(args: argparse.Namespace) -> None:
     if not is_launch_rank_zero():  # another process of a distributed run: rank 0 reports
         train(config, resume=resume, progress_bar=False)
         return
+    from ._fit_lines import fit_progress
+
     try:
-        with progress_bar("preparing images") as update:
-            result = train(config, resume=resume, on_stage=_say, data_progress=update)
+        with fit_progress() as callbacks, progress_bar("preparing images") as update:
+            result = train(
+                config, resume=resume, on_stage=say, data_progress=update, progress_bar=not plain(), callbacks=callbacks
+            )
     except TrainingStopped as stop:
         exit_stopped(stop, f"cxr train --resume {shlex.quote(config.out)}")
     card = result.card
@@ -123,9 +127,3 @@ def exit_stopped(stop, resume_command: str) -> None:
     else:
         err_console.print("nothing to resume yet: start it again with the same command")
     sys.exit(stop.exit_code)
-
-
-def _say(message: str) -> None:
-    """Stages and warnings from training; paths may hold [brackets], so no rich markup in them."""
-    style = "[yellow]»[/]" if message.startswith(("warning", "  skipped", "  ...")) else "[bold]»[/]"
-    console.print(f"{style} {escape(message)}")

@@ -274,7 +274,7 @@ def _trainer(config: TrainConfig, run: RunDir, progress_bar: bool, callbacks) ->
     if progress_bar:
         from lightning.pytorch.callbacks import RichProgressBar
 
-        callbacks.append(RichProgressBar())
+        callbacks.append(RichProgressBar(console_kwargs={"stderr": True}))  # progress on stderr, as the CLI's
     trainer = L.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,

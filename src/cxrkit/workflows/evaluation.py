@@ -55,7 +55,8 @@ def evaluate_and_report(
     and their figures into ``report.html``. ``abnormal``: labels that are not model classes,
     scored as "abnormal called normal" (:mod:`cxrkit.evaluation.abnormal`). ``tta`` "standard": test-time augmentation
     (:mod:`cxrkit.inference.tta`), recorded in metrics.json; an ensemble directory is evaluated
-    like a run (:mod:`cxrkit.inference.ensemble`).
+    like a run (:mod:`cxrkit.inference.ensemble`). ``progress(done, total)``: the reading of the
+    evaluated images, then the Grad-CAM passes; ``on_stage``: each step's name.
     """
     run = RunDir(run_dir)
     out = Path(out) if out else run.evaluation
@@ -63,7 +64,8 @@ def evaluate_and_report(
     if predictor.precision_note:
         on_stage(f"note: {predictor.precision_note}")
     on_stage(f"predicting the {split or 'default'} split of {data or 'the training data'}")
-    preds = with_tta(predictor, predict_split(predictor, data, split, workers, abnormal=abnormal), workers)
+    preds = predict_split(predictor, data, split, workers, abnormal=abnormal, progress=progress)
+    preds = with_tta(predictor, preds, workers)
     on_stage(f"metrics with {resamples} bootstrap resamples")
     ev = evaluate_run(run.root, data, split, by, resamples, workers, predictor=predictor, preds=preds)
     ev.update(describe(tta), ensemble_members=getattr(predictor, "member_ids", None), precision=predictor.precision)
