@@ -90,12 +90,20 @@ def register_source(cls: type[Source]) -> type[Source]:
     return cls
 
 
-def load_dataset(path: str | Path, classes=None, *, allow_outside_paths: bool = False) -> CxrDataset:
+def load_dataset(
+    path: str | Path, classes: str | list[str] | None = None, *, allow_outside_paths: bool = False
+) -> CxrDataset:
     """Read ``path`` (a folder or a CSV) keeping ``classes`` in that order.
 
-    ``classes`` is a list, a comma-separated string, ``None`` for the default
-    (covid, viral_pneumonia, normal) or ``"all"`` for every class found, sorted.
-    ``allow_outside_paths``: read manifest rows whose path leaves the manifest's folder.
+    Args:
+        path: class folders, a Kaggle layout, a manifest CSV or an ieee8023 ``metadata.csv``.
+        classes: a list, a comma-separated string, None for the default (covid,
+            viral_pneumonia, normal) or ``"all"`` for every class found, sorted.
+        allow_outside_paths: read manifest rows whose path leaves the manifest's folder.
+
+    Returns:
+        The dataset: its records, classes, the files skipped with their reason and the images
+        of other labels counted in ``excluded``.
     """
     path = Path(path).expanduser().resolve()
     if not path.exists():

@@ -47,6 +47,14 @@ from .stop import StopOnSignal
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        run_dir: the run directory written (``config.out``).
+        card: the model card written there (None on the non-writing ranks of a distributed run).
+        trainer: the Lightning trainer, for its logged metrics.
+    """
+
     run_dir: Path
     card: ModelCard | None  # None on the non-writing ranks of a distributed run
     trainer: L.Trainer
@@ -388,6 +396,21 @@ def train(
     a second writer into the same ``out`` is refused, naming the process that holds it.
     A first SIGINT or SIGTERM during the fit saves ``checkpoints/last.ckpt`` after the batch in
     progress and raises :class:`~cxrkit.training.stop.TrainingStopped` (resume with ``resume=True``).
+
+    Args:
+        config: the run's :class:`~cxrkit.training.config.TrainConfig` (``data`` and ``out`` at least).
+        resume: continue the run in ``config.out`` from its last checkpoint.
+        progress_bar: Lightning's rich progress bar.
+        on_stage: called with one line per step ("caching 4911 images at 224 px", warnings).
+        data_progress: called as ``data_progress(done, total)`` while images are read and cached.
+        callbacks: more Lightning callbacks for the fit.
+
+    Returns:
+        :class:`TrainResult` (the run directory and its model card).
+
+    Raises:
+        UsageError: a config or start that cannot work (nothing is left behind).
+        TrainingStopped: a signal stopped the fit (the checkpoint it can resume from is kept).
     """
     if not is_launch_rank_zero():  # the other ranks of a distributed run write nothing
         return _train(config, resume, progress_bar, on_stage, data_progress, callbacks)
