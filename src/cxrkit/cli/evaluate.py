@@ -46,7 +46,7 @@ def register(subparsers) -> None:
         "evaluate",
         help="metrics with CIs, calibration, subgroups, report.html",
         description="Evaluate a trained run: accuracy, macro-F1, per-class sensitivity, specificity, "
-        "PPV, NPV, F1 and ROC-AUC, each with a bootstrap 95%% CI (resampling patients where "
+        "PPV, NPV, F1 and ROC-AUC, each with a bootstrap 95% CI (resampling patients where "
         "ids exist); confusion matrix; calibration (ECE, Brier, reliability) before/after "
         "temperature scaling fitted on val and saved into the run; metrics per subgroup "
         "(--by). Writes metrics.json, PNG plots and a self-contained report.html.",

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         description="Train the same config under several split protocols (patient-disjoint, the "
         "original's random image split, leave-source-out proxies), score each model on its "
         "own test split (and on --external data), and write OUT/protocols.md, "
-        "protocols.json and report.html: accuracy, macro-F1, per-class sensitivity with 95%% CIs, the count "
+        "protocols.json and report.html: accuracy, macro-F1, per-class sensitivity with 95% CIs, the count "
         "of leaked test images, the gap to the patient-disjoint number. A rerun reuses "
         "finished protocols and resumes an interrupted one.",
         epilog=f"Protocols:\n{listing}\n\nExample:\n"
