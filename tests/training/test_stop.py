@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 
@@ -18,11 +19,12 @@ class SignalAt(L.Callback):
     """Sends ``signals`` to this process at the end of one training or validation batch (before
     StopOnSignal looks, which Lightning calls after the other callbacks)."""
 
-    def __init__(self, *signals: int, stage: str = "train", epoch: int = 0, batch: int = 0):
+    def __init__(self, *signals: int, stage: str = "train", epoch: int = 0, batch: int | str = 0):
         self.signals, self.stage, self.epoch, self.batch = signals, stage, epoch, batch
 
     def _maybe(self, trainer, stage: str, batch_idx: int) -> None:
-        if (stage, trainer.current_epoch, batch_idx) == (self.stage, self.epoch, self.batch):
+        batch = trainer.num_training_batches - 1 if self.batch == "last" else self.batch
+        if (stage, trainer.current_epoch, batch_idx) == (self.stage, self.epoch, batch):
             for signum in self.signals:
                 os.kill(os.getpid(), signum)
 
@@ -63,6 +65,19 @@ def test_sigterm_while_validating_stops_when_it_ends_and_resumes(blob_dataset, t
     assert exc.exit_code == 143 and "by SIGTERM at the end of epoch 1" in str(exc)
     assert exc.checkpoint == run.last_checkpoint and _global_step(run.last_checkpoint) > 0  # the epoch's own
     assert train(config, resume=True, progress_bar=False).card.training["epochs_run"] == 2
+
+
+def test_a_signal_in_the_last_batch_lets_the_epoch_validate_first(blob_dataset, tmp_path, tiny_config):
+    from cxrkit.cli._fit_lines import FitLines
+
+    config = tiny_config(blob_dataset, tmp_path / "run", tmp_path / "cache", epochs=2)
+    with pytest.raises(TrainingStopped) as stopped:
+        train(config, progress_bar=False, callbacks=(SignalAt(signal.SIGTERM, batch="last"),))
+    assert "at the end of epoch 1; checkpoint kept" in str(stopped.value)
+    with open(tmp_path / "run" / "logs" / "version_0" / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f) if r["val/loss"]] == ["0"]  # epoch 1 was validated
+    # resumed at the start of epoch 2, with the CLI's progress lines on
+    assert train(config, resume=True, progress_bar=False, callbacks=(FitLines(),)).card.training["epochs_run"] == 2
 
 
 def test_a_second_signal_stops_at_once(blob_dataset, tmp_path, tiny_config):

@@ -27,6 +27,9 @@ class FitLines(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.monotonic()
         self.first_epoch = trainer.current_epoch  # a resumed run counts its ETA from here
+        # a run resumed from a checkpoint taken after an epoch's last batch ends that epoch
+        # without starting it again
+        self.loss_sum, self.batches = 0.0, 0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.loss_sum, self.batches = 0.0, 0

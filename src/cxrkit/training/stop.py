@@ -2,12 +2,13 @@
 
 Why not Lightning's own handling: after its SIGTERM handler the process ended with status 0 and
 not a word (a script could not tell a stopped run from a finished one), and after Ctrl-C with
-status 1; neither said how to continue. Here the first signal is noted; at the end
-of the training batch in progress :class:`StopOnSignal` saves ``checkpoints/last.ckpt``
-(atomically, over the epoch-end one) and raises :class:`TrainingStopped` (a signal during
-validation stops when it ends, with the epoch's checkpoint), which the caller reports (``cxr train``
-prints the resume command and exits 128 + the signal number: 130, 143). A second signal stops at
-once, wherever the training is; the previous ``last.ckpt`` (written whole or not at all) is kept.
+status 1; neither said how to continue. Here the first signal is noted; at the end of the
+training batch in progress :class:`StopOnSignal` saves ``checkpoints/last.ckpt`` (atomically,
+over the epoch-end one) and raises :class:`TrainingStopped`, which the caller reports (``cxr
+train`` prints the resume command and exits 128 + the signal number: 130, 143). A signal during
+an epoch's last batch or its validation stops when that validation ends, with the epoch's own
+checkpoint. A second signal stops at once, wherever the training is; the previous ``last.ckpt``
+(written whole or not at all) is kept.
 
 A run of several processes keeps Lightning's handling: there the ranks must agree on the batch
 to stop at, which Lightning's broadcast does.
@@ -94,13 +95,16 @@ class StopOnSignal(Checkpoint):
         raise TrainingStopped(self.signum, self.checkpoint, where)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx + 1 >= trainer.num_training_batches:  # the epoch's last: validate it first
+            return
         self._stop_if_asked(
             trainer, f"in epoch {trainer.current_epoch + 1} after batch {batch_idx + 1}/{trainer.num_training_batches}"
         )
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        """A signal during validation: the epoch's own ``last.ckpt`` is written by then (a
-        checkpoint taken inside a validation does not resume: its metrics are gone)."""
+        """A signal during the epoch's last batch or its validation: stop once the epoch's own
+        ``last.ckpt`` is written (a checkpoint taken inside a validation does not resume: its
+        metrics are gone; one taken before it resumes without validating that epoch)."""
         if self.signum is not None:
             self._restore()
             last = self.checkpoint if self.checkpoint.is_file() else None
