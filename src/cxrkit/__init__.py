@@ -3,9 +3,17 @@
 For research, not diagnosis: no output of this package is a medical device.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from ._meta import RESEARCH_NOTICE, __version__
 from ._speed import tune_allocator
 from .inference.defaults import DEFAULT_BACKEND, DEFAULT_PRECISION
+
+if TYPE_CHECKING:
+    from .inference.predictor import Predictor
 
 tune_allocator()  # before torch allocates anything: see cxrkit._speed (CXR_MALLOC=system: off)
 
@@ -14,13 +22,13 @@ __all__ = ["RESEARCH_NOTICE", "__version__", "adapt", "load", "site_report"]
 
 
 def load(
-    run_dir,
+    run_dir: str | Path,
     backend: str = DEFAULT_BACKEND,
     threshold: float | None = None,
     device: str = "cpu",
     precision: str = DEFAULT_PRECISION,
     tta: str = "none",
-):
+) -> Predictor:
     """The run's :class:`~cxrkit.inference.Predictor`: ``cxrkit.load(run).predict(paths)``.
 
     Imports torch only when called, so ``import cxrkit`` stays light. ``threshold`` (default
@@ -32,6 +40,18 @@ def load(
     (earlier versions' defaults) gives the same fp32 PyTorch probabilities on every host.
     ``tta`` "standard" averages over 7 views (:mod:`cxrkit.inference.tta`). An ensemble
     directory (``cxr ensemble create``) gives an :class:`~cxrkit.inference.ensemble.EnsemblePredictor`.
+
+    Args:
+        run_dir: a run directory of ``cxr train`` (or an ensemble directory).
+        backend: "auto", "torch", "onnx" or "onnx-int8".
+        threshold: top probability below which a prediction is flagged ``uncertain``
+            (None: the run's default).
+        device: "cpu" or "cuda".
+        precision: "auto", "32" or "bf16" (torch backend).
+        tta: "none" or "standard" (test-time augmentation).
+
+    Returns:
+        A Predictor; ``predict(paths)`` gives :class:`~cxrkit.inference.predictor.Predictions`.
     """
     from .inference.loader import load_predictor
 

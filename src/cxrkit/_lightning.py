@@ -12,6 +12,9 @@ QUIET = (
     ".*number of training batches.*",
     ".*does not have many workers.*",
     ".*Checkpoint directory .* exists and is not empty.*",
+    # a run stopped by a signal resumes mid-epoch (training/stop.py): the rest of that epoch
+    # draws its batches afresh, which docs/training.md states
+    ".*resuming from a checkpoint that ended before the epoch ended.*",
 )
 
 

@@ -58,3 +58,12 @@ def test_every_headline_number_names_its_protocol_and_is_on_the_linked_results_p
         page = (ROOT / target).read_text()
         for value in re.findall(r"\d+(?:\.\d+)?", number):
             assert value in page, f"{what}: {value} is not on {target} (stale or pasted?)"
+
+
+def test_running_the_tests_names_what_ci_installs_and_why_tests_skip():
+    section = _section("Running the tests")
+    ci = (ROOT / ".ci" / "run").read_text()
+    packages = [p for line in re.findall(r"apt-get install -y -qq ([^>]+)>", ci) for p in line.split()]
+    assert packages and all(f"`{p}`" in section for p in packages), packages
+    for reason in ("/usr/bin/chromium missing", "/usr/sbin/Orthanc is missing", "real data not present"):
+        assert reason in section, reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +35,29 @@ def test_site_builds_strictly_with_every_page(tmp_path):
     api = (site / "api" / "index.html").read_text()
     assert "evaluate_and_report" in api and "from_run" in api  # mkdocstrings rendered the docstrings
     assert "make_dataset" in (site / "tutorial" / "index.html").read_text()  # the notebook became a page
+    _check_api_reference(site)
+
+
+SPHINX_ROLE = re.compile(r":(class|func|meth|mod|attr|data|obj|exc):")
+
+
+def _check_api_reference(site: Path) -> None:
+    """The API page is usable: cross-references rendered (no raw Sphinx roles anywhere), the
+    public functions' parameters, TrainConfig's fields with their help, Prediction(s)."""
+    from cxrkit.training import TrainConfig
+
+    raw = {p.relative_to(site): SPHINX_ROLE.findall(p.read_text()) for p in site.rglob("*.html")}
+    assert not {p: r for p, r in raw.items() if r}, "raw Sphinx roles in the built site"
+    api = (site / "api" / "index.html").read_text()
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    missing = [name for name in fields if f'title="cxrkit.training.config.TrainConfig.{name}"' not in api]
+    assert not missing, f"TrainConfig fields not on the API page: {missing}"
+    assert "Maximum epochs. Default: <code>12</code>" in api  # help text and default of a field
+    for path in ("inference.predictor.Predictions", "inference.predictor.Prediction", "training.fit.TrainResult"):
+        assert f'id="cxrkit.{path}"' in api, path
+    assert "other_abnormal_flag" in api and "predicted_class" in api  # Prediction's fields, described
+    assert api.count('<span class="doc-section-title">Parameters:</span>') >= 10  # load, train, evaluate, ...
+    assert 'class="autorefs autorefs-internal"' in api  # a role that became a link
 
 
 def test_a_broken_link_fails_the_build(tmp_path):

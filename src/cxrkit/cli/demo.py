@@ -9,8 +9,8 @@ from pathlib import Path
 from ..training.config import DEMO_DEFAULTS, TrainConfig, read_config_file, resolve_config
 from . import data as data_cli
 from ._config_args import add_config_arguments, config_values
-from ._console import CliError, console, progress_bar
-from .train import add_config_file_argument
+from ._console import CliError, console, plain, progress_bar, say
+from .train import add_config_file_argument, exit_stopped
 
 SHARED_DATA = Path("../shared/data/cxr")
 # trained beside it when present: adult AP/PA normals and adult pneumonias (issue 26's recipe)
@@ -72,16 +72,27 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from ..evaluation.report import render_markdown
+    from ..training.stop import TrainingStopped
     from ..workflows import run_demo
+    from ._fit_lines import fit_progress
 
     flags = config_values(args, TrainConfig)
     from_file = read_config_file(args.config) if args.config else {}
     flags["data"] = find_data(flags.get("data") or from_file.get("data"))
     config = resolve_config(from_file, flags, base={**DEMO_DEFAULTS, "out": str(args.out / "model")})
-    with progress_bar("images") as update:
-        result = run_demo(
-            config, args.out, args.by, on_stage=lambda m: console.print(f"[bold]»[/] {m}"), progress=update
-        )
+    try:
+        with fit_progress() as callbacks, progress_bar("images") as update:
+            result = run_demo(
+                config,
+                args.out,
+                args.by,
+                on_stage=say,
+                progress=update,
+                train_progress_bar=not plain(),
+                train_callbacks=callbacks,
+            )
+    except TrainingStopped as stop:
+        exit_stopped(stop, "the same cxr demo command (its training resumes)")
     data_cli.print_report(result.inspect)
     console.print(render_markdown(result.evaluated.evaluation))
     console.print(

@@ -12,7 +12,7 @@ from .._io import atomic_write_json, atomic_write_text
 from .._meta import RESEARCH_NOTICE
 from ..run import RunDir
 from ..run.layout import AUDIT_DIR, AUDIT_FILE, EVALUATION_DIR
-from ._console import CliError, console
+from ._console import CliError, console, heartbeat, plain_progress, say
 from .predict import add_precision_argument, add_tta_argument
 
 
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
         "evaluate",
         help="metrics with CIs, calibration, subgroups, report.html",
         description="Evaluate a trained run: accuracy, macro-F1, per-class sensitivity, specificity, "
-        "PPV, NPV, F1 and ROC-AUC, each with a bootstrap 95%% CI (resampling patients where "
+        "PPV, NPV, F1 and ROC-AUC, each with a bootstrap 95% CI (resampling patients where "
         "ids exist); confusion matrix; calibration (ECE, Brier, reliability) before/after "
         "temperature scaling fitted on val and saved into the run; metrics per subgroup "
         "(--by). Writes metrics.json, PNG plots and a self-contained report.html.",
@@ -143,21 +143,23 @@ def run_evaluate(args: argparse.Namespace) -> None:
         console.print(f"[bold]»[/] ensemble of {len(args.ensemble)} runs: [bold]{run_dir}[/]")
     elif run_dir is None:
         raise CliError("say which run to evaluate: RUN_DIR, or --ensemble RUN_A RUN_B ...")
-    result = evaluate_and_report(
-        run_dir,
-        _data(args),
-        args.split,
-        args.by,
-        args.resamples,
-        args.workers,
-        audit=args.audit,
-        lung_run=args.lung_run,
-        out=args.out,
-        on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
-        tta=args.tta,
-        precision=args.precision,
-        abnormal=args.abnormal,
-    )
+    with heartbeat():
+        result = evaluate_and_report(
+            run_dir,
+            _data(args),
+            args.split,
+            args.by,
+            args.resamples,
+            args.workers,
+            audit=args.audit,
+            lung_run=args.lung_run,
+            out=args.out,
+            on_stage=say,
+            progress=plain_progress("reading images"),
+            tta=args.tta,
+            precision=args.precision,
+            abnormal=args.abnormal,
+        )
     console.print(render_markdown(result.evaluation))
     console.print(f"wrote [bold]{result.files.get('report.html', args.out)}[/]")
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from .._meta import RESEARCH_NOTICE
 from ..data.files import IMAGE_SUFFIXES
 from ..explain.defaults import DEFAULT_METHOD, METHOD_CLASSES, SLOW_METHODS
-from ._console import CliError, console, err_console, progress_bar
+from ._console import CliError, console, err_console, heartbeat, progress_bar
 from .predict import add_precision_argument
 
 EXPLAIN_DIR = "explain"
@@ -141,10 +141,11 @@ def run(args: argparse.Namespace) -> None:
     out = args.out or args.run_dir / EXPLAIN_DIR
     arithmetic = "bf16" if predictor.precision == "bf16" else "fp32"
     console.print(f"[bold]»[/] {args.method} on layer {explainer.layer_name} ({device}, {arithmetic})")
-    if args.summary:
-        _summary(args, explainer, out)
-    else:
-        _files(args, explainer, out)
+    with heartbeat():
+        if args.summary:
+            _summary(args, explainer, out)
+        else:
+            _files(args, explainer, out)
     console.print(f"[bold]{RESEARCH_NOTICE}[/]")
 
 

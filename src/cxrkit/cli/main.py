@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     except (CxrkitError, OSError) as exc:
         if debug:
             raise
-        fail(str(exc))
+        fail(str(exc), getattr(exc, "exit_code", 2))  # e.g. a training stopped by a signal: 128 + its number
     except Exception as exc:  # a bug: say so briefly, and how to see the traceback
         if debug:
             raise

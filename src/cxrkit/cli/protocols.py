@@ -9,7 +9,7 @@ from .._meta import RESEARCH_NOTICE
 from ..training.config import TrainConfig, read_config_file
 from ..workflows.protocols import DEFAULT_PROTOCOLS, PROTOCOL_KEYS, PROTOCOLS, parse_protocols
 from ._config_args import add_config_arguments, config_values
-from ._console import console
+from ._console import console, say
 from .train import add_config_file_argument
 
 
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         description="Train the same config under several split protocols (patient-disjoint, the "
         "original's random image split, leave-source-out proxies), score each model on its "
         "own test split (and on --external data), and write OUT/protocols.md, "
-        "protocols.json and report.html: accuracy, macro-F1, per-class sensitivity with 95%% CIs, the count "
+        "protocols.json and report.html: accuracy, macro-F1, per-class sensitivity with 95% CIs, the count "
         "of leaked test images, the gap to the patient-disjoint number. A rerun reuses "
         "finished protocols and resumes an interrupted one.",
         epilog=f"Protocols:\n{listing}\n\nExample:\n"
@@ -64,25 +64,33 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from ..errors import UsageError
+    from ..training.stop import TrainingStopped
     from ..workflows.protocols import run_protocols
+    from ._fit_lines import fit_progress
+    from .train import exit_stopped
 
     flags = config_values(args, TrainConfig)
     base = {**(read_config_file(args.config) if args.config else {}), **flags}
     data, out = base.pop("data", None), base.pop("out", None)
     if not data or not out:
         raise UsageError("cxr protocols needs --data DATA and --out DIR (as flags or in --config)")
-    table = run_protocols(
-        data,
-        Path(out),
-        parse_protocols(args.protocols),
-        base,
-        external=args.external,
-        resamples=args.resamples,
-        workers=base.get("workers", 2),
-        on_stage=lambda m: console.print(f"[bold]»[/] {m}"),
-        external_by=args.external_by,
-        abnormal=args.abnormal,
-    )
+    try:
+        with fit_progress() as callbacks:
+            table = run_protocols(
+                data,
+                Path(out),
+                parse_protocols(args.protocols),
+                base,
+                external=args.external,
+                resamples=args.resamples,
+                workers=base.get("workers", 2),
+                on_stage=say,
+                external_by=args.external_by,
+                abnormal=args.abnormal,
+                train_callbacks=callbacks,
+            )
+    except TrainingStopped as stop:
+        exit_stopped(stop, "the same cxr protocols command (finished protocols are reused, this one resumes)")
     console.print((Path(out) / "protocols.md").read_text())
     console.print(
         f"wrote [bold]{Path(out) / 'protocols.md'}[/], protocols.json and report.html "

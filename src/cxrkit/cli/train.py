@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
+import sys
 from pathlib import Path
 
 from rich.markup import escape
@@ -13,7 +15,7 @@ from ..errors import CxrkitError
 from ..run import RunDir, read_card
 from ..training.config import CONFIG_FILE, TrainConfig, read_config_file, resolve_config
 from ._config_args import add_config_arguments, config_values
-from ._console import CliError, console, progress_bar
+from ._console import CliError, console, err_console, plain, progress_bar, say
 
 # Flags that may change when a run is resumed: where and how fast it runs, not what it learns.
 RESUMABLE = {"accelerator", "devices", "num_nodes", "strategy", "workers", "cache_dir", "max_minutes", "epochs"}
@@ -103,14 +105,22 @@ def _finished(run_dir: Path, saved: TrainConfig) -> str:
 def run(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     from ..training import train
+    from ..training.stop import TrainingStopped
     from ..workflows.training import train_ready
 
     resume = bool(args.resume)
     if not is_launch_rank_zero():  # another process of a distributed run: rank 0 reports
         train(config, resume=resume, progress_bar=False)
         return
-    with progress_bar("preparing images") as update:
-        result = train_ready(config, resume=resume, on_stage=_say, data_progress=update)
+    from ._fit_lines import fit_progress
+
+    try:
+        with fit_progress() as callbacks, progress_bar("preparing images") as update:
+            result = train_ready(
+                config, resume=resume, on_stage=say, data_progress=update, progress_bar=not plain(), callbacks=callbacks
+            )
+    except TrainingStopped as stop:
+        exit_stopped(stop, f"cxr train --resume {shlex.quote(config.out)}")
     card = result.card
     if card:
         v = card.val_metrics
@@ -127,7 +137,12 @@ def run(args: argparse.Namespace) -> None:
             )
 
 
-def _say(message: str) -> None:
-    """Stages and warnings from training; paths may hold [brackets], so no rich markup in them."""
-    style = "[yellow]»[/]" if message.startswith(("warning", "  skipped", "  ...")) else "[bold]»[/]"
-    console.print(f"{style} {escape(message)}")
+def exit_stopped(stop, resume_command: str) -> None:
+    """Say where a training stopped by a signal left its checkpoint and the command that goes on
+    from it, then exit 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as a shell would."""
+    err_console.print(f"[yellow]stopped:[/] {escape(str(stop))}")
+    if stop.checkpoint is not None:
+        err_console.print(f"continue with: [bold]{escape(resume_command)}[/]")
+    else:
+        err_console.print("nothing to resume yet: start it again with the same command")
+    sys.exit(stop.exit_code)

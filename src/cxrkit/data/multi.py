@@ -40,9 +40,25 @@ def data_roots(data) -> list[str]:
     return [str(data)]
 
 
-def load_data(data, classes=None, *, allow_outside_paths: bool = False, min_classes: int = 2) -> CxrDataset:
-    """Read one dataset or the union of several (``data`` a path or a list of paths); ``min_classes``:
-    :func:`~cxrkit.data.sources.load_dataset`'s."""
+def load_data(
+    data: str | Path | list[str | Path],
+    classes: str | list[str] | None = None,
+    *,
+    allow_outside_paths: bool = False,
+    min_classes: int = 2,
+) -> CxrDataset:
+    """Read one dataset or the union of several, as :func:`~cxrkit.data.sources.load_dataset` does.
+
+    Args:
+        data: a path, or a list of paths read as one dataset (patient ids kept apart per dataset;
+            overlapping datasets are refused).
+        classes: as for :func:`~cxrkit.data.sources.load_dataset`.
+        allow_outside_paths: read manifest rows whose path leaves the manifest's folder.
+        min_classes: as for :func:`~cxrkit.data.sources.load_dataset`.
+
+    Returns:
+        One dataset; with several roots its ``parts`` name each one and its fingerprint.
+    """
     roots = data_roots(data)
     if len(roots) == 1:
         return load_dataset(roots[0], classes, allow_outside_paths=allow_outside_paths, min_classes=min_classes)

@@ -91,14 +91,25 @@ def register_source(cls: type[Source]) -> type[Source]:
 
 
 def load_dataset(
-    path: str | Path, classes=None, *, allow_outside_paths: bool = False, min_classes: int = 2
+    path: str | Path,
+    classes: str | list[str] | None = None,
+    *,
+    allow_outside_paths: bool = False,
+    min_classes: int = 2,
 ) -> CxrDataset:
     """Read ``path`` (a folder or a CSV) keeping ``classes`` in that order.
 
-    ``classes`` is a list, a comma-separated string, ``None`` for the default
-    (covid, viral_pneumonia, normal) or ``"all"`` for every class found, sorted (at least
-    ``min_classes`` of them: training needs two; a site's labeled films may hold one).
-    ``allow_outside_paths``: read manifest rows whose path leaves the manifest's folder.
+    Args:
+        path: class folders, a Kaggle layout, a manifest CSV or an ieee8023 ``metadata.csv``.
+        classes: a list, a comma-separated string, None for the default (covid,
+            viral_pneumonia, normal) or ``"all"`` for every class found, sorted.
+        allow_outside_paths: read manifest rows whose path leaves the manifest's folder.
+        min_classes: ``"all"`` must find at least this many classes (training needs two; a
+            site's labeled films for ``cxr adapt`` may hold one).
+
+    Returns:
+        The dataset: its records, classes, the files skipped with their reason and the images
+        of other labels counted in ``excluded``.
     """
     path = Path(path).expanduser().resolve()
     if not path.exists():

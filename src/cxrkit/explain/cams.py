@@ -78,6 +78,14 @@ class Explainer:
     ``target_layer`` is a dotted module name (default: chosen per backbone, see
     cxrkit.explain.layers). The predictor's model stops tracking weight gradients: CAMs need
     gradients of activations only, and a backward pass without weight gradients is cheaper.
+
+    Args:
+        predictor: the run's predictor (``cxrkit.load(run)``).
+        method: the CAM method, e.g. "gradcam", "gradcam++", "eigencam" (``METHOD_CLASSES``).
+        target_layer: dotted module name, e.g. "blocks.6" (a wrong one lists the valid ones).
+        aug_smooth: average the maps over brightness/contrast variants of the input.
+        eigen_smooth: keep the first principal component of the weighted features.
+        batch_size: images per CAM pass.
     """
 
     def __init__(
@@ -111,8 +119,15 @@ class Explainer:
     ) -> Explanation:
         """Maps for ``images`` (N, S, S) uint8 from ``predictor.preprocessing.to_uint8``.
 
-        ``target``: None explains each image's predicted class, ``"all"`` every class, an int
-        that class for every image, a sequence one class per image.
+        Args:
+            images: preprocessed images, (N, S, S) uint8.
+            target: None explains each image's predicted class, ``"all"`` every class, an int
+                that class for every image, a sequence one class per image.
+            progress: called as ``progress(done, total)`` after each batch.
+
+        Returns:
+            ``Explanation``: ``maps`` (N, K, S, S) in [0, 1], the explained ``classes`` (N, K)
+            and the ``probabilities`` (N, classes).
         """
         images = np.asarray(images)
         probabilities = self.predictor.proba_from_uint8(images)

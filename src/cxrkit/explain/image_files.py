@@ -40,9 +40,20 @@ def explain_files(
     target: None | str | int = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExplainedFiles:
-    """Explain every image in ``paths`` (``target`` as in :meth:`Explainer.explain`) and write
-    ``<stem>.png`` and ``<stem>.npy`` (maps (K, S, S) at model input size) into ``out_dir``;
-    repeated stems get ``_2``, ``_3``..."""
+    """Explain every image in ``paths`` and write ``<stem>.png`` (the overlay) and ``<stem>.npy``
+    (maps (K, S, S) at model input size) into ``out_dir``; repeated stems get ``_2``, ``_3``...
+
+    Args:
+        explainer: the :class:`~cxrkit.explain.cams.Explainer` to use.
+        paths: image files and folders (searched recursively).
+        out_dir: where the overlays and maps go.
+        target: as in :meth:`Explainer.explain`.
+        progress: called as ``progress(done, total)`` after each batch.
+
+    Returns:
+        ``ExplainedFiles``: ``written`` (input, overlay, maps) triples, ``failures`` (files that
+        could not be read, with the reason) and the count of non-image files ``ignored``.
+    """
     files, missing, ignored = find_images(paths)
     out, out_dir = ExplainedFiles(failures=list(missing), ignored=ignored), Path(out_dir)
     predictor, used = explainer.predictor, set()

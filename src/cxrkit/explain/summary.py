@@ -96,7 +96,7 @@ def explain_split(
 ) -> SplitExplanations:
     """Explain every image of ``split`` of ``data`` (defaults as in ``cxr evaluate``); ``lung_run``
     as in :func:`cxrkit.evaluation.audit.audit_run`. ``preds``: that split's predictions when the
-    caller has them (``cxr evaluate --explain`` / the demo predicted it already)."""
+    caller has them (``evaluate_and_report(explain=True)``, which ``cxr demo`` runs, predicted it already)."""
     predictor = explainer.predictor
     predictor.model  # CAMs need one model input: an ensemble is refused here, naming a member
     if preds is None:

@@ -37,7 +37,19 @@ ImageInput = str | Path | np.ndarray | bytes
 
 @dataclass(frozen=True)
 class Prediction:
-    """The model's answer for one image (probabilities calibrated with the run's temperature)."""
+    """The model's answer for one image (probabilities calibrated with the run's temperature).
+
+    Attributes:
+        name: the input's name (its path, or the name given with it).
+        probabilities: class -> probability; they sum to 1 over the run's classes.
+        predicted_class: the class with the top probability.
+        confidence: the top probability.
+        uncertain: ``confidence`` is below the threshold: read it as "no answer".
+        other_abnormal: models trained with auxiliary classes only (else None): the probability
+            of "abnormal, but none of the classes".
+        other_abnormal_flag: ``other_abnormal`` reaches the threshold fitted on val; the film
+            then needs a reader whatever ``predicted_class`` says (None without auxiliary classes).
+    """
 
     name: str
     probabilities: dict[str, float]
@@ -59,7 +71,12 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Failure:
-    """An input that could not be read; the batch went on without it."""
+    """An input that could not be read; the batch went on without it.
+
+    Attributes:
+        name: the input's name.
+        reason: why it could not be read or predicted, in one line.
+    """
 
     name: str
     reason: str
@@ -77,7 +94,12 @@ class NonFiniteOutput(CxrkitError, ValueError):
 
 @dataclass
 class Predictions:
-    """Results in input order (failed inputs left out) and the inputs that failed."""
+    """What :meth:`Predictor.predict` returns: the answers and the inputs that failed.
+
+    Attributes:
+        results: one :class:`Prediction` per input read, in input order.
+        errors: one :class:`Failure` per input that could not be read or predicted.
+    """
 
     results: list[Prediction] = field(default_factory=list)
     errors: list[Failure] = field(default_factory=list)
@@ -141,6 +163,21 @@ class Predictor:
         precision: str = DEFAULT_PRECISION,
         tta: str = "none",
     ) -> "Predictor":
+        """The Predictor of one run directory (an ensemble directory: use ``cxrkit.load``).
+
+        Args:
+            run_dir: a run directory of ``cxr train``.
+            device: "cpu", "cuda" or a torch device.
+            batch_size: images per forward pass.
+            backend: "auto" (the fastest export that passed parity, else torch), "torch",
+                "onnx" or "onnx-int8".
+            threshold: top probability below which a prediction is flagged ``uncertain``.
+            precision: "auto", "32" or "bf16" (torch backend).
+            tta: "none" or "standard" (7 views averaged).
+
+        Returns:
+            The Predictor; :attr:`backend_note` says why "auto" chose its backend.
+        """
         if RunDir(run_dir).is_ensemble():
             raise UsageError(
                 f"{run_dir} is an ensemble directory; load it with cxrkit.load() "
@@ -256,7 +293,14 @@ class Predictor:
         return np.full((1, s, s), value, np.uint8)
 
     def predict_proba(self, images: Iterable[str | Path | np.ndarray]) -> np.ndarray:
-        """Probabilities for image files or decoded gray arrays in [0, 1]."""
+        """Probabilities for image files or decoded gray arrays in [0, 1].
+
+        Args:
+            images: paths, or 2-D gray arrays in [0, 1]; an unreadable one raises.
+
+        Returns:
+            Array (N, classes) of calibrated probabilities, in the order of ``classes``.
+        """
         prepared = [self.prepare(img) for img in images]
         if not prepared:
             return np.zeros((0, len(self.classes)), np.float32)
@@ -306,9 +350,21 @@ class Predictor:
     ) -> Predictions:
         """Predict every input; unreadable ones land in ``errors`` and the rest go on.
 
-        ``inputs``: one path/bytes/2-D array, a 3-D array (a stack), or an iterable of them.
-        Decoding runs in ``workers`` threads (default: CPU count, at most 4) a batch ahead of
-        the model, so reading files overlaps inference instead of adding to it.
+        Decoding runs in ``workers`` threads a batch ahead of the model, so reading files
+        overlaps inference instead of adding to it.
+
+        Args:
+            inputs: one path, file bytes or 2-D gray array, a 3-D array (a stack), or an
+                iterable of them (PNG, JPEG, BMP, TIFF, DICOM).
+            names: one name per input (default: the path, or ``array[i]`` / ``bytes[i]``).
+            threshold: top probability below which a prediction is flagged ``uncertain``
+                (default: the predictor's).
+            progress: called as ``progress(done, total)`` after each batch.
+            workers: decoding threads (default: the CPU count, at most 4).
+
+        Returns:
+            :class:`Predictions`: ``results`` in input order and ``errors`` for the inputs
+            that failed.
         """
         items = _as_items(inputs)
         names = [str(n) for n in names] if names is not None else [_name_of(x, i) for i, x in enumerate(items)]

@@ -6,6 +6,7 @@ is external validation and is used whole.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def predict_split(
     workers: int = 2,
     cache_dir: str | Path | None = None,
     abnormal: list[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SplitPredictions:
     """Logits of the model on ``split`` ("train", "val", "test" or "all") of ``data``.
 
@@ -81,7 +83,8 @@ def predict_split(
     (external validation) is used whole (``split`` "all"). Classes are matched by name:
     images of classes the model does not know are left out and counted, except the labels in
     ``abnormal`` (e.g. ``["pneumonia"]``), whose films are predicted into ``.abnormal`` for
-    :mod:`cxrkit.evaluation.abnormal` (data used whole only).
+    :mod:`cxrkit.evaluation.abnormal` (data used whole only). ``progress(done, total)``: the
+    reading of the images.
     """
     card = predictor.run.card
     data = data or card.data["path"]
@@ -101,6 +104,7 @@ def predict_split(
         workers=workers,
         cache_dir=cache_dir,
         allow_outside_paths=outside,
+        progress=progress,
     )
     ds = prep.dataset if split == "all" else prep.split.subset(prep.dataset, split)
     if len(ds) == 0:

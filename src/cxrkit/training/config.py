@@ -311,7 +311,14 @@ def parse_yaml(text: str, source: str) -> dict:
 
 
 def read_config_file(spec: str | Path) -> dict:
-    """The fields set by ``--config``: a YAML path, or a preset name from ``cxrkit/configs/`` (e.g. ``fast``)."""
+    """The fields set by ``--config``: a YAML path, or a preset name from ``cxrkit/configs/`` (e.g. ``fast``).
+
+    Args:
+        spec: a YAML file of TrainConfig fields, or a preset's name.
+
+    Returns:
+        The fields the file sets (unknown keys are refused), for ``TrainConfig(**fields, ...)``.
+    """
     path = Path(spec)
     if not path.is_file() and not path.suffix and (PRESET_DIR / f"{spec}.yaml").is_file():
         path = PRESET_DIR / f"{spec}.yaml"

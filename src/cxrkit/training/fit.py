@@ -4,7 +4,7 @@
 :mod:`.resume`), read and split the data, build the model (weights checked), cache the images,
 write config + split (last, so a refused start or resume changes no file), fit, write weights
 and the card. A start that fails before fitting removes the folder it created; a Ctrl-C while
-fitting is :class:`~cxrkit.training.resume.TrainingStopped`, naming the command that continues.
+fitting is :class:`~cxrkit.training.stop.TrainingStopped`, naming the checkpoint kept.
 """
 
 from __future__ import annotations
@@ -46,10 +46,19 @@ from .freeze import apply_finetune, parse_finetune
 from .left_out import report_left_out, write_skipped
 from .module import CxrClassifier
 from .resume import check_resume, stopped
+from .stop import StopOnSignal
 
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        run_dir: the run directory written (``config.out``).
+        card: the model card written there (None on the non-writing ranks of a distributed run).
+        trainer: the Lightning trainer, for its logged metrics.
+    """
+
     run_dir: Path
     card: ModelCard | None  # None on the non-writing ranks of a distributed run
     trainer: L.Trainer
@@ -272,12 +281,13 @@ def _trainer(config: TrainConfig, run: RunDir, progress_bar: bool, callbacks) ->
         best,
         EarlyStopping("val/loss", patience=config.patience, mode="min"),
         LearningRateMonitor("epoch"),
+        StopOnSignal(run.last_checkpoint),  # SIGINT/SIGTERM: a checkpoint to resume from, then TrainingStopped
         *callbacks,
     ]
     if progress_bar:
         from lightning.pytorch.callbacks import RichProgressBar
 
-        callbacks.append(RichProgressBar())
+        callbacks.append(RichProgressBar(console_kwargs={"stderr": True}))  # progress on stderr, as the CLI's
     trainer = L.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,
@@ -389,6 +399,23 @@ def train(
     using its saved split. ``callbacks`` are added to Lightning's (e.g. custom logging).
     The writing process holds the run directory's lock (:func:`cxrkit.run.run_lock`) throughout:
     a second writer into the same ``out`` is refused, naming the process that holds it.
+    A first SIGINT or SIGTERM during the fit saves ``checkpoints/last.ckpt`` after the batch in
+    progress and raises :class:`~cxrkit.training.stop.TrainingStopped` (resume with ``resume=True``).
+
+    Args:
+        config: the run's :class:`~cxrkit.training.config.TrainConfig` (``data`` and ``out`` at least).
+        resume: continue the run in ``config.out`` from its last checkpoint.
+        progress_bar: Lightning's rich progress bar.
+        on_stage: called with one line per step ("caching 4911 images at 224 px", warnings).
+        data_progress: called as ``data_progress(done, total)`` while images are read and cached.
+        callbacks: more Lightning callbacks for the fit.
+
+    Returns:
+        :class:`TrainResult` (the run directory and its model card).
+
+    Raises:
+        UsageError: a config or start that cannot work (nothing is left behind).
+        TrainingStopped: a signal stopped the fit (the checkpoint it can resume from is kept).
     """
     if not is_launch_rank_zero():  # the other ranks of a distributed run write nothing
         return _train(config, resume, progress_bar, on_stage, data_progress, callbacks)

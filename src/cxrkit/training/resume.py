@@ -5,8 +5,8 @@ done ended in Lightning's "restored a checkpoint with current_epoch=30" as "a bu
 after config.yaml had been rewritten with the bad value (so the next plain ``--resume`` failed
 the same way); ``--epochs`` equal to the epochs done retrained nothing and rewrote the card,
 dropping the calibration ``cxr evaluate`` had fitted. :func:`check_resume` now refuses both
-first, naming the run and its epochs done. A Ctrl-C, which Lightning turns into a silent
-``exit(1)``, becomes :class:`TrainingStopped`: what was kept and the command that continues.
+first, naming the run and its epochs done. A Ctrl-C that Lightning handles itself (a silent
+``exit(1)``) becomes :class:`~cxrkit.training.stop.TrainingStopped` too (:func:`stopped`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,6 @@ from ..data.multi import data_roots
 from ..errors import UsageError
 from ..run import RunDir
 from .config import TrainConfig
-
-
-class TrainingStopped(KeyboardInterrupt):
-    """Ctrl-C during training; the message says what was kept and how to continue (exit 130)."""
 
 
 def epochs_done(checkpoint: dict) -> int:
@@ -65,20 +61,19 @@ def check_resume(config: TrainConfig, run: RunDir, checkpoint: dict) -> int:
     return done
 
 
-def stopped(run: RunDir, epochs: int) -> TrainingStopped:
-    """The Ctrl-C of a training of ``run`` (``epochs`` asked for), saying what was kept."""
+def stopped(run: RunDir, epochs: int):
+    """Lightning's own stop of a fit (a signal before our handler is in, a run of several
+    processes) as :class:`~cxrkit.training.stop.TrainingStopped`, saying what was kept."""
+    import signal
+
     from .checkpoint_io import SafeCheckpointIO
+    from .stop import TrainingStopped
 
     if not run.last_checkpoint.is_file():
-        return TrainingStopped(
-            f"training of {run.root} stopped (Ctrl-C) during its first epoch, before any checkpoint: nothing "
-            "to resume; start it again with the same `cxr train` command"
-        )
+        return TrainingStopped(signal.SIGINT, None, f"during the first epoch of {run.root}")
     try:
         done = f"{epochs_done(SafeCheckpointIO().load_checkpoint(run.last_checkpoint))} of {epochs} epoch(s)"
     except Exception:  # noqa: BLE001 - the message must come out whatever the file holds
         done = "some epochs"
-    return TrainingStopped(
-        f"training of {run.root} stopped (Ctrl-C); its last checkpoint ({run.last_checkpoint}, {done} done) "
-        f"is kept, the epoch in progress is lost. Continue it with `{resume_command(run)}`"
-    )
+    where = f"in {run.root} after {done} (the epoch in progress is lost)"
+    return TrainingStopped(signal.SIGINT, run.last_checkpoint, where, saved=False)

@@ -45,11 +45,14 @@ def run_demo(
     on_stage: Callable[[str], None] = lambda m: None,
     progress: Callable[[int, int], None] | None = None,
     train_progress_bar: bool = True,
+    train_callbacks: tuple = (),
 ) -> DemoResult:
     """Inspect and split ``config.data`` into ``out``, train ``out/model``, evaluate it into ``out/report``.
 
     ``config.out`` and ``config.split_file`` are set here (``out/model``, ``out/split.csv``);
     ``by`` columns that the data lacks are left out of the subgroup tables and the audit.
+    ``train_callbacks``: Lightning callbacks of the training (e.g. progress lines). The same call
+    again reuses a finished training and resumes an interrupted one.
     """
     start = time.perf_counter()
     out = Path(out)
@@ -70,6 +73,7 @@ def run_demo(
             on_stage=on_stage,
             data_progress=progress,
             progress_bar=train_progress_bar,
+            callbacks=train_callbacks,
         )
     on_stage(f"3/3 evaluate, audit and explain on the test split of the {config.split_by} protocol")
     evaluated = evaluate_and_report(

@@ -35,7 +35,7 @@ class Evaluated:
 @writes_run("cxr evaluate", lambda a: a["out"] or RunDir(a["run_dir"]).evaluation)
 def evaluate_and_report(
     run_dir: str | Path,
-    data=None,
+    data: str | Path | list[str | Path] | None = None,
     split: str | None = None,
     by: list[str] | None = None,
     resamples: int = 1000,
@@ -44,7 +44,7 @@ def evaluate_and_report(
     explain: bool = False,
     out: str | Path | None = None,
     on_stage: Callable[[str], None] = lambda m: None,
-    lung_run=None,
+    lung_run: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     tta: str = "none",
     precision: str = DEFAULT_PRECISION,
@@ -52,11 +52,33 @@ def evaluate_and_report(
 ) -> Evaluated:
     """Metrics with CIs (+ the shortcut audit, + Grad-CAM class summaries) into ``out``'s report.
 
-    ``out`` defaults to ``RUN/evaluation``. With ``explain`` the summaries go to ``out/explain``
-    and their figures into ``report.html``. ``abnormal``: labels that are not model classes,
-    scored as "abnormal called normal" (:mod:`cxrkit.evaluation.abnormal`). ``tta`` "standard": test-time augmentation
-    (:mod:`cxrkit.inference.tta`), recorded in metrics.json; an ensemble directory is evaluated
-    like a run (:mod:`cxrkit.inference.ensemble`).
+    What ``cxr evaluate`` runs. An ensemble directory is evaluated like a run
+    (:mod:`cxrkit.inference.ensemble`). The temperature fitted on val is saved into the run.
+
+    Args:
+        run_dir: the run (or ensemble) directory.
+        data: the dataset to score (default: the run's training data, read with its split);
+            other data is external validation, classes matched by name.
+        split: "train", "val", "test", "all" or "excluded" (default: test for the training
+            data, all for other data).
+        by: metadata columns for subgroup results (e.g. ``["population", "view"]``).
+        resamples: bootstrap resamples of every CI.
+        workers: processes decoding images.
+        audit: also run the shortcut audit (:mod:`cxrkit.evaluation.audit`).
+        explain: also summarise Grad-CAM maps per class, into ``out/explain`` and the report.
+        out: the report folder (default ``RUN/evaluation``).
+        on_stage: called with each step's name.
+        lung_run: a ``cxr lungs train`` run whose masks define the lung field of the audit.
+        progress: called as ``progress(done, total)`` while the images are read, then during the
+            Grad-CAM passes.
+        tta: "standard" for test-time augmentation (:mod:`cxrkit.inference.tta`), recorded in
+            metrics.json.
+        precision: "auto", "32" or "bf16".
+        abnormal: labels that are not model classes, scored as "abnormal called normal"
+            (:mod:`cxrkit.evaluation.abnormal`).
+
+    Returns:
+        ``Evaluated``: the ``metrics.json`` dict and the files written (``report.html``, figures).
     """
     run = RunDir(run_dir)
     out = Path(out) if out else run.evaluation
@@ -65,7 +87,8 @@ def evaluate_and_report(
         on_stage(f"note: {predictor.precision_note}")
     where = " + ".join(data_roots(data)) if data else "the training data"
     on_stage(f"predicting the {split or 'default'} split of {where}")
-    preds = with_tta(predictor, predict_split(predictor, data, split, workers, abnormal=abnormal), workers)
+    preds = predict_split(predictor, data, split, workers, abnormal=abnormal, progress=progress)
+    preds = with_tta(predictor, preds, workers)
     on_stage(f"metrics with {resamples} bootstrap resamples")
     ev = evaluate_run(run.root, data, split, by, resamples, workers, predictor=predictor, preds=preds)
     ev.update(describe(tta), ensemble_members=getattr(predictor, "member_ids", None), precision=predictor.precision)
@@ -107,7 +130,15 @@ COMPARE_HEADER = [
 
 
 def compare_runs(run_dirs: list[str | Path]) -> list[list[str]]:
-    """One row per evaluated run (``COMPARE_HEADER``), from each run's ``evaluation/metrics.json``."""
+    """One row per evaluated run, from each run's ``evaluation/metrics.json`` (what ``cxr compare`` prints).
+
+    Args:
+        run_dirs: runs that ``cxr evaluate`` has evaluated (else a UsageError names the first that is not).
+
+    Returns:
+        Rows of text cells under ``COMPARE_HEADER``: run, model, protocol, images, accuracy and
+        macro-F1 with their CIs, first class's sensitivity, ECE.
+    """
     rows = []
     for run_dir in run_dirs:
         path = RunDir(run_dir).metrics

@@ -124,9 +124,11 @@ def run_protocol(
     on_stage: Callable[[str], None],
     external_by: list[str] | None = None,
     abnormal: list[str] | None = None,
+    train_callbacks: tuple = (),
 ) -> dict:
     """Train (or resume) and evaluate one protocol; the row of the table. The external set is
-    scored by ``external_by`` subgroups and, with ``abnormal``, "abnormal called normal"."""
+    scored by ``external_by`` subgroups and, with ``abnormal``, "abnormal called normal";
+    ``train_callbacks`` (Lightning callbacks, e.g. progress lines) go to the training."""
     from ..evaluation import evaluate_run
     from ..run import RunDir
     from ..training import train
@@ -135,7 +137,13 @@ def run_protocol(
     start = time.perf_counter()
     if not run.is_finished():
         on_stage(f"{protocol.name}: training {config.model}")
-        train(config, resume=run.last_checkpoint.is_file(), progress_bar=False, on_stage=on_stage)
+        train(
+            config,
+            resume=run.last_checkpoint.is_file(),
+            progress_bar=False,
+            on_stage=on_stage,
+            callbacks=train_callbacks,
+        )
     train_seconds = time.perf_counter() - start
     on_stage(f"{protocol.name}: evaluating on its own test split")
     try:
@@ -199,8 +207,12 @@ def run_protocols(
     on_protocol_done: Callable[[str, dict], None] = lambda name, row: None,
     external_by: list[str] | None = None,
     abnormal: list[str] | None = None,
+    train_callbacks: tuple = (),
 ) -> dict:
-    """Every protocol's row (reusing finished ones), then the table; returns ``protocols.json``'s dict."""
+    """Every protocol's row (reusing finished ones), then the table; returns ``protocols.json``'s dict.
+
+    A training stopped by a signal raises :class:`~cxrkit.training.stop.TrainingStopped`; the
+    same call again resumes it (finished protocols are reused)."""
     out = Path(out)
     rows = []
     for protocol in protocols:
@@ -217,7 +229,9 @@ def run_protocols(
                 )
             on_stage(f"{protocol.name}: finished before, reused")
         else:
-            row = run_protocol(protocol, config, external, resamples, workers, on_stage, external_by, abnormal)
+            row = run_protocol(
+                protocol, config, external, resamples, workers, on_stage, external_by, abnormal, train_callbacks
+            )
             atomic_write_json(result_path, row)
         rows.append(row)
         on_protocol_done(protocol.name, row)
