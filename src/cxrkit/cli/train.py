@@ -98,7 +98,7 @@ def _finished(run_dir: Path, saved: TrainConfig) -> str:
     return (
         f"{run_dir} finished after {done} of {saved.epochs} epoch(s); its model and card are in place and nothing "
         f"was changed. To train it further, give more epochs: `cxr train --resume {run_dir} --epochs N` with N "
-        f"above {done} (a new model: run `cxr evaluate` again for its calibration)"
+        f"above {done} (a new model, calibrated again at the end)"
     )
 
 
