@@ -224,3 +224,19 @@ def test_replay_is_bounded_by_count_and_by_site_films():
 
     s = AdaptSettings()
     assert n_replay(s, 15) == 60 and n_replay(s, 215) == 800 and n_replay(AdaptSettings(replay=0), 50) == 0
+
+
+def test_cxr_adapt_in_a_log_file_says_every_epoch(aux_base, tmp_path, blob_folder, multiprocess_env):
+    import subprocess
+    import sys
+
+    base, cache = aux_base
+    site = _site(blob_folder, tmp_path / "site", extra=())
+    argv = [sys.executable, "-m", "cxrkit", "adapt", str(base), "--data", str(site), "--out", str(tmp_path / "new")]
+    argv += ["--epochs", "2", "--replay", "16", "--workers", "1"]
+    with open(tmp_path / "err.log", "w") as err:
+        done = subprocess.run(argv, env={**multiprocess_env, "CXR_CACHE": str(cache)}, stderr=err, stdout=subprocess.PIPE)
+    log = (tmp_path / "err.log").read_text()
+    assert done.returncode == 0, log
+    assert "epoch 1/2: train loss" in log and "epoch 2/2: train loss" in log
+    assert b"adapted from" in done.stdout and (tmp_path / "new" / "model_card.json").is_file()

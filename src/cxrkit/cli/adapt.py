@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from ..training.adapt import DROP, AdaptSettings
-from ._console import CliError, console, progress_bar
+from ._console import CliError, console, progress_bar, say
 
 
 def _shots(text: str):
@@ -119,8 +119,10 @@ def run(args: argparse.Namespace) -> None:
         label_map=_mapping(args.map),
     )
     from ..workflows.adapt import DEFAULT_SHOTS, adapt, site_report
+    from ._fit_lines import fit_progress
 
-    with progress_bar("reading images") as update:
+    # off a terminal: a line per epoch and at least one a minute (an interrupted adaptation leaves no run)
+    with fit_progress() as callbacks, progress_bar("reading images") as update:
         if args.folds:
             report = site_report(
                 args.base,
@@ -130,11 +132,20 @@ def run(args: argparse.Namespace) -> None:
                 tuple(args.shots) if args.shots else DEFAULT_SHOTS,
                 settings,
                 workers=args.workers,
-                on_stage=_say,
+                on_stage=say,
                 progress=update,
             )
         else:
-            result = adapt(args.base, args.data, args.out, settings, args.workers, on_stage=_say, progress=update)
+            result = adapt(
+                args.base,
+                args.data,
+                args.out,
+                settings,
+                args.workers,
+                callbacks=callbacks,
+                on_stage=say,
+                progress=update,
+            )
     if args.folds:
         from ..evaluation.site_plots import site_markdown
 
@@ -149,7 +160,3 @@ def run(args: argparse.Namespace) -> None:
         f"{sum(result.card.extra['adaptation']['site']['films'].values())} site films; temperature {t:.2f} "
         "(fitted on the base's val split). Check it before use: cxr adapt ... --folds 5"
     )
-
-
-def _say(message: str) -> None:
-    console.print(f"[bold]»[/] {escape(message)}")
