@@ -41,7 +41,7 @@ import numpy as np
 from .._io import atomic_write_text, csv_text
 from ..errors import CxrkitError, UsageError
 from .dataset import CxrDataset
-from .duplicates import DEFAULT_MAX_DISTANCE, near_duplicate_pairs
+from .duplicates import DEFAULT_MAX_DISTANCE, UnionFind, near_duplicate_pairs
 
 SPLITS = ("train", "val", "test")
 EXCLUDED = "excluded"  # in a split file: an image the protocol leaves out of every split
@@ -74,24 +74,6 @@ class Split:
         if name not in (*SPLITS, EXCLUDED):
             raise UsageError(f"unknown split {name!r}; choose one of {', '.join((*SPLITS, EXCLUDED))}")
         return dataset.select([s == name for s in self.assignment])
-
-
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int) -> bool:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return False
-        self.parent[max(ra, rb)] = min(ra, rb)
-        return True
 
 
 Rule = tuple[tuple[str, tuple[str, ...]], ...]
@@ -240,7 +222,7 @@ def make_split(
         raise UsageError(f"{len(hashes)} hashes for {n} records")
     # Work in a canonical order so the split does not depend on listing order.
     order = sorted(range(n), key=lambda i: dataset.relpath(dataset.records[i]))
-    uf = _UnionFind(n)
+    uf = UnionFind(n)
     first_of_patient: dict[str, int] = {}
     for i in order:
         pid = dataset.records[i].patient_id
