@@ -120,8 +120,11 @@ def _rules(texts, option: str) -> list[tuple[Rule, int | None]]:
     return [parse_rule(t) for t in texts or ()]
 
 
-def select_mask(dataset: CxrDataset, select, seed: int = 0) -> np.ndarray:
-    """Which records enter the split: those matching any ``select`` rule (all without rules)."""
+def select_mask(dataset: CxrDataset, select, seed: int = 0, strict: bool = True) -> np.ndarray:
+    """Which records enter the split: those matching any ``select`` rule (all without rules).
+
+    ``strict=False`` (auxiliary images, whose rules were written for the classes): a rule that
+    asks for more images than match takes those that match, and none matching is no error."""
     n = len(dataset)
     if not select:
         return np.ones(n, bool)
@@ -131,11 +134,11 @@ def select_mask(dataset: CxrDataset, select, seed: int = 0) -> np.ndarray:
     for rule, count in _rules(select, "select"):
         hits = [i for i in order if rule_matches(dataset.records[i], rule)]
         if count is not None:
-            if count > len(hits):
+            if count > len(hits) and strict:
                 raise UsageError(f"select rule asks for n={count} images but only {len(hits)} match")
-            hits = [hits[k] for k in sorted(rng.choice(len(hits), count, replace=False))]
+            hits = [hits[k] for k in sorted(rng.choice(len(hits), min(count, len(hits)), replace=False))]
         keep[hits] = True
-    if not keep.any():
+    if not keep.any() and strict:
         raise UsageError(f"no image matches the select rule(s) {list(select)}")
     return keep
 
@@ -366,7 +369,8 @@ def split_with_auxiliary(
     The main classes are split exactly as :func:`make_split` splits them without the auxiliary
     images (same seed, same protocol: runs with and without auxiliary classes share their val
     and test images, so they compare image for image). Auxiliary images obey the same
-    ``select`` rules and join train, unless their patient has a main-class image in val or test
+    ``select`` rules (leniently: ``label=covid n=219`` selects no auxiliary film, and says so by
+    leaving none, not by an error) and join train, unless their patient has a main-class image in val or test
     or they match a ``holdout`` rule: those are ``excluded`` (nothing of a val/test patient is
     trained on). Near-duplicates across labels were removed in the data itself, so patient ids
     are the link that matters here.
@@ -376,7 +380,7 @@ def split_with_auxiliary(
     main = dataset.select(~is_aux)
     main_split = make_split(main, [h for h, a in zip(hashes, is_aux) if not a] if hashes else None, **protocol)
     aux_ds = dataset.select(is_aux)
-    keep = select_mask(aux_ds, protocol.get("select"), protocol.get("seed", 0))
+    keep = select_mask(aux_ds, protocol.get("select"), protocol.get("seed", 0), strict=False)
     rules = [r for r, _ in _rules(protocol.get("holdout"), "holdout_source")] if protocol.get("holdout") else []
     held_patients = {
         r.patient_id for r, s in zip(main.records, main_split.assignment) if r.patient_id and s in ("val", "test")
