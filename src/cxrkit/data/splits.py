@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_text, csv_text
+from .._io import atomic_write_text, csv_text, text_bytes
 from ..errors import CxrkitError, UsageError
 from .dataset import CxrDataset
 from .duplicates import DEFAULT_MAX_DISTANCE, UnionFind, near_duplicate_pairs
@@ -309,14 +309,15 @@ def write_split(path: str | Path, dataset: CxrDataset, split: Split) -> Path:
 
 def split_fingerprint(csv_text: str) -> str:
     """Short sha256 of a split file's content: the identity of a split in model cards."""
-    return hashlib.sha256(csv_text.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(text_bytes(csv_text)).hexdigest()[:16]
 
 
 def read_split(path: str | Path, dataset: CxrDataset) -> Split:
     """Apply a saved split to ``dataset``; every record must be listed with its label."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8", newline="") as fh:  # a CR inside a quoted name stays a CR
+        # a CR inside a quoted name stays a CR; a name that is not UTF-8 comes back as written
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text = fh.read()
     except OSError as exc:
         raise SplitError(f"{path}: cannot read split file ({exc.strerror or exc})") from None

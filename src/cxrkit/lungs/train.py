@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._io import atomic_write_text, csv_text
+from .._io import atomic_write_text, csv_text, text_bytes
 from .._lightning import quiet_lightning
 from .._meta import RESEARCH_NOTICE
 from ..data import read_image
@@ -55,7 +55,7 @@ SHOWN = 5  # left-out files named in the note; all of them are in skipped.csv
 def patient_split(pairs: list[MaskPair], val: float, test: float, seed: int) -> list[str]:
     """'train' / 'val' / 'test' for each pair; all images of one patient land in one split."""
     groups = [p.patient_id or f"image:{p.image}" for p in pairs]
-    unique = sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    unique = sorted(set(groups), key=lambda g: hashlib.sha256(text_bytes(f"{seed}:{g}")).hexdigest())
     n = len(unique)
     n_test, n_val = max(1, round(test * n)), max(1, round(val * n))
     role = {g: "test" if i < n_test else "val" if i < n_test + n_val else "train" for i, g in enumerate(unique)}
