@@ -38,8 +38,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def text_bytes(text: str) -> bytes:
+    """``text`` as UTF-8, file names that are not UTF-8 kept byte for byte.
+
+    Python reads a name with invalid UTF-8 bytes (a copy from an old Windows share: ``bad\\xff.png``)
+    as a string with lone surrogates (surrogateescape); a plain ``encode()`` of it raised, and
+    ``cxr train``/``inspect``/``evaluate``/``predict --out`` stopped with "this is a bug". Valid
+    text gives the same bytes as before, so keys and fingerprints of other names do not change."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 file written by :func:`atomic_write_text`, such names read back as they were written."""
+    return Path(path).read_bytes().decode("utf-8", "surrogateescape")
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` atomically as UTF-8 (:func:`text_bytes`: a file name that is not UTF-8 is
+    written as its own bytes, so the file names it exactly)."""
+    return atomic_write_bytes(path, text_bytes(text))
 
 
 def _nan_to_null(obj):

@@ -103,6 +103,7 @@ def test_inspect_dataset_report():
         "ignored_non_image_files",
         "skipped_count",
         "skipped",
+        "label_conflicts",
         "notes",
         "split",
         "image_sizes",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,95 @@ def test_split_keeps_a_patient_of_each_dataset_together(tmp_path, make_image):
         where.setdefault(r.patient_id, set()).add(s)
     assert all(len(v) == 1 for v in where.values())
     assert set(np.unique(prep.split.assignment)) <= {"train", "val", "test"}
+
+
+def _textured_film(seed: int, shape=(160, 128)) -> Image.Image:
+    """A synthetic film with detail at three scales (as real films have, unlike a smooth blur):
+    re-encoding moves its hash by a few bits, as it does for real films."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(shape)
+    for side, weight in ((8, 1.0), (24, 0.35), (64, 0.15)):
+        coarse = Image.fromarray((rng.random((side, side)) * 255).astype(np.uint8))
+        out += weight * np.asarray(coarse.resize((shape[1], shape[0]), Image.BICUBIC), float)
+    return Image.fromarray(np.clip(out / 1.5, 0, 255).astype(np.uint8))
+
+
+# how dataset B re-published A's films: JPEG at several qualities, resized, both
+REENCODINGS = [
+    ("jpg", {"quality": 70}, 1.0),
+    ("jpg", {"quality": 80}, 1.0),
+    ("jpg", {"quality": 90}, 1.0),
+    ("jpg", {"quality": 95}, 1.0),
+    ("png", {}, 0.5),
+    ("png", {}, 0.75),
+    ("jpg", {"quality": 85}, 2.0),
+    ("jpg", {"quality": 75}, 0.5),
+]
+
+
+def test_reencoded_copies_under_swapped_labels_are_all_found(tmp_path):
+    """B holds A's 40 covid and normal films re-encoded (JPEG 70-95, resized) with the labels
+    swapped: every one of the 40 pairs is left out and listed; B's own films are kept."""
+    from cxrkit.data.duplicates import phash
+    from cxrkit.data.images import read_image
+    from cxrkit.data.inspect import inspect_dataset
+    from cxrkit.data.multi import label_conflict_count
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    swapped = {"covid": "normal", "normal": "covid"}
+    exact = 0
+    for i in range(40):
+        label = "covid" if i < 20 else "normal"
+        film = _textured_film(i)
+        (a / label).mkdir(parents=True, exist_ok=True)
+        film.save(a / label / f"f{i}.png")
+        fmt, save, scale = REENCODINGS[i % len(REENCODINGS)]
+        copy = film.resize((round(film.width * scale), round(film.height * scale)), Image.BICUBIC)
+        (b / swapped[label]).mkdir(parents=True, exist_ok=True)
+        copy.save(b / swapped[label] / f"copy{i}.{fmt}", **save)
+        exact += phash(read_image(a / label / f"f{i}.png")) == phash(read_image(b / swapped[label] / f"copy{i}.{fmt}"))
+    for i in range(6):  # B's own films, distinct from every film of A
+        _textured_film(1000 + i).save(b / ("covid" if i < 3 else "normal") / f"own{i}.png")
+    assert exact < 40  # some copies keep the exact hash, not all: equal hashes alone would miss some
+
+    prep = prepare([a, b], "covid,normal", workers=1, cache_dir=tmp_path / "cache")
+    assert sorted(Path(r.path).name for r in prep.dataset.records) == [f"own{i}.png" for i in range(6)]
+    conflicts = [s for s in prep.dataset.skipped if "labelled covid and normal in different datasets" in s.reason]
+    assert len(conflicts) == 80 == label_conflict_count(prep.dataset)
+    copy0 = next(s for s in conflicts if Path(s.path).name == "copy0.jpg")
+    assert "b says normal, a says covid" in copy0.reason and "f0.png" in copy0.reason
+    report = inspect_dataset(prep.dataset, prep.infos, prep.split)
+    assert report["label_conflicts"] == 80 and report["skipped_count"] == 80
+
+
+def test_cxr_data_inspect_shows_the_films_under_two_labels(tmp_path, capsys, monkeypatch):
+    from cxrkit.cli.main import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(8):
+        (a / "covid").mkdir(parents=True, exist_ok=True)
+        (b / "normal").mkdir(parents=True, exist_ok=True)
+        _textured_film(i).save(a / "covid" / f"f{i}.png")
+        _textured_film(i).save(b / "normal" / f"copy{i}.jpg", quality=90)
+        _textured_film(100 + i).save(a / "covid" / f"g{i}.png")
+        _textured_film(200 + i).save(b / "normal" / f"h{i}.png")
+    main(
+        ["data", "inspect", str(a), str(b), "--classes", "covid,normal", "--workers", "1", "--out", str(tmp_path / "o")]
+    )
+    out = capsys.readouterr().out
+    assert re.search(r"films under two labels in two datasets, left out\W+16\b", out), out
+    assert re.search(r"unreadable files skipped\W+0\b", out), out
+    assert "copy0.jpg: the same film is labelled covid and normal" in out.replace("\n", "")
+
+
+def test_distinct_films_under_different_labels_are_not_matched(tmp_path):
+    """Different films (synthetic, as far apart as distinct real films) stay, whatever their labels."""
+    for root, seed0 in ((tmp_path / "a", 0), (tmp_path / "b", 500)):
+        for label in ("covid", "normal"):
+            (root / label).mkdir(parents=True)
+        for i in range(30):
+            _textured_film(seed0 + i).save(root / ("covid" if i % 2 else "normal") / f"x{i}.png")
+    a, b = tmp_path / "a", tmp_path / "b"
+    prep = prepare([a, b], "covid,normal", workers=1, cache_dir=tmp_path / "cache")
+    assert len(prep.dataset) == 60 and not prep.dataset.skipped

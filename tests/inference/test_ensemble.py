@@ -204,3 +204,81 @@ def test_export_an_ensemble_onnx_parity(tiny_run, tmp_path, synth_array):
     with pytest.raises(RunError):  # a member retrained after export: its onnx is stale, refused
         update_card(runs[1], "onnx", {**read_card(runs[1]).onnx, "weights_sha256": "0"})
         cxrkit.load(ens, backend="onnx")
+
+
+def _with_aux_output(run, seed: int, threshold: float | None):
+    """``run`` given a trained-looking auxiliary output 'pneumonia' (one more row in its head) and,
+    unless None, an other-abnormal threshold in its calibration, as `cxr evaluate` leaves it."""
+    state = load_file(RunDir(run).weights)
+    g = torch.Generator().manual_seed(seed)
+    state["head.fc.weight"] = torch.cat(
+        [state["head.fc.weight"], torch.randn(1, state["head.fc.weight"].shape[1], generator=g)]
+    )
+    state["head.fc.bias"] = torch.cat([state["head.fc.bias"], torch.tensor([0.5])])
+    save_file(state, RunDir(run).weights, metadata={"format": "pt"})
+    card = json.loads(RunDir(run).card.read_text())
+    card["model"]["aux_outputs"] = ["pneumonia"]
+    RunDir(run).card.write_text(json.dumps(card))
+    if threshold is not None:
+        update_card(
+            run, "calibration", {"temperature": read_card(run).temperature, "other_abnormal": {"threshold": threshold}}
+        )
+    return run
+
+
+@pytest.fixture(scope="module")
+def aux_members(tiny_run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("aux_members")
+    return [
+        _with_aux_output(_copy(tiny_run, root / "a", temperature=2.0), 0, 0.2),
+        _with_aux_output(_copy(tiny_run, root / "b", seed=1), 1, 0.4),
+    ]
+
+
+def test_an_ensemble_carries_the_members_other_abnormal_output(aux_members, images, blob_dataset):
+    a, b = (Predictor.from_run(m, precision="32") for m in aux_members)
+    ens = EnsemblePredictor.from_members(aux_members, precision="32")
+    assert ens.aux_classes == ["pneumonia"] == a.aux_classes
+    (pa, oa), (pb, ob) = a.proba_and_other_from_uint8(images), b.proba_and_other_from_uint8(images)
+    assert np.abs(oa - ob).max() > 1e-3  # the members differ
+    probs, other = ens.proba_and_other_from_uint8(images)
+    np.testing.assert_allclose(probs, (pa + pb) / 2, atol=1e-6)  # classes as before
+    np.testing.assert_allclose(other, (oa + ob) / 2, atol=1e-6)  # the mean other-abnormal probability
+    np.testing.assert_allclose(ens.proba_from_uint8(images), (pa + pb) / 2, atol=1e-6)
+    # the flag: the members' mean threshold until the ensemble has its own
+    assert ens.other_abnormal_threshold == pytest.approx(0.3)
+    files = sorted(blob_dataset.glob("*/*.png"))[::9]
+    results = ens.predict(files).results
+    assert all(r.other_abnormal is not None and r.other_abnormal_flag == (r.other_abnormal >= 0.3) for r in results)
+    update_card(aux_members[1], "calibration", {"temperature": 1.0})  # a member without a threshold
+    try:
+        assert EnsemblePredictor.from_members(aux_members).other_abnormal_threshold is None
+    finally:
+        update_card(aux_members[1], "calibration", {"temperature": 1.0, "other_abnormal": {"threshold": 0.4}})
+
+
+def test_ensemble_directory_and_cli_keep_the_other_abnormal_columns(
+    aux_members, blob_dataset, tmp_path, capsys, monkeypatch
+):
+    ens = create_ensemble(tmp_path / "ens", aux_members)
+    assert read_card(ens).aux_outputs == ["pneumonia"]
+    loaded = cxrkit.load(ens, precision="32")
+    assert loaded.aux_classes == ["pneumonia"] and loaded.other_abnormal_threshold == pytest.approx(0.3)
+    files = [str(p) for p in sorted(blob_dataset.glob("normal/*.png"))[:3]]
+    assert _cli(["predict", *map(str, aux_members), *files, "--out", str(tmp_path / "p.csv")]) == 0
+    head = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert head.endswith("p_other_abnormal,other_abnormal_flag,error")
+    capsys.readouterr()
+    assert _cli(["predict", str(ens), *files, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["other_abnormal"]["threshold"] == pytest.approx(0.3)
+    assert doc["other_abnormal"]["threshold_rule"].startswith("mean of the members' thresholds")
+    assert all("other_abnormal" in r for r in doc["results"])
+    # `cxr evaluate ENS` fits the ensemble's own threshold on val (few val films here: lowered)
+    from cxrkit.evaluation import evaluate
+    from cxrkit.evaluation.evaluate import calibrate_run
+
+    monkeypatch.setattr(evaluate, "MIN_CALIBRATION_IMAGES", 3)
+    fitted = calibrate_run(loaded, workers=1)["other_abnormal"]["threshold"]
+    assert fitted is not None and loaded.other_abnormal_threshold == fitted
+    assert loaded.other_abnormal_rule == "fitted on val for this ensemble"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from cxrkit import RESEARCH_NOTICE
 from cxrkit.cli.main import main
 from cxrkit.errors import UsageError
 from cxrkit.lungs import LungSegmenter, LungTrainConfig, lung_masks_for, mask_pairs, train_lungs
+from cxrkit.lungs.masks import find_mask_pairs
 from cxrkit.lungs.train import dice, patient_split
 from cxrkit.run.lung_card import CARD, WEIGHTS, LungRunError, read_card, write_card
 
@@ -144,3 +147,50 @@ def test_a_folder_holding_manifest_and_masks_reads_as_its_manifest(tmp_path):
     """``cxr lungs train --data lungmasks`` (the folder, not its CSV) finds the same pairs."""
     manifest = write_pairs(tmp_path / "lungmasks", 6, (32, 32))
     assert mask_pairs(manifest.parent) == mask_pairs(manifest)
+
+
+def _kaggle_with_missing_masks(root, n: int = 20, missing: int = 5):
+    """A Kaggle v4 class folder (COVID/images + COVID/masks) where the last ``missing`` masks are absent."""
+    for sub in ("images", "masks"):
+        (root / "COVID" / sub).mkdir(parents=True)
+    for i in range(n):
+        img, mask = two_lobe(i, (32, 32))
+        Image.fromarray(img).save(root / "COVID" / "images" / f"COVID-{i}.png")
+        if i < n - missing:
+            Image.fromarray(mask.astype(np.uint8) * 255).save(root / "COVID" / "masks" / f"COVID-{i}.png")
+    return root
+
+
+def test_cli_lung_training_lists_images_without_masks(tmp_path, capsys):
+    """5 of 20 masks missing: the 15 pairs train, the 5 images are named, listed and counted."""
+    data = _kaggle_with_missing_masks(tmp_path / "kaggle")
+    run = tmp_path / "run"
+    main(["lungs", "train", "--data", str(data), "--out", str(run), "--input-size", "32", "--epochs", "1"])
+    out = capsys.readouterr().out
+    assert f"note: 5 image(s) left out of lung training, all listed in {run / 'skipped.csv'}" in out, out
+    assert "COVID-15.png: no lung mask" in out
+    with open(run / "skipped.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(Path(r["path"]).name for r in rows) == [f"COVID-{i}.png" for i in range(15, 20)]
+    card = read_card(run)
+    assert card["skipped_count"] == 5 and card["skipped_file"] == "skipped.csv"
+    assert sum(card["split"].values()) == 15
+
+
+def test_manifest_rows_with_empty_mask_cells_are_listed(tmp_path):
+    manifest = write_pairs(tmp_path / "d", 8, (32, 32))
+    lines = manifest.read_text().splitlines()
+    lines[3] = lines[3].replace("mask2.png", "")  # img2.png: empty mask cell
+    lines[5] = ",mask4.png,normal,p2"  # an empty file cell
+    manifest.write_text("\n".join(lines) + "\n")
+    pairs, left_out = find_mask_pairs(manifest)
+    assert len(pairs) == 6
+    assert left_out == [
+        (str(tmp_path / "d" / "img2.png"), "empty 'mask' cell (manifest.csv line 4); left out"),
+        ("manifest.csv line 6", "empty 'file' cell; left out"),
+    ]
+    notes = []
+    cfg = LungTrainConfig(input_size=32, epochs=1, batch_size=8, threads=1)
+    card = train_lungs(manifest, tmp_path / "run", cfg, on_note=notes.append)
+    assert card["skipped_count"] == 2 and notes[0].startswith("note: 2 image(s) left out of lung training")
+    assert (tmp_path / "run" / "skipped.csv").read_text().count("left out") == 2

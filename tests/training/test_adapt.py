@@ -235,7 +235,9 @@ def test_cxr_adapt_in_a_log_file_says_every_epoch(aux_base, tmp_path, blob_folde
     argv = [sys.executable, "-m", "cxrkit", "adapt", str(base), "--data", str(site), "--out", str(tmp_path / "new")]
     argv += ["--epochs", "2", "--replay", "16", "--workers", "1"]
     with open(tmp_path / "err.log", "w") as err:
-        done = subprocess.run(argv, env={**multiprocess_env, "CXR_CACHE": str(cache)}, stderr=err, stdout=subprocess.PIPE)
+        done = subprocess.run(
+            argv, env={**multiprocess_env, "CXR_CACHE": str(cache)}, stderr=err, stdout=subprocess.PIPE
+        )
     log = (tmp_path / "err.log").read_text()
     assert done.returncode == 0, log
     assert "epoch 1/2: train loss" in log and "epoch 2/2: train loss" in log

@@ -244,7 +244,8 @@ def print_report(r: dict) -> None:
             f"{s.get('near_duplicate_pairs', '-')} ({s.get('groups_merged_by_duplicates', '-')})",
         ),
         ("non-image files ignored", str(r["ignored_non_image_files"])),
-        ("unreadable files skipped", str(len(r["skipped"]))),
+        ("unreadable files skipped", str(len(r["skipped"]) - r.get("label_conflicts", 0))),
+        ("films under two labels in two datasets, left out", str(r.get("label_conflicts", 0))),
     ]
     for k, v in rows:
         t.add_row(k, v)

@@ -73,7 +73,7 @@ def _train(args) -> None:
             )
         values["input_size"] = args.size
     cfg = LungTrainConfig(**values)
-    card = train_lungs(args.data, args.out, cfg, images_root=args.images_root, resume=args.resume)
+    card = train_lungs(args.data, args.out, cfg, images_root=args.images_root, resume=args.resume, on_note=print)
     test = card.get("test_dice") or {}
     print(
         f"lung run {args.out}: {card['epochs_run']} epochs, best val Dice {card['best_val_dice']:.3f}, "

@@ -32,10 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _names_print() -> None:
+    """Let stdout print any file name: one that is not UTF-8 (read by Python with surrogates) is
+    written as its own bytes, as ``ls`` and the files cxrkit writes do. Under a UTF-8 locale
+    Python's stdout is strict and such a name in a note or table stopped the command."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape" if stream is sys.stdout else "backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run ``cxr``; ``argv`` given (tests, scripts) means in-process, without re-exec."""
     if argv is None:
         reexec_with_tcmalloc(["-m", "cxrkit.cli.main", *sys.argv[1:]])
+        _names_print()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `cxr explain RUN --out X a.png`: argparse gives an optional-length positional (IMAGE...)

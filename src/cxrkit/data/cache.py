@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._io import atomic_write_json, build_lock
+from .._io import atomic_write_json, build_lock, text_bytes
 from .dataset import CxrDataset
 from .images import read_gray
 
@@ -45,7 +45,7 @@ def files_fingerprint(paths: list[Path], settings: dict) -> str:
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for p in paths:
         st = p.stat()
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(text_bytes(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n"))  # any file name (not only UTF-8)
     return h.hexdigest()[:24]
 
 

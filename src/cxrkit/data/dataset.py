@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import text_bytes
+
 
 @dataclass(frozen=True)
 class Record:
@@ -110,7 +112,7 @@ class CxrDataset:
         The value the run card has always recorded as the data fingerprint."""
         h = hashlib.sha256()
         for line in sorted(f"{self.relpath(r)}\0{r.label}\0{_size(r.path)}" for r in self.records):
-            h.update(line.encode() + b"\n")
+            h.update(text_bytes(line) + b"\n")
         return h.hexdigest()[:16]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .dataset import CxrDataset
+from .multi import label_conflict_count
 from .scan import ImageInfo
 from .splits import Split
 
@@ -113,6 +114,7 @@ def inspect_dataset(
         "ignored_non_image_files": dataset.ignored_files,
         "skipped_count": len(dataset.skipped),
         "skipped": [{"path": s.path, "reason": s.reason} for s in dataset.skipped],
+        "label_conflicts": label_conflict_count(dataset),  # of skipped: one film under two labels
         "notes": list(dataset.notes),
         "split": {"counts": split.counts(dataset), **split.stats},
         "image_sizes": {

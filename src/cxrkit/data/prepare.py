@@ -59,7 +59,7 @@ def prepare(
         classes = [*main, *aux]
     dataset = load_data(data, classes, allow_outside_paths=allow_outside_paths)
     dataset, infos = scan_dataset(dataset, workers=workers, progress=progress, cache_dir=cache_dir)
-    dataset, infos = label_conflicts(dataset, infos)
+    dataset, infos = label_conflicts(dataset, infos, max_distance)  # the split's rule of one film
     if split_file is not None:
         split = read_split(split_file, dataset)
     else:

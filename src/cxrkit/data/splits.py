@@ -38,10 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_text, csv_text
+from .._io import atomic_write_text, csv_text, text_bytes
 from ..errors import CxrkitError, UsageError
 from .dataset import CxrDataset
-from .duplicates import DEFAULT_MAX_DISTANCE, near_duplicate_pairs
+from .duplicates import DEFAULT_MAX_DISTANCE, UnionFind, near_duplicate_pairs
 
 SPLITS = ("train", "val", "test")
 EXCLUDED = "excluded"  # in a split file: an image the protocol leaves out of every split
@@ -74,24 +74,6 @@ class Split:
         if name not in (*SPLITS, EXCLUDED):
             raise UsageError(f"unknown split {name!r}; choose one of {', '.join((*SPLITS, EXCLUDED))}")
         return dataset.select([s == name for s in self.assignment])
-
-
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int) -> bool:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return False
-        self.parent[max(ra, rb)] = min(ra, rb)
-        return True
 
 
 Rule = tuple[tuple[str, tuple[str, ...]], ...]
@@ -138,8 +120,11 @@ def _rules(texts, option: str) -> list[tuple[Rule, int | None]]:
     return [parse_rule(t) for t in texts or ()]
 
 
-def select_mask(dataset: CxrDataset, select, seed: int = 0) -> np.ndarray:
-    """Which records enter the split: those matching any ``select`` rule (all without rules)."""
+def select_mask(dataset: CxrDataset, select, seed: int = 0, strict: bool = True) -> np.ndarray:
+    """Which records enter the split: those matching any ``select`` rule (all without rules).
+
+    ``strict=False`` (auxiliary images, whose rules were written for the classes): a rule that
+    asks for more images than match takes those that match, and none matching is no error."""
     n = len(dataset)
     if not select:
         return np.ones(n, bool)
@@ -149,11 +134,11 @@ def select_mask(dataset: CxrDataset, select, seed: int = 0) -> np.ndarray:
     for rule, count in _rules(select, "select"):
         hits = [i for i in order if rule_matches(dataset.records[i], rule)]
         if count is not None:
-            if count > len(hits):
+            if count > len(hits) and strict:
                 raise UsageError(f"select rule asks for n={count} images but only {len(hits)} match")
-            hits = [hits[k] for k in sorted(rng.choice(len(hits), count, replace=False))]
+            hits = [hits[k] for k in sorted(rng.choice(len(hits), min(count, len(hits)), replace=False))]
         keep[hits] = True
-    if not keep.any():
+    if not keep.any() and strict:
         raise UsageError(f"no image matches the select rule(s) {list(select)}")
     return keep
 
@@ -240,7 +225,7 @@ def make_split(
         raise UsageError(f"{len(hashes)} hashes for {n} records")
     # Work in a canonical order so the split does not depend on listing order.
     order = sorted(range(n), key=lambda i: dataset.relpath(dataset.records[i]))
-    uf = _UnionFind(n)
+    uf = UnionFind(n)
     first_of_patient: dict[str, int] = {}
     for i in order:
         pid = dataset.records[i].patient_id
@@ -324,14 +309,15 @@ def write_split(path: str | Path, dataset: CxrDataset, split: Split) -> Path:
 
 def split_fingerprint(csv_text: str) -> str:
     """Short sha256 of a split file's content: the identity of a split in model cards."""
-    return hashlib.sha256(csv_text.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(text_bytes(csv_text)).hexdigest()[:16]
 
 
 def read_split(path: str | Path, dataset: CxrDataset) -> Split:
     """Apply a saved split to ``dataset``; every record must be listed with its label."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8", newline="") as fh:  # a CR inside a quoted name stays a CR
+        # a CR inside a quoted name stays a CR; a name that is not UTF-8 comes back as written
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text = fh.read()
     except OSError as exc:
         raise SplitError(f"{path}: cannot read split file ({exc.strerror or exc})") from None
@@ -384,7 +370,8 @@ def split_with_auxiliary(
     The main classes are split exactly as :func:`make_split` splits them without the auxiliary
     images (same seed, same protocol: runs with and without auxiliary classes share their val
     and test images, so they compare image for image). Auxiliary images obey the same
-    ``select`` rules and join train, unless their patient has a main-class image in val or test
+    ``select`` rules (leniently: ``label=covid n=219`` selects no auxiliary film, and says so by
+    leaving none, not by an error) and join train, unless their patient has a main-class image in val or test
     or they match a ``holdout`` rule: those are ``excluded`` (nothing of a val/test patient is
     trained on). Near-duplicates across labels were removed in the data itself, so patient ids
     are the link that matters here.
@@ -394,7 +381,7 @@ def split_with_auxiliary(
     main = dataset.select(~is_aux)
     main_split = make_split(main, [h for h, a in zip(hashes, is_aux) if not a] if hashes else None, **protocol)
     aux_ds = dataset.select(is_aux)
-    keep = select_mask(aux_ds, protocol.get("select"), protocol.get("seed", 0))
+    keep = select_mask(aux_ds, protocol.get("select"), protocol.get("seed", 0), strict=False)
     rules = [r for r, _ in _rules(protocol.get("holdout"), "holdout_source")] if protocol.get("holdout") else []
     held_patients = {
         r.patient_id for r, s in zip(main.records, main_split.assignment) if r.patient_id and s in ("val", "test")

@@ -20,6 +20,13 @@ An ensemble directory (``cxr ensemble create --out ENS RUN_A RUN_B``)::
 
 Members with different preprocessing are fed from one decode: :class:`PackedInput` puts each
 member's prepared image end to end in one uint8 vector per image.
+
+Auxiliary outputs (members trained with ``--aux-classes``): the ensemble's "other abnormal"
+probability is the mean of the members' (each after its own temperature and TTA), its class
+probabilities stay the mean of the members' renormalised ones. The flag's threshold is the one
+``cxr evaluate ENS`` fits on val for the ensemble itself (5% of val normals flagged, as for a
+run); until then the mean of the members' fitted thresholds (None when a member has none, so
+nothing is flagged, as for an unfitted run). These outputs used to be dropped without a word.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_json
-from .._numeric import softmax
+from .._numeric import other_abnormal, softmax
 from ..data.cache import cached_images
 from ..data.pipeline import ROI_OK
 from ..errors import CxrkitError, UsageError
@@ -44,10 +51,13 @@ from ..run import ModelCard, ModelSpec, RunDir, read_card, write_card, writes_ru
 from .defaults import DEFAULT_BACKEND, DEFAULT_PRECISION, DEFAULT_THRESHOLD
 from .predictor import FallbackLog, Predictor
 from .splits import SplitPredictions
-from .tta import views
+from .tta import average_views, views
 
 ENSEMBLE_FORMAT = "cxrkit-ensemble/1"
 _TINY = 1e-30  # floor of the mean probability before its log (float64): softmax(log p) == p
+AUX_RULE = (
+    "mean of the members' other-abnormal probability; flag: the ensemble's fitted threshold, else the members' mean"
+)
 
 
 class EnsembleError(CxrkitError, ValueError):
@@ -88,10 +98,11 @@ def ensemble_card(cards: list[tuple[Path, ModelCard]]) -> ModelCard:
     """The card of an ensemble: classes, data, split and (nominal) preprocessing of the first member."""
     c0 = cards[0][1]
     names = ", ".join(sorted({c.model.name for _, c in cards}))
+    aux = {"aux_outputs": c0.aux_outputs, "aux_rule": AUX_RULE} if c0.aux_outputs else {}
     return ModelCard(
         classes=list(c0.classes),
         preprocessing=copy.deepcopy(c0.preprocessing),
-        model=ModelSpec(name=f"ensemble of {len(cards)} ({names})", in_chans=c0.model.in_chans),
+        model=ModelSpec(name=f"ensemble of {len(cards)} ({names})", in_chans=c0.model.in_chans, extra=aux),
         data=dict(c0.data),
         split=dict(c0.split),
         training={"members": [str(p) for p, _ in cards]},
@@ -230,7 +241,7 @@ class EnsemblePredictor(Predictor):
         self.device = members[0].device
         self.engine = None
         self.classes = list(run.card.classes)
-        self.aux_classes = []  # members' auxiliary outputs are not averaged: no "other abnormal"
+        self.aux_classes = list(members[0].aux_classes)  # the same in every member (check_members)
         specs = [m.preprocessing for m in members]
         self.shared = all(s == specs[0] for s in specs)
         self.preprocessing = specs[0] if self.shared else PackedInput(tuple(specs))
@@ -303,15 +314,26 @@ class EnsemblePredictor(Predictor):
 
     def logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
         """log of the mean member probability (each member's temperature and TTA applied)."""
-        return self.logits_from_member_uint8(self.member_inputs(images))
+        return self.all_logits_from_uint8(images)[:, : len(self.classes)]
 
     def all_logits_from_uint8(self, images: np.ndarray) -> np.ndarray:
-        return self.logits_from_uint8(images)
+        """Every output, as a run gives them: the classes, then the auxiliary ones (see
+        :meth:`logits_from_member_uint8`)."""
+        return self.logits_from_member_uint8(self.member_inputs(images))
 
     def logits_from_member_uint8(self, inputs: list[np.ndarray]) -> np.ndarray:
-        """:meth:`logits_from_uint8` from each member's own model pixels (one array per member, in
-        member order): how a split is scored when members differ in preprocessing."""
-        mean = np.mean([m.proba_from_uint8(x) for m, x in zip(self.members, inputs)], axis=0, dtype=np.float64)
+        """The ensemble's outputs from each member's own model pixels (one array per member, in
+        member order): how a split is scored when members differ in preprocessing.
+
+        Without auxiliary outputs: log of the mean class probability. With them: logits whose
+        softmax over the classes is that mean and whose softmax mass after the classes is the
+        members' mean other-abnormal probability (each auxiliary output its mean share), i.e.
+        ``log([p * (1 - other), aux])``, so the ensemble reads like one run everywhere."""
+        outs = [_member_outputs(m, x) for m, x in zip(self.members, inputs)]
+        mean = np.mean([p for p, _ in outs], axis=0, dtype=np.float64)
+        if self.aux_classes:
+            aux = np.mean([a for _, a in outs], axis=0, dtype=np.float64)
+            mean = np.concatenate([mean * (1 - aux.sum(1, keepdims=True)), aux], 1)
         return np.log(np.maximum(mean, _TINY)).astype(np.float32)
 
     def dataset_logits(self, dataset, cache_dir=None, workers: int = 2) -> np.ndarray:
@@ -323,11 +345,55 @@ class EnsemblePredictor(Predictor):
         t = self.temperature if temperature is None else temperature
         return softmax(self.logits_from_uint8(images), t)
 
+    def proba_and_other_from_uint8(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities and the other-abnormal probability (None without auxiliary
+        outputs), from one pass of each member (TTA is inside the members)."""
+        if not self.aux_classes:
+            return self.proba_from_uint8(images), None
+        logits, n, t = self.all_logits_from_uint8(images), len(self.classes), self.temperature
+        return softmax(logits[:, :n], t), other_abnormal(logits, n, t)
+
+    @property
+    def other_abnormal_threshold(self) -> float | None:
+        """The threshold ``cxr evaluate`` fitted for this ensemble on val; else the mean of the
+        members' fitted thresholds (None when any member has none: nothing is flagged)."""
+        if not self.aux_classes:
+            return None
+        own = self.run.card.other_abnormal_threshold
+        if own is not None:
+            return own
+        limits = [m.other_abnormal_threshold for m in self.members]
+        return None if any(x is None for x in limits) else float(np.mean(limits))
+
+    @property
+    def other_abnormal_rule(self) -> str:
+        """Where :attr:`other_abnormal_threshold` comes from, for the JSON a prediction writes."""
+        if self.run.card.other_abnormal_threshold is not None:
+            return "fitted on val for this ensemble"
+        if self.other_abnormal_threshold is not None:
+            return "mean of the members' thresholds (not fitted for the ensemble: `cxr evaluate` on it fits one)"
+        return "not fitted (a member has none): nothing is flagged until `cxr evaluate` fits one"
+
     def blank_input(self, value: int = 128) -> np.ndarray:
         return super().blank_input(value) if self.shared else np.full((1, self.preprocessing.length), value, np.uint8)
 
 
 load_ensemble = EnsemblePredictor.from_run  # the function name the API and the CLI use
+
+
+def _member_outputs(member: Predictor, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(class probabilities renormalised over the classes, probability of each auxiliary output
+    among all outputs or None) of one member, after its temperature and averaged over its TTA views."""
+    if not member.aux_classes:
+        return member.proba_from_uint8(images), None
+    n, t = len(member.classes), member.temperature
+
+    def both(view: np.ndarray) -> np.ndarray:
+        every = softmax(member.all_logits_from_uint8(view), t)
+        return np.concatenate([every[:, :n] / every[:, :n].sum(1, keepdims=True), every[:, n:]], 1)
+
+    out = average_views(both, images, member.tta)
+    return out[:, :n], out[:, n:]
 
 
 @dataclass

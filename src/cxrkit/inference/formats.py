@@ -35,6 +35,7 @@ def _other_section(predictor) -> dict:
         "other_abnormal": {
             "outputs": predictor.aux_classes,
             "threshold": predictor.other_abnormal_threshold,
+            **({"threshold_rule": predictor.other_abnormal_rule} if hasattr(predictor, "other_abnormal_rule") else {}),
             "meaning": "probability of an abnormality that is none of the classes; a flagged film needs a "
             "reader whatever predicted_class says (threshold fitted on val; None until `cxr evaluate` ran)",
         }

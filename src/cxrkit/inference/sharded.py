@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._io import atomic_write_json
+from .._io import atomic_write_json, text_bytes
 from ..errors import CxrkitError
 from .predictor import Failure, Prediction, Predictions, Predictor
 
@@ -82,7 +82,7 @@ def predict_sharded(
         "threshold": predictor.threshold if threshold is None else threshold,
         "chunk_size": size,
         "inputs": len(names),
-        "inputs_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
+        "inputs_sha256": hashlib.sha256(text_bytes("\n".join(names))).hexdigest(),
     }
     if fabric.global_rank == 0 and not (folder / PLAN_FILE).is_file():
         atomic_write_json(folder / PLAN_FILE, plan)

@@ -12,6 +12,10 @@
 * **Loop**: a LightningModule run by a Trainer, as the classifier's
   (:mod:`cxrkit.lungs.segmentation_module`, which says what it keeps from the former own loop).
 * **Test**: Dice of each held-out image at its own size, with a patient bootstrap 95% CI.
+* **Left out**: images without a mask (5 of 20 in a Kaggle folder, empty ``mask`` cells) and
+  files the reader skipped were trained around in silence; like the classifier's, every one is
+  now in ``skipped.csv`` (file, reason), counted in the card (``skipped_count``) and named in a
+  note (the first :data:`SHOWN`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,7 +33,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._io import atomic_write_text, csv_text
+from .._io import atomic_write_text, csv_text, text_bytes
 from .._lightning import quiet_lightning
 from .._meta import RESEARCH_NOTICE
 from ..data import read_image
@@ -36,18 +41,21 @@ from ..errors import UsageError
 from ..run import lung_card as cards
 from ..run import writes_run
 from .config import LungTrainConfig
-from .masks import MaskPair, mask_pairs, read_mask
+from .masks import MaskPair, find_mask_pairs, read_mask
 from .model import build
 from .quality import fraction_range
 from .segmenter import LungSegmenter
 
 log = logging.getLogger(__name__)
 
+SKIPPED = "skipped.csv"  # in the run directory: every image left out, with the reason
+SHOWN = 5  # left-out files named in the note; all of them are in skipped.csv
+
 
 def patient_split(pairs: list[MaskPair], val: float, test: float, seed: int) -> list[str]:
     """'train' / 'val' / 'test' for each pair; all images of one patient land in one split."""
     groups = [p.patient_id or f"image:{p.image}" for p in pairs]
-    unique = sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    unique = sorted(set(groups), key=lambda g: hashlib.sha256(text_bytes(f"{seed}:{g}")).hexdigest())
     n = len(unique)
     n_test, n_val = max(1, round(test * n)), max(1, round(val * n))
     role = {g: "test" if i < n_test else "val" if i < n_test + n_val else "train" for i, g in enumerate(unique)}
@@ -137,26 +145,42 @@ def train_lungs(
     config: LungTrainConfig | None = None,
     images_root: str | Path | None = None,
     resume: bool = False,
+    on_note: Callable[[str], None] = log.warning,
 ) -> dict:
-    """Train into run directory ``out`` (new, or ``resume`` an unfinished one); returns the card."""
+    """Train into run directory ``out`` (new, or ``resume`` an unfinished one); returns the card.
+
+    ``on_note`` receives what is left out (images without a mask), line by line."""
     cfg = config or LungTrainConfig()
     before = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(data, Path(out), cfg, images_root, resume)
+        return _train(data, Path(out), cfg, images_root, resume, on_note)
     finally:
         torch.set_num_threads(before)
 
 
-def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> dict:
+def report_left_out(out: Path, left_out: list[tuple[str, str]], say: Callable[[str], None]) -> dict:
+    """Write ``out/skipped.csv`` (a header alone: none left out), say what is left out; the card's fields."""
+    atomic_write_text(out / SKIPPED, csv_text([("path", "reason"), *left_out]))
+    if left_out:
+        say(f"note: {len(left_out)} image(s) left out of lung training, all listed in {out / SKIPPED}:")
+        for path, reason in left_out[:SHOWN]:
+            say(f"  skipped {path}: {reason}")
+        if len(left_out) > SHOWN:
+            say(f"  ... and {len(left_out) - SHOWN} more")
+    return {"skipped_count": len(left_out), "skipped_file": SKIPPED}
+
+
+def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool, on_note) -> dict:
     """The body of :func:`train_lungs` (which sets and restores the thread count)."""
     if out.exists() and any(out.iterdir()) and not resume:
         raise UsageError(f"{out}: run directory exists and is not empty; choose a new --out or pass --resume")
     torch.manual_seed(cfg.seed)
-    pairs = mask_pairs(data, images_root)
+    pairs, left_out = find_mask_pairs(data, images_root)
     roles = patient_split(pairs, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     out.mkdir(parents=True, exist_ok=True)  # after the data is read: a refused start leaves no folder
+    skipped = report_left_out(out, left_out, on_note)
     atomic_write_text(
         out / "split.csv",
         csv_text(
@@ -193,6 +217,7 @@ def _train(data, out: Path, cfg: LungTrainConfig, images_root, resume: bool) -> 
         "fraction_range": fraction_range([m.mean() for m in full_tr]),
         "split": {s: len(v) for s, v in part.items()},
         "split_patients": {s: len({p.patient_id or p.image for p in v}) for s, v in part.items()},
+        **skipped,
     }
     t0, spent = time.monotonic(), float(state["seconds"])
 

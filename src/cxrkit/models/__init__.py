@@ -6,7 +6,7 @@ Importing this package registers ``resdense_tiny/small/base`` in timm's registry
 from . import resdense  # noqa: F401  (registers the resdense_* names in timm)
 from .factory import DEFAULT_MODEL, ModelInfo, build_classifier, recommended_models
 from .features import backbone_features, pooled_features
-from .loading import LoadedRun, load_run, preprocessing_of, save_weights
+from .loading import LoadedRun, keep_outputs, load_run, preprocessing_of, save_weights
 from .weights import (
     LoadedWeights,
     WeightsError,
@@ -26,6 +26,7 @@ __all__ = [
     "build_classifier",
     "create_with_weights",
     "recommended_models",
+    "keep_outputs",
     "load_run",
     "load_state_dict_into",
     "load_weights_file",

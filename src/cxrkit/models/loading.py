@@ -61,6 +61,21 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_model
     return LoadedRun(run.root, model, card, list(card.classes), preprocessing_of(card), card.aux_outputs)
 
 
+def keep_outputs(model: torch.nn.Module, keep: list[int]) -> None:
+    """Keep only the outputs ``keep`` of the classifier's linear head, in place (the rows of its
+    weight and bias): a trained output that must not be shipped is removed before saving."""
+    head = model.get_classifier()
+    if not isinstance(head, torch.nn.Linear):
+        raise TypeError(f"{type(model).__name__}: its head is a {type(head).__name__}, not a linear layer")
+    with torch.no_grad():
+        head.weight = torch.nn.Parameter(head.weight[keep].clone())
+        if head.bias is not None:
+            head.bias = torch.nn.Parameter(head.bias[keep].clone())
+    head.out_features = len(keep)
+    if hasattr(model, "num_classes"):
+        model.num_classes = len(keep)
+
+
 def save_weights(run_dir: str | Path, model: torch.nn.Module) -> Path:
     """Write ``model.safetensors`` atomically (contiguous CPU tensors, no shared storage)."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import yaml
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, read_text
 from .._lightning import quiet_lightning
 from .._precision import training_precision
 from ..data.cache import cached_images
@@ -355,7 +355,7 @@ def write_adapted(
     if run.has_started() or run.split.exists():
         raise UsageError(f"{run.root} already holds a run; choose another --out (nothing was overwritten)")
     run.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.split, base_run.split.read_text(encoding="utf-8"))
+    atomic_write_text(run.split, read_text(base_run.split))
     save_weights(run.root, model)
     base_card = read_card(base_run.root)
     card = replace(

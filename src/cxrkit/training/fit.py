@@ -28,6 +28,7 @@ from .._io import atomic_write_text
 from .._lightning import quiet_lightning
 from .._precision import training_precision
 from ..data.cache import cached_images, roi_report
+from ..data.classes import normalise_label, parse_classes
 from ..data.dataset import CxrDataset
 from ..data.groups import group_codes, joint_group_codes
 from ..data.multi import load_data
@@ -36,7 +37,7 @@ from ..data.splits import split_fingerprint, split_to_csv
 from ..data.transforms import Preprocessing
 from ..errors import UsageError
 from ..lungs.preprocess import carry_lung_run, with_lung_roi
-from ..models import backbone_features, build_classifier, save_weights
+from ..models import backbone_features, build_classifier, keep_outputs, save_weights
 from ..run import ModelCard, ModelSpec, PreprocessingSpec, RunDir, run_lock, write_card
 from .checkpoint_io import SafeCheckpointIO
 from .config import DEFAULT_AUX_CLASSES, TrainConfig, with_absolute_paths
@@ -86,20 +87,56 @@ def _loggers(run_dir: Path):
 
 
 def resolve_aux_classes(config: TrainConfig) -> list[str]:
-    """The auxiliary classes to train: as given (``["none"]``: none), or by default those of
-    :data:`~cxrkit.training.config.DEFAULT_AUX_CLASSES` that the data holds and ``classes`` does not.
+    """The auxiliary classes to train: as given (``["none"]``: none, see :func:`named_aux_classes`),
+    or by default those of :data:`~cxrkit.training.config.DEFAULT_AUX_CLASSES` that the data
+    holds and ``classes`` does not.
 
     Why ``pneumonia`` by default: trained on cxr + nih, it moved external/'s NIH AP normals called
     normal from 60.4% to 94.6% (issue 26, docs/results/external_recipes.md); a data set without
     such films trains exactly as before (no extra output that learnt nothing).
     """
     if config.aux_classes is not None:
-        given = [c for c in config.aux_classes if c.strip().lower() != "none"]
-        return given
+        return named_aux_classes(config)
     if isinstance(config.classes, str) and config.classes.strip().lower() == "all":
         return []
     held = load_data(config.data, config.classes, allow_outside_paths=config.allow_outside_paths).excluded
     return [c for c in DEFAULT_AUX_CLASSES if held.get(c, 0) > 0]
+
+
+def named_aux_classes(config: TrainConfig) -> list[str]:
+    """``--aux-classes`` as the user named them (canonical names), refused when they make no sense:
+    ``none`` mixed with names (``none viral_pneumonia`` dropped ``none``), a name that is one of
+    the classes (it is trained as a class already), or a label of which the whole data holds no
+    film (its output learnt only "never" and reported about 0.23 for every film). A protocol's
+    selection may still leave a named class without training films: that output is dropped when
+    the run is saved (:func:`_drop_empty_aux`)."""
+    words = [w.strip() for w in config.aux_classes if w.strip()]
+    if not words or [w.lower() for w in words] == ["none"]:
+        return []
+    given = " ".join(words)
+    if "none" in (w.lower() for w in words):
+        raise UsageError(
+            f"--aux-classes {given}: 'none' means no auxiliary class; give either none or the labels, not both"
+        )
+    if isinstance(config.classes, str) and config.classes.strip().lower() == "all":
+        raise UsageError(f"--aux-classes {given} needs an explicit --classes list, not 'all'")
+    aux = list(dict.fromkeys(normalise_label(w) for w in words))
+    classes = parse_classes(config.classes)
+    clash = [a for a in aux if a in classes]
+    if clash:
+        raise UsageError(
+            f"--aux-classes {given}: {', '.join(clash)} is one of the classes ({', '.join(classes)}); an "
+            "auxiliary class is a label that is not a class: remove it from --aux-classes or from --classes"
+        )
+    held = load_data(config.data, classes, allow_outside_paths=config.allow_outside_paths).excluded
+    absent = [a for a in aux if not held.get(a)]
+    if absent:
+        found = ", ".join(f"{label} ({n})" for label, n in sorted(held.items()) if n and ":" not in label) or "none"
+        raise UsageError(
+            f"--aux-classes {given}: the data holds no {' or '.join(absent)} film, so its output would learn "
+            f"nothing (labels besides the classes: {found}); name labels the data holds, or leave --aux-classes out"
+        )
+    return aux
 
 
 def prepare_data(
@@ -314,7 +351,22 @@ def _n_reported(config: TrainConfig, ds: CxrDataset) -> int:
     return len(ds.classes) - len(config.aux_classes or [])
 
 
-def _aux_card(config: TrainConfig, ds: CxrDataset, split) -> dict:
+def _drop_empty_aux(config: TrainConfig, model: torch.nn.Module, ds: CxrDataset, split, say) -> list[str]:
+    """Remove from ``model`` the outputs of auxiliary classes that no training film taught (a
+    protocol's selection left none; named ones without any film are refused by
+    :func:`named_aux_classes`); returns their names. Such an output learnt only "never" and, with
+    label smoothing, reported about 0.23 "other abnormal" for every film."""
+    if not config.aux_classes:
+        return []
+    train = split.counts(ds)["train"]
+    empty = [c for c in ds.classes[_n_reported(config, ds) :] if not train[c]]
+    if empty:
+        keep_outputs(model, [i for i, c in enumerate(ds.classes) if c not in empty])
+        say(f"note: auxiliary output(s) {', '.join(empty)} had no training film; left out of the saved model")
+    return empty
+
+
+def _aux_card(config: TrainConfig, ds: CxrDataset, split, dropped: list[str]) -> dict:
     """The model card's record of the auxiliary classes (empty without them)."""
     if not config.aux_classes:
         return {}
@@ -324,9 +376,10 @@ def _aux_card(config: TrainConfig, ds: CxrDataset, split) -> dict:
         "aux_classes": list(aux),
         # the weights keep these outputs after the classes (cxrkit.run.ModelCard.aux_outputs):
         # the Predictor reports the classes renormalised plus their summed "other abnormal" mass
-        "aux_outputs": list(aux),
+        "aux_outputs": [c for c in aux if c not in dropped],
         "aux_rule": "classes renormalised; auxiliary mass reported as other_abnormal",
         "aux_train_images": {c: train[c] for c in aux},
+        **({"aux_outputs_dropped": dropped} if dropped else {}),  # no training film: not saved
     }
 
 
@@ -343,6 +396,7 @@ def _card(
     n_train: int,
     fit_seconds: float,
     start: float,
+    dropped_aux: list[str],
 ) -> ModelCard:
     run = RunDir(config.out)
     return ModelCard(
@@ -355,7 +409,7 @@ def _card(
             trainable_params=built.trainable,
             finetune=config.finetune,
             cache_features=config.cache_features,
-            extra=_aux_card(config, ds, split),
+            extra=_aux_card(config, ds, split, dropped_aux),
         ),
         weights_source=built.info.weights_source,
         data={
@@ -490,9 +544,12 @@ def _train(config, resume, progress_bar, on_stage, data_progress, callbacks) -> 
         val = trainer.validate(module, datamodule=dm, verbose=False)[0]  # metrics of the saved model
     if trainer.global_rank != 0:
         return TrainResult(run.root, None, trainer)
+    dropped = _drop_empty_aux(config, built.model, ds, split, on_stage)  # never shipped: the card says so
     save_weights(run.root, built.model)  # with cached features module.model is only the head, trained in place
     built.pre = carry_lung_run(built.pre, run.root)  # roi: lungs: the run keeps its own lung model
-    card = _card(config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start)
+    card = _card(
+        config, built, ds, split, split_csv, trainer, best, best_path, val, len(train_idx), fit_seconds, start, dropped
+    )
     card.training.update(roi_report(ds, built.pre, config.cache_dir))  # lung-ROI fallbacks, if any
     card.data.update(left_out)  # skipped files and too-small classes, counted
     write_card(run.root, card)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from .._io import atomic_write_text, csv_text
 from ..data.dataset import CxrDataset
+from ..data.multi import label_conflict_count
 from ..run import RunDir
 
 MIN_CLASS_IMAGES = 10  # below this a class's val/test metrics are a handful of coin flips
@@ -49,4 +50,9 @@ def report_left_out(run: RunDir, ds: CxrDataset, counts: dict, classes: list[str
     warnings = class_warnings(counts, classes)
     for w in warnings:
         say(f"warning: {w}")
-    return {"skipped_count": len(skipped), "skipped_file": RunDir(".").skipped.name, "warnings": warnings}
+    return {
+        "skipped_count": len(skipped),
+        "label_conflicts": label_conflict_count(ds),  # of skipped_count: one film, two labels, two datasets
+        "skipped_file": RunDir(".").skipped.name,
+        "warnings": warnings,
+    }
