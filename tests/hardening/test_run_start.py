@@ -68,7 +68,8 @@ def test_resume_with_a_malicious_checkpoint_is_refused_without_traceback(tiny_ru
     shutil.copytree(tiny_run.run_dir, run)
     (run / "checkpoints" / "last.ckpt").write_bytes(pickle.dumps({"state_dict": _Evil()}))
     before = (run / "model.safetensors").read_bytes()
-    res = _cxr("train", "--resume", run, cwd=tmp_path)
+    # --epochs above the run's: a finished run is otherwise refused before its checkpoint is read
+    res = _cxr("train", "--resume", run, "--epochs", "9", cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr and "last.ckpt" in res.stderr, res.stderr[-1500:]
     assert not (tmp_path / "pwned").exists() and (run / "model.safetensors").read_bytes() == before
 
