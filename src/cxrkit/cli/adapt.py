@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from ..training.adapt import DROP, AdaptSettings
+from ..training.adapt_config import DROP, AdaptSettings
 from ._console import CliError, console, progress_bar, say
 
 

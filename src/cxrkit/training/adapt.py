@@ -26,7 +26,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -46,31 +46,9 @@ from ..data.scan import scan_dataset
 from ..errors import CxrkitError, UsageError
 from ..models import LoadedRun, load_run, save_weights
 from ..run import ModelCard, RunDir, read_card, write_card
+from .adapt_config import DROP, AdaptSettings
 from .datamodule import CxrDataModule
 from .module import CxrClassifier
-
-DROP = "drop"
-
-
-@dataclass
-class AdaptSettings:
-    """How the base is fine-tuned. Defaults: the recipe chosen on site/'s patient folds and the
-    base's val split (docs/adapting.md); a plain fine-tune of 4 epochs at lr 1e-4 with 800
-    replayed films took the held-out children's normals from 78% to 92% (issue 34's floor)."""
-
-    epochs: int = 4
-    lr: float = 1e-4
-    replay: int = 800  # at most this many films of the base run's training split in every epoch
-    replay_ratio: float = 4.0  # ... and at most this many per site film: few site films, few steps to undo
-    site_repeats: int = 1  # each site film is seen this many times per epoch
-    anchor: float = 0.0  # L2-SP weight pulling every parameter toward the base's
-    batch_size: int = 32
-    seed: int = 0
-    precision: str = "32"
-    label_map: dict[str, str] = field(default_factory=dict)  # site label -> output name or "drop"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
