@@ -47,7 +47,7 @@ def register(subparsers) -> None:
         "train the base's auxiliary 'other abnormal' output when it has one, else they are left out; "
         "both are said. With --folds K it measures first: the base model on the site, the adapted "
         "model on held-out site patients (K patient-disjoint folds) for a learning curve of 0, 5, 10, "
-        "25 and all labeled patients per label, with 95%% CIs, then adapts on every film.",
+        "25 and all labeled patients per label, with 95% CIs, then adapts on every film.",
         epilog="Examples:\n"
         "  cxr adapt runs/default --data ../shared/data/site --out runs/site-adapted\n"
         "  cxr adapt runs/default --data ../shared/data/site --out runs/site-report --folds 5\n"
