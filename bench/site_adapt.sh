@@ -24,3 +24,4 @@ run replay --shots 0 5 10 25 all --figure docs/images/site_learning_curve.png \
 run anchor --shots 0 all --replay 0 --anchor 0.1 --title "Adapting to a new site: L2-SP toward the base, no replay"
 run both --shots 0 all --anchor 0.1 --title "Adapting to a new site: replay + L2-SP"
 run repeats --shots 0 all --site-repeats 3 --title "Adapting to a new site: replay, each site film 3 times per epoch"
+$PY bench/site_adapt_choice.py replay anchor both repeats

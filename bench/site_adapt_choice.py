@@ -1,0 +1,86 @@
+"""How the adaptation of ``cxr adapt`` was chosen: one row per variant of bench/site_adapt.sh.
+
+Reads the variants' results files (``bench/results/site_adapt_NAME.json``, written by
+``bench/site_adapt.py``) and writes one table: the held-out site folds at "all" labeled patients
+(normal and viral films called right, balanced accuracy) and the base's **val** split before and
+after adapting on every site film; the choice is made on these two, never on a test split. The
+test-split cost is shown for the record. Nothing is re-measured here.
+
+Usage: python bench/site_adapt_choice.py replay anchor both repeats [--out bench/results/site_adapt_choice]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from _common import save_result
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _pct(ci) -> str:
+    return f"{ci['value'] * 100:.1f} [{ci['lo'] * 100:.1f}, {ci['hi'] * 100:.1f}]" if ci else "n/a"
+
+
+def _points(after, before) -> str:
+    return f"{(after['value'] - before['value']) * 100:+.1f}"
+
+
+def row(name: str) -> list:
+    r = json.loads((RESULTS / f"site_adapt_{name}.json").read_text())
+    s = r["settings"]
+    step = next(x for x in r["learning_curve"] if x["shots"] == "all")["metrics"]
+    final = r["adapted_on_all"]
+    recipe = f"replay {s['replay']} (<= {s['replay_ratio']:g} per site film)" if s["replay"] else "no replay"
+    recipe += f", L2-SP {s['anchor']:g}" if s["anchor"] else ""
+    recipe += f", site films x{s['site_repeats']}" if s["site_repeats"] > 1 else ""
+    return [
+        name,
+        recipe,
+        _pct(step.get("called_right/normal")),
+        _pct(step.get("called_right/viral_pneumonia")),
+        _pct(step["balanced_accuracy"]),
+        _points(final["adapted"]["val_accuracy"], final["base"]["val_accuracy"]),
+        _points(final["adapted"]["accuracy"], final["base"]["accuracy"]),
+        f"{r['seconds'] / 60:.0f}",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("variants", nargs="+")
+    ap.add_argument("--out", type=Path, default=RESULTS / "site_adapt_choice")
+    a = ap.parse_args()
+    metas = {n: json.loads((RESULTS / f"site_adapt_{n}.json").read_text())["meta"] for n in a.variants}
+    first = metas[a.variants[0]]
+    save_result(
+        a.out,
+        {"variants": a.variants},
+        title="Adapting to a new site: which adaptation (chosen on site folds and the base's val split)",
+        tables=[
+            {
+                "title": "Held-out site patients at all labeled patients (3 folds), % [95% CI]; cost in points",
+                "columns": [
+                    "variant",
+                    "recipe (4 epochs, lr 1e-4)",
+                    "normal called normal",
+                    "viral called viral",
+                    "balanced accuracy",
+                    "base val accuracy change",
+                    "base test accuracy change (not chosen on)",
+                    "report minutes",
+                ],
+                "rows": [row(n) for n in a.variants],
+            }
+        ],
+        markdown="Derived from the variants' results files, each with its own command, commit and CPU: "
+        + ", ".join(f"[{n}](site_adapt_{n}.md) ({metas[n]['cpu_model']})" for n in a.variants)
+        + ". The base before adaptation: normal called normal and viral called viral are the 0 rows of those pages.",
+        meta={**first, "command": "derived: .venv/bin/python bench/site_adapt_choice.py " + " ".join(a.variants)},
+    )
+
+
+if __name__ == "__main__":
+    main()
