@@ -10,8 +10,8 @@ the docs. The site's films are never copied: the report reads them in place.
 
 Usage:
   python bench/site_adapt.py BASE_RUN --site ../shared/data/site --out runs/site/NAME \\
-      [--folds 5] [--shots 0 5 10 25 all] [--no-final] [--replay 800] [--site-repeats 1] \\
-      [--anchor 0] [--epochs 4] [--lr 1e-4] [--result bench/results/site_adapt] [--figure PATH]
+      [--folds 5] [--shots 0 5 10 25 all] [--no-final] [cxr adapt's settings: --replay 800 --anchor 0 ...]
+      [--result bench/results/site_adapt] [--figure PATH]
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from pathlib import Path
 
 from _common import save_result
 
-from cxrkit.cli.adapt import _shots
+from cxrkit.cli.adapt import _shots, add_settings_arguments, settings_from_args
 from cxrkit.evaluation.site_plots import curve_series, series_name
-from cxrkit.training.adapt import AdaptSettings
 from cxrkit.workflows.adapt import site_report
 
 
@@ -79,25 +78,12 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--shots", nargs="+", type=_shots, default=[0, 5, 10, 25, None])
     p.add_argument("--no-final", action="store_true", help="skip the model adapted on every film")
-    d = AdaptSettings()
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--replay", type=int, default=d.replay)
-    p.add_argument("--replay-ratio", type=float, default=d.replay_ratio)
-    p.add_argument("--site-repeats", type=int, default=d.site_repeats)
-    p.add_argument("--anchor", type=float, default=d.anchor)
+    add_settings_arguments(p)
     p.add_argument("--result", type=Path, default=Path("bench/results/site_adapt"))
     p.add_argument("--title", default="Adapting the default model to a new site (site/)")
     p.add_argument("--figure", type=Path, default=None, help="copy learning_curve.png here")
     a = p.parse_args()
-    settings = AdaptSettings(
-        epochs=a.epochs,
-        lr=a.lr,
-        replay=a.replay,
-        replay_ratio=a.replay_ratio,
-        site_repeats=a.site_repeats,
-        anchor=a.anchor,
-    )
+    settings = settings_from_args(a)
     report = site_report(
         a.base,
         a.site,

@@ -33,8 +33,58 @@ def _mapping(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def register(subparsers) -> None:
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`~cxrkit.training.adapt_config.AdaptSettings` (``cxr adapt`` and
+    ``bench/site_adapt.py`` share them); :func:`settings_from_args` reads them back."""
     d = AdaptSettings()
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"fine-tuning epochs (default {d.epochs})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
+    p.add_argument(
+        "--replay",
+        type=int,
+        default=d.replay,
+        help=f"films of the base's training split mixed in, so it does not forget (default {d.replay})",
+    )
+    p.add_argument(
+        "--replay-ratio",
+        type=float,
+        default=d.replay_ratio,
+        help=f"and at most this many replayed films per site film (default {d.replay_ratio:g})",
+    )
+    p.add_argument(
+        "--site-repeats",
+        type=int,
+        default=d.site_repeats,
+        help=f"times each site film is seen per epoch (default {d.site_repeats})",
+    )
+    p.add_argument(
+        "--anchor",
+        type=float,
+        default=d.anchor,
+        help=f"L2-SP weight pulling the weights toward the base's (default {d.anchor:g}: off)",
+    )
+    p.add_argument("--map", nargs="+", metavar="LABEL=CLASS", help=f"map a site label to an output, or to {DROP}")
+    p.add_argument("--seed", type=int, default=d.seed)
+
+
+def settings_from_args(args: argparse.Namespace) -> AdaptSettings:
+    """:class:`AdaptSettings` from the flags of :func:`add_settings_arguments`, checked."""
+    for name in ("epochs", "replay", "site_repeats"):
+        if getattr(args, name) < (0 if name == "replay" else 1):
+            raise CliError(f"--{name.replace('_', '-')} {getattr(args, name)}: too small")
+    return AdaptSettings(
+        epochs=args.epochs,
+        lr=args.lr,
+        replay=args.replay,
+        replay_ratio=args.replay_ratio,
+        site_repeats=args.site_repeats,
+        anchor=args.anchor,
+        seed=args.seed,
+        label_map=_mapping(args.map),
+    )
+
+
+def register(subparsers) -> None:
     p = subparsers.add_parser(
         "adapt",
         help="adapt a run to a new site's labeled films (and measure the gain in patient folds)",
@@ -68,34 +118,7 @@ def register(subparsers) -> None:
         metavar="N",
         help="learning-curve steps with --folds: labeled patients per label (default 0 5 10 25 all)",
     )
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"fine-tuning epochs (default {d.epochs})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
-    p.add_argument(
-        "--replay",
-        type=int,
-        default=d.replay,
-        help=f"films of the base's training split mixed in, so it does not forget (default {d.replay})",
-    )
-    p.add_argument(
-        "--replay-ratio",
-        type=float,
-        default=d.replay_ratio,
-        help=f"and at most this many replayed films per site film (default {d.replay_ratio:g})",
-    )
-    p.add_argument(
-        "--site-repeats",
-        type=int,
-        default=d.site_repeats,
-        help=f"times each site film is seen per epoch (default {d.site_repeats})",
-    )
-    p.add_argument(
-        "--anchor",
-        type=float,
-        default=d.anchor,
-        help=f"L2-SP weight pulling the weights toward the base's (default {d.anchor:g}: off)",
-    )
-    p.add_argument("--map", nargs="+", metavar="LABEL=CLASS", help=f"map a site label to an output, or to {DROP}")
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_settings_arguments(p)
     p.add_argument("--workers", type=int, default=2, help="image decoding processes")
     p.set_defaults(func=run)
 
@@ -105,19 +128,7 @@ def run(args: argparse.Namespace) -> None:
         raise CliError(f"--folds {args.folds}: at least 2 folds (5 is usual)")
     if args.shots is not None and args.folds is None:
         raise CliError("--shots draws the learning curve of --folds K; add --folds")
-    for name in ("epochs", "replay", "site_repeats"):
-        if getattr(args, name) < (0 if name == "replay" else 1):
-            raise CliError(f"--{name.replace('_', '-')} {getattr(args, name)}: too small")
-    settings = AdaptSettings(
-        epochs=args.epochs,
-        lr=args.lr,
-        replay=args.replay,
-        replay_ratio=args.replay_ratio,
-        site_repeats=args.site_repeats,
-        anchor=args.anchor,
-        seed=args.seed,
-        label_map=_mapping(args.map),
-    )
+    settings = settings_from_args(args)
     from ..workflows.adapt import DEFAULT_SHOTS, adapt, site_report
     from ._fit_lines import fit_progress
 
