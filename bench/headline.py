@@ -33,7 +33,7 @@ def row(name: str, spec: str) -> list:
     card = json.loads((Path(run) / "model_card.json").read_text())
     p, data = metrics["protocol"], metrics["data"]
     if data.get("external"):
-        protocol = "external data used whole (sources the training lacks)"
+        protocol = "another dataset used whole (patients the training never saw; labels that are no class left out)"
     elif p.get("split_by") == "image":
         leaked = p.get("leaked_test_images")
         protocol = f"random image split, LEAKY: {leaked} test images share a patient or a near-copy with train"
