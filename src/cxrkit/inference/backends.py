@@ -15,7 +15,6 @@ network: it needs only the card, the export and onnxruntime.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._io import file_sha256 as file_sha256_uncached
 from .._precision import autocast, resolve_precision
 from ..models import LoadedRun
 from ..run import RunDir, RunError
@@ -166,11 +166,7 @@ def file_sha256(path: Path) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _sha256(identity: tuple[str, int, int]) -> str:
-    h = hashlib.sha256()
-    with open(identity[0], "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256_uncached(identity[0])
 
 
 def _onnx_session(run: LoadedRun):

@@ -22,7 +22,6 @@ Calibration (evaluation layer) and the measured site report live in
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 import yaml
 
-from .._io import atomic_write_text, read_text
+from .._io import atomic_write_text, file_sha256, read_text
 from .._lightning import quiet_lightning
 from .._precision import training_precision
 from ..data.cache import cached_images
@@ -287,14 +286,6 @@ def fit_adapted(
     return model.eval()
 
 
-def _weights_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def _rows(sd: SiteData, site_rows: np.ndarray | None) -> np.ndarray:
     return np.arange(len(sd.site)) if site_rows is None else np.asarray(site_rows)
 
@@ -346,7 +337,7 @@ def write_adapted(
             **{k: v for k, v in base_card.extra.items() if k != "adaptation"},
             "adaptation": {
                 "base_run": str(base_run.root.resolve()),
-                "base_weights_sha256": _weights_digest(base_run.weights),
+                "base_weights_sha256": file_sha256(base_run.weights)[:16],
                 "base_created": base_card.created,
                 "base_adaptation": base_card.extra.get("adaptation"),  # lineage of a twice-adapted run
                 "site": site_record(sd, site_rows),
@@ -374,8 +365,6 @@ def adapt_run(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[ModelCard, SiteData]:
     """Load, fit on every site film and write ``out`` (uncalibrated; see :func:`write_adapted`)."""
-    if RunDir(out).has_started():
-        raise UsageError(f"{out} already holds a run; choose another --out (nothing was overwritten)")
     sd = load_site(base_run, site, settings.label_map, workers, cache_dir, progress, on_stage)
     for label, to in sd.mapping.items():
         if label != to:

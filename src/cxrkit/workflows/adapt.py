@@ -189,12 +189,16 @@ def site_report(
     classes = list(sd.base.classes)
     trained = [s for s in shots if s != 0]
     held_out = {s: np.zeros_like(base_logits) for s in trained}
+    per_label_counts: dict = {s: [] for s in trained}  # training patients per label, every fold
     work = out / "work"
     n_fits, done = folds * len(trained), 0
     for k in range(folds):
         pool, test = np.nonzero(fold != k)[0], np.nonzero(fold == k)[0]
         for s in trained:
             rows = shot_rows(patients, labels, pool, s, settings.seed + k)
+            per_label_counts[s] += [
+                len({patients[i] for i in rows if labels[i] == y}) for y in set(labels[rows].tolist())
+            ]
             elapsed = time.perf_counter() - start
             eta = f", ETA {elapsed / done * (n_fits - done) / 60:.0f} min" if done else ""
             on_stage(
@@ -211,7 +215,7 @@ def site_report(
     shutil.rmtree(work, ignore_errors=True)
     curve = [{"shots": 0, "label": "0 (base)", **_site_metrics(labels, base_logits, classes, patients, resamples)}]
     for s in trained:
-        per_label = _mean_patients_per_label(patients, labels, fold, s, settings.seed)
+        per_label = int(round(float(np.mean(per_label_counts[s])))) if per_label_counts[s] else 0
         curve.append(
             {
                 "shots": s if s is not None else "all",
@@ -248,16 +252,6 @@ def site_report(
     learning_curve_png(report, out / "learning_curve.png")
     atomic_write_text(out / "site_report.md", site_markdown(report))
     return report
-
-
-def _mean_patients_per_label(patients, labels, fold, shots, seed) -> int:
-    """The average number of training patients per label behind one step of the curve."""
-    counts = []
-    for k in range(int(fold.max()) + 1):
-        rows = shot_rows(patients, labels, np.nonzero(fold != k)[0], shots, seed + k)
-        for y in set(labels[rows].tolist()):
-            counts.append(len({patients[i] for i in rows if labels[i] == y}))
-    return int(round(float(np.mean(counts)))) if counts else 0
 
 
 def _final_model(base_run, site, model_dir: Path, settings, workers, cache_dir, resamples, on_stage) -> dict:
