@@ -24,9 +24,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cxrkit._precision import host_cpu
+
 RESULTS = Path(__file__).resolve().parent / "results"
-# The CPU features that decide which kernels run (and so the speed and even the rounding).
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 def rotations(names: Sequence[str], rounds: int) -> list[list[str]]:
@@ -79,18 +79,6 @@ def split_files(run_dir: str | Path, split: str) -> tuple[list[str], list[str]]:
     return [str(root / r["file"]) for r in rows], [r["label"] for r in rows]
 
 
-def _cpu() -> tuple[str, list[str]]:
-    """(model name, the flags of CPU_FLAGS it has) from /proc/cpuinfo; platform's answer elsewhere."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown", []
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "unknown")
-    flags_line = next((ln.split(":", 1)[1] for ln in info.splitlines() if ln.startswith("flags")), "")
-    have = set(flags_line.split())
-    return model, [f for f in CPU_FLAGS if f in have]
-
-
 def _commit() -> str:
     """The checkout's commit, with ``+dirty`` when tracked files differ from it; "unknown" outside git."""
     root = Path(__file__).resolve().parent.parent
@@ -104,7 +92,7 @@ def _commit() -> str:
 
 def run_meta() -> dict:
     """Where and how a result was measured: what every results file records under ``meta``."""
-    model, flags = _cpu()
+    host = host_cpu()
     torch = sys.modules.get("torch")  # only when the bench imported it: reading it must not cost an import
     one, five, fifteen = os.getloadavg()
     return {
@@ -112,9 +100,7 @@ def run_meta() -> dict:
         "command": command_line(),
         "commit": _commit(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cpu_model": model,
-        "cpu_flags": flags,
-        "cpu_count": os.cpu_count(),
+        **host,
         "torch_threads": torch.get_num_threads() if torch is not None else None,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average": [round(one, 2), round(five, 2), round(fifteen, 2)],

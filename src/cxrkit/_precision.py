@@ -36,6 +36,31 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
     return frozenset()
 
 
+# The CPU features that decide which kernels run (and so the speed and even the rounding).
+HOST_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def host_cpu(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
+    """The CPU a number was made on: its model name, the HOST_FLAGS it has and the core count.
+
+    Hosts differ (2-core AVX2, AVX-512 BF16, AMX) and speeds and even the last bits of a result
+    follow the CPU, so model cards, site reports and bench results all record this one dict.
+    """
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine() or "unknown"
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    have = cpu_flags(cpuinfo)
+    return {"cpu_model": model, "cpu_flags": [f for f in HOST_FLAGS if f in have], "cpu_count": os.cpu_count()}
+
+
 def native_bf16(device: str = "cpu", flags: frozenset[str] | None = None) -> bool:
     """Whether ``device`` ("cpu", "cuda", "cuda:1", ...) computes bf16 natively."""
     kind = str(device).split(":")[0]

@@ -93,7 +93,8 @@ def test_update_card_replaces_one_section_and_keeps_the_rest(tmp_path):
 def test_write_card_stamps_versions_and_refuses_invalid(tmp_path):
     card = ModelCard.from_dict(json.loads(FIXTURE.read_text()))
     write_card(tmp_path, card)
-    assert read_card(tmp_path).versions["cxrkit"]
+    written = read_card(tmp_path)
+    assert written.versions["cxrkit"] and written.host["cpu_model"]  # the CPU a trained number came from
     card.classes = ["a", "a"]
     with pytest.raises(RunError):
         write_card(tmp_path / "other", card)

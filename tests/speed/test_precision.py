@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cxrkit._precision import autocast, cpu_flags, native_bf16, resolve_precision
+from cxrkit._precision import autocast, cpu_flags, host_cpu, native_bf16, resolve_precision
 from cxrkit.errors import UsageError
 
 ZEN4 = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"})
@@ -19,6 +19,8 @@ def test_flags_are_read_from_cpuinfo(tmp_path):
     assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}
     assert native_bf16("cpu", cpu_flags(info))
     assert cpu_flags(tmp_path / "missing") == frozenset()
+    host = host_cpu(info)
+    assert host["cpu_model"] == "X" and host["cpu_flags"] == ["avx2", "avx512_bf16"] and host["cpu_count"] >= 1
 
 
 @pytest.mark.parametrize("flags", [ZEN4, SAPPHIRE_RAPIDS])

@@ -22,6 +22,7 @@ from typing import Any
 
 from .._io import atomic_write_json
 from .._meta import RESEARCH_NOTICE, __version__
+from .._precision import host_cpu
 from ..errors import CxrkitError
 from .layout import CARD_FILE, RunDir
 from .lock import describe_holder, live_holder, lock_path
@@ -124,6 +125,7 @@ class ModelCard:
     created: str | None = None
     versions: dict = field(default_factory=dict)
     git_commit: str | None = None
+    host: dict = field(default_factory=dict)  # the CPU the card was written on (cxrkit._precision.host_cpu)
     extra: dict = field(default_factory=dict)  # sections this version does not know, kept verbatim
 
     @property
@@ -175,6 +177,8 @@ class ModelCard:
             out["calibration"] = _flat(self.calibration)
         if self.onnx is not None:
             out["onnx"] = self.onnx
+        if self.host:  # cards written before it was stamped have none
+            out["host"] = self.host
         return {**out, **self.extra}
 
     @classmethod
@@ -316,6 +320,7 @@ def write_card(run_dir: str | Path, card: ModelCard) -> Path:
     card.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     card.versions = package_versions()
     card.git_commit = git_commit()
+    card.host = host_cpu()
     return atomic_write_json(RunDir(run_dir).card, card.to_dict())
 
 

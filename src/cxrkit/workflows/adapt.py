@@ -15,8 +15,6 @@ elsewhere). Every fold's films are predicted by a model that never saw their pat
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -29,7 +27,7 @@ from .._bootstrap import bootstrap_ci
 from .._io import atomic_write_text
 from .._meta import RESEARCH_NOTICE
 from .._numeric import softmax
-from .._precision import cpu_flags
+from .._precision import host_cpu
 from ..errors import UsageError
 from ..evaluation.evaluate import calibrate_run
 from ..evaluation.summaries import DEFAULT_RESAMPLES, summarize
@@ -146,20 +144,6 @@ def _site_metrics(y: np.ndarray, logits: np.ndarray, classes: list[str], groups:
     }
 
 
-def _host() -> dict:
-    """The CPU the report was measured on, and the matrix-unit flags that change its speed."""
-    model = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    flags = sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8"))
-    return {"cpu_model": model, "cpu_flags": flags, "cpu_count": os.cpu_count()}
-
-
 def site_report(
     base_run: str | Path,
     site: str | Path,
@@ -238,7 +222,7 @@ def site_report(
         "predicted by a model adapted on the other folds only (shots: labeled patients per label drawn from "
         "them); CIs: 95% patient bootstrap",
         "commit": git_commit(),
-        "host": _host(),
+        "host": host_cpu(),
     }
     if final_model:
         report["adapted_on_all"] = _final_model(
