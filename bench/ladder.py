@@ -1,0 +1,133 @@
+"""From the original's number to a new hospital: one recipe down a ladder of protocols (issue 36).
+
+The original's 98.75% was measured on the COVID-19 Radiography Database v1 with a random image
+split. Each rung below changes what the test set is, one step further from that setting:
+
+  (a) the original's setting: its v1 composition rebuilt from ../shared/data/cxr, random image
+      split, the test images that share a patient or a near-copy with train counted;
+  (b) all of cxr/, random image split;  (c) a patient-disjoint split;  (d) leave-source-out;
+  (e) external/: other hospitals' films, used whole;  (f) site/: a later acquisition of a
+      children's hospital the training saw, before any adaptation.
+
+Nothing is measured here: each rung is a run directory evaluated beforehand with the commands
+that ``bench/ladder.yaml`` records beside it (every evaluation in fp32, ``--precision 32``).
+This reads their metrics.json and model cards: accuracy with its 95% patient-bootstrap CI, the
+per-class sensitivities, the leak count, the commit and CPU that trained the model.
+
+Usage: python bench/ladder.py [--spec bench/ladder.yaml] [--out bench/results/ladder]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+from _common import save_result
+
+ORIGINAL = "98.75"  # the master's project: Radiography Database v1, random image split
+RUNGS = {
+    "a": "the original's setting: v1 composition (219 COVID + Kermany normal and viral films), random image split",
+    "b": "all of cxr/, random image split",
+    "c": "patient-disjoint split (whole patients and their near-copies in one split)",
+    "d": "leave-source-out: adult COVID vs adult normal, tested on sources the training never saw",
+    "e": "external/: NIH and Hannover films of patients never seen, used whole",
+    "f": "site/: a later acquisition's children's films, before adaptation (bacterial films left out)",
+}
+
+
+def _pct(ci: dict | None) -> str:
+    if not ci or ci.get("value") is None:
+        return "n/a"
+    return f"{ci['value'] * 100:.1f} [{ci['lo'] * 100:.1f}, {ci['hi'] * 100:.1f}]"
+
+
+def _sensitivities(metrics: dict, classes: list[str]) -> str:
+    m = metrics["overall"]["metrics"]
+    parts = []
+    for c in classes:
+        ci = m.get(f"sensitivity/{c}")
+        if ci and ci.get("value") is not None:
+            parts.append(f"{c} {ci['value'] * 100:.1f}")
+    return ", ".join(parts)
+
+
+def _leaks(metrics: dict) -> str:
+    if metrics["data"].get("external"):
+        return "none (other data)"
+    leaked = metrics["protocol"].get("leaked_test_images")
+    return "not counted" if leaked is None else str(leaked)
+
+
+def row(recipe: str, entry: dict) -> list:
+    """One rung of one recipe: the run's card and the evaluation's metrics.json, as a table row."""
+    run = Path(entry["run"])
+    metrics = json.loads((Path(entry.get("evaluation") or run / "evaluation") / "metrics.json").read_text())
+    card = json.loads((run / "model_card.json").read_text())
+    host = (card.get("host") or {}).get("cpu_model") or entry.get("trained_on")
+    trained_on = host if card.get("host") else f"{host} (session record; the card predates it)"
+    rung = entry["rung"]
+    original = f"{ORIGINAL} (the original's claim)" if rung == "a" else ""
+    return [
+        recipe,
+        f"({rung}) {RUNGS[rung]}",
+        f"{card['model']['name']}, {card['preprocessing']['input_size']} px",
+        metrics["data"]["n_images"],
+        _leaks(metrics),
+        _pct(metrics["overall"]["metrics"]["accuracy"]),
+        original,
+        _sensitivities(metrics, card["classes"]),
+        str(card.get("git_commit"))[:10],
+        trained_on,
+        "<br>".join(f"`{c}`" for c in entry["commands"]),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spec", type=Path, default=Path("bench/ladder.yaml"))
+    ap.add_argument("--out", type=Path, default=Path("bench/results/ladder"))
+    a = ap.parse_args()
+    spec = yaml.safe_load(a.spec.read_text())
+    tables, missing = [], []
+    for recipe in spec["recipes"]:
+        rows = []
+        for entry in recipe["rungs"]:
+            if not (Path(entry["run"]) / "model_card.json").is_file():
+                missing.append(f"{recipe['name']} ({entry['rung']}): {entry['run']}")
+                continue
+            rows.append(row(recipe["name"], entry))
+        tables.append(
+            {
+                "title": f"{recipe['name']}: {recipe['what']}",
+                "columns": [
+                    "recipe",
+                    "rung",
+                    "model",
+                    "test images",
+                    "leaked test images",
+                    "accuracy %",
+                    "the original",
+                    "sensitivity %",
+                    "trained at",
+                    "trained on",
+                    "commands",
+                ],
+                "rows": rows,
+            }
+        )
+    notes = [spec.get("notes", "").strip()]
+    if missing:
+        notes.append("Not measured (no run directory): " + "; ".join(missing) + ".")
+    save_result(
+        a.out,
+        {"original": ORIGINAL, "rungs": RUNGS, "spec": spec},
+        title="From the original's number to a new hospital",
+        tables=tables,
+        markdown="\n\n".join(n for n in notes if n),
+    )
+
+
+if __name__ == "__main__":
+    main()
