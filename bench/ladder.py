@@ -14,6 +14,10 @@ that ``bench/ladder.yaml`` records beside it (every evaluation in fp32, ``--prec
 This reads their metrics.json and model cards: accuracy with its 95% patient-bootstrap CI, the
 per-class sensitivities, the leak count, the commit and CPU that trained the model.
 
+Run directories are not kept in git and a rung can take an hour of CPU, so a rung whose run is
+absent here keeps its row from the previous results file (the row names its own commit and CPU,
+and the page lists such rows): the ladder fills up across sessions instead of shrinking.
+
 Usage: python bench/ladder.py [--spec bench/ladder.yaml] [--out bench/results/ladder]
 """
 
@@ -84,20 +88,33 @@ def row(recipe: str, entry: dict) -> list:
     ]
 
 
+def _previous_rows(path: Path) -> dict[tuple[str, str], list]:
+    """(recipe, rung letter) -> row of the last results file, for rungs measured before."""
+    if not path.is_file():
+        return {}
+    rows = [r for t in json.loads(path.read_text()).get("tables", []) for r in t["rows"]]
+    return {(r[0], r[1][1]): r for r in rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", type=Path, default=Path("bench/ladder.yaml"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/ladder"))
     a = ap.parse_args()
     spec = yaml.safe_load(a.spec.read_text())
-    tables, missing = [], []
+    before = _previous_rows(a.out.with_suffix(".json"))
+    tables, missing, carried = [], [], []
     for recipe in spec["recipes"]:
         rows = []
         for entry in recipe["rungs"]:
-            if not (Path(entry["run"]) / "model_card.json").is_file():
-                missing.append(f"{recipe['name']} ({entry['rung']}): {entry['run']}")
-                continue
-            rows.append(row(recipe["name"], entry))
+            key = (recipe["name"], entry["rung"])
+            if (Path(entry["run"]) / "model_card.json").is_file():
+                rows.append(row(recipe["name"], entry))
+            elif key in before:
+                rows.append(before[key])
+                carried.append(f"{key[0]} ({key[1]})")
+            else:
+                missing.append(f"{key[0]} ({key[1]}): {entry['run']}")
         tables.append(
             {
                 "title": f"{recipe['name']}: {recipe['what']}",
@@ -118,6 +135,11 @@ def main() -> None:
             }
         )
     notes = [spec.get("notes", "").strip()]
+    if carried:
+        notes.append(
+            "Kept from the previous results file (the run directory is not here; the row names the commit "
+            "and CPU that trained it): " + ", ".join(carried) + "."
+        )
     if missing:
         notes.append("Not measured (no run directory): " + "; ".join(missing) + ".")
     save_result(

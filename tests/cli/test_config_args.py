@@ -97,3 +97,16 @@ def test_resume_refuses_recipe_changes(tmp_path):
     assert _config(["--resume", str(tmp_path), "--max-minutes", "5"]).max_minutes == 5
     with pytest.raises(Exception, match="--lr"):
         _config(["--resume", str(tmp_path), "--lr", "0.1"])
+
+
+def test_the_original_setting_presets_share_one_composition_and_split():
+    """Rows of the ladder's rung (a) compare recipes on one test split only if every
+    seed-replication preset selects the same films and splits them the same way."""
+    keys = ("classes", "select", "split_by", "seed", "fractions")
+    presets = sorted(p.stem for p in PRESET_DIR.glob("seed-replication*.yaml"))
+    assert len(presets) >= 3, presets
+    first = read_config_file(presets[0])
+    for name in presets[1:]:
+        values = read_config_file(name)
+        assert {k: values.get(k) for k in keys} == {k: first.get(k) for k in keys}, name
+    assert first["split_by"] == "image" and "label=covid n=219" in first["select"]
