@@ -8,6 +8,7 @@
 #   accuracy   --config seed-replication-accuracy   no class-balanced loss, basic augmentation,
 #              20 epochs (accuracy is the original's metric; one hospital's films); its preset
 #              says why each
+#   acc-288    accuracy at 288 px (the subtle opacities of children's films; 1.65x the pixels)
 #   rd-acc     the residual-dense net with accuracy's changes
 # and, from the same runs, test-time augmentation (@tta) and ensembles (A+B).
 # The run directories are the ladder's (bench/ladder.yaml). Each training takes both cores
@@ -27,6 +28,8 @@ train runs/v1_acc seed-replication-accuracy
 train runs/v1 seed-replication
 train runs/v1_resdense seed-replication-resdense
 train runs/v1_search/rd-acc seed-replication-resdense --balance none --augment basic
+train runs/v1_search/acc-288 seed-replication-accuracy --input-size 288
 "$PY" bench/v1_search.py default=runs/v1 resdense=runs/v1_resdense accuracy=runs/v1_acc \
     accuracy-tta=runs/v1_acc@tta rd-acc=runs/v1_search/rd-acc default+accuracy=runs/v1+runs/v1_acc \
-    accuracy+rd-acc=runs/v1_acc+runs/v1_search/rd-acc
+    accuracy+rd-acc=runs/v1_acc+runs/v1_search/rd-acc acc-288=runs/v1_search/acc-288 \
+    acc-288-tta=runs/v1_search/acc-288@tta accuracy+acc-288=runs/v1_acc+runs/v1_search/acc-288
