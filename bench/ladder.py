@@ -141,7 +141,9 @@ def main() -> None:
             "and CPU that trained it): " + ", ".join(carried) + "."
         )
     if missing:
-        notes.append("Not measured (no run directory): " + "; ".join(missing) + ".")
+        notes.append(
+            "Not measured (no run directory; its commands are in bench/ladder.yaml): " + "; ".join(missing) + "."
+        )
     save_result(
         a.out,
         {"original": ORIGINAL, "rungs": RUNGS, "spec": spec},

@@ -67,7 +67,7 @@ def test_a_rung_row_is_read_from_its_run_and_an_absent_run_is_listed(tmp_path, m
     (row,) = doc["tables"][0]["rows"]
     assert row[1].startswith("(a)") and row[4] == "71" and row[5] == "95.0 [93.0, 96.0]"
     assert row[8] == "abcdef1234" and row[9] == "Test CPU" and "98.75" in row[6]
-    assert "Not measured (no run directory): r (c)" in doc["markdown"]
+    assert "Not measured (no run directory; its commands are in bench/ladder.yaml): r (c)" in doc["markdown"]
 
 
 def test_a_rung_measured_before_keeps_its_row_when_its_run_is_gone(tmp_path, monkeypatch):
