@@ -19,6 +19,7 @@ absent here keeps its row from the previous results file (the row names its own 
 and the page lists such rows): the ladder fills up across sessions instead of shrinking.
 
 Usage: python bench/ladder.py [--spec bench/ladder.yaml] [--out bench/results/ladder]
+                              [--figure docs/images/ladder.png]
 """
 
 from __future__ import annotations
@@ -96,10 +97,47 @@ def _previous_rows(path: Path) -> dict[tuple[str, str], list]:
     return {(r[0], r[1][1]): r for r in rows}
 
 
+def plot(tables: list[dict], path: Path) -> None:
+    """Accuracy with its CI per rung, one series per recipe, the original's claim as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+    letters = list(RUNGS)
+    for i, table in enumerate(tables):
+        pts = []
+        for r in table["rows"]:
+            value, _, ci = r[5].partition(" [")
+            if ci:
+                lo, hi = (float(x) for x in ci.rstrip("]").split(", "))
+                pts.append((letters.index(r[1][1]) + (i - (len(tables) - 1) / 2) * 0.12, float(value), lo, hi))
+        if pts:
+            x, y, lo, hi = map(list, zip(*pts))
+            err = [[v - a for v, a in zip(y, lo)], [b - v for v, b in zip(y, hi)]]
+            ax.errorbar(x, y, yerr=err, fmt="o", capsize=3, label=table["title"].split(":")[0])
+    ax.axhline(float(ORIGINAL), color="grey", ls="--", lw=1)
+    ax.text(len(letters) - 0.5, float(ORIGINAL) + 0.8, f"the original's claim, {ORIGINAL}%", ha="right", fontsize=8)
+    ax.set_xticks(range(len(letters)), [f"({k})" for k in letters])
+    ax.set_xlabel(
+        "(a) original setting, leaky  (b) image split  (c) patients  (d) new source  (e) external/  (f) site/"
+    )
+    ax.set_ylabel("accuracy %, 95% CI")
+    ax.set_ylim(top=102)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("From the original's number to a new hospital (research use only)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", type=Path, default=Path("bench/ladder.yaml"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/ladder"))
+    ap.add_argument("--figure", type=Path, default=None, help="also draw the rungs as a PNG here")
     a = ap.parse_args()
     spec = yaml.safe_load(a.spec.read_text())
     before = _previous_rows(a.out.with_suffix(".json"))
@@ -144,6 +182,8 @@ def main() -> None:
         notes.append(
             "Not measured (no run directory; its commands are in bench/ladder.yaml): " + "; ".join(missing) + "."
         )
+    if a.figure:
+        plot(tables, a.figure)
     save_result(
         a.out,
         {"original": ORIGINAL, "rungs": RUNGS, "spec": spec},
