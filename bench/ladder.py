@@ -15,8 +15,9 @@ This reads their metrics.json and model cards: accuracy with its 95% patient-boo
 per-class sensitivities, the leak count, the commit and CPU that trained the model.
 
 Run directories are not kept in git and a rung can take an hour of CPU, so a rung whose run is
-absent here keeps its row from the previous results file (the row names its own commit and CPU,
-and the page lists such rows): the ladder fills up across sessions instead of shrinking.
+absent here keeps its row from the previous results file when its commands are unchanged (the
+row names its own commit and CPU, and the page lists such rows): the ladder fills up across
+sessions instead of shrinking, and a rung whose recipe changed is measured again.
 
 Usage: python bench/ladder.py [--spec bench/ladder.yaml] [--out bench/results/ladder]
                               [--figure docs/images/ladder.png]
@@ -68,7 +69,7 @@ def _leaks(metrics: dict) -> str:
 def row(recipe: str, entry: dict) -> list:
     """One rung of one recipe: the run's card and the evaluation's metrics.json, as a table row."""
     run = Path(entry["run"])
-    metrics = json.loads((Path(entry.get("evaluation") or run / "evaluation") / "metrics.json").read_text())
+    metrics = json.loads(_metrics_path(entry).read_text())
     card = json.loads((run / "model_card.json").read_text())
     host = (card.get("host") or {}).get("cpu_model") or entry.get("trained_on")
     trained_on = host if card.get("host") else f"{host} (session record; the card predates it)"
@@ -85,8 +86,16 @@ def row(recipe: str, entry: dict) -> list:
         _sensitivities(metrics, card["classes"]),
         str(card.get("git_commit"))[:10],
         trained_on,
-        "<br>".join(f"`{c}`" for c in entry["commands"]),
+        _commands(entry),
     ]
+
+
+def _commands(entry: dict) -> str:
+    return "<br>".join(f"`{c}`" for c in entry["commands"])
+
+
+def _metrics_path(entry: dict) -> Path:
+    return Path(entry.get("evaluation") or Path(entry["run"]) / "evaluation") / "metrics.json"
 
 
 def _previous_rows(path: Path) -> dict[tuple[str, str], list]:
@@ -146,13 +155,13 @@ def main() -> None:
         rows = []
         for entry in recipe["rungs"]:
             key = (recipe["name"], entry["rung"])
-            if (Path(entry["run"]) / "model_card.json").is_file():
+            if (Path(entry["run"]) / "model_card.json").is_file() and _metrics_path(entry).is_file():
                 rows.append(row(recipe["name"], entry))
-            elif key in before:
+            elif key in before and before[key][-1] == _commands(entry):  # the same rung, measured before
                 rows.append(before[key])
                 carried.append(f"{key[0]} ({key[1]})")
             else:
-                missing.append(f"{key[0]} ({key[1]}): {entry['run']}")
+                missing.append(f"{key[0]} ({key[1]}): {entry['run']}")  # or its evaluation
         tables.append(
             {
                 "title": f"{recipe['name']}: {recipe['what']}",

@@ -80,3 +80,19 @@ def test_a_rung_measured_before_keeps_its_row_when_its_run_is_gone(tmp_path, mon
     assert [r[1][:3] for r in rows] == ["(a)", "(c)"] and rows[0][5] == "95.0 [93.0, 96.0]"
     assert "Kept from the previous results file" in doc["markdown"] and "it): r (a)." in doc["markdown"]
     assert "Not measured" not in doc["markdown"]
+
+
+def test_a_rung_whose_commands_changed_is_not_carried_over(tmp_path, monkeypatch):
+    _build(tmp_path, monkeypatch, ["a"])
+    import shutil
+
+    shutil.rmtree(tmp_path / "a")
+    spec = yaml.safe_load((tmp_path / "spec.yaml").read_text())
+    spec["recipes"][0]["rungs"][0]["commands"] = ["cxr train a --input-size 288"]
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(
+        sys, "argv", ["ladder.py", "--spec", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "ladder")]
+    )
+    _ladder().main()
+    doc = json.loads((tmp_path / "ladder.json").read_text())
+    assert doc["tables"][0]["rows"] == [] and "r (a)" in doc["markdown"].split("Not measured")[1]
