@@ -24,4 +24,9 @@ run replay --shots 0 5 10 25 all --figure docs/images/site_learning_curve.png \
 run anchor --shots 0 all --replay 0 --anchor 0.1 --title "Adapting to a new site: L2-SP toward the base, no replay"
 run both --shots 0 all --anchor 0.1 --title "Adapting to a new site: replay + L2-SP"
 run repeats --shots 0 all --site-repeats 3 --title "Adapting to a new site: replay, each site film 3 times per epoch"
+# nobact: replay with the site's bacterial films left out (not mapped to the base's `pneumonia`
+# output); folds only: its cost on the base's val and test splits was measured with cxr adapt +
+# cxr evaluate --split val / test (the session note has the numbers)
+run nobact --shots 0 all --no-final --map bacterial_pneumonia=drop \
+  --title "Adapting to a new site: replay, bacterial films left out (folds only)"
 $PY bench/site_adapt_choice.py replay anchor both repeats
