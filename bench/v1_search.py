@@ -61,19 +61,8 @@ def _pct(ci: dict) -> str:
     return f"{ci['value'] * 100:.1f} [{ci['lo'] * 100:.1f}, {ci['hi'] * 100:.1f}]"
 
 
-def _leaked(run: str, test) -> np.ndarray:
-    """Per test film: its patient has a film in train (the near-copy half of the rule is the
-    split's own count, in the protocol row; patient ids cover most of it here)."""
-    import csv
-
-    with open(Path(run) / "split.csv", newline="") as fh:
-        train = {r["patient_id"] for r in csv.DictReader(fh) if r["split"] == "train" and r["patient_id"]}
-    return np.array([bool(r.patient_id) and r.patient_id in train for r in test.dataset.records])
-
-
-def _other_label_in_train(run: str, test) -> np.ndarray:
-    """Per test film: its patient has a film of another label in train (one child's films
-    labeled normal and viral pneumonia: no model can be right on both sides)."""
+def _train_labels(run: str) -> dict[str, set]:
+    """Patient id -> the labels of its films in the run's train split (its split.csv)."""
     import csv
 
     train: dict[str, set] = {}
@@ -81,6 +70,18 @@ def _other_label_in_train(run: str, test) -> np.ndarray:
         for r in csv.DictReader(fh):
             if r["split"] == "train" and r["patient_id"]:
                 train.setdefault(r["patient_id"], set()).add(r["label"])
+    return train
+
+
+def _leaked(train: dict[str, set], test) -> np.ndarray:
+    """Per test film: its patient has a film in train (the near-copy half of the rule is the
+    split's own count, in the protocol row; patient ids cover most of it here)."""
+    return np.array([bool(r.patient_id) and r.patient_id in train for r in test.dataset.records])
+
+
+def _other_label_in_train(train: dict[str, set], test) -> np.ndarray:
+    """Per test film: its patient has a film of another label in train (one child's films
+    labeled normal and viral pneumonia: no model can be right on both sides)."""
     return np.array([bool(train.get(r.patient_id, set()) - {r.label}) for r in test.dataset.records])
 
 
@@ -97,13 +98,14 @@ def main() -> None:
     cache: dict = {}
     rows, correct_by = [], {}
     first_run = a.candidates[0].split("=", 1)[1].split("+")[0].split("@")[0]
+    train_labels = _train_labels(first_run)  # every candidate shares the preset's one split
     for cand in a.candidates:
         name, spec = cand.split("=", 1)
         val, pv = _scored(spec, "val", cache)
         test, pt = _scored(spec, "test", cache)
         ok_val, ok_test = pv.argmax(1) == val.y_true, pt.argmax(1) == test.y_true
         correct_by[name] = ok_test
-        leaked = _leaked(first_run, test)
+        leaked = _leaked(train_labels, test)
         classes = test.classes
         sens = ", ".join(
             f"{c} {ok_test[test.y_true == i].mean() * 100:.1f}"
@@ -131,7 +133,7 @@ def main() -> None:
         )
     best = max(rows, key=lambda r: r["val"]["value"])  # first listed wins ties: list cheaper first
     n_test = len(next(iter(correct_by.values())))
-    conflict = _other_label_in_train(first_run, _scored(best["spec"], "test", cache)[0])
+    conflict = _other_label_in_train(train_labels, _scored(best["spec"], "test", cache)[0])
     best_wrong = ~correct_by[best["name"]]
     stack = np.stack(list(correct_by.values()))
     allowed = n_test - math.ceil(ORIGINAL * n_test)
