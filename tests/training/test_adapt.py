@@ -4,6 +4,7 @@ Synthetic data: the base learns blob positions; the "site" moves every blob a li
 labels the base has no class for, as a later acquisition would.
 """
 
+import csv
 import json
 import shutil
 
@@ -135,6 +136,15 @@ def test_site_report_measures_on_held_out_patients(aux_base, tmp_path, blob_fold
     assert report["adapted_on_all"]["adapted"]["accuracy"]["value"] >= 0
     assert (tmp_path / "rep" / "model" / "model_card.json").is_file()
     assert not (tmp_path / "rep" / "work").exists()
+    with open(tmp_path / "rep" / "site_predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    site_films = [r for r in rows if r["trains"] in ("normal", "viral_pneumonia")]
+    assert len(rows) == 15 and len(site_films) == 12  # the 3 bacterial films train the aux output: no class
+    assert {r["p_label_all"] for r in rows if r["trains"] == "pneumonia"} == {""}
+    assert {r["fold"] for r in rows} == {"0", "1"} and {r["called_all"] for r in rows} <= {"covid", "viral_pneumonia", "normal"}
+    right = sum(r["called_all"] == r["trains"] for r in site_films)
+    assert right / 12 == pytest.approx(report["learning_curve"][-1]["metrics"]["accuracy"]["value"])
+    assert all(0.0 <= float(r["p_label_base"]) <= 1.0 for r in site_films)
 
 
 def test_folds_are_patient_disjoint_and_nested_shots():

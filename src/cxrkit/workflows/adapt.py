@@ -14,6 +14,8 @@ elsewhere). Every fold's films are predicted by a model that never saw their pat
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 import time
@@ -159,7 +161,8 @@ def site_report(
     final_model: bool = True,
 ) -> dict:
     """Measure adaptation on ``site`` in ``folds`` patient-disjoint folds; write ``out/site_report.json``,
-    ``out/site_report.md``, ``out/learning_curve.png`` and (``final_model``) the run adapted on
+    ``out/site_report.md``, ``out/learning_curve.png``, ``out/site_predictions.csv`` (every film's
+    held-out predictions: :func:`held_out_csv`) and (``final_model``) the run adapted on
     every site film in ``out/model`` with its cost on the base's test split. Returns the report."""
     out = Path(out)
     if (out / "site_report.json").exists():
@@ -235,7 +238,31 @@ def site_report(
 
     learning_curve_png(report, out / "learning_curve.png")
     atomic_write_text(out / "site_report.md", site_markdown(report))
+    steps = {"base": base_logits, **{("all" if s is None else str(s)): held_out[s] for s in trained}}
+    atomic_write_text(out / "site_predictions.csv", held_out_csv(sd, fold, steps))
     return report
+
+
+def held_out_csv(sd, fold: np.ndarray, steps: dict[str, np.ndarray]) -> str:
+    """Every site film once: its fold, label, and per model (the base; the adapted model at each
+    learning-curve step, predicting films of patients it never saw) the class it called and the
+    probability it gave the film's own label. Why: the films an adaptation still gets wrong are
+    the ones a radiologist should look at (a wrong label, a film from another protocol)."""
+    classes, outputs, patients = list(sd.base.classes), sd.outputs, sd.patients
+    head = ["file", "patient_id", "site_label", "trains", "fold"]
+    for name in steps:
+        head += [f"called_{name}", f"p_label_{name}"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(head)
+    probs = {name: softmax(logits[:, : len(classes)]) for name, logits in steps.items()}
+    for i, r in enumerate(sd.site.records):
+        y = int(sd.site_labels[i])
+        row = [sd.site.relpath(r), patients[i], r.label, outputs[y], int(fold[i])]
+        for p in probs.values():
+            row += [classes[int(p[i].argmax())], f"{p[i][y]:.4f}" if y < len(classes) else ""]
+        writer.writerow(row)
+    return buf.getvalue()
 
 
 def _final_model(base_run, site, model_dir: Path, settings, workers, cache_dir, resamples, on_stage) -> dict:
