@@ -141,7 +141,11 @@ def test_site_report_measures_on_held_out_patients(aux_base, tmp_path, blob_fold
     site_films = [r for r in rows if r["trains"] in ("normal", "viral_pneumonia")]
     assert len(rows) == 15 and len(site_films) == 12  # the 3 bacterial films train the aux output: no class
     assert {r["p_label_all"] for r in rows if r["trains"] == "pneumonia"} == {""}
-    assert {r["fold"] for r in rows} == {"0", "1"} and {r["called_all"] for r in rows} <= {"covid", "viral_pneumonia", "normal"}
+    assert {r["fold"] for r in rows} == {"0", "1"} and {r["called_all"] for r in rows} <= {
+        "covid",
+        "viral_pneumonia",
+        "normal",
+    }
     right = sum(r["called_all"] == r["trains"] for r in site_films)
     assert right / 12 == pytest.approx(report["learning_curve"][-1]["metrics"]["accuracy"]["value"])
     assert all(0.0 <= float(r["p_label_base"]) <= 1.0 for r in site_films)
