@@ -32,18 +32,23 @@ def row(name: str) -> list:
     r = json.loads((RESULTS / f"site_adapt_{name}.json").read_text())
     s = r["settings"]
     step = next(x for x in r["learning_curve"] if x["shots"] == "all")["metrics"]
-    final = r["adapted_on_all"]
-    recipe = f"replay {s['replay']} (<= {s['replay_ratio']:g} per site film)" if s["replay"] else "no replay"
+    final = r.get("adapted_on_all")  # absent for a folds-only variant (--no-final)
+    recipe = f"{s['epochs']} epochs, lr {s['lr']:g}, "
+    recipe += f"replay {s['replay']} (<= {s['replay_ratio']:g} per site film)" if s["replay"] else "no replay"
     recipe += f", L2-SP {s['anchor']:g}" if s["anchor"] else ""
     recipe += f", site films x{s['site_repeats']}" if s["site_repeats"] > 1 else ""
+    dropped = sorted(k for k, v in s.get("label_map", {}).items() if v == "drop")
+    recipe += f", {', '.join(dropped)} left out" if dropped else ""
+    cost = (
+        [_points(final["adapted"][k], final["base"][k]) for k in ("val_accuracy", "accuracy")] if final else ["n/a"] * 2
+    )
     return [
         name,
         recipe,
         _pct(step.get("called_right/normal")),
         _pct(step.get("called_right/viral_pneumonia")),
         _pct(step["balanced_accuracy"]),
-        _points(final["adapted"]["val_accuracy"], final["base"]["val_accuracy"]),
-        _points(final["adapted"]["accuracy"], final["base"]["accuracy"]),
+        *cost,
         f"{r['seconds'] / 60:.0f}",
     ]
 
@@ -64,7 +69,7 @@ def main() -> None:
                 "title": "Held-out site patients at all labeled patients (3 folds), % [95% CI]; cost in points",
                 "columns": [
                     "variant",
-                    "recipe (4 epochs, lr 1e-4)",
+                    "recipe",
                     "normal called normal",
                     "viral called viral",
                     "balanced accuracy",
@@ -77,7 +82,8 @@ def main() -> None:
         ],
         markdown="Derived from the variants' results files, each with its own command, commit and CPU: "
         + ", ".join(f"[{n}](site_adapt_{n}.md) ({metas[n]['cpu_model']})" for n in a.variants)
-        + ". The base before adaptation: normal called normal and viral called viral are the 0 rows of those pages.",
+        + ". The base before adaptation: normal called normal and viral called viral are the 0 rows of those pages. "
+        "n/a: a folds-only variant (no model adapted on every film, so no cost measured).",
         meta={**first, "command": "derived: .venv/bin/python bench/site_adapt_choice.py " + " ".join(a.variants)},
     )
 
