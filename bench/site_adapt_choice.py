@@ -37,6 +37,7 @@ def row(name: str) -> list:
     recipe += f"replay {s['replay']} (<= {s['replay_ratio']:g} per site film)" if s["replay"] else "no replay"
     recipe += f", L2-SP {s['anchor']:g}" if s["anchor"] else ""
     recipe += f", site films x{s['site_repeats']}" if s["site_repeats"] > 1 else ""
+    recipe += ", site films weighted alike" if s.get("site_weights") == "films" else ""
     dropped = sorted(k for k, v in s.get("label_map", {}).items() if v == "drop")
     recipe += f", {', '.join(dropped)} left out" if dropped else ""
     cost = (

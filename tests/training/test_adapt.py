@@ -256,3 +256,27 @@ def test_cxr_adapt_in_a_log_file_says_every_epoch(aux_base, tmp_path, blob_folde
     assert done.returncode == 0, log
     assert "epoch 1/2: train loss" in log and "epoch 2/2: train loss" in log
     assert b"adapted from" in done.stdout and (tmp_path / "new" / "model_card.json").is_file()
+
+
+def test_site_films_alike_keeps_the_site_total_and_the_replay_weights():
+    from cxrkit.training.adapt import site_films_alike
+
+    # replay: 2 normal (weight 1), 1 viral (weight 2); site: 3 normal (1), 1 viral (2)
+    w = site_films_alike(np.array([1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 2.0]), n_replay=3)
+    assert w[:3].tolist() == [1.0, 1.0, 2.0]
+    assert w[3:].tolist() == [1.25] * 4 and w[3:].sum() == 5.0
+
+
+def test_site_weights_films_fits_and_moves_the_weights_differently(aux_base, tmp_path, blob_folder):
+    from cxrkit.training.adapt import fit_adapted, load_site
+
+    base, cache = aux_base
+    site = _site(blob_folder, tmp_path / "site", n=6, extra=())
+    blob_folder(site, "normal", (44, 28), 12, 21)  # twice as many normal films as viral ones
+    sd = load_site(base, site, workers=1, cache_dir=cache)
+    alike = fit_adapted(sd, settings=_settings(site_weights="films"))
+    labels = fit_adapted(sd, settings=_settings())
+    p_alike, p_labels = (np.concatenate([p.detach().ravel().numpy() for p in m.parameters()]) for m in (alike, labels))
+    assert not np.allclose(p_alike, p_labels)
+    with pytest.raises(UsageError, match="site_weights must be one of labels, films"):
+        fit_adapted(sd, settings=_settings(site_weights="patients"))

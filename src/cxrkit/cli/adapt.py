@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from ..training.adapt_config import DROP, AdaptSettings
+from ..training.adapt_config import DROP, SITE_WEIGHTS, AdaptSettings
 from ._console import CliError, console, progress_bar, say
 
 
@@ -63,6 +63,14 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
         default=d.anchor,
         help=f"L2-SP weight pulling the weights toward the base's (default {d.anchor:g}: off)",
     )
+    p.add_argument(
+        "--site-weights",
+        choices=SITE_WEIGHTS,
+        default=d.site_weights,
+        help="how site films share the site's weight in the loss: 'labels', each label as much as the "
+        "base's class balance gives it; 'films', each film alike, so the site's own label mix counts "
+        f"(more normal films than viral ones pull its calls toward normal) (default {d.site_weights})",
+    )
     p.add_argument("--map", nargs="+", metavar="LABEL=CLASS", help=f"map a site label to an output, or to {DROP}")
     p.add_argument("--seed", type=int, default=d.seed)
 
@@ -79,6 +87,7 @@ def settings_from_args(args: argparse.Namespace) -> AdaptSettings:
         replay_ratio=args.replay_ratio,
         site_repeats=args.site_repeats,
         anchor=args.anchor,
+        site_weights=args.site_weights,
         seed=args.seed,
         label_map=_mapping(args.map),
     )

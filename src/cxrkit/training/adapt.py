@@ -31,6 +31,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 
 from .._io import atomic_write_text, file_sha256, read_text
@@ -45,7 +46,7 @@ from ..data.scan import scan_dataset
 from ..errors import CxrkitError, UsageError
 from ..models import LoadedRun, load_run, save_weights
 from ..run import ModelCard, RunDir, read_card, write_card
-from .adapt_config import DROP, AdaptSettings
+from .adapt_config import DROP, SITE_WEIGHTS, AdaptSettings
 from .datamodule import CxrDataModule
 from .module import CxrClassifier
 
@@ -202,15 +203,25 @@ def _base_augment(run_dir: Path) -> str:
 class AnchoredClassifier(CxrClassifier):
     """:class:`CxrClassifier` plus ``anchor`` x the squared distance to the starting weights
     (L2-SP, Li et al. 2018): the fine-tune may move where the site needs it, and is pulled back
-    everywhere else."""
+    everywhere else. With ``film_weights`` (one per training film; batches then carry each film's
+    row as their group code) the loss weighs each film by its own weight instead of its class's."""
 
-    def __init__(self, *args, anchor: float = 0.0, **kw):
+    def __init__(self, *args, anchor: float = 0.0, film_weights: list[float] | None = None, **kw):
         super().__init__(*args, **kw)
         self.anchor = anchor
         self._start = [p.detach().clone() for p in self.model.parameters()] if anchor > 0 else []
+        w = torch.tensor(film_weights, dtype=torch.float32) if film_weights is not None else None
+        self.register_buffer("film_weights", w, persistent=False)
 
     def training_step(self, batch, batch_idx):
-        loss = super().training_step(batch, batch_idx)
+        if self.film_weights is None:
+            loss = super().training_step(batch, batch_idx)
+        else:  # F.cross_entropy's weighted mean, with a weight per film
+            x, y, rows = batch
+            per_film = F.cross_entropy(self(x), y, reduction="none", label_smoothing=self.hparams.label_smoothing)
+            w = self.film_weights[rows[:, 0]]
+            loss = (w * per_film).sum() / w.sum()
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         if self.anchor > 0:
             drift = sum(((p - p0.to(p.device)) ** 2).sum() for p, p0 in zip(self.model.parameters(), self._start))
             loss = loss + self.anchor * drift
@@ -233,6 +244,21 @@ def replay_rows(n_available: int, n: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_available, size=min(n, n_available), replace=False))
 
 
+def site_films_alike(class_weighted: np.ndarray, n_replay: int) -> np.ndarray:
+    """Film weights (replayed films first, then site films) for ``site_weights="films"``.
+
+    Replayed films keep their class weight (the base's balance). The site films share the same
+    total as with class weights, but alike: the site's own label mix then counts. Why: on site/
+    the class weights gave a site viral film 1.7x the weight of a site normal one (the replay is
+    rich in normals), and every normal film the fine-tune still missed was called viral.
+    """
+    w = np.asarray(class_weighted, dtype=np.float64).copy()
+    site = w[n_replay:]
+    if len(site):
+        w[n_replay:] = site.sum() / len(site)
+    return w
+
+
 def fit_adapted(
     sd: SiteData,
     site_rows: np.ndarray | None = None,
@@ -245,6 +271,8 @@ def fit_adapted(
     site_rows = _rows(sd, site_rows)
     if len(site_rows) == 0:
         raise UsageError("no site films to adapt on")
+    if settings.site_weights not in SITE_WEIGHTS:
+        raise UsageError(f"site_weights must be one of {', '.join(SITE_WEIGHTS)}, got {settings.site_weights!r}")
     quiet_lightning()
     L.seed_everything(settings.seed, workers=True, verbose=False)
     replay = replay_rows(len(sd.base_labels), n_replay(settings, len(site_rows)), settings.seed)
@@ -254,19 +282,26 @@ def fit_adapted(
     counts = np.bincount(labels, minlength=len(sd.outputs))
     present = counts > 0
     weights = np.where(present, counts.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
+    per_film, rows = None, None
+    if settings.site_weights == "films":
+        per_film = site_films_alike(weights[labels], len(replay))
+        rows = np.arange(len(labels))[:, None]
     model = copy.deepcopy(sd.base.model).train()
     module = AnchoredClassifier(
         model,
         sd.outputs,
         sd.base.preprocessing.to_dict(),
-        weights.tolist(),
+        None if per_film is not None else weights.tolist(),
         lr=settings.lr,
         warmup_epochs=min(1.0, settings.epochs / 4),
         augment=sd.augment,
         n_report=len(sd.base.classes),
         anchor=settings.anchor,
+        film_weights=None if per_film is None else per_film.tolist(),
     )
-    dm = CxrDataModule(images, labels, np.arange(len(labels)), np.arange(0), settings.batch_size, seed=settings.seed)
+    dm = CxrDataModule(
+        images, labels, np.arange(len(labels)), np.arange(0), settings.batch_size, seed=settings.seed, groups=rows
+    )
     precision, _ = training_precision(settings.precision, cuda=False)
     trainer = L.Trainer(
         max_epochs=settings.epochs,
@@ -344,7 +379,8 @@ def write_adapted(
                 "settings": settings.to_dict(),
                 "replayed_films": int(min(n_replay(settings, len(_rows(sd, site_rows))), len(sd.base_labels))),
                 "method": "fine-tune on site films + replay of the base's training split"
-                + (f" + L2-SP toward the base weights ({settings.anchor:g})" if settings.anchor > 0 else ""),
+                + (f" + L2-SP toward the base weights ({settings.anchor:g})" if settings.anchor > 0 else "")
+                + (", site films weighted alike" if settings.site_weights == "films" else ""),
             },
         },
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 DROP = "drop"  # --map LABEL=drop: leave a site label out
+SITE_WEIGHTS = ("labels", "films")
 
 
 @dataclass
@@ -20,6 +21,7 @@ class AdaptSettings:
     replay_ratio: float = 4.0  # ... and at most this many per site film: few site films, few steps to undo
     site_repeats: int = 1  # each site film is seen this many times per epoch
     anchor: float = 0.0  # L2-SP weight pulling every parameter toward the base's
+    site_weights: str = "labels"  # "labels": each site label weighs as its class; "films": each site film alike
     batch_size: int = 32
     seed: int = 0
     precision: str = "32"
