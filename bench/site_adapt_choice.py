@@ -6,7 +6,7 @@ Reads the variants' results files (``bench/results/site_adapt_NAME.json``, writt
 after adapting on every site film; the choice is made on these two, never on a test split. The
 test-split cost is shown for the record. Nothing is re-measured here.
 
-Usage: python bench/site_adapt_choice.py replay anchor both repeats [--out bench/results/site_adapt_choice]
+Usage: python bench/site_adapt_choice.py replay anchor both ... [--out bench/results/site_adapt_choice]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def row(name: str) -> list:
     s = r["settings"]
     step = next(x for x in r["learning_curve"] if x["shots"] == "all")["metrics"]
     final = r.get("adapted_on_all")  # absent for a folds-only variant (--no-final)
-    recipe = f"{s['epochs']} epochs, lr {s['lr']:g}, "
+    recipe = f"{s['epochs']} epochs, lr {s['lr']:.0e}, ".replace("e-0", "e-")
     recipe += f"replay {s['replay']} (<= {s['replay_ratio']:g} per site film)" if s["replay"] else "no replay"
     recipe += f", L2-SP {s['anchor']:g}" if s["anchor"] else ""
     recipe += f", site films x{s['site_repeats']}" if s["site_repeats"] > 1 else ""
@@ -46,6 +46,7 @@ def row(name: str) -> list:
     return [
         name,
         recipe,
+        f"{r['folds']} ({s['seed']})",
         _pct(step.get("called_right/normal")),
         _pct(step.get("called_right/viral_pneumonia")),
         _pct(step["balanced_accuracy"]),
@@ -67,10 +68,11 @@ def main() -> None:
         title="Adapting to a new site: which adaptation (chosen on site folds and the base's val split)",
         tables=[
             {
-                "title": "Held-out site patients at all labeled patients (3 folds), % [95% CI]; cost in points",
+                "title": "Held-out site patients at all labeled patients, % [95% CI]; cost in points",
                 "columns": [
                     "variant",
                     "recipe",
+                    "folds (seed)",
                     "normal called normal",
                     "viral called viral",
                     "balanced accuracy",

@@ -53,17 +53,23 @@ def test_adapted_run_keeps_the_base_and_names_its_lineage(aux_base, tmp_path, bl
     base, cache = aux_base
     site = _site(blob_folder, tmp_path / "site", extra=("bacterial_pneumonia", "fracture"))
     said = []
-    result = adapt(base, site, tmp_path / "new", _settings(), workers=1, cache_dir=cache, on_stage=said.append)
+    settings = _settings(label_map={"bacterial_pneumonia": "pneumonia"})
+    result = adapt(base, site, tmp_path / "new", settings, workers=1, cache_dir=cache, on_stage=said.append)
     card, base_card = read_card(result.run_dir), read_card(base)
     assert card.classes == base_card.classes and card.aux_outputs == base_card.aux_outputs == ["pneumonia"]
     assert card.preprocessing == base_card.preprocessing
     lineage = card.extra["adaptation"]
     assert lineage["base_run"] == str(base.resolve())
-    # labels that are no class train the base's auxiliary output, and it is said
-    assert lineage["site"]["label_map"]["bacterial_pneumonia"] == "pneumonia"
-    assert lineage["site"]["label_map"]["fracture"] == "pneumonia"
-    assert lineage["site"]["films"] == {"bacterial_pneumonia": 4, "fracture": 4, "normal": 8, "viral_pneumonia": 8}
+    # a label that is no class trains the output --map names; one it does not name is left out; both said
+    assert lineage["site"]["label_map"] == {
+        "bacterial_pneumonia": "pneumonia",
+        "normal": "normal",
+        "viral_pneumonia": "viral_pneumonia",
+    }
+    assert lineage["site"]["left_out"] == {"fracture": 4}
+    assert lineage["site"]["films"] == {"bacterial_pneumonia": 4, "normal": 8, "viral_pneumonia": 8}
     assert any("bacterial_pneumonia trains the base's output pneumonia" in m for m in said)
+    assert any("left out: 4 film(s) labeled fracture" in m and "--map fracture=CLASS" in m for m in said)
     assert card.calibration is not None and card.calibration.fitted_on  # refit: ready to predict at once
     assert (result.run_dir / "split.csv").read_text() == (base / "split.csv").read_text()
     # the weights moved, and the new run predicts like any run
@@ -119,7 +125,7 @@ def test_site_report_measures_on_held_out_patients(aux_base, tmp_path, blob_fold
         tmp_path / "rep",
         folds=2,
         shots=(0, 2, None),
-        settings=_settings(),
+        settings=_settings(label_map={"bacterial_pneumonia": "pneumonia"}),
         workers=1,
         cache_dir=cache,
         resamples=20,
@@ -275,7 +281,7 @@ def test_site_weights_films_fits_and_moves_the_weights_differently(aux_base, tmp
     blob_folder(site, "normal", (44, 28), 12, 21)  # twice as many normal films as viral ones
     sd = load_site(base, site, workers=1, cache_dir=cache)
     alike = fit_adapted(sd, settings=_settings(site_weights="films"))
-    labels = fit_adapted(sd, settings=_settings())
+    labels = fit_adapted(sd, settings=_settings(site_weights="labels"))
     p_alike, p_labels = (np.concatenate([p.detach().ravel().numpy() for p in m.parameters()]) for m in (alike, labels))
     assert not np.allclose(p_alike, p_labels)
     with pytest.raises(UsageError, match="site_weights must be one of labels, films"):

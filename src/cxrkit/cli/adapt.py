@@ -71,7 +71,13 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
         "base's class balance gives it; 'films', each film alike, so the site's own label mix counts "
         f"(more normal films than viral ones pull its calls toward normal) (default {d.site_weights})",
     )
-    p.add_argument("--map", nargs="+", metavar="LABEL=CLASS", help=f"map a site label to an output, or to {DROP}")
+    p.add_argument(
+        "--map",
+        nargs="+",
+        metavar="LABEL=CLASS",
+        help=f"map a site label to an output (a class or an auxiliary output), or to {DROP}; "
+        "a label that is neither is left out by default",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
 
 
@@ -103,16 +109,19 @@ def register(subparsers) -> None:
         "base run and the site films in its card, and is calibrated on the base's val split: predict, "
         "explain, serve, export and evaluate take it like any run (`cxr evaluate NEW_RUN` scores the "
         "base's own test split: what the adaptation cost elsewhere). Site labels that are not classes "
-        "train the base's auxiliary 'other abnormal' output when it has one, else they are left out; "
-        "both are said. With --folds K it measures first: the base model on the site, the adapted "
-        "model on held-out site patients (K patient-disjoint folds) for a learning curve of 0, 5, 10, "
-        "25 and all labeled patients per label, with 95% CIs, then adapts on every film.",
+        "are left out unless --map names the output they train (e.g. --map bacterial_pneumonia=pneumonia, "
+        "the base's auxiliary 'other abnormal' output); what is left out is said. With --folds K it "
+        "measures first: the base model on the site, the adapted model on held-out site patients (K "
+        "patient-disjoint folds) for a learning curve of 0, 5, 10, 25 and all labeled patients per label, "
+        "with 95% CIs, then adapts on every film.",
         epilog="Examples:\n"
         "  cxr adapt runs/default --data ../shared/data/site --out runs/site-adapted\n"
         "  cxr adapt runs/default --data ../shared/data/site --out runs/site-report --folds 5\n"
-        "       # OUT/site_report.md + .json + learning_curve.png, OUT/model: adapted on every film\n"
+        "       # OUT/site_report.md + .json + learning_curve.png + site_predictions.csv,\n"
+        "       # OUT/model: adapted on every film\n"
         "  cxr adapt runs/ens/members/seed0 --data SITE --out runs/a0  # an ensemble: adapt each member\n"
-        "  cxr adapt RUN --data SITE --out NEW --map fracture=drop     # leave a label out",
+        "  cxr adapt RUN --data SITE --out NEW --map bacterial_pneumonia=pneumonia\n"
+        "       # train a label that is no class as the base's auxiliary output (default: left out)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("base", type=Path, metavar="BASE_RUN", help="the run directory to start from")
