@@ -44,14 +44,25 @@ run nb_lr3_films_e6 "${R2[@]}" --lr 3e-4 --site-weights films --epochs 6 \
   --title "bacterial films left out, lr 3e-4, 6 epochs, site films alike"
 run lr3_films_aux --folds 3 --shots 0 all --no-final --lr 3e-4 --site-weights films \
   --map bacterial_pneumonia=pneumonia --title "lr 3e-4, site films alike, bacterial films train pneumonia"
-# The chosen adaptation (cxr adapt's defaults since: lr 3e-4, site films alike, bacterial films
-# left out): its learning curve and cost, then the same on other folds and seed, and in 5 folds
-C=(--lr 3e-4 --site-weights films --map bacterial_pneumonia=drop)
-run chosen "${C[@]}" --folds 3 --shots 0 5 10 25 all --figure docs/images/site_learning_curve.png \
-  --title "Adapting the default model to a new site: the chosen adaptation (learning curve)"
-run chosen_seed1 "${C[@]}" --folds 3 --seed 1 --shots 0 all --no-final \
-  --title "The chosen adaptation again: other folds and seed (seed 1)"
-run chosen_5folds "${C[@]}" --folds 5 --shots 0 all --no-final \
-  --title "The chosen adaptation in 5 folds (each fit sees 4/5 of the site)"
+# lr 3e-4 with site films alike (best on the seed-0 folds): its learning curve and cost, then the
+# same on other folds and seed, and in 5 folds
+L3=(--lr 3e-4 --site-weights films --map bacterial_pneumonia=drop)
+run lr3_films "${L3[@]}" --folds 3 --shots 0 5 10 25 all \
+  --title "Adapting to a new site: lr 3e-4, site films alike, bacterial films left out (learning curve; not the default)"
+run lr3_films_seed1 "${L3[@]}" --folds 3 --seed 1 --shots 0 all --no-final \
+  --title "lr 3e-4, site films alike, bacterial films left out: other folds and seed (seed 1)"
+run lr3_films_5folds "${L3[@]}" --folds 5 --shots 0 all --no-final \
+  --title "lr 3e-4, site films alike, bacterial films left out: 5 folds (each fit sees 4/5 of the site)"
+# The same check for lr 1e-4 with class weights, bacterial films left out and trained as pneumonia
+run nobact_seed1 --folds 3 --no-final --map bacterial_pneumonia=drop --lr 1e-4 --site-weights labels --seed 1 \
+  --shots 0 25 all --title "bacterial films left out, lr 1e-4, class weights: other folds and seed (seed 1)"
+run replay_seed1 --folds 3 --no-final --lr 1e-4 --site-weights labels --map bacterial_pneumonia=pneumonia --seed 1 \
+  --shots 0 25 all --title "The first default (replay, lr 1e-4, bacterial films train pneumonia): other folds and seed (seed 1)"
+# The chosen adaptation, cxr adapt's defaults (lr 1e-4, class weights, bacterial films left out):
+# its learning curve and its cost on the base's own splits
+run default --folds 3 --lr 1e-4 --site-weights labels --map bacterial_pneumonia=drop --shots 0 5 10 25 all \
+  --figure docs/images/site_learning_curve.png \
+  --title "Adapting the default model to a new site: cxr adapt's defaults (learning curve)"
 $PY bench/site_adapt_choice.py replay anchor both repeats nobact nb_e8 nb_lr3 nb_rep2 nb_films nb_lr3_films \
-  nb_lr5_films nb_lr3_films_e6 lr3_films_aux chosen chosen_seed1 chosen_5folds
+  nb_lr5_films nb_lr3_films_e6 lr3_films_aux lr3_films lr3_films_seed1 lr3_films_5folds nobact_seed1 replay_seed1 \
+  default

@@ -18,6 +18,7 @@ from pathlib import Path
 from _common import save_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
+HELD_OUT = ["normal called normal", "viral called viral", "balanced accuracy"]
 
 
 def _pct(ci) -> str:
@@ -28,31 +29,40 @@ def _points(after, before) -> str:
     return f"{(after['value'] - before['value']) * 100:+.1f}"
 
 
-def row(name: str) -> list:
-    r = json.loads((RESULTS / f"site_adapt_{name}.json").read_text())
-    s = r["settings"]
-    step = next(x for x in r["learning_curve"] if x["shots"] == "all")["metrics"]
-    final = r.get("adapted_on_all")  # absent for a folds-only variant (--no-final)
+def _step(r: dict, shots) -> dict | None:
+    return next((x["metrics"] for x in r["learning_curve"] if x["shots"] == shots), None)
+
+
+def _recipe(s: dict) -> str:
     recipe = f"{s['epochs']} epochs, lr {s['lr']:.0e}, ".replace("e-0", "e-")
     recipe += f"replay {s['replay']} (<= {s['replay_ratio']:g} per site film)" if s["replay"] else "no replay"
     recipe += f", L2-SP {s['anchor']:g}" if s["anchor"] else ""
     recipe += f", site films x{s['site_repeats']}" if s["site_repeats"] > 1 else ""
     recipe += ", site films weighted alike" if s.get("site_weights") == "films" else ""
     dropped = sorted(k for k, v in s.get("label_map", {}).items() if v == "drop")
-    recipe += f", {', '.join(dropped)} left out" if dropped else ""
-    cost = (
-        [_points(final["adapted"][k], final["base"][k]) for k in ("val_accuracy", "accuracy")] if final else ["n/a"] * 2
-    )
-    return [
+    return recipe + (f", {', '.join(dropped)} left out" if dropped else "")
+
+
+def row(name: str, shots="all") -> list | None:
+    """The variant at ``shots`` labeled patients per label (None when its curve has no such step);
+    the cost columns only for "all" (the model adapted on every film)."""
+    r = json.loads((RESULTS / f"site_adapt_{name}.json").read_text())
+    s, step = r["settings"], _step(r, shots)
+    if step is None:
+        return None
+    out = [
         name,
-        recipe,
+        _recipe(s),
         f"{r['folds']} ({s['seed']})",
         _pct(step.get("called_right/normal")),
         _pct(step.get("called_right/viral_pneumonia")),
         _pct(step["balanced_accuracy"]),
-        *cost,
-        f"{r['seconds'] / 60:.0f}",
     ]
+    if shots != "all":
+        return out
+    final = r.get("adapted_on_all")  # absent for a folds-only variant (--no-final)
+    cost = [_points(final["adapted"][k], final["base"][k]) for k in ("val_accuracy", "accuracy")] if final else []
+    return out + (cost or ["n/a", "n/a"]) + [f"{r['seconds'] / 60:.0f}"]
 
 
 def main() -> None:
@@ -73,15 +83,18 @@ def main() -> None:
                     "variant",
                     "recipe",
                     "folds (seed)",
-                    "normal called normal",
-                    "viral called viral",
-                    "balanced accuracy",
+                    *HELD_OUT,
                     "base val accuracy change",
                     "base test accuracy change (not chosen on)",
                     "report minutes",
                 ],
-                "rows": [row(n) for n in a.variants],
-            }
+                "rows": [x for x in (row(n) for n in a.variants) if x],
+            },
+            {
+                "title": "The same at 25 labeled patients per label (variants whose learning curve has that step)",
+                "columns": ["variant", "recipe", "folds (seed)", *HELD_OUT],
+                "rows": [x for x in (row(n, 25) for n in a.variants) if x],
+            },
         ],
         markdown="Derived from the variants' results files, each with its own command, commit and CPU: "
         + ", ".join(f"[{n}](site_adapt_{n}.md) ({metas[n]['cpu_model']})" for n in a.variants)

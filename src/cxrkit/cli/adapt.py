@@ -69,7 +69,8 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
         default=d.site_weights,
         help="how site films share the site's weight in the loss: 'labels', each label as much as the "
         "base's class balance gives it; 'films', each film alike, so the site's own label mix counts "
-        f"(more normal films than viral ones pull its calls toward normal) (default {d.site_weights})",
+        "(more normal films than viral ones pull its calls toward normal; docs/adapting.md has what it did on "
+        f"one site) (default {d.site_weights})",
     )
     p.add_argument(
         "--map",

@@ -88,10 +88,11 @@ def map_labels(site_labels: list[str], outputs: list[str], label_map: dict[str, 
     """Site label -> output name, or ``DROP``: a class or auxiliary output by name, then
     ``label_map`` (e.g. ``{"bacterial_pneumonia": "pneumonia"}``), else left out.
 
-    Why left out by default: on site/ its 33 bacterial films trained as the base's auxiliary
-    ``pneumonia`` output cost held-out normals and viral films in both recipes measured (lr 1e-4:
-    normals 91.1% / viral 94.3% against 92.9 / 97.1 without them; lr 3e-4: 92.9 / 92.9 against
-    94.6 / 98.6); children's bacterial films look like the viral ones the classes must tell apart.
+    Why left out by default: on site/ (3 held-out folds, seed 0) its 33 bacterial films trained as
+    the base's auxiliary ``pneumonia`` output cost held-out normal and viral films in both recipes
+    measured (lr 1e-4: normals 91.1% / viral 94.3% against 92.9 / 97.1 without them; lr 3e-4 with
+    site films alike: 92.9 / 92.9 against 94.6 / 98.6); children's bacterial films look like the
+    viral ones the classes must tell apart.
     """
     given = {normalise_label(k): (DROP if v == DROP else normalise_label(v)) for k, v in label_map.items()}
     bad = sorted(v for v in given.values() if v != DROP and v not in outputs)
@@ -253,9 +254,10 @@ def site_films_alike(class_weighted: np.ndarray, n_replay: int) -> np.ndarray:
     """Film weights (replayed films first, then site films) for ``site_weights="films"``.
 
     Replayed films keep their class weight (the base's balance). The site films share the same
-    total as with class weights, but alike: the site's own label mix then counts. Why: on site/
-    the class weights gave a site viral film 1.7x the weight of a site normal one (the replay is
-    rich in normals), and every normal film the fine-tune still missed was called viral.
+    total as with class weights, but alike: the site's own label mix then counts. Why try it: on
+    site/ the class weights gave a site viral film 1.7x the weight of a site normal one (the replay
+    is rich in normals), and every normal film the fine-tune still missed was called viral. With
+    lr 3e-4 it helped on one set of folds (normals 92.9 -> 94.6%) but not on others; an option.
     """
     w = np.asarray(class_weighted, dtype=np.float64).copy()
     site = w[n_replay:]
