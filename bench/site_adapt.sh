@@ -58,6 +58,8 @@ run nobact_seed1 --folds 3 --no-final --map bacterial_pneumonia=drop --lr 1e-4 -
   --shots 0 25 all --title "bacterial films left out, lr 1e-4, class weights: other folds and seed (seed 1)"
 run replay_seed1 --folds 3 --no-final --lr 1e-4 --site-weights labels --map bacterial_pneumonia=pneumonia --seed 1 \
   --shots 0 25 all --title "The first default (replay, lr 1e-4, bacterial films train pneumonia): other folds and seed (seed 1)"
+run nobact_5folds --folds 5 --no-final --lr 1e-4 --site-weights labels --map bacterial_pneumonia=drop --shots 0 all \
+  --title "cxr adapt's defaults in 5 folds (each fit sees 4/5 of the site)"
 # The chosen adaptation, cxr adapt's defaults (lr 1e-4, class weights, bacterial films left out):
 # its learning curve and its cost on the base's own splits
 run default --folds 3 --lr 1e-4 --site-weights labels --map bacterial_pneumonia=drop --shots 0 5 10 25 all \
@@ -65,4 +67,4 @@ run default --folds 3 --lr 1e-4 --site-weights labels --map bacterial_pneumonia=
   --title "Adapting the default model to a new site: cxr adapt's defaults (learning curve)"
 $PY bench/site_adapt_choice.py replay anchor both repeats nobact nb_e8 nb_lr3 nb_rep2 nb_films nb_lr3_films \
   nb_lr5_films nb_lr3_films_e6 lr3_films_aux lr3_films lr3_films_seed1 lr3_films_5folds nobact_seed1 replay_seed1 \
-  default
+  nobact_5folds default

@@ -33,13 +33,14 @@ def _step(r: dict, shots) -> dict | None:
     return next((x["metrics"] for x in r["learning_curve"] if x["shots"] == shots), None)
 
 
-def _recipe(s: dict) -> str:
+def _recipe(s: dict, label_map: dict) -> str:
     recipe = f"{s['epochs']} epochs, lr {s['lr']:.0e}, ".replace("e-0", "e-")
     recipe += f"replay {s['replay']} (<= {s['replay_ratio']:g} per site film)" if s["replay"] else "no replay"
     recipe += f", L2-SP {s['anchor']:g}" if s["anchor"] else ""
     recipe += f", site films x{s['site_repeats']}" if s["site_repeats"] > 1 else ""
     recipe += ", site films weighted alike" if s.get("site_weights") == "films" else ""
     dropped = sorted(k for k, v in s.get("label_map", {}).items() if v == "drop")
+    recipe += "".join(f", {k} trains {v}" for k, v in sorted(label_map.items()) if k != v)
     return recipe + (f", {', '.join(dropped)} left out" if dropped else "")
 
 
@@ -52,7 +53,7 @@ def row(name: str, shots="all") -> list | None:
         return None
     out = [
         name,
-        _recipe(s),
+        _recipe(s, r["label_map"]),
         f"{r['folds']} ({s['seed']})",
         _pct(step.get("called_right/normal")),
         _pct(step.get("called_right/viral_pneumonia")),
