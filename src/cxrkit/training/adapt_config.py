@@ -13,11 +13,11 @@ SITE_WEIGHTS = ("labels", "films")
 class AdaptSettings:
     """How the base is fine-tuned. Defaults: the recipe chosen on site/'s patient folds and the
     base's val split (docs/adapting.md, bench/results/site_adapt_choice.json). Normals / viral films
-    called right on held-out folds of site/ (base: 81.2 / 98.6), 3 folds, seeds 0 and 1: lr 1e-4,
-    class weights, bacterial films trained as the auxiliary `pneumonia`: 91.1 / 94.3 (seed 0);
-    the same with them left out (these defaults): 92.9 / 97.1 and 92.0 / 97.1. lr 3e-4 with site
-    films weighted alike scored 94.6 / 98.6 on seed 0 but 92.0 / 94.3 on seed 1 and 92.0 / 91.4 in
-    5 folds, and was unsteady with 10-25 labeled patients per label: not the default.
+    called right on held-out folds of site/ (base: 81.2 / 98.6): lr 1e-4, class weights, bacterial
+    films trained as the auxiliary `pneumonia`: 91.1 / 94.3 (3 folds, seed 0); the same with them
+    left out (these defaults): 92.9 / 97.1, and 92.0 / 97.1 on seed 1 and in 5 folds. lr 3e-4 with
+    site films weighted alike scored 94.6 / 98.6 on seed 0 but 92.0 / 94.3 on seed 1 and 92.0 /
+    91.4 in 5 folds, and was unsteady with 10-25 labeled patients per label: not the default.
     """
 
     epochs: int = 4
