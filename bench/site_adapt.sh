@@ -17,6 +17,7 @@ run() {  # NAME ARGS...: one site report into runs/site/NAME and bench/results/s
   nice -n 5 $PY bench/site_adapt.py "$BASE" --site "$SITE" --out "runs/site/$name" \
     --result "bench/results/site_adapt_$name" "$@"
 }
+D=(--lr 1e-4 --site-weights labels --map bacterial_pneumonia=drop)  # cxr adapt's defaults, pinned
 # The first round (lr 1e-4, class weights, bacterial films trained as the base's `pneumonia`):
 #   replay: fine-tune on site films + replayed training films; anchor: L2-SP, no replay; both;
 #   repeats: each site film 3 times per epoch
@@ -54,15 +55,15 @@ run lr3_films_seed1 "${L3[@]}" --folds 3 --seed 1 --shots 0 all --no-final \
 run lr3_films_5folds "${L3[@]}" --folds 5 --shots 0 all --no-final \
   --title "lr 3e-4, site films alike, bacterial films left out: 5 folds (each fit sees 4/5 of the site)"
 # The same check for lr 1e-4 with class weights, bacterial films left out and trained as pneumonia
-run nobact_seed1 --folds 3 --no-final --map bacterial_pneumonia=drop --lr 1e-4 --site-weights labels --seed 1 \
-  --shots 0 25 all --title "bacterial films left out, lr 1e-4, class weights: other folds and seed (seed 1)"
-run replay_seed1 --folds 3 --no-final --lr 1e-4 --site-weights labels --map bacterial_pneumonia=pneumonia --seed 1 \
-  --shots 0 25 all --title "The first default (replay, lr 1e-4, bacterial films train pneumonia): other folds and seed (seed 1)"
-run nobact_5folds --folds 5 --no-final --lr 1e-4 --site-weights labels --map bacterial_pneumonia=drop --shots 0 all \
+run nobact_seed1 "${D[@]}" --folds 3 --no-final --seed 1 --shots 0 25 all \
+  --title "bacterial films left out, lr 1e-4, class weights: other folds and seed (seed 1)"
+run replay_seed1 "${R1[@]}" --no-final --seed 1 --shots 0 25 all \
+  --title "The first default (replay, lr 1e-4, bacterial films train pneumonia): other folds and seed (seed 1)"
+run nobact_5folds "${D[@]}" --folds 5 --no-final --shots 0 all \
   --title "cxr adapt's defaults in 5 folds (each fit sees 4/5 of the site)"
 # The chosen adaptation, cxr adapt's defaults (lr 1e-4, class weights, bacterial films left out):
 # its learning curve and its cost on the base's own splits
-run default --folds 3 --lr 1e-4 --site-weights labels --map bacterial_pneumonia=drop --shots 0 5 10 25 all \
+run default "${D[@]}" --folds 3 --shots 0 5 10 25 all \
   --figure docs/images/site_learning_curve.png \
   --title "Adapting the default model to a new site: cxr adapt's defaults (learning curve)"
 $PY bench/site_adapt_choice.py replay anchor both repeats nobact nb_e8 nb_lr3 nb_rep2 nb_films nb_lr3_films \

@@ -39,8 +39,8 @@ def _recipe(s: dict, label_map: dict) -> str:
     recipe += f", L2-SP {s['anchor']:g}" if s["anchor"] else ""
     recipe += f", site films x{s['site_repeats']}" if s["site_repeats"] > 1 else ""
     recipe += ", site films weighted alike" if s.get("site_weights") == "films" else ""
-    dropped = sorted(k for k, v in s.get("label_map", {}).items() if v == "drop")
     recipe += "".join(f", {k} trains {v}" for k, v in sorted(label_map.items()) if k != v)
+    dropped = sorted(k for k, v in s.get("label_map", {}).items() if v == "drop")
     return recipe + (f", {', '.join(dropped)} left out" if dropped else "")
 
 

@@ -214,11 +214,11 @@ class AnchoredClassifier(CxrClassifier):
     everywhere else. With ``film_weights`` (one per training film; batches then carry each film's
     row as their group code) the loss weighs each film by its own weight instead of its class's."""
 
-    def __init__(self, *args, anchor: float = 0.0, film_weights: list[float] | None = None, **kw):
+    def __init__(self, *args, anchor: float = 0.0, film_weights: np.ndarray | None = None, **kw):
         super().__init__(*args, **kw)
         self.anchor = anchor
         self._start = [p.detach().clone() for p in self.model.parameters()] if anchor > 0 else []
-        w = torch.tensor(film_weights, dtype=torch.float32) if film_weights is not None else None
+        w = torch.as_tensor(film_weights, dtype=torch.float32) if film_weights is not None else None
         self.register_buffer("film_weights", w, persistent=False)
 
     def training_step(self, batch, batch_idx):
@@ -291,23 +291,21 @@ def fit_adapted(
     counts = np.bincount(labels, minlength=len(sd.outputs))
     present = counts > 0
     weights = np.where(present, counts.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
-    per_film, rows = None, None
-    if settings.site_weights == "films":
-        per_film = site_films_alike(weights[labels], len(replay))
-        rows = np.arange(len(labels))[:, None]
+    film_weights = site_films_alike(weights[labels], len(replay)) if settings.site_weights == "films" else None
     model = copy.deepcopy(sd.base.model).train()
     module = AnchoredClassifier(
         model,
         sd.outputs,
         sd.base.preprocessing.to_dict(),
-        None if per_film is not None else weights.tolist(),
+        weights.tolist() if film_weights is None else None,
         lr=settings.lr,
         warmup_epochs=min(1.0, settings.epochs / 4),
         augment=sd.augment,
         n_report=len(sd.base.classes),
         anchor=settings.anchor,
-        film_weights=None if per_film is None else per_film.tolist(),
+        film_weights=film_weights,
     )
+    rows = None if film_weights is None else np.arange(len(labels))[:, None]  # each film's row, to look up its weight
     dm = CxrDataModule(
         images, labels, np.arange(len(labels)), np.arange(0), settings.batch_size, seed=settings.seed, groups=rows
     )
