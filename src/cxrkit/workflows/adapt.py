@@ -119,7 +119,17 @@ def shot_rows(patients: list[str], labels: np.ndarray, pool: np.ndarray, shots: 
     return np.array([i for i in pool if patients[i] in chosen], dtype=np.int64)
 
 
-def _site_metrics(y: np.ndarray, logits: np.ndarray, classes: list[str], groups: list[str], resamples: int) -> dict:
+def fit_and_predict(sd, rows: np.ndarray, test: np.ndarray, settings: AdaptSettings, work: Path) -> np.ndarray:
+    """Adapt on the site films ``rows`` and return every output's logits for the films ``test``
+    (patients the fit never saw), through a run directory written to ``work`` and read back as
+    ``cxr predict`` would (fp32 torch, so hosts agree)."""
+    model = fit_adapted(sd, rows, settings)
+    shutil.rmtree(work, ignore_errors=True)
+    write_adapted(sd, model, work, settings, rows)
+    return load_predictor(work, backend="torch", precision="32").all_logits_from_uint8(sd.site_images[test])
+
+
+def site_metrics(y: np.ndarray, logits: np.ndarray, classes: list[str], groups: list[str], resamples: int) -> dict:
     """Per site label that is a class, the share called that class, and their mean (balanced
     accuracy), with patient-bootstrap 95% CIs; over the films whose label is a class."""
     keep = y < len(classes)
@@ -192,22 +202,17 @@ def site_report(
                 f"fold {k + 1}/{folds}, {'all' if s is None else s} patients per label "
                 f"({len(rows)} films): fit {done + 1}/{n_fits}, {elapsed / 60:.1f} min elapsed{eta}"
             )
-            model = fit_adapted(sd, rows, settings)
-            shutil.rmtree(work, ignore_errors=True)
-            write_adapted(sd, model, work, settings, rows)
-            held_out[s][test] = load_predictor(work, backend="torch", precision="32").all_logits_from_uint8(
-                sd.site_images[test]
-            )
+            held_out[s][test] = fit_and_predict(sd, rows, test, settings, work)
             done += 1
     shutil.rmtree(work, ignore_errors=True)
-    curve = [{"shots": 0, "label": "0 (base)", **_site_metrics(labels, base_logits, classes, patients, resamples)}]
+    curve = [{"shots": 0, "label": "0 (base)", **site_metrics(labels, base_logits, classes, patients, resamples)}]
     for s in trained:
         per_label = int(round(float(np.mean(per_label_counts[s])))) if per_label_counts[s] else 0
         curve.append(
             {
                 "shots": s if s is not None else "all",
                 "label": f"{s}" if s is not None else f"all (~{per_label} per label)",
-                **_site_metrics(labels, held_out[s], classes, patients, resamples),
+                **site_metrics(labels, held_out[s], classes, patients, resamples),
             }
         )
     report = {
