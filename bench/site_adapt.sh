@@ -69,3 +69,10 @@ run default "${D[@]}" --folds 3 --shots 0 5 10 25 all \
 $PY bench/site_adapt_choice.py replay anchor both repeats nobact nb_e8 nb_lr3 nb_rep2 nb_films nb_lr3_films \
   nb_lr5_films nb_lr3_films_e6 lr3_films_aux lr3_films lr3_films_seed1 lr3_films_5folds nobact_seed1 replay_seed1 \
   nobact_5folds default
+# The training seed alone on the same folds (seed 0), and ensembles of the adapted seeds (cxr adapt's
+# defaults of e66e40a, recorded in the results file; bacterial films left out by default)
+if [ ! -f bench/results/site_adapt_seeds.json ] || [ -n "${REDO:-}" ]; then
+  rm -rf runs/site/seeds
+  nice -n 5 $PY bench/site_adapt_seeds.py "$BASE" --site "$SITE" --out runs/site/seeds --folds 3 --fold-seed 0 \
+    --seeds 0 1 2
+fi
