@@ -37,7 +37,7 @@ from ..inference.defaults import NETWORK_BACKEND
 from ..inference.loader import load_predictor
 from ..inference.splits import predict_split
 from ..run import ModelCard, RunDir, git_commit, run_lock
-from ..training.adapt import AdaptSettings, adapt_run, fit_adapted, load_site, write_adapted
+from ..training.adapt import AdaptSettings, SiteData, adapt_run, fit_adapted, load_site, write_adapted
 
 SITE_REPORT_FORMAT = "cxrkit-site-report/1"
 DEFAULT_SHOTS = (0, 5, 10, 25, None)  # labeled patients per label; None: every training-fold patient
@@ -119,7 +119,9 @@ def shot_rows(patients: list[str], labels: np.ndarray, pool: np.ndarray, shots: 
     return np.array([i for i in pool if patients[i] in chosen], dtype=np.int64)
 
 
-def fit_and_predict(sd, rows: np.ndarray, test: np.ndarray, settings: AdaptSettings, work: Path) -> np.ndarray:
+def fit_and_predict(
+    sd: SiteData, rows: np.ndarray, test: np.ndarray, settings: AdaptSettings, work: Path
+) -> np.ndarray:
     """Adapt on the site films ``rows`` and return every output's logits for the films ``test``
     (patients the fit never saw), through a run directory written to ``work`` and read back as
     ``cxr predict`` would (fp32 torch, so hosts agree)."""
