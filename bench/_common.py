@@ -48,6 +48,14 @@ def stats(values: Sequence[float]) -> dict:
     }
 
 
+def pct_ci(ci: dict | None, missing: str = "n/a") -> str:
+    """A metric with its 95% CI as ``"92.9 [88.0, 97.2]"`` (percent); ``missing`` when there is none
+    (no CI, no value, or NaN: a class absent from the films scored)."""
+    if not ci or ci.get("value") is None or ci["value"] != ci["value"]:
+        return missing
+    return f"{ci['value'] * 100:.1f} [{ci['lo'] * 100:.1f}, {ci['hi'] * 100:.1f}]"
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]

@@ -34,7 +34,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _common import markdown_table, save_result
+from _common import markdown_table, pct_ci, save_result
 
 from cxrkit import RESEARCH_NOTICE
 
@@ -74,12 +74,6 @@ def _evaluate(run: Path, external: str) -> tuple[dict, dict]:
             run, external, by=BY, audit=True, out=run / "external", precision="32", abnormal=["pneumonia"]
         )
     return (json.loads(own.read_text()) if own.is_file() else None), json.loads(ext.read_text())
-
-
-def _pct(ci: dict | None) -> str:
-    if not ci or ci.get("value") is None:
-        return "-"
-    return f"{100 * ci['value']:.1f} [{100 * ci['lo']:.1f}, {100 * ci['hi']:.1f}]"
 
 
 def _sens(ev: dict, column: str, values: list[str], cls: str) -> dict | None:
@@ -135,16 +129,16 @@ def row(run: Path, external: str) -> dict:
         "run": run.name,
         "recipe": _recipe(run),
         "val acc": f"{100 * card['val_metrics'].get('val/acc', float('nan')):.1f}",
-        "Hannover COVID": _pct(_sens(ext, "population+label", ["adult (assumed)/covid"], "covid")),
-        "adult normal AP": _pct(_sens(ext, "population+label+view", [a.format("AP") for a in adult], "normal")),
-        "adult normal PA": _pct(_sens(ext, "population+label+view", [a.format("PA") for a in adult], "normal")),
-        "child normal": _pct(_sens(ext, "population+label", ["pediatric/normal"], "normal")),
-        "pneumonia AP called normal": _pct((by_view.get("AP") or {}).get("called_normal")),
-        "pneumonia PA called normal": _pct((by_view.get("PA") or {}).get("called_normal")),
-        "normals flagged other-abnormal": _pct(abn.get("normals_flagged")),
+        "Hannover COVID": pct_ci(_sens(ext, "population+label", ["adult (assumed)/covid"], "covid"), "-"),
+        "adult normal AP": pct_ci(_sens(ext, "population+label+view", [a.format("AP") for a in adult], "normal"), "-"),
+        "adult normal PA": pct_ci(_sens(ext, "population+label+view", [a.format("PA") for a in adult], "normal"), "-"),
+        "child normal": pct_ci(_sens(ext, "population+label", ["pediatric/normal"], "normal"), "-"),
+        "pneumonia AP called normal": pct_ci((by_view.get("AP") or {}).get("called_normal"), "-"),
+        "pneumonia PA called normal": pct_ci((by_view.get("PA") or {}).get("called_normal"), "-"),
+        "normals flagged other-abnormal": pct_ci(abn.get("normals_flagged"), "-"),
         "AUC not-normal": f"{abn['auc_not_normal']['value']:.3f}" if abn.get("auc_not_normal") else "-",
         "view probe in normals (features / pixels)": _view_probe(ext),
-        "patient test acc": _pct(own["overall"]["metrics"]["accuracy"]) if own else "-",
+        "patient test acc": pct_ci(own["overall"]["metrics"]["accuracy"], "-") if own else "-",
         "train min": f"{card['training']['wall_seconds'] / 60:.0f}",
         "note": "NIH films of external/ share a hospital with training" if shares else "all of external/ is unseen",
     }

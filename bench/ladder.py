@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 
 import yaml
-from _common import save_result
+from _common import pct_ci, save_result
 
 ORIGINAL = "98.75"  # the master's project: Radiography Database v1, random image split
 RUNGS = {
@@ -41,12 +41,6 @@ RUNGS = {
     "e": "external/: NIH and Hannover films of patients never seen, used whole",
     "f": "site/: a later acquisition's children's films, before adaptation (bacterial films left out)",
 }
-
-
-def _pct(ci: dict | None) -> str:
-    if not ci or ci.get("value") is None:
-        return "n/a"
-    return f"{ci['value'] * 100:.1f} [{ci['lo'] * 100:.1f}, {ci['hi'] * 100:.1f}]"
 
 
 def _sensitivities(metrics: dict, classes: list[str]) -> str:
@@ -81,7 +75,7 @@ def row(recipe: str, entry: dict) -> list:
         f"{card['model']['name']}, {card['preprocessing']['input_size']} px",
         metrics["data"]["n_images"],
         _leaks(metrics),
-        _pct(metrics["overall"]["metrics"]["accuracy"]),
+        pct_ci(metrics["overall"]["metrics"]["accuracy"]),
         original,
         _sensitivities(metrics, card["classes"]),
         str(card.get("git_commit"))[:10],

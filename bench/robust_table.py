@@ -26,17 +26,11 @@ from pathlib import Path
 from cxrkit import RESEARCH_NOTICE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save_result  # noqa: E402
+from _common import pct_ci, save_result  # noqa: E402
 
 
 def _load(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _pct(m) -> str:
-    if not m or m.get("value") is None:
-        return "-"
-    return f"{100 * m['value']:.1f} [{100 * m['lo']:.1f}, {100 * m['hi']:.1f}]"
 
 
 # What the flags column shows: recipe keys whose value differs from robust_recipes.sh's base
@@ -201,8 +195,8 @@ def _lso_cells(r: dict) -> str:
     the balanced accuracy on the protocol's left-out images."""
     lso = r.get("lso") or {}
     return (
-        f"| {f(lso.get('balanced_accuracy'))} | {_pct(lso.get('sensitivity/covid'))} "
-        f"| {_pct(lso.get('sensitivity/normal'))} | {f(lso.get('ece_after'), False)} "
+        f"| {f(lso.get('balanced_accuracy'))} | {pct_ci(lso.get('sensitivity/covid'), '-')} "
+        f"| {pct_ci(lso.get('sensitivity/normal'), '-')} | {f(lso.get('ece_after'), False)} "
         f"| {f((r.get('lso_left_out') or {}).get('balanced_accuracy'))} "
     )
 
@@ -245,7 +239,7 @@ def to_markdown(rows: list[dict]) -> str:
         lines.append(
             f"| `{r['variant']}` | {r['flags']} | {f(r['val_acc'])} | {f(r['val_macro_f1'])} "
             f"{_lso_cells(r)}"
-            f"| {f(r['probe_within_normals'], False)} | {_pct(r['patient_test'].get('accuracy'))} "
+            f"| {f(r['probe_within_normals'], False)} | {pct_ci(r['patient_test'].get('accuracy'), '-')} "
             f"| {f(adult_covid_normal(r['adult_only']))} | {r['minutes']} |"
         )
     return "\n".join(lines) + "\n"

@@ -21,17 +21,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from _common import save_result
+from _common import pct_ci, save_result
 
 from cxrkit.cli.adapt import _shots, add_settings_arguments, settings_from_args
 from cxrkit.evaluation.site_plots import curve_series, series_name
 from cxrkit.workflows.adapt import site_report
-
-
-def _pct(ci) -> str:
-    if not ci or ci.get("value") is None or ci["value"] != ci["value"]:
-        return "n/a"
-    return f"{ci['value'] * 100:.1f} [{ci['lo'] * 100:.1f}, {ci['hi'] * 100:.1f}]"
 
 
 def tables(report: dict) -> list[dict]:
@@ -40,7 +34,7 @@ def tables(report: dict) -> list[dict]:
     rows = []
     for j, step in enumerate(report["learning_curve"]):
         films = ", ".join(f"{c} {n}" for c, n in step["films"].items())
-        rows.append([step["label"], films, *(_pct(series[k][j]) for k in series)])
+        rows.append([step["label"], films, *(pct_ci(series[k][j]) for k in series)])
     out = [
         {
             "title": f"Held-out site patients ({report['folds']} patient-disjoint folds), % with 95% CI",
@@ -56,12 +50,12 @@ def tables(report: dict) -> list[dict]:
                 "title": "What it cost elsewhere: the base run's own patient-disjoint splits, accuracy %",
                 "columns": ["model", "val [95% CI]", "test films", "test [95% CI]", "test change (points)"],
                 "rows": [
-                    ["base (default model)", _pct(b.get("val_accuracy")), b["n_images"], _pct(b["accuracy"]), ""],
+                    ["base (default model)", pct_ci(b.get("val_accuracy")), b["n_images"], pct_ci(b["accuracy"]), ""],
                     [
                         "adapted on every site film",
-                        _pct(a.get("val_accuracy")),
+                        pct_ci(a.get("val_accuracy")),
                         a["n_images"],
-                        _pct(a["accuracy"]),
+                        pct_ci(a["accuracy"]),
                         f"{(a['accuracy']['value'] - b['accuracy']['value']) * 100:+.1f}",
                     ],
                 ],

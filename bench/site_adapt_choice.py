@@ -15,14 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-from _common import save_result
+from _common import pct_ci, save_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HELD_OUT = ["normal called normal", "viral called viral", "balanced accuracy"]
-
-
-def _pct(ci) -> str:
-    return f"{ci['value'] * 100:.1f} [{ci['lo'] * 100:.1f}, {ci['hi'] * 100:.1f}]" if ci else "n/a"
 
 
 def _points(after, before) -> str:
@@ -55,9 +51,9 @@ def row(name: str, shots="all") -> list | None:
         name,
         _recipe(s, r["label_map"]),
         f"{r['folds']} ({s['seed']})",
-        _pct(step.get("called_right/normal")),
-        _pct(step.get("called_right/viral_pneumonia")),
-        _pct(step["balanced_accuracy"]),
+        pct_ci(step.get("called_right/normal")),
+        pct_ci(step.get("called_right/viral_pneumonia")),
+        pct_ci(step["balanced_accuracy"]),
     ]
     if shots != "all":
         return out

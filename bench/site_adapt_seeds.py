@@ -20,17 +20,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import save_result
+from _common import pct_ci, save_result
 
 from cxrkit._numeric import softmax
 from cxrkit.cli.adapt import add_settings_arguments, settings_from_args
 from cxrkit.inference.loader import load_predictor
 from cxrkit.training.adapt import load_site
 from cxrkit.workflows.adapt import fit_and_predict, site_folds, site_metrics
-
-
-def _pct(ci: dict) -> str:
-    return f"{ci['value'] * 100:.1f} [{ci['lo'] * 100:.1f}, {ci['hi'] * 100:.1f}]"
 
 
 def mean_probability_logits(logits: list[np.ndarray], n_classes: int) -> np.ndarray:
@@ -81,15 +77,15 @@ def main() -> None:
     rows_out, missed = [], {}
     for name, logits in models.items():
         m = site_metrics(labels, logits, classes, patients, 2000)
-        pred = softmax(logits[:, : len(classes)]).argmax(1)
+        pred = logits[:, : len(classes)].argmax(1)
         wrong = {int(i) for i in np.nonzero((labels < len(classes)) & (pred != labels))[0]}
         missed[name] = wrong
         counts = {c: sum(1 for i in wrong if labels[i] == classes.index(c)) for c in m["films"]}
         rows_out.append(
             [
                 name,
-                *(_pct(m["metrics"][f"called_right/{c}"]) for c in m["films"]),
-                _pct(m["metrics"]["balanced_accuracy"]),
+                *(pct_ci(m["metrics"][f"called_right/{c}"]) for c in m["films"]),
+                pct_ci(m["metrics"]["balanced_accuracy"]),
                 ", ".join(f"{c} {n}" for c, n in counts.items()),
             ]
         )

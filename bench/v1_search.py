@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from _common import save_result
+from _common import pct_ci, save_result
 
 from cxrkit import RESEARCH_NOTICE
 from cxrkit._bootstrap import bootstrap_ci
@@ -55,10 +55,6 @@ def _scored(spec: str, split: str, cache: dict) -> tuple[object, np.ndarray]:
 
 def _acc_ci(correct: np.ndarray, groups) -> dict:
     return bootstrap_ci(lambda idx: {"acc": float(correct[idx].mean())}, len(correct), groups)["acc"]
-
-
-def _pct(ci: dict) -> str:
-    return f"{ci['value'] * 100:.1f} [{ci['lo'] * 100:.1f}, {ci['hi'] * 100:.1f}]"
 
 
 def _train_labels(run: str) -> dict[str, set]:
@@ -156,8 +152,8 @@ def main() -> None:
             r["name"] + (" (chosen: best val)" if r is best else ""),
             f"`{r['spec']}`",
             f"{r['train_minutes']} ({', '.join(r['trained_on'])})",
-            _pct(r["val"]),
-            _pct(r["test"]),
+            pct_ci(r["val"]),
+            pct_ci(r["test"]),
             r["test_errors"],
             r["sensitivity"],
             f"{r['leaked'][0]}/{r['leaked'][1]}",
