@@ -3,8 +3,10 @@
 The site folds stay fixed (``--fold-seed``); only the fine-tune's seed changes (its shuffling,
 augmentation and replayed films). Each seed adapts on every training-fold patient with cxr
 adapt's settings and predicts the held-out fold (:func:`cxrkit.workflows.adapt.fit_and_predict`,
-as the site report does). The ensemble of several seeds averages their class probabilities, as
-``cxr ensemble create`` would. Writes one results file (rendered by ``bench/render_results.py``).
+as the site report does). The ensemble of several seeds averages their class probabilities, the
+rule of ``cxr ensemble create``; these fold models are not calibrated, so no member's temperature
+is applied first, as an ensemble of calibrated adapted runs would. Writes one results file
+(rendered by ``bench/render_results.py``).
 
 Usage:
   python bench/site_adapt_seeds.py BASE_RUN --site ../shared/data/site --out runs/site/seeds \\
